@@ -1,0 +1,81 @@
+"""Checkpoint files: the original's format ({'netD', 'netG', 'best_hmean'|'best_aver'}) plus our metadata.
+
+Loading is always `weights_only=True`: a checkpoint is data, and a pickle that would run code is
+refused. The original's files hold a numpy.float64 score, so exactly the numpy globals that such a
+scalar needs are allowed, under their numpy 2 and numpy 1 module names.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import AeganError
+from .io import atomic_path
+
+_scalar = np._core.multiarray.scalar
+# the float64 scalar, the dtype it is built from, and that dtype's class (set on BUILD)
+NUMPY_SCALAR_GLOBALS = [_scalar, (_scalar, "numpy.core.multiarray.scalar"), np.dtype, np.dtypes.Float64DType]
+
+
+def save(path: str | os.PathLike, state: dict) -> None:
+    """torch.save through a temp file and rename: an interrupted write keeps the previous file."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise AeganError(f"checkpoint not found: {path} (train first, or copy a pretrained dict there)")
+    try:
+        with torch.serialization.safe_globals(NUMPY_SCALAR_GLOBALS):
+            state = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "refused"
+        raise AeganError(f"checkpoint {path} was refused by the safe loader (it holds objects other than "
+                         f"tensors and numbers): {first}") from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise AeganError(f"checkpoint {path} is truncated or not a PyTorch file: {msg}") from None
+    if not isinstance(state, dict) or "netG" not in state or "netD" not in state:
+        raise AeganError(f"checkpoint {path} has no netG/netD entries: not an AEGAN-AD checkpoint")
+    return state
+
+
+def describe_arch(net_cfg: dict, first_norm: bool) -> str:
+    return (f"net.isize={net_cfg['isize']}, net.nz={net_cfg['nz']}, net.ndf={net_cfg['ndf']}, "
+            f"net.ngf={net_cfg['ngf']}, net.normalize.g={net_cfg['normalize']['g']}, first_norm={first_norm}")
+
+
+def _hint(net: nn.Module, sd: dict) -> str:
+    """Name the setting most likely at fault from how the key sets differ."""
+    own = net.state_dict()
+    if any(k.endswith("running_mean") for k in sd) != any(k.endswith("running_mean") for k in own):
+        return "norm type differs (checkpoint is {} , config is {})".format(
+            "bn" if any(k.endswith("running_mean") for k in sd) else "ln",
+            "bn" if any(k.endswith("running_mean") for k in own) else "ln")
+    if set(sd) != set(own):
+        missing = sorted(set(own) - set(sd))[:2]
+        extra = sorted(set(sd) - set(own))[:2]
+        return f"layer names differ (first_norm?): missing {missing}, unexpected {extra}"
+    for k in own:
+        if tuple(own[k].shape) != tuple(sd[k].shape):
+            return (f"{k} has shape {tuple(sd[k].shape)} in the checkpoint, {tuple(own[k].shape)} here "
+                    "(isize/nz/ndf/ngf?)")
+    return "unknown difference"
+
+
+def load_weights(net: nn.Module, sd: dict, path: str | os.PathLike, what: str, arch: str) -> None:
+    """strict=True load; a mismatch is one line naming the setting, not a 40-line key dump."""
+    try:
+        net.load_state_dict(sd, strict=True)
+    except RuntimeError:
+        raise AeganError(f"checkpoint {path}: {what} does not match the network built from the config "
+                         f"({arch}): {_hint(net, sd)}") from None

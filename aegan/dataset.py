@@ -1,0 +1,76 @@
+"""What a DCASE dataset folder must say about itself, and the clip listing they share.
+
+dcase2022/datasets.py and dcase2020/datasets.py subclass `DatasetSpec` with their file-name parsing,
+grouping (section or machine ID), evaluation protocol and output names; everything else is shared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import AeganError
+
+
+@dataclass(frozen=True)
+class Clip:
+    path: Path
+    group: str  # section "01" (DCASE 2022) or machine ID "02" (DCASE 2020)
+    domain: str | None  # "source" / "target" (DCASE 2022 with labels), else None
+    label: int | None  # 1 anomaly, 0 normal, None when unknown (eval test)
+    attrs: str = ""  # the rest of the file name, kept but unused
+
+
+class DatasetSpec:
+    """Base class; subclasses fill the class attributes and the parse/evaluate methods."""
+
+    name: str  # "dcase2022"
+    machines: tuple[str, ...]
+    group_name: str  # "section" / "id"
+    best_key: str  # the original's checkpoint key: "best_hmean" / "best_aver"
+    summary_key: str  # the number a model is selected on: "hmean" / "average"
+    summary_columns: tuple[str, ...]  # header of all_metrics.csv after "metric"
+    row_columns: tuple[str, ...]  # per-group measures
+    pools: tuple[str, ...]  # pooling names of the 15 G metrics
+    root: Path  # the dataset folder (holds config.yaml)
+
+    def parse(self, path: Path, split: str, source: str) -> Clip:
+        raise NotImplementedError
+
+    def first_norm(self, mt: str) -> bool:
+        return True
+
+    def evaluate(self, clips: list[Clip], scores: np.ndarray, max_fpr: float) -> tuple[list[dict], dict]:
+        raise NotImplementedError
+
+    def score_file(self, mt: str, group: str) -> str:
+        raise NotImplementedError
+
+    def sort_key(self, path: Path):
+        return path.name
+
+    # shared ------------------------------------------------------------------------------------
+    def list_clips(self, dataset_dir: str | Path, mt: str, source: str, split: str) -> list[Clip]:
+        """Sorted clips of <dataset_dir>/<source>_data/<mt>/<split>/ (non-.wav files are skipped)."""
+        folder = Path(dataset_dir) / f"{source}_data" / mt / split
+        if not Path(dataset_dir).is_dir():
+            raise AeganError(f"dataset_dir {dataset_dir} does not exist (set it with --set dataset_dir=PATH)")
+        if not folder.is_dir():
+            raise AeganError(f"folder {folder} does not exist: expected <dataset_dir>/{source}_data/{mt}/{split}/")
+        paths = sorted((p for p in folder.iterdir() if p.suffix.lower() == ".wav"), key=self.sort_key)
+        if not paths:
+            raise AeganError(f"folder {folder} holds no .wav clips")
+        return [self.parse(p, split, source) for p in paths]
+
+    def train_clips(self, cfg: dict, mt: str) -> list[Clip]:
+        sources = {"dev": ["dev"], "eval": ["eval"], "deval": ["dev", "eval"]}[cfg["train_set"]]
+        return [c for s in sources for c in self.list_clips(cfg["dataset_dir"], mt, s, "train")]
+
+    def test_clips(self, cfg: dict, mt: str, dev: bool) -> list[Clip]:
+        return self.list_clips(cfg["dataset_dir"], mt, "dev" if dev else "eval", "test")
+
+    def check_machine(self, mt: str) -> None:
+        if mt not in self.machines:
+            raise AeganError(f"--mt {mt!r} is not a {self.name} machine type; choose one of {', '.join(self.machines)}")

@@ -1,0 +1,150 @@
+"""Log-mel features, their on-disk cache, the [-1, 1] scaling and the 128 x 128 segments.
+
+Data flows wav -> log-mel (N, n_mels, T) -> scaled -> segments. Segments are never materialised for a
+whole set: they are strided views of one contiguous tensor, gathered a batch at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zipfile
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import librosa
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .errors import AeganError
+from .io import atomic_path
+
+FEAT_KEYS = ("n_fft", "hop_length", "n_mels")
+CACHE_VERSION = 1
+
+
+def logmel(path: str | os.PathLike, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128
+           ) -> tuple[np.ndarray, int]:
+    """(log-mel in dB, shape (n_mels, T), float32; sample rate). SPEC section 2, librosa defaults otherwise."""
+    try:
+        y, sr = librosa.load(path, sr=None, mono=True)
+    except Exception as e:  # soundfile/audioread raise many types for broken files
+        raise AeganError(f"cannot read audio file {path}: {type(e).__name__}: {e}") from None
+    if y.size == 0:
+        raise AeganError(f"audio file {path} is empty")
+    if not np.all(np.isfinite(y)):
+        raise AeganError(f"audio file {path} contains NaN or infinite samples")
+    mel = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels)
+    return librosa.power_to_db(mel, ref=1.0).astype(np.float32), int(sr)
+
+
+def _logmel_job(args: tuple) -> tuple[np.ndarray, int]:
+    return logmel(*args)
+
+
+def cache_key(paths: list[Path], feat_cfg: dict) -> str:
+    """Hash of every feature setting and of each clip's path, size and mtime: a change invalidates the cache."""
+    clips = []
+    for p in paths:
+        st = os.stat(p)
+        clips.append([str(Path(p).resolve()), st.st_size, st.st_mtime_ns])
+    blob = json.dumps({"v": CACHE_VERSION, "feat": {k: feat_cfg[k] for k in FEAT_KEYS}, "clips": clips})
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+def extract(paths: list[Path], feat_cfg: dict, workers: int = 1, desc: str = "features") -> np.ndarray:
+    """Log-mel of every clip, stacked (N, n_mels, T). All clips of a set must have one length and rate."""
+    jobs = [(p, feat_cfg["n_fft"], feat_cfg["hop_length"], feat_cfg["n_mels"]) for p in paths]
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            results = list(tqdm(pool.map(_logmel_job, jobs, chunksize=8), total=len(jobs), desc=desc))
+    else:
+        results = [_logmel_job(j) for j in tqdm(jobs, desc=desc)]
+    first_shape, first_sr = results[0][0].shape, results[0][1]
+    for p, (spec, sr) in zip(paths, results):
+        if sr != first_sr:
+            raise AeganError(f"{p} has sample rate {sr} Hz, but {paths[0]} has {first_sr} Hz: "
+                             "all clips of a machine type must share one rate")
+        if spec.shape != first_shape:
+            raise AeganError(f"{p} gives {spec.shape[1]} frames, but {paths[0]} gives {first_shape[1]}: "
+                             "all clips of a machine type must have the same length")
+    return np.stack([r[0] for r in results])
+
+
+def load_or_extract(paths: list[Path], feat_cfg: dict, cache_dir: str | os.PathLike, name: str,
+                    workers: int = 1) -> np.ndarray:
+    """Features of `paths` from `<cache_dir>/<name>_<key>.npy`, extracting and caching them on a miss."""
+    if not paths:
+        raise AeganError(f"no clips to extract features from for {name}")
+    cache = Path(cache_dir) / f"{name}_{cache_key(paths, feat_cfg)}.npy"
+    if cache.exists():
+        try:
+            arr = np.load(cache)
+            if arr.ndim == 3 and arr.shape[0] == len(paths) and arr.shape[1] == feat_cfg["n_mels"]:
+                print(f"features: {len(paths)} clips from cache {cache}")
+                return arr
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile):
+            pass
+        print(f"features: cache {cache} is unreadable or stale; rebuilding it")
+    arr = extract(paths, feat_cfg, workers, desc=f"features {name}")
+    with atomic_path(cache) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, arr)
+    print(f"features: cached {len(paths)} clips to {cache}")
+    return arr
+
+
+def minmax(train_specs: np.ndarray) -> tuple[float, float]:
+    """One global max and min over all training clips."""
+    return float(train_specs.max()), float(train_specs.min())
+
+
+def scale(specs: np.ndarray, vmax: float, vmin: float) -> np.ndarray:
+    """Map [vmin, vmax] to [-1, 1] (test data uses the training max/min, so it may leave that range)."""
+    if not vmax > vmin:
+        raise AeganError(f"feature max ({vmax}) must exceed min ({vmin}): is all training audio silent?")
+    mid, half = (vmax + vmin) / 2, (vmax - vmin) / 2
+    return ((specs - mid) / half).astype(np.float32)
+
+
+def num_segments(frames: int, frame_num: int, hop: int) -> int:
+    if frames < frame_num:
+        return 0
+    return (frames - frame_num) // hop + 1
+
+
+def segment_view(specs: torch.Tensor, frame_num: int, hop: int) -> torch.Tensor:
+    """(N, M, T) -> (N, S, M, frame_num): a strided view, no copy."""
+    return specs.unfold(2, frame_num, hop).permute(0, 2, 1, 3)
+
+
+class SegmentSampler:
+    """Shuffled batches of training segments by index arithmetic on one contiguous tensor.
+
+    Each epoch's permutation comes from its own generator seeded by (seed, epoch), so a resumed run
+    sees the same batches as an uninterrupted one.
+    """
+
+    def __init__(self, specs: torch.Tensor, frame_num: int, hop: int, batch_size: int, seed: int):
+        self.view = segment_view(specs, frame_num, hop)  # (N, S, M, F)
+        self.n_clips, self.n_seg = self.view.shape[:2]
+        if self.n_seg == 0:
+            raise AeganError(f"clips have {specs.shape[2]} frames, fewer than one segment of {frame_num}")
+        self.total = self.n_clips * self.n_seg
+        self.batch_size = batch_size
+        self.seed = seed
+        if self.total < batch_size:
+            raise AeganError(f"train.bs ({batch_size}) exceeds the {self.total} training segments: lower train.bs")
+
+    def __len__(self) -> int:
+        return self.total // self.batch_size  # last incomplete batch dropped
+
+    def epoch(self, epoch: int):
+        gen = torch.Generator().manual_seed(self.seed * 100003 + epoch)
+        perm = torch.randperm(self.total, generator=gen).to(self.view.device)
+        for b in range(len(self)):
+            idx = perm[b * self.batch_size:(b + 1) * self.batch_size]
+            # (B, M, F) gathered in one indexing op, then the channel axis
+            yield self.view[idx // self.n_seg, idx % self.n_seg].unsqueeze(1)

@@ -1,0 +1,139 @@
+"""The generator (an autoencoder) and the WGAN-GP critic, DCGAN style.
+
+Layers are plain nn.Sequential stacks: their indices are the checkpoint key names of the original
+code (shared/reference/state_dict_keys.json), so do not insert or reorder modules.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _norm(kind: str, channels: int, size: int) -> nn.Module:
+    # "ln" normalises over the whole (C, H, W) map of one sample: no coupling between samples.
+    if kind == "ln":
+        return nn.LayerNorm([channels, size, size])
+    if kind == "bn":
+        return nn.BatchNorm2d(channels)
+    raise ValueError(f"unknown norm {kind!r}")
+
+
+def _pyramid(isize: int, width: int) -> list[tuple[int, int, int]]:
+    """(in_ch, out_ch, out_size) of each stride-2 stage from isize down to 4, starting at `width` channels."""
+    stages = [(1, width, isize // 2)]
+    ch, size = width, isize // 2
+    while size > 4:
+        stages.append((ch, ch * 2, size // 2))
+        ch, size = ch * 2, size // 2
+    return stages
+
+
+class Encoder(nn.Module):
+    """x (B, 1, isize, isize) -> z (B, nz, 1, 1)."""
+
+    def __init__(self, isize: int = 128, nz: int = 256, ndf: int = 32, norm: str = "ln", first_norm: bool = True):
+        super().__init__()
+        layers: list[nn.Module] = []
+        stages = _pyramid(isize, ndf)
+        for i, (cin, cout, size) in enumerate(stages):
+            # state size. cout x size x size
+            layers.append(nn.Conv2d(cin, cout, 4, 2, 1, bias=False))
+            if i > 0 or first_norm:
+                layers.append(_norm(norm, cout, size))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+        # state size. (ndf * isize/8) x 4 x 4 -> nz x 1 x 1
+        layers.append(nn.Conv2d(stages[-1][1], nz, 4, 1, 0, bias=False))
+        self.main = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.main(x)
+
+
+class Decoder(nn.Module):
+    """z (B, nz, 1, 1) -> x^ (B, 1, isize, isize) in [-1, 1]."""
+
+    def __init__(self, isize: int = 128, nz: int = 256, ngf: int = 32, norm: str = "ln"):
+        super().__init__()
+        stages = _pyramid(isize, ngf)[::-1]  # mirror of the encoder
+        top = stages[0][1]
+        layers: list[nn.Module] = [
+            # state size. top x 4 x 4
+            nn.ConvTranspose2d(nz, top, 4, 1, 0, bias=False),
+            _norm(norm, top, 4),
+            nn.ReLU(True),
+        ]
+        for cin, cout, size in stages:
+            if cin == 1:
+                break
+            # state size. cin x (2*size) x (2*size)
+            layers += [nn.ConvTranspose2d(cout, cin, 4, 2, 1, bias=False), _norm(norm, cin, size * 2), nn.ReLU(True)]
+        # state size. 1 x isize x isize
+        layers += [nn.ConvTranspose2d(ngf, 1, 4, 2, 1, bias=False), nn.Tanh()]
+        self.main = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.main(z)
+
+
+class Generator(nn.Module):
+    """Autoencoder. Attribute names `Encoder`/`Decoder` are the original's checkpoint prefixes."""
+
+    def __init__(self, isize: int = 128, nz: int = 256, ndf: int = 32, ngf: int = 32, norm: str = "ln",
+                 first_norm: bool = True):
+        super().__init__()
+        self.Encoder = Encoder(isize, nz, ndf, norm, first_norm)
+        self.Decoder = Decoder(isize, nz, ngf, norm)
+
+    def forward(self, x: torch.Tensor, outz: bool = False) -> torch.Tensor:
+        z = self.Encoder(x)
+        return z if outz else self.Decoder(z)
+
+    def forward_with_z(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x^, z) from one encoder pass; the test-time scores need both."""
+        z = self.Encoder(x)
+        return self.Decoder(z), z
+
+
+class Discriminator(nn.Module):
+    """Critic: x -> (critic value (B, 1), embedding f(x) (B, C)) with C = ndf * isize / 8 (512)."""
+
+    def __init__(self, isize: int = 128, ndf: int = 32):
+        super().__init__()
+        self.main = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(cin, cout, 4, 2, 1, bias=False), _norm("ln", cout, size),
+                          nn.LeakyReLU(0.2, inplace=True))
+            for cin, cout, size in _pyramid(isize, ndf)
+        )
+        ch = _pyramid(isize, ndf)[-1][1]
+        # depthwise 4x4 conv: one learned spatial pooling per channel -> ch x 1 x 1 -> ch
+        self.feat_extract_layer = nn.Sequential(nn.Conv2d(ch, ch, 4, 1, 0, groups=ch, bias=False), nn.Flatten())
+        self.output_layer = nn.Sequential(nn.LayerNorm(ch), nn.LeakyReLU(0.2, inplace=True), nn.Linear(ch, 1))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.main:
+            x = block(x)
+        return self.feat_extract_layer(x)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feat = self.embed(x)
+        return self.output_layer(feat), feat
+
+
+def weights_init(m: nn.Module) -> None:
+    """DCGAN init; apply with `net.apply(weights_init)` so it reaches every submodule."""
+    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(m.weight, 0.0, 0.02)
+    elif isinstance(m, nn.BatchNorm2d):
+        nn.init.normal_(m.weight, 1.0, 0.02)
+        nn.init.zeros_(m.bias)
+
+
+def build_nets(net_cfg: dict, first_norm: bool) -> tuple[Generator, Discriminator]:
+    """G and D from the `net` config section, initialised."""
+    g = Generator(net_cfg["isize"], net_cfg["nz"], net_cfg["ndf"], net_cfg["ngf"], net_cfg["normalize"]["g"],
+                  first_norm)
+    d = Discriminator(net_cfg["isize"], net_cfg["ndf"])
+    g.apply(weights_init)
+    d.apply(weights_init)
+    return g, d

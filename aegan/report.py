@@ -1,0 +1,61 @@
+"""Tables on the console and the CSV files users and the official evaluators read."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from .dataset import Clip, DatasetSpec
+from .io import write_text
+
+
+def _fmt(v: float) -> str:
+    return "   nan" if v is None or np.isnan(v) else f"{100 * v:6.2f}"
+
+
+def table(spec: DatasetSpec, metric: str, rows: list[dict], summary: dict, title: str = "") -> str:
+    """Per-group table (values in %), then the machine-type summary line(s)."""
+    cols = spec.row_columns
+    head = f"{spec.group_name:>8}  " + "  ".join(f"{c:>10}" for c in cols)
+    lines = [f"{metric}{'  (' + title + ')' if title else ''}", head]
+    for r in rows:
+        lines.append(f"{r[spec.group_name]:>8}  " + "  ".join(f"{_fmt(r[c]):>10}" for c in cols))
+    agg = "hmean" if spec.summary_key == "hmean" else "mean"
+    lines.append(f"{agg:>8}  " + "  ".join(f"{_fmt(summary[c]):>10}" for c in cols))
+    lines.append(f"{spec.summary_key:>8}  {_fmt(summary[spec.summary_key]):>10}")
+    return "\n".join(lines)
+
+
+def _csv(header: list[str], rows: list[list]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    if header:
+        w.writerow(header)
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def write_results(spec: DatasetSpec, results: dict[str, tuple[list[dict], dict]], out_dir: Path) -> list[Path]:
+    """all_metrics.csv (machine-type summary per metric, full precision) and per_<group>.csv."""
+    summary_rows = [[m] + [repr(float(s[c])) for c in spec.summary_columns] for m, (_, s) in results.items()]
+    group_rows = [[m, r[spec.group_name]] + [repr(float(r[c])) for c in spec.row_columns]
+                  for m, (rows, _) in results.items() for r in rows]
+    a = out_dir / "all_metrics.csv"
+    b = out_dir / f"per_{spec.group_name}.csv"
+    write_text(a, _csv(["metric", *spec.summary_columns], summary_rows))
+    write_text(b, _csv(["metric", spec.group_name, *spec.row_columns], group_rows))
+    return [a, b]
+
+
+def write_scores(spec: DatasetSpec, mt: str, clips: list[Clip], scores: np.ndarray, out_dir: Path) -> list[Path]:
+    """Official anomaly score files, one per group, headerless `file name,score` rows."""
+    written = []
+    for g in sorted({c.group for c in clips}):
+        rows = [[c.path.name, repr(float(s))] for c, s in zip(clips, scores) if c.group == g]
+        path = out_dir / spec.score_file(mt, g)
+        write_text(path, _csv([], rows))
+        written.append(path)
+    return written

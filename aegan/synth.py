@@ -1,0 +1,169 @@
+"""Synthetic machine sound in the official DCASE 2022 / 2020 layouts and file names, for demos and tests.
+
+Normal sound: a harmonic hum whose fundamental depends on the machine type and section/ID (target
+domain: shifted fundamental and louder noise), slow amplitude modulation, small per-clip jitter,
+broadband noise. Anomalies, one kind per clip: a click train, an extra high tone, band-limited noise
+bursts, or a shifted fundamental. Everything is drawn from one seeded generator: same seed, same bytes.
+
+    python -m aegan.synth --year 2022 --machine fan --out data/synth2022
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from .io import atomic_path, write_text
+
+ANOMALY_KINDS = ("click", "tone", "burst", "shift")
+
+
+def _base_f0(machine: str, group: str) -> float:
+    h = zlib.crc32(f"{machine}/{group}".encode()) % 1000
+    return 60.0 + 0.25 * h  # 60..310 Hz, stable across runs and machines
+
+
+def normal_sound(rng: np.random.Generator, sr: int, seconds: float, f0: float, noise: float) -> np.ndarray:
+    n = int(round(sr * seconds))
+    t = np.arange(n) / sr
+    f0 = f0 * (1 + rng.normal(0, 0.005))
+    y = np.zeros(n)
+    for k in range(1, 9):
+        if k * f0 >= sr / 2 - 100:
+            break
+        y += (1.0 / k) * np.sin(2 * np.pi * k * f0 * t + rng.uniform(0, 2 * np.pi))
+    am = 1 + 0.2 * np.sin(2 * np.pi * rng.uniform(0.3, 1.0) * t + rng.uniform(0, 2 * np.pi))
+    return 0.1 * y * am + noise * rng.normal(0, 1, n)
+
+
+def add_anomaly(rng: np.random.Generator, y: np.ndarray, sr: int, kind: str, f0: float) -> np.ndarray:
+    n = len(y)
+    t = np.arange(n) / sr
+    y = y.copy()
+    if kind == "click":
+        period = int(sr / rng.uniform(6, 12))
+        for start in range(int(rng.uniform(0, period)), n - 64, period):
+            y[start:start + 64] += 0.6 * rng.choice([-1, 1]) * np.exp(-np.arange(64) / 8)
+    elif kind == "tone":
+        f = rng.uniform(0.15, 0.35) * sr
+        y += 0.08 * np.sin(2 * np.pi * f * t)
+    elif kind == "burst":
+        for _ in range(int(rng.integers(3, 7))):
+            start, length = int(rng.uniform(0, n - sr // 8)), int(sr * rng.uniform(0.05, 0.15))
+            seg = rng.normal(0, 1, length)
+            seg = np.convolve(seg, np.ones(4) / 4, mode="same")  # soften to a band
+            y[start:start + length] += 0.25 * seg[: n - start]
+    elif kind == "shift":
+        y += 0.15 * np.sin(2 * np.pi * f0 * 1.37 * t) + 0.08 * np.sin(2 * np.pi * f0 * 2.74 * t)
+    else:
+        raise ValueError(kind)
+    return y
+
+
+def _write(path: Path, y: np.ndarray, sr: int) -> None:
+    y = np.clip(y / max(1.0, np.abs(y).max() / 0.9), -1, 1)
+    with atomic_path(path) as tmp:
+        sf.write(tmp, y, sr, subtype="PCM_16", format="WAV")
+
+
+def _clip(rng, machine, group, domain, anomalous, sr, seconds):
+    f0 = _base_f0(machine, group) * (1.12 if domain == "target" else 1.0)
+    y = normal_sound(rng, sr, seconds, f0, 0.01 if domain == "source" else 0.02)
+    if anomalous:
+        y = add_anomaly(rng, y, sr, ANOMALY_KINDS[int(rng.integers(len(ANOMALY_KINDS)))], f0)
+    return y
+
+
+def make_2022(out: Path, machine: str, seconds: float = 3.0, sr: int = 16000, n_train: int = 16,
+              n_train_target: int = 2, n_test: int = 5, dev_sections=("00", "01", "02"),
+              eval_sections=("03", "04", "05"), seed: int = 0) -> Path:
+    """DCASE 2022 layout. n_test clips per (section, domain, label) in the dev test set; the eval test
+    set has unlabelled names, and its truth goes to ground_truth_data/ and ground_truth_domain/."""
+    rng = np.random.default_rng(seed)
+    for part, sections in (("dev", dev_sections), ("eval", eval_sections)):
+        base = out / f"{part}_data" / machine
+        for sec in sections:
+            i = 0
+            for domain, count in (("source", n_train), ("target", n_train_target)):
+                for _ in range(count):
+                    name = f"section_{sec}_{domain}_train_normal_{i:04d}_a_{i % 3}.wav"
+                    _write(base / "train" / name, _clip(rng, machine, sec, domain, False, sr, seconds), sr)
+                    i += 1
+            test = [(d, lab) for d in ("source", "target") for lab in ("normal", "anomaly") for _ in range(n_test)]
+            if part == "eval":
+                rng.shuffle(test)
+            truth, dom = [], []
+            for j, (domain, label) in enumerate(test):
+                y = _clip(rng, machine, sec, domain, label == "anomaly", sr, seconds)
+                if part == "dev":
+                    name = f"section_{sec}_{domain}_test_{label}_{j:04d}_a_{j % 3}.wav"
+                else:
+                    name = f"section_{sec}_{j:04d}.wav"
+                    truth.append(f"{name},{int(label == 'anomaly')}")
+                    dom.append(f"{name},{int(domain == 'target')}")
+                _write(base / "test" / name, y, sr)
+            if part == "eval":
+                write_text(out / "ground_truth_data" / f"ground_truth_{machine}_section_{sec}_test.csv",
+                           "\n".join(truth) + "\n")
+                write_text(out / "ground_truth_domain" / f"ground_truth_{machine}_section_{sec}_test.csv",
+                           "\n".join(dom) + "\n")
+    return out
+
+
+def make_2020(out: Path, machine: str, seconds: float = 3.0, sr: int = 16000, n_train: int = 18,
+              n_test: int = 8, dev_ids=("00", "02", "04"), eval_ids=("01", "03", "05"), seed: int = 0) -> Path:
+    """DCASE 2020 layout: normal_id_II_NNNNNNNN.wav; eval test id_II_NNNNNNNN.wav (truth in ground_truth_data/)."""
+    rng = np.random.default_rng(seed)
+    for part, ids in (("dev", dev_ids), ("eval", eval_ids)):
+        base = out / f"{part}_data" / machine
+        for mid in ids:
+            for i in range(n_train):
+                _write(base / "train" / f"normal_id_{mid}_{i:08d}.wav",
+                       _clip(rng, machine, mid, "source", False, sr, seconds), sr)
+            test = [lab for lab in ("normal", "anomaly") for _ in range(n_test)]
+            if part == "eval":
+                rng.shuffle(test)
+            truth = []
+            for j, label in enumerate(test):
+                y = _clip(rng, machine, mid, "source", label == "anomaly", sr, seconds)
+                name = f"{label}_id_{mid}_{j:08d}.wav" if part == "dev" else f"id_{mid}_{j:08d}.wav"
+                if part == "eval":
+                    truth.append(f"{name},{int(label == 'anomaly')}")
+                _write(base / "test" / name, y, sr)
+            if part == "eval":
+                write_text(out / "ground_truth_data" / f"ground_truth_{machine}_id_{mid}_test.csv",
+                           "\n".join(truth) + "\n")
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m aegan.synth", description=__doc__.split("\n\n")[0])
+    p.add_argument("--year", type=int, choices=(2020, 2022), required=True)
+    p.add_argument("--machine", required=True, help="machine type name used in the folder and hash")
+    p.add_argument("--out", required=True, help="dataset_dir to write (dev_data/ and eval_data/ go inside)")
+    p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--sr", type=int, default=16000)
+    p.add_argument("--train", type=int, default=None, help="normal training clips per section/ID (source)")
+    p.add_argument("--test", type=int, default=None, help="test clips per section/domain/label (2022) or ID/label")
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    if a.seconds <= 0 or a.sr < 1000:
+        print("error: --seconds must be positive and --sr at least 1000", file=sys.stderr)
+        sys.exit(2)
+    kw = {"seconds": a.seconds, "sr": a.sr, "seed": a.seed}
+    if a.train is not None:
+        kw["n_train"] = a.train
+    if a.test is not None:
+        kw["n_test"] = a.test
+    out = (make_2022 if a.year == 2022 else make_2020)(Path(a.out), a.machine, **kw)
+    n = sum(1 for _ in out.rglob("*.wav"))
+    print(f"synth: wrote {n} clips of {a.machine} (DCASE {a.year} layout) under {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""The training loop: critic step then generator step per batch, evaluation and model selection per epoch,
+checkpoints written atomically (`<mt>.pth` = selected model, `<mt>_last.pth` = resumable state)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from . import checkpoint
+from .dataset import DatasetSpec
+from .device import seed_everything
+from .errors import AeganError
+from .features import SegmentSampler, minmax
+from .losses import d_step, g_step
+from .nets import build_nets
+from .pipeline import best_metric, evaluate_all, features, resolve_metric, scaled_tensor, score_clips, train_features
+
+SELECT_NOTE = {
+    "best": "model selection: the epoch and metric with the highest {key} on the LABELLED dev test set, as in the "
+            "paper (numbers selected this way are optimistic; use --set train.select=last or =metric for an "
+            "honest run)",
+    "metric": "model selection: the epoch with the highest {key} of detect.metric={metric} on the labelled dev "
+              "test set (the metric is fixed, the epoch is still chosen on test labels)",
+    "last": "model selection: the last epoch (the test set is only reported, never used to choose)",
+}
+
+
+def get_logger(log_dir: Path, mt: str) -> logging.Logger:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    logger = logging.getLogger(f"aegan.{log_dir}.{mt}")
+    logger.handlers.clear()
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    fh = logging.FileHandler(log_dir / "train.log")
+    fh.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    sh = logging.StreamHandler()
+    sh.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(fh)
+    logger.addHandler(sh)
+    return logger
+
+
+def model_paths(cfg: dict, mt: str) -> tuple[Path, Path]:
+    d = Path(cfg["model_dir"])
+    return d / f"{mt}.pth", d / f"{mt}_last.pth"
+
+
+def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int, resume: bool = False) -> dict:
+    """Train one machine type; returns {'epoch', 'metric', 'value'} of the selected model."""
+    seed_everything(seed)
+    logger = get_logger(Path(cfg["log_dir"]) / mt, mt)
+    tcfg, wgan, feat = cfg["train"], cfg["train"]["wgan"], cfg["feat"]
+    select = tcfg["select"]
+    fixed_metric = resolve_metric(spec, cfg["detect"]["metric"]) if cfg["detect"]["metric"] else None
+    best_path, last_path = model_paths(cfg, mt)
+
+    train_clips, raw = train_features(spec, cfg, mt)
+    vmax, vmin = minmax(raw)
+    train_specs = scaled_tensor(raw, vmax, vmin, device)
+    del raw
+    test_clips = spec.test_clips(cfg, mt, dev=True)
+    test_specs = scaled_tensor(features(spec, cfg, mt, test_clips, "test_dev"), vmax, vmin, device)
+    logger.info(f"{mt}: {len(train_clips)} training clips ({cfg['train_set']}), {len(test_clips)} dev test clips, "
+                f"feature max {vmax:.4f} min {vmin:.4f}")
+
+    first_norm = spec.first_norm(mt)
+    netG, netD = build_nets(cfg["net"], first_norm)
+    netG.to(device)
+    netD.to(device)
+    optD = torch.optim.Adam(netD.parameters(), lr=tcfg["lrD"], betas=(tcfg["beta1"], 0.999))
+    optG = torch.optim.Adam(netG.parameters(), lr=tcfg["lrG"], betas=(tcfg["beta1"], 0.999))
+    sampler = SegmentSampler(train_specs, feat["frame_num"], feat["graph_hop_f"], tcfg["bs"], seed)
+    arch = checkpoint.describe_arch(cfg["net"], first_norm)
+
+    start, best = 0, {"value": -math.inf, "epoch": 0, "metric": None}
+    if resume:
+        if not last_path.exists():
+            raise AeganError(f"--resume: no resumable checkpoint {last_path} (train without --resume first)")
+        state = checkpoint.load(last_path, device)
+        checkpoint.load_weights(netG, state["netG"], last_path, "netG", arch)
+        checkpoint.load_weights(netD, state["netD"], last_path, "netD", arch)
+        optG.load_state_dict(state["optG"])
+        optD.load_state_dict(state["optD"])
+        torch.set_rng_state(state["rng_cpu"].cpu())
+        if device.type == "cuda" and "rng_cuda" in state:
+            torch.cuda.set_rng_state(state["rng_cuda"].cpu(), device)
+        start, best = state["epoch"], state["best"]
+        logger.info(f"resuming from {last_path} at epoch {start + 1}")
+        if start >= tcfg["epoch"]:
+            logger.info(f"nothing to do: {last_path} already holds {start} of train.epoch={tcfg['epoch']} epochs")
+            return best
+
+    logger.info(SELECT_NOTE[select].format(key=spec.summary_key, metric=fixed_metric))
+    for epoch in range(start, tcfg["epoch"]):
+        t0 = time.time()
+        netG.train()
+        netD.train()
+        sums: dict[str, float] = {}
+        bar = tqdm(sampler.epoch(epoch), total=len(sampler), desc=f"epoch {epoch + 1}/{tcfg['epoch']}", leave=False)
+        with torch.autocast(device.type, torch.bfloat16, enabled=tcfg["amp"] == "bf16"):
+            for i, x in enumerate(bar):
+                x = x.to(device, non_blocking=True)
+                losses = d_step(netD, netG, optD, x, wgan)
+                if i % wgan["ncritic"] == 0:
+                    losses |= g_step(netD, netG, optG, x, wgan)
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                if not all(math.isfinite(v) for v in losses.values()):
+                    raise AeganError(f"epoch {epoch + 1}, batch {i}: loss is not finite ({losses}); stopped, the last "
+                                     f"good checkpoint {last_path} is kept (lower train.lrD/lrG?)")
+                bar.set_postfix(lossD=f"{losses['lossD']:.3f}", lossG=f"{losses.get('lossG', float('nan')):.3f}")
+        n_g = len(range(0, len(sampler), wgan["ncritic"]))
+        mean = {k: v / (n_g if k in ("lossG", "rec", "fm") else len(sampler)) for k, v in sums.items()}
+
+        scores = score_clips(netG, netD, train_specs, test_specs, spec, cfg, device)
+        results = evaluate_all(spec, test_clips, scores, cfg["detect"]["p"])
+        top = best_metric(spec, results)
+        shown = fixed_metric if select == "metric" else top
+        value = results[shown][1][spec.summary_key]
+        improved = select == "last" or value > best["value"]
+        if improved:
+            best = {"value": float(value), "epoch": epoch + 1, "metric": shown}
+            checkpoint.save(best_path, {
+                "netD": netD.state_dict(), "netG": netG.state_dict(), spec.best_key: float(value),
+                "feat_max": vmax, "feat_min": vmin, "config": cfg, "epoch": epoch + 1, "metric": shown,
+                "select": select, "seed": seed,
+            })
+        last = {"netD": netD.state_dict(), "netG": netG.state_dict(), "optD": optD.state_dict(),
+                "optG": optG.state_dict(), "epoch": epoch + 1, "best": best, "rng_cpu": torch.get_rng_state(),
+                "feat_max": vmax, "feat_min": vmin, "config": cfg, "seed": seed}
+        if device.type == "cuda":
+            last["rng_cuda"] = torch.cuda.get_rng_state(device)
+        checkpoint.save(last_path, last)
+        summ = results[shown][1]
+        logger.info(
+            f"epoch {epoch + 1}/{tcfg['epoch']} lossD {mean['lossD']:.4f} lossG {mean.get('lossG', math.nan):.4f} "
+            f"rec {mean.get('rec', math.nan):.5f} {time.time() - t0:.1f}s | {shown}: "
+            + " ".join(f"{c} {100 * summ[c]:.2f}" for c in spec.summary_columns)
+            + (" *saved" if improved else "")
+        )
+    logger.info(f"selected model: epoch {best['epoch']}, metric {best['metric']}, {spec.summary_key} "
+                f"{100 * best['value']:.2f} -> {best_path}")
+    return best
