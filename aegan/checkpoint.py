@@ -61,10 +61,11 @@ def _hint(net: nn.Module, sd: dict) -> str:
         return "norm type differs (checkpoint is {} , config is {})".format(
             "bn" if any(k.endswith("running_mean") for k in sd) else "ln",
             "bn" if any(k.endswith("running_mean") for k in own) else "ln")
+    if ("Encoder.main.1.weight" in sd) != ("Encoder.main.1.weight" in own):
+        return "first_norm differs (a norm after the encoder's first conv: {} in the checkpoint, {} here)".format(
+            "Encoder.main.1.weight" in sd, "Encoder.main.1.weight" in own)
     if set(sd) != set(own):
-        missing = sorted(set(own) - set(sd))[:2]
-        extra = sorted(set(sd) - set(own))[:2]
-        return f"layer names differ (first_norm?): missing {missing}, unexpected {extra}"
+        return f"number of layers differs ({len(sd)} tensors in the checkpoint, {len(own)} here; net.isize?)"
     for k in own:
         if tuple(own[k].shape) != tuple(sd[k].shape):
             return (f"{k} has shape {tuple(sd[k].shape)} in the checkpoint, {tuple(own[k].shape)} here "

@@ -46,6 +46,14 @@ def _type_ok(default: Any, value: Any) -> bool:
     return isinstance(value, type(default))
 
 
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def merge(base: dict, override: dict, source: str, prefix: str = "") -> dict:
     """Deep-merge `override` into a copy of `base`, refusing keys and types the base does not know."""
     out = copy.deepcopy(base)
@@ -72,6 +80,8 @@ def merge(base: dict, override: dict, source: str, prefix: str = "") -> dict:
             if value is not None and want is not None and not isinstance(value, want):
                 raise AeganError(f"{source}: {name} must be a {want.__name__} or null, got {value!r}")
             out[key] = value
+        elif isinstance(default, float) and isinstance(value, str) and _is_float(value):
+            out[key] = float(value)  # PyYAML reads 1e-3 (no dot) as a string
         elif _type_ok(default, value):
             out[key] = float(value) if isinstance(default, float) else value
         else:

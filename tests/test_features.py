@@ -1,0 +1,123 @@
+"""SPEC section 2: log-mel features, the cache, the [-1, 1] scaling, segments and the batch sampler."""
+
+import librosa
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from aegan.errors import AeganError
+from aegan.features import (SegmentSampler, extract, load_or_extract, logmel, minmax, num_segments, scale,
+                            segment_view)
+from conftest import REAL
+
+FEAT = {"n_fft": 2048, "hop_length": 512, "n_mels": 128}
+
+
+def write_wav(path, seconds=1.0, sr=16000, seed=0):
+    y = np.random.default_rng(seed).normal(0, 0.1, int(sr * seconds))
+    sf.write(path, y, sr, subtype="PCM_16")
+    return path
+
+
+def test_logmel_equals_direct_librosa(tmp_path):
+    p = write_wav(tmp_path / "a.wav", 10.0)
+    spec, sr = logmel(p, **FEAT)
+    y, sr2 = librosa.load(p, sr=None, mono=True)
+    direct = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr2, n_fft=2048, hop_length=512,
+                                                                n_mels=128), ref=1.0)
+    assert sr == 16000 and spec.dtype == np.float32
+    assert spec.shape == (128, 313)  # a 10 s clip
+    np.testing.assert_allclose(spec, direct, rtol=0, atol=1e-4)
+
+
+def test_313_frames_give_186_segments():
+    assert num_segments(313, 128, 1) == 186
+    assert num_segments(344, 128, 1) == 217  # DCASE 2020 ToyCar, 11 s
+    assert num_segments(100, 128, 1) == 0
+    specs = torch.arange(2 * 4 * 313, dtype=torch.float32).reshape(2, 4, 313)
+    view = segment_view(specs, 128, 1)
+    assert view.shape == (2, 186, 4, 128)
+    assert torch.equal(view[1, 57], specs[1, :, 57:57 + 128])
+    assert torch.equal(segment_view(specs, 128, 3)[0, 5], specs[0, :, 15:143])
+
+
+def test_scaling_maps_train_range_to_unit_interval():
+    rng = np.random.default_rng(0)
+    train = rng.uniform(-80, 20, (5, 8, 30)).astype(np.float32)
+    vmax, vmin = minmax(train)
+    assert vmax == train.max() and vmin == train.min()
+    s = scale(train, vmax, vmin)
+    assert s.max() == pytest.approx(1) and s.min() == pytest.approx(-1)
+    np.testing.assert_allclose(s, (train - (vmax + vmin) / 2) / ((vmax - vmin) / 2), atol=1e-6)
+    # test data uses the training max/min, so it can leave [-1, 1]
+    assert scale(np.array([[[vmax + (vmax - vmin) / 2]]]), vmax, vmin).item() == pytest.approx(2)
+    with pytest.raises(AeganError, match="silent"):
+        scale(train, 1.0, 1.0)
+
+
+def test_sampler_batches_are_real_segments_and_epochwise_deterministic():
+    specs = torch.randn(3, 8, 20)
+    s = SegmentSampler(specs, 8, 2, batch_size=5, seed=7)
+    assert s.total == 3 * 7 and len(s) == 4  # 21 segments, last incomplete batch dropped
+    batches = list(s.epoch(0))
+    assert all(b.shape == (5, 1, 8, 8) for b in batches)
+    segs = {tuple(specs[c, :, 2 * i:2 * i + 8].flatten().tolist()) for c in range(3) for i in range(7)}
+    seen = [tuple(x.flatten().tolist()) for b in batches for x in b]
+    assert set(seen) <= segs and len(set(seen)) == 20  # no repeats within an epoch
+    assert all(torch.equal(a, b) for a, b in zip(batches, s.epoch(0)))
+    assert not all(torch.equal(a, b) for a, b in zip(batches, s.epoch(1)))
+
+
+def test_cache_is_reused_and_keyed_on_settings_and_clips(tmp_path, capsys):
+    paths = [write_wav(tmp_path / f"c{i}.wav", 1.0, seed=i) for i in range(3)]
+    a = load_or_extract(paths, FEAT, tmp_path / "cache", "train", workers=1)
+    assert "cached 3 clips" in capsys.readouterr().out
+    b = load_or_extract(paths, FEAT, tmp_path / "cache", "train", workers=1)
+    assert "from cache" in capsys.readouterr().out
+    np.testing.assert_array_equal(a, b)
+    c = load_or_extract(paths, {**FEAT, "n_mels": 64}, tmp_path / "cache", "train", workers=1)
+    assert c.shape[1] == 64 and "cached" in capsys.readouterr().out
+    write_wav(paths[1], 1.0, seed=99)  # same name, new content
+    d = load_or_extract(paths, FEAT, tmp_path / "cache", "train", workers=1)
+    assert "cached" in capsys.readouterr().out and not np.array_equal(d[1], a[1])
+    np.testing.assert_array_equal(d[0], a[0])
+
+
+def test_corrupt_cache_is_rebuilt(tmp_path, capsys):
+    paths = [write_wav(tmp_path / "c.wav")]
+    a = load_or_extract(paths, FEAT, tmp_path, "x", workers=1)
+    cache = next(tmp_path.glob("x_*.npy"))
+    cache.write_bytes(cache.read_bytes()[:100])
+    b = load_or_extract(paths, FEAT, tmp_path, "x", workers=1)
+    assert "rebuilding" in capsys.readouterr().out
+    np.testing.assert_array_equal(a, b)
+
+
+def test_parallel_extraction_equals_serial(tmp_path):
+    paths = [write_wav(tmp_path / f"c{i}.wav", 0.5, seed=i) for i in range(4)]
+    np.testing.assert_array_equal(extract(paths, FEAT, workers=1), extract(paths, FEAT, workers=2))
+
+
+def test_unequal_lengths_and_rates_are_clear_errors(tmp_path):
+    a = write_wav(tmp_path / "a.wav", 1.0)
+    b = write_wav(tmp_path / "b.wav", 2.0)
+    with pytest.raises(AeganError, match="b.wav gives .* frames"):
+        extract([a, b], FEAT)
+    c = write_wav(tmp_path / "c.wav", 1.0, sr=22050)
+    with pytest.raises(AeganError, match="c.wav has sample rate 22050"):
+        extract([a, c], FEAT)
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio at all")
+    with pytest.raises(AeganError, match="cannot read audio file .*bad.wav"):
+        extract([bad], FEAT)
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="../shared/real/ (real DCASE 2020 clips) is absent")
+def test_real_clips_give_expected_frames():
+    toycar = sorted((REAL / "ToyCar" / "normal").glob("*.wav"))[0]
+    fan = sorted((REAL / "fan" / "normal").glob("*.wav"))[0]
+    spec, sr = logmel(toycar, **FEAT)
+    assert sr == 16000 and spec.shape == (128, 344)  # 11 s
+    spec, sr = logmel(fan, **FEAT)
+    assert spec.shape == (128, 313) and np.isfinite(spec).all()

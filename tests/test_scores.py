@@ -1,0 +1,70 @@
+"""SPEC section 5: the 19 scores against direct computations, the critic detectors against sklearn."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
+
+from aegan.nets import build_nets
+from aegan.scores import NAN_SCORE, EmbeddingDetectors, all_scores, embed_clips, generator_scores, metric_names
+
+NET = {"isize": 16, "nz": 8, "ndf": 4, "ngf": 4, "normalize": {"g": "ln", "d": "ln"}}
+
+
+def test_metric_names_are_the_19():
+    names = metric_names()
+    assert len(names) == 19 == len(set(names))
+    assert names[:3] == ["G_x_2_sum", "G_x_2_min", "G_x_2_max"]
+    assert "G_z_cos_min" in names and "G_z_1_sum" in names and names[-4:] == ["D_maha", "D_knn", "D_lof", "D_cos"]
+    assert "G_x_2_mean" in metric_names(("mean", "min", "max"))
+
+
+def test_generator_scores_equal_a_direct_per_clip_loop():
+    torch.manual_seed(0)
+    g, d = build_nets(NET, True)
+    g.eval()
+    d.eval()
+    specs = torch.rand(3, 16, 22) * 2 - 1  # 3 clips, 22 frames -> 4 segments of 16 with hop 2
+    scores, emb = generator_scores(g, d, specs, 16, 2, torch.device("cpu"), ("sum", "min", "max"), batch=5)
+    for c in range(3):
+        x = torch.stack([specs[c, :, 2 * i:2 * i + 16] for i in range(4)]).unsqueeze(1)
+        with torch.no_grad():
+            xh = g(x)
+            z, zh = g(x, outz=True).flatten(1), g(xh, outz=True).flatten(1)
+            f = d(x)[1]
+        per = {
+            "x_2": ((xh - x) ** 2).sum((1, 2, 3)), "x_1": (xh - x).abs().sum((1, 2, 3)),
+            "z_2": ((zh - z) ** 2).sum(1), "z_1": (zh - z).abs().sum(1),
+            "z_cos": torch.stack([1 - torch.dot(z[i], zh[i]) / (z[i].norm() * zh[i].norm()) for i in range(4)]),
+        }
+        for key, v in per.items():
+            for pool, fn in (("sum", torch.sum), ("min", torch.min), ("max", torch.max)):
+                assert scores[f"G_{key}_{pool}"][c] == pytest.approx(fn(v).item(), rel=1e-4, abs=1e-6)
+        np.testing.assert_allclose(emb[c], f.mean(0).numpy(), rtol=1e-4, atol=1e-6)
+    emb2 = embed_clips(d, specs, 16, 2, torch.device("cpu"), batch=3)
+    np.testing.assert_allclose(emb, emb2, rtol=1e-5, atol=1e-7)
+
+
+def test_embedding_detectors_against_sklearn_and_numpy():
+    rng = np.random.default_rng(0)
+    train = rng.normal(0, 1, (40, 5))
+    test = rng.normal(0, 1.5, (7, 5))
+    det = EmbeddingDetectors(train).score(test)
+    mu, vi = train.mean(0), np.linalg.inv(np.cov(train, rowvar=False))
+    maha = [np.sqrt((t - mu) @ vi @ (t - mu)) for t in test]
+    np.testing.assert_allclose(det["D_maha"], maha, rtol=1e-8)
+    dist, _ = NearestNeighbors(n_neighbors=2, metric="cosine").fit(train).kneighbors(test)
+    np.testing.assert_allclose(det["D_knn"], dist.sum(1))
+    lof = LocalOutlierFactor(n_neighbors=4, metric="cosine", novelty=True, contamination=1e-6).fit(train)
+    np.testing.assert_allclose(det["D_lof"], -lof.score_samples(test))
+    cos = [1 - t @ mu / (np.linalg.norm(t) * np.linalg.norm(mu)) for t in test]
+    np.testing.assert_allclose(det["D_cos"], cos)
+
+
+def test_nan_scores_become_largest_float32():
+    rng = np.random.default_rng(1)
+    train = rng.normal(0, 1, (20, 4))
+    g = {n: np.array([1.0, np.nan]) for n in metric_names()[:15]}
+    out = all_scores(g, rng.normal(0, 1, (2, 4)), EmbeddingDetectors(train), ("sum", "min", "max"))
+    assert list(out) == metric_names()
+    assert out["G_x_2_sum"][1] == NAN_SCORE == np.finfo(np.float32).max
