@@ -31,6 +31,7 @@ class DatasetSpec:
     group_name: str  # "section" / "id"
     best_key: str  # the original's checkpoint key: "best_hmean" / "best_aver"
     summary_key: str  # the number a model is selected on: "hmean" / "average"
+    summary_label: str  # how the console names the summary value
     summary_columns: tuple[str, ...]  # header of all_metrics.csv after "metric"
     row_columns: tuple[str, ...]  # per-group measures
     pools: tuple[str, ...]  # pooling names of the 15 G metrics

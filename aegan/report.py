@@ -25,7 +25,7 @@ def table(spec: DatasetSpec, metric: str, rows: list[dict], summary: dict, title
         lines.append(f"{r[spec.group_name]:>8}  " + "  ".join(f"{_fmt(r[c]):>10}" for c in cols))
     agg = "hmean" if spec.summary_key == "hmean" else "mean"
     lines.append(f"{agg:>8}  " + "  ".join(f"{_fmt(summary[c]):>10}" for c in cols))
-    lines.append(f"{spec.summary_key:>8}  {_fmt(summary[spec.summary_key]):>10}")
+    lines.append(f"{spec.summary_label}: {_fmt(summary[spec.summary_key]).strip()}")
     return "\n".join(lines)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def get_logger(log_dir: Path, mt: str) -> logging.Logger:
     logger.propagate = False
     fh = logging.FileHandler(log_dir / "train.log")
     fh.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    sh = logging.StreamHandler()
+    sh = logging.StreamHandler(sys.stdout)
     sh.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(fh)
     logger.addHandler(sh)

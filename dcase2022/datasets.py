@@ -25,6 +25,7 @@ class DCASE2022(DatasetSpec):
     group_name = "section"
     best_key = "best_hmean"
     summary_key = "hmean"
+    summary_label = "hmean of all sections' AUC_source, AUC_target and pAUC"
     summary_columns = ("AUC_source", "AUC_target", "pAUC", "hmean")
     row_columns = ("AUC_source", "AUC_target", "pAUC")
     pools = ("sum", "min", "max")

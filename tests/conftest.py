@@ -18,8 +18,10 @@ SMALL = ROOT / "demo" / "small.yaml"
 
 @pytest.fixture(scope="session")
 def synth2022(tmp_path_factory) -> Path:
-    return synth.make_2022(tmp_path_factory.mktemp("dcase2022"), "fan", seconds=2.5, n_train=10, n_train_target=2,
-                           n_test=4, seed=1)
+    root = tmp_path_factory.mktemp("dcase2022")
+    for i, mt in enumerate(("fan", "ToyTrain")):
+        synth.make_2022(root, mt, seconds=2.5, n_train=10, n_train_target=2, n_test=4, seed=1 + i)
+    return root
 
 
 def run_script(script: str, *args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -7,8 +7,7 @@ import soundfile as sf
 import torch
 
 from aegan.errors import AeganError
-from aegan.features import (SegmentSampler, extract, load_or_extract, logmel, minmax, num_segments, scale,
-                            segment_view)
+from aegan.features import SegmentSampler, extract, load_or_extract, logmel, minmax, num_segments, scale, segment_view
 from conftest import REAL
 
 FEAT = {"n_fft": 2048, "hop_length": 512, "n_mels": 128}
