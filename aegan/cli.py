@@ -99,8 +99,13 @@ def _load_model(spec: DatasetSpec, cfg: dict, mt: str, device):
 
 def test_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
     p = _parser(spec, "test")
-    p.add_argument("-d", "--dev", action="store_true", help="evaluate on the development test set (labels known)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("-d", "--dev", action="store_true", help="evaluate on the development test set (labels known)"
+                       + (" (the default)" if spec.default_dev else ""))
+    which.add_argument("-e", "--eval", action="store_true", help="score the evaluation test set (no labels)"
+                       + ("" if spec.default_dev else " (the default)"))
     args = p.parse_args(argv)
+    args.dev = args.dev or (spec.default_dev and not args.eval)
 
     def run(a: argparse.Namespace) -> None:
         cfg = _config(spec, a)

@@ -36,6 +36,7 @@ class DatasetSpec:
     row_columns: tuple[str, ...]  # per-group measures
     pools: tuple[str, ...]  # pooling names of the 15 G metrics
     root: Path  # the dataset folder (holds config.yaml)
+    default_dev: bool = False  # what test.py scores without -d/-e: the eval test set (2022) or dev (2020)
 
     def parse(self, path: Path, split: str, source: str) -> Clip:
         raise NotImplementedError

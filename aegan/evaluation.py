@@ -18,11 +18,19 @@ def _auc(labels: np.ndarray, scores: np.ndarray, max_fpr: float | None = None) -
 
 
 def harmonic(values) -> float:
-    """Harmonic mean with values floored at machine epsilon, as the official evaluator does."""
+    """Harmonic mean with values floored at machine epsilon, as the official evaluator does.
+    Undefined (nan) values, from groups with one class only, are left out; all undefined gives nan."""
     values = np.asarray(values, dtype=np.float64)
-    if values.size == 0 or np.isnan(values).any():
+    values = values[~np.isnan(values)]
+    if values.size == 0:
         return float("nan")
     return float(hmean(np.maximum(values, EPS)))
+
+
+def _mean(values) -> float:
+    values = np.asarray(values, dtype=np.float64)
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if values.size else float("nan")
 
 
 def evaluate_sections(scores: np.ndarray, labels: np.ndarray, domains: np.ndarray, groups: np.ndarray,
@@ -44,11 +52,11 @@ def evaluate_sections(scores: np.ndarray, labels: np.ndarray, domains: np.ndarra
 
 def evaluate_ids(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, max_fpr: float = 0.1
                  ) -> tuple[list[dict], dict]:
-    """DCASE 2020. AUC and pAUC per machine ID, arithmetic means over IDs, average of the two."""
+    """DCASE 2020. AUC and pAUC per machine ID, arithmetic means over IDs (those with both classes), average."""
     rows = []
     for g in sorted(set(groups.tolist())):
         m = groups == g
         rows.append({"id": g, "AUC": _auc(labels[m], scores[m]), "pAUC": _auc(labels[m], scores[m], max_fpr)})
-    auc = float(np.mean([r["AUC"] for r in rows]))
-    pauc = float(np.mean([r["pAUC"] for r in rows]))
+    auc = _mean([r["AUC"] for r in rows])
+    pauc = _mean([r["pAUC"] for r in rows])
     return rows, {"AUC": auc, "pAUC": pauc, "average": (auc + pauc) / 2}

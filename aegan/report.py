@@ -26,6 +26,10 @@ def table(spec: DatasetSpec, metric: str, rows: list[dict], summary: dict, title
     agg = "hmean" if spec.summary_key == "hmean" else "mean"
     lines.append(f"{agg:>8}  " + "  ".join(f"{_fmt(summary[c]):>10}" for c in cols))
     lines.append(f"{spec.summary_label}: {_fmt(summary[spec.summary_key]).strip()}")
+    undefined = [r[spec.group_name] for r in rows if any(np.isnan(r[c]) for c in cols)]
+    if undefined:
+        lines.append(f"nan: {spec.group_name} {', '.join(undefined)} has test clips of one class only; AUC is "
+                     "undefined there and left out of the summary")
     return "\n".join(lines)
 
 

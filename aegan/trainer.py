@@ -123,7 +123,8 @@ def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int
         top = best_metric(spec, results)
         shown = fixed_metric if select == "metric" else top
         value = results[shown][1][spec.summary_key]
-        improved = select == "last" or value > best["value"]
+        # nan (no group with both classes) never beats a number, but the first epoch is always saved
+        improved = select == "last" or best["epoch"] == 0 or value > best["value"]
         if improved:
             best = {"value": float(value), "epoch": epoch + 1, "metric": shown}
             checkpoint.save(best_path, {

@@ -24,6 +24,11 @@ def synth2022(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def synth2020(tmp_path_factory) -> Path:
+    return synth.make_2020(tmp_path_factory.mktemp("dcase2020"), "valve", seconds=2.5, n_train=10, n_test=6, seed=4)
+
+
 def run_script(script: str, *args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run([sys.executable, script, *args], cwd=cwd, env=env, capture_output=True, text=True,

@@ -66,7 +66,10 @@ def test_dcase2020_per_id_means_and_average():
     assert summ["average"] == pytest.approx((0.75 + np.mean(p)) / 2)
 
 
-def test_single_class_group_is_nan_not_a_number():
+def test_single_class_group_is_nan_not_a_number_and_left_out():
     rows, summ = evaluate_ids(np.array([0.1, 0.2]), np.array([0, 0]), np.array(["00", "00"]))
     assert np.isnan(rows[0]["AUC"]) and np.isnan(summ["average"])
-    assert np.isnan(harmonic([0.5, float("nan")]))
+    rows, summ = evaluate_ids(np.array([0.1, 0.2, 0.1, 0.9]), np.array([0, 0, 0, 1]), np.array(["00"] * 2 + ["02"] * 2))
+    assert np.isnan(rows[0]["AUC"]) and rows[1]["AUC"] == 1.0 and summ["AUC"] == 1.0
+    assert harmonic([0.5, float("nan"), 0.5]) == pytest.approx(0.5)
+    assert np.isnan(harmonic([float("nan")]))

@@ -1,0 +1,155 @@
+"""DCASE 2020 on the shared core: file names, per-ID evaluation, the real scripts end to end on synthetic
+audio, and on the real DCASE 2020 clips of ../shared/real/."""
+
+import csv
+import os
+from pathlib import Path
+
+import pytest
+
+from aegan import checkpoint
+from aegan.config import load_config
+from aegan.errors import AeganError
+from aegan.features import logmel, num_segments
+from conftest import REAL, ROOT, SMALL, out_sets, run_script
+from dcase2020.datasets import SPEC
+
+D20 = ROOT / "dcase2020"
+
+
+@pytest.mark.parametrize("name, split, expect", [
+    ("normal_id_00_00000000.wav", "train", ("00", 0)),
+    ("anomaly_id_02_00000012.wav", "test", ("02", 1)),
+    ("normal_id_06_00000123.wav", "test", ("06", 0)),
+    ("id_05_00000000.wav", "test", ("05", None)),
+])
+def test_file_names_parse(tmp_path, name, split, expect):
+    c = SPEC.parse(tmp_path / name, split, "dev")
+    assert (c.group, c.label) == expect and c.domain is None
+
+
+@pytest.mark.parametrize("name, split, message", [
+    ("anomaly_id_00_00000000.wav", "train", "training clips must be normal"),
+    ("id_05_00000000.wav", "train", "does not follow DCASE 2020 naming"),
+    ("normal_id_0_00000000.wav", "test", "does not follow"),
+    ("section_00_source_test_normal_0000_a.wav", "test", "does not follow"),
+])
+def test_bad_file_names_are_named(tmp_path, name, split, message):
+    with pytest.raises(AeganError, match=message):
+        SPEC.parse(tmp_path / name, split, "dev")
+
+
+@pytest.mark.parametrize("mt, g_norm, fme, match, metric", [
+    ("fan", "ln", 1.0, {"mu": 1}, "D_lof"),
+    ("pump", "ln", 1.0, {"mu": 1, "sigma": 1}, "D_lof"),
+    ("slider", "bn", 1.0, {"mu": 1}, "G_x_2_mean"),
+    ("ToyCar", "ln", 1.0, {"mu": 1, "sigma": 1}, "D_knn"),
+    ("ToyConveyor", "ln", 0.05, {"mu": 1}, "G_z_2_min"),
+    ("valve", "bn", 0.05, {"mu": 1}, "G_z_cos_mean"),
+])
+def test_pretrain_settings_match_the_paper_table(mt, g_norm, fme, match, metric):
+    cfg, _ = load_config(D20, mt)
+    assert cfg["train_set"] == "deval" and cfg["train"]["epoch"] == 50
+    assert cfg["net"]["normalize"]["g"] == g_norm and SPEC.first_norm(mt)
+    assert cfg["train"]["wgan"]["feat_match_eff"] == fme and cfg["train"]["wgan"]["match_item"] == match
+    assert cfg["detect"]["metric"] == metric
+
+
+def test_defaults():
+    cfg, _ = load_config(D20, "fan", None, ["train_set=dev"])
+    assert cfg["train"]["wgan"]["feat_match_eff"] == 1.0 and cfg["train"]["epoch"] == 50
+    assert cfg["result_dir"].endswith("result/dcase2020") and cfg["model_dir"].endswith("model/dcase2020")
+
+
+def _sets(tmp_path, dataset):
+    return ["--config", str(SMALL), *out_sets(tmp_path, dataset), "--set", "feat.workers=1"]
+
+
+@pytest.mark.slow
+def test_train_then_test_end_to_end(tmp_path, synth2020):
+    sets = _sets(tmp_path, synth2020)
+    r = run_script("train.py", "--mt", "valve", "-c", "0", "--seed", "42", *sets, "--set", "train.epoch=3", cwd=D20)
+    assert r.returncode == 0, r.stderr[-2000:]
+    state = checkpoint.load(tmp_path / "model_dir" / "valve.pth")
+    assert "best_aver" in state and state["config"]["net"]["normalize"]["g"] == "bn"
+
+    r = run_script("dcase2020/test.py", "--mt", "valve", "-c", "0", *sets)  # no -d: dev evaluation for 2020
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "G_z_cos_mean  (configured metric)" in r.stdout
+    rows = list(csv.reader((tmp_path / "result_dir" / "valve" / "all_metrics.csv").open()))
+    assert rows[0] == ["metric", "AUC", "pAUC", "average"] and len(rows) == 20
+    assert [r[0] for r in rows[1:4]] == ["G_x_2_mean", "G_x_2_min", "G_x_2_max"]
+    best = max(float(r[3]) for r in rows[1:])
+    assert best > 0.8 and best == pytest.approx(state["best_aver"], abs=1e-5)
+    per = list(csv.reader((tmp_path / "result_dir" / "valve" / "per_id.csv").open()))
+    assert per[0] == ["metric", "id", "AUC", "pAUC"] and {r[1] for r in per[1:]} == {"00", "02", "04"}
+    for mid in ("00", "02", "04"):
+        lines = (tmp_path / "detect_dir" / f"anomaly_score_valve_id_{mid}.csv").read_text().splitlines()
+        assert len(lines) == 12 and lines[0].split(",")[0].endswith(".wav")
+
+    r = run_script("dcase2020/test.py", "--mt", "valve", "-d", "-c", "0", *sets)
+    assert r.returncode == 0 and "(configured metric)" in r.stdout
+    r = run_script("dcase2020/test.py", "--mt", "valve", "-e", "-c", "0", *sets)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = (tmp_path / "detect_dir" / "anomaly_score_valve_id_01.csv").read_text().splitlines()
+    assert len(lines) == 12 and lines[0].startswith("id_01_00000000.wav,")
+
+
+def test_toycar_11_s_gives_217_segments():
+    assert num_segments(344, 128, 1) == 217
+
+
+def _real_layout(tmp_path: Path, mt: str) -> Path:
+    """Per machine ID the first normal clip trains; the other normal clips and the anomalies are dev test.
+    Symlinks: the real files are read in place, never copied."""
+    for label in ("normal", "anomaly"):
+        for wav in sorted((REAL / mt / label).glob("*.wav")):
+            mid = wav.name.split("_")[2]
+            first = label == "normal" and wav == sorted((REAL / mt / label).glob(f"normal_id_{mid}_*.wav"))[0]
+            dest = tmp_path / "dev_data" / mt / ("train" if first else "test") / wav.name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(wav, dest)
+    return tmp_path
+
+
+needs_real = pytest.mark.skipif(not REAL.is_dir(), reason="../shared/real/ (real DCASE 2020 clips) is absent")
+
+
+@needs_real
+def test_real_clip_names_ids_and_durations():
+    for mt in SPEC.machines:
+        for label in ("normal", "anomaly"):
+            for wav in sorted((REAL / mt / label).glob("*.wav")):
+                c = SPEC.parse(wav, "test", "dev")
+                assert c.label == (label == "anomaly") and c.group == wav.name.split("_")[2]
+    spec, sr = logmel(sorted((REAL / "ToyCar" / "normal").glob("*.wav"))[0])
+    assert sr == 16000 and spec.shape == (128, 344) and num_segments(spec.shape[1], 128, 1) == 217
+    spec, _ = logmel(sorted((REAL / "valve" / "anomaly").glob("*.wav"))[0])
+    assert spec.shape == (128, 313) and num_segments(spec.shape[1], 128, 1) == 186
+
+
+@needs_real
+@pytest.mark.slow
+@pytest.mark.parametrize("mt", ["ToyCar", "pump"])
+def test_real_audio_train_and_test(tmp_path, mt):
+    data = _real_layout(tmp_path / "data", mt)
+    sets = [*_sets(tmp_path, data), "--set", "train_set=dev", "--set", "train.epoch=2"]
+    r = run_script("dcase2020/train.py", "--mt", mt, "--seed", "1", *sets)
+    assert r.returncode == 0, r.stderr[-2000:]
+    state = checkpoint.load(tmp_path / "model_dir" / f"{mt}.pth")
+    frames = 344 if mt == "ToyCar" else 313  # 11 s / 10 s at hop 512
+    assert f"{len(list((data / 'dev_data' / mt / 'train').iterdir()))} training clips" in r.stdout
+    r = run_script("dcase2020/test.py", "--mt", mt, "-d", *sets)
+    assert r.returncode == 0, r.stderr[-2000:]
+    ids = sorted({p.name.split("_")[2] for p in (data / "dev_data" / mt / "test").iterdir()})
+    per = list(csv.reader((tmp_path / "result_dir" / mt / "per_id.csv").open()))
+    assert {row[1] for row in per[1:]} == set(ids)
+    for mid in ids:
+        assert f"      {mid}  " in r.stdout
+        assert (tmp_path / "detect_dir" / f"anomaly_score_{mt}_id_{mid}.csv").exists()
+    if mt == "pump":  # id 02 has no anomalous clip among the real ones: reported as nan, not as a number
+        assert any(row[1] == "02" and row[2] == "nan" for row in per[1:])
+    import numpy as np
+    cache = next((tmp_path / "spec_dir" / mt).glob("train_dev_*.npy"))
+    assert np.load(cache).shape[2] == frames
+    assert state["feat_max"] > state["feat_min"]
