@@ -10,16 +10,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint
 from .config import dump, load_config
-from .dataset import DatasetSpec
+from .dataset import DatasetSpec, attach_ground_truth
+from .decision import decide, decision_metrics
 from .device import select_device
 from .errors import AeganError
-from .features import minmax
-from .nets import build_nets
-from .pipeline import best_metric, evaluate_all, features, resolve_metric, scaled_tensor, score_clips, train_features
-from .report import table, write_results, write_scores
-from .trainer import model_paths, train
+from .localization import draw_maps
+from .pipeline import best_metric, decision_rule, evaluate_all, features, load_trained, resolve_metric, score_clips
+from .report import decision_table, table, write_decision_metrics, write_results, write_scores
+from .trainer import train
 
 
 class _Parser(argparse.ArgumentParser):
@@ -78,56 +77,38 @@ def train_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
     _run(run, args)
 
 
-def _load_model(spec: DatasetSpec, cfg: dict, mt: str, device):
-    path, _ = model_paths(cfg, mt)
-    state = checkpoint.load(path, device)
-    first_norm = spec.first_norm(mt)
-    netG, netD = build_nets(cfg["net"], first_norm)
-    arch = checkpoint.describe_arch(cfg["net"], first_norm)
-    checkpoint.load_weights(netG, state["netG"], path, "netG", arch)
-    checkpoint.load_weights(netD, state["netD"], path, "netD", arch)
-    saved = state.get("config")
-    if saved and saved.get("feat") != cfg["feat"]:
-        changed = [k for k in cfg["feat"] if saved["feat"].get(k) != cfg["feat"][k] and k != "workers"]
-        if changed:
-            raise AeganError(f"checkpoint {path} was trained with feat.{changed[0]}={saved['feat'][changed[0]]}, "
-                             f"the config says {cfg['feat'][changed[0]]}")
-    print(f"model: {path}" + (f" (epoch {state['epoch']}, selected metric {state.get('metric')})"
-                              if "epoch" in state else " (original-format checkpoint)"))
-    return netG.to(device), netD.to(device), state
-
-
 def test_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
     p = _parser(spec, "test")
     which = p.add_mutually_exclusive_group()
     which.add_argument("-d", "--dev", action="store_true", help="evaluate on the development test set (labels known)"
                        + (" (the default)" if spec.default_dev else ""))
-    which.add_argument("-e", "--eval", action="store_true", help="score the evaluation test set (no labels)"
+    which.add_argument("-e", "--eval", action="store_true", help="score the evaluation test set"
                        + ("" if spec.default_dev else " (the default)"))
+    p.add_argument("--ground-truth", metavar="DIR", help="folder of the released ground_truth_<mt>_..._test.csv "
+                   "files: evaluate the evaluation test set with them")
+    if spec.has_domains:
+        p.add_argument("--ground-truth-domain", metavar="DIR", help="folder of the domain files "
+                       "(default: ground_truth_domain/ beside --ground-truth)")
     args = p.parse_args(argv)
-    args.dev = args.dev or (spec.default_dev and not args.eval)
+    args.dev = (args.dev or (spec.default_dev and not args.eval)) and not args.ground_truth
 
     def run(a: argparse.Namespace) -> None:
         cfg = _config(spec, a)
         device = select_device(a.card_id)
-        netG, netD, state = _load_model(spec, cfg, a.mt, device)
-        train_clips, raw = train_features(spec, cfg, a.mt)
-        if "feat_max" in state:
-            vmax, vmin = float(state["feat_max"]), float(state["feat_min"])
-        else:
-            vmax, vmin = minmax(raw)
-            print(f"features: checkpoint holds no max/min; recomputed from {len(train_clips)} training clips "
-                  f"({cfg['train_set']}): max {vmax:.4f} min {vmin:.4f}")
-        train_specs = scaled_tensor(raw, vmax, vmin, device)
-        del raw
+        model = load_trained(spec, cfg, a.mt, device)
         clips = spec.test_clips(cfg, a.mt, dev=a.dev)
-        name = "test_dev" if a.dev else "test_eval"
-        test_specs = scaled_tensor(features(spec, cfg, a.mt, clips, name), vmax, vmin, device)
-        print(f"scoring {len(clips)} {'dev' if a.dev else 'eval'} test clips with all 19 metrics")
-        scores = score_clips(netG, netD, train_specs, test_specs, spec, cfg, device)
+        if a.ground_truth:
+            clips = attach_ground_truth(spec, a.mt, clips, a.ground_truth, getattr(a, "ground_truth_domain", None))
+            print(f"ground truth: labels of {len(clips)} evaluation test clips from {a.ground_truth}")
+        labelled = a.dev or bool(a.ground_truth)
+        part = "dev" if a.dev else "eval"
+        test_specs = model.scaled(features(spec, cfg, a.mt, clips, f"test_{part}"))
+        print(f"scoring {len(clips)} {part} test clips with all 19 metrics")
+        scores = score_clips(model.netG, model.netD, model.train_specs, test_specs, spec, cfg, device)
 
-        chosen = cfg["detect"]["metric"] or state.get("metric")
-        if a.dev:
+        chosen = cfg["detect"]["metric"] or model.state.get("metric")
+        out = Path(cfg["result_dir"]) / a.mt / ("" if a.dev else "eval")
+        if labelled:
             results = evaluate_all(spec, clips, scores, cfg["detect"]["p"])
             top = best_metric(spec, results)
             print(table(spec, top, *results[top], "best metric on this test set"))
@@ -135,14 +116,46 @@ def test_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
                 chosen = resolve_metric(spec, chosen)
                 print(table(spec, chosen, *results[chosen], "configured metric"))
             chosen = chosen or top
-            out = Path(cfg["result_dir"]) / a.mt
             for f in write_results(spec, results, out):
                 print(f"wrote {f}")
         if not chosen:
             raise AeganError("no metric to write scores with: set detect.metric (e.g. --set detect.metric=D_lof)")
         chosen = resolve_metric(spec, chosen)
-        written = write_scores(spec, a.mt, clips, np.asarray(scores[chosen]), Path(cfg["detect_dir"]))
-        print(f"wrote {len(written)} anomaly score files ({chosen}) to {cfg['detect_dir']}")
+        rule = decision_rule(model, spec, cfg, chosen, device)
+        decisions = decide(scores[chosen], rule["threshold"])
+        detect_dir = Path(cfg["detect_dir"])
+        n = len(write_scores(spec, a.mt, clips, np.asarray(scores[chosen]), detect_dir))
+        write_scores(spec, a.mt, clips, decisions, detect_dir, "decision_result")
+        print(f"wrote {n} anomaly score and {n} decision files ({chosen}, threshold {rule['threshold']:.6g}) "
+              f"to {detect_dir}")
+        if labelled:
+            rows, summary = decision_metrics(clips, decisions, spec.group_name)
+            print(decision_table(spec, rows, summary))
+            print(f"wrote {write_decision_metrics(spec, rows, summary, out)}")
 
     _run(run, args)
 
+
+def loc_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
+    p = _parser(spec, "loc")
+    p.add_argument("--map", choices=("recon", "residual"), default="recon",
+                   help="recon: |reconstruction - normal average| (the paper's); residual: |x - G(x)|")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="draw only the first N dev test clips")
+    p.add_argument("--top", type=int, default=4, metavar="K", help="clips in the summary figure (highest scores)")
+    args = p.parse_args(argv)
+
+    def run(a: argparse.Namespace) -> None:
+        if a.limit is not None and a.limit < 1 or a.top < 1:
+            raise AeganError("--limit and --top must be at least 1")
+        cfg = _config(spec, a)
+        device = select_device(a.card_id)
+        model = load_trained(spec, cfg, a.mt, device)
+        clips = spec.test_clips(cfg, a.mt, dev=True)
+        specs = model.scaled(features(spec, cfg, a.mt, clips, "test_dev"))
+        metric = resolve_metric(spec, cfg["detect"]["metric"] or model.state.get("metric") or "G_x_2_sum")
+        scores = score_clips(model.netG, model.netD, model.train_specs, specs, spec, cfg, device)[metric]
+        out = Path(cfg["loc_dir"]) / a.mt
+        written = draw_maps(spec, model, clips, specs, scores, metric, cfg["feat"], out, a.map, a.limit, a.top)
+        print(f"wrote {written} figures ({a.map} maps) to {out}")
+
+    _run(run, args)

@@ -14,7 +14,7 @@ import yaml
 
 from .errors import AeganError
 
-PATH_KEYS = ("dataset_dir", "model_dir", "spec_dir", "log_dir", "detect_dir", "result_dir")
+PATH_KEYS = ("dataset_dir", "model_dir", "spec_dir", "log_dir", "detect_dir", "result_dir", "loc_dir")
 # Mappings whose keys are data, not schema: the feature-matching weights.
 OPEN_MAPPINGS = {"train.wgan.match_item": {"mu", "sigma"}}
 # Keys whose default is null but which take a value of this type.
@@ -149,6 +149,8 @@ def validate(cfg: dict) -> None:
         raise AeganError("train.select=metric needs detect.metric (e.g. --set detect.metric=D_lof)")
     if not 0 < cfg["detect"]["p"] <= 1:
         raise AeganError(f"detect.p (the pAUC max FPR) must be in (0, 1], got {cfg['detect']['p']}")
+    if not 0 < cfg["detect"]["decision_percentile"] < 1:
+        raise AeganError(f"detect.decision_percentile must be in (0, 1), got {cfg['detect']['decision_percentile']}")
     if train["amp"] not in ("off", "bf16"):
         raise AeganError(f"train.amp must be off or bf16, got {train['amp']!r}")
 

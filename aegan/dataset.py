@@ -6,7 +6,8 @@ grouping (section or machine ID), evaluation protocol and output names; everythi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import csv
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ class Clip:
     domain: str | None  # "source" / "target" (DCASE 2022 with labels), else None
     label: int | None  # 1 anomaly, 0 normal, None when unknown (eval test)
     attrs: str = ""  # the rest of the file name, kept but unused
+    source: str = ""  # "dev" or "eval": the part of the dataset it came from
 
 
 class DatasetSpec:
@@ -36,6 +38,7 @@ class DatasetSpec:
     row_columns: tuple[str, ...]  # per-group measures
     pools: tuple[str, ...]  # pooling names of the 15 G metrics
     root: Path  # the dataset folder (holds config.yaml)
+    has_domains: bool = False  # clips carry source/target domains (DCASE 2022)
     default_dev: bool = False  # what test.py scores without -d/-e: the eval test set (2022) or dev (2020)
 
     def parse(self, path: Path, split: str, source: str) -> Clip:
@@ -53,6 +56,14 @@ class DatasetSpec:
     def sort_key(self, path: Path):
         return path.name
 
+    def loc_name(self, clip: Clip, index: int) -> str:
+        """File name of a clip's localization figure: group, domain, true label, index in the test list."""
+        raise NotImplementedError
+
+    def ground_truth_file(self, mt: str, group: str) -> str:
+        """Name of the official ground-truth CSV of one section/ID of the evaluation test set."""
+        raise NotImplementedError
+
     # shared ------------------------------------------------------------------------------------
     def list_clips(self, dataset_dir: str | Path, mt: str, source: str, split: str) -> list[Clip]:
         """Sorted clips of <dataset_dir>/<source>_data/<mt>/<split>/ (non-.wav files are skipped)."""
@@ -64,7 +75,7 @@ class DatasetSpec:
         paths = sorted((p for p in folder.iterdir() if p.suffix.lower() == ".wav"), key=self.sort_key)
         if not paths:
             raise AeganError(f"folder {folder} holds no .wav clips")
-        return [self.parse(p, split, source) for p in paths]
+        return [replace(self.parse(p, split, source), source=source) for p in paths]
 
     def train_clips(self, cfg: dict, mt: str) -> list[Clip]:
         sources = {"dev": ["dev"], "eval": ["eval"], "deval": ["dev", "eval"]}[cfg["train_set"]]
@@ -76,3 +87,43 @@ class DatasetSpec:
     def check_machine(self, mt: str) -> None:
         if mt not in self.machines:
             raise AeganError(f"--mt {mt!r} is not a {self.name} machine type; choose one of {', '.join(self.machines)}")
+
+
+def _read_truth(path: Path, allowed: set[str], clips: list[Clip]) -> dict[str, str]:
+    if not path.is_file():
+        raise AeganError(f"ground-truth file {path} is missing")
+    names = {c.path.name for c in clips}
+    out = {}
+    with open(path, newline="") as f:
+        for i, row in enumerate(csv.reader(f), 1):
+            if not row or not "".join(row).strip():
+                continue
+            if len(row) < 2 or row[1].strip() not in allowed:
+                raise AeganError(f"{path}, line {i}: expected 'file name,{'|'.join(sorted(allowed))}', got {row!r}")
+            if row[0] not in names:
+                raise AeganError(f"{path}, line {i}: {row[0]} is not a test clip of this section/ID")
+            out[row[0]] = row[1].strip()
+    missing = sorted(names - set(out))
+    if missing:
+        raise AeganError(f"{path} has no row for {missing[0]}" + (f" and {len(missing) - 1} more" if len(missing) > 1
+                                                                  else ""))
+    return out
+
+
+def attach_ground_truth(spec: DatasetSpec, mt: str, clips: list[Clip], truth_dir: str | Path,
+                        domain_dir: str | Path | None = None) -> list[Clip]:
+    """Labels (and DCASE 2022 domains) of evaluation test clips from the officially released CSVs."""
+    truth_dir = Path(truth_dir)
+    if spec.has_domains and domain_dir is None:
+        domain_dir = truth_dir.parent / "ground_truth_domain"
+    out = []
+    for g in sorted({c.group for c in clips}):
+        members = [c for c in clips if c.group == g]
+        name = spec.ground_truth_file(mt, g)
+        labels = _read_truth(truth_dir / name, {"0", "1"}, members)
+        domains = _read_truth(Path(domain_dir) / name, {"0", "1"}, members) if spec.has_domains else {}
+        for c in members:
+            dom = {"0": "source", "1": "target"}[domains[c.path.name]] if spec.has_domains else c.domain
+            out.append(replace(c, label=int(labels[c.path.name]), domain=dom))
+    order = {c.path: i for i, c in enumerate(clips)}
+    return sorted(out, key=lambda c: order[c.path])

@@ -54,12 +54,37 @@ def write_results(spec: DatasetSpec, results: dict[str, tuple[list[dict], dict]]
     return [a, b]
 
 
-def write_scores(spec: DatasetSpec, mt: str, clips: list[Clip], scores: np.ndarray, out_dir: Path) -> list[Path]:
-    """Official anomaly score files, one per group, headerless `file name,score` rows."""
+def write_scores(spec: DatasetSpec, mt: str, clips: list[Clip], values: np.ndarray, out_dir: Path,
+                 kind: str = "anomaly_score") -> list[Path]:
+    """Official submission files, one per group, headerless `file name,value` rows: anomaly scores, or 0/1
+    decisions with kind="decision_result"."""
     written = []
+    fmt = (lambda v: repr(float(v))) if kind == "anomaly_score" else (lambda v: str(int(v)))
     for g in sorted({c.group for c in clips}):
-        rows = [[c.path.name, repr(float(s))] for c, s in zip(clips, scores) if c.group == g]
-        path = out_dir / spec.score_file(mt, g)
+        rows = [[c.path.name, fmt(v)] for c, v in zip(clips, values) if c.group == g]
+        path = out_dir / spec.score_file(mt, g).replace("anomaly_score", kind, 1)
         write_text(path, _csv([], rows))
         written.append(path)
     return written
+
+
+DECISION_COLUMNS = ("precision", "recall", "F1")
+
+
+def decision_table(spec: DatasetSpec, rows: list[dict], summary: dict) -> str:
+    lines = ["decisions (threshold on the configured metric)",
+             f"{spec.group_name:>8}  {'domain':>8}  " + "  ".join(f"{c:>10}" for c in DECISION_COLUMNS)]
+    for r in rows:
+        lines.append(f"{r[spec.group_name]:>8}  {r['domain']:>8}  "
+                     + "  ".join(f"{_fmt(r[c]):>10}" for c in DECISION_COLUMNS))
+    lines.append(f"{'hmean':>8}  {'':>8}  " + "  ".join(f"{_fmt(summary[c]):>10}" for c in DECISION_COLUMNS))
+    return "\n".join(lines)
+
+
+def write_decision_metrics(spec: DatasetSpec, rows: list[dict], summary: dict, out_dir: Path) -> Path:
+    """decision_metrics.csv: precision, recall, F1 per group and domain, then their harmonic means."""
+    body = [[r[spec.group_name], r["domain"]] + [repr(float(r[c])) for c in DECISION_COLUMNS] for r in rows]
+    body.append(["hmean", ""] + [repr(float(summary[c])) for c in DECISION_COLUMNS])
+    path = out_dir / "decision_metrics.csv"
+    write_text(path, _csv([spec.group_name, "domain", *DECISION_COLUMNS], body))
+    return path

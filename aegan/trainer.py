@@ -19,7 +19,17 @@ from .errors import AeganError
 from .features import SegmentSampler, minmax
 from .losses import d_step, g_step
 from .nets import build_nets
-from .pipeline import best_metric, evaluate_all, features, resolve_metric, scaled_tensor, score_clips, train_features
+from .pipeline import (
+    best_metric,
+    evaluate_all,
+    features,
+    fit_decision,
+    model_paths,
+    resolve_metric,
+    scaled_tensor,
+    score_clips,
+    train_features,
+)
 
 SELECT_NOTE = {
     "best": "model selection: the epoch and metric with the highest {key} on the LABELLED dev test set, as in the "
@@ -44,11 +54,6 @@ def get_logger(log_dir: Path, mt: str) -> logging.Logger:
     logger.addHandler(fh)
     logger.addHandler(sh)
     return logger
-
-
-def model_paths(cfg: dict, mt: str) -> tuple[Path, Path]:
-    d = Path(cfg["model_dir"])
-    return d / f"{mt}.pth", d / f"{mt}_last.pth"
 
 
 def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int, resume: bool = False) -> dict:
@@ -145,6 +150,15 @@ def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int
             + " ".join(f"{c} {100 * summ[c]:.2f}" for c in spec.summary_columns)
             + (" *saved" if improved else "")
         )
+    # the decision threshold (DCASE baselines' gamma rule) of the metric test.py will write, from the selected
+    # weights, stored with them so that test-time decisions need no refit
+    state = checkpoint.load(best_path, device)
+    netG.load_state_dict(state["netG"])
+    netD.load_state_dict(state["netD"])
+    state["decision"] = fit_decision(netG, netD, train_specs, spec, cfg, fixed_metric or best["metric"], device)
+    checkpoint.save(best_path, state)
+    logger.info(f"decision threshold of {state['decision']['metric']}: {state['decision']['threshold']:.6g} "
+                f"(gamma fit, {state['decision']['percentile']:.0%} of the training clips' scores)")
     logger.info(f"selected model: epoch {best['epoch']}, metric {best['metric']}, {spec.summary_key} "
                 f"{100 * best['value']:.2f} -> {best_path}")
     return best

@@ -52,6 +52,12 @@ class DCASE2020(DatasetSpec):
             raise AeganError("the test clips carry no labels: evaluation needs the dev test set")
         return evaluate_ids(scores, np.array([c.label for c in clips]), np.array([c.group for c in clips]), max_fpr)
 
+    def loc_name(self, clip: Clip, index: int) -> str:
+        return f"id{clip.group}_true{clip.label}_{index:04d}.png"
+
+    def ground_truth_file(self, mt: str, group: str) -> str:
+        return f"ground_truth_{mt}_id_{group}_test.csv"
+
     def score_file(self, mt: str, group: str) -> str:
         return f"anomaly_score_{mt}_id_{group}.csv"
 

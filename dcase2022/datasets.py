@@ -29,6 +29,7 @@ class DCASE2022(DatasetSpec):
     summary_columns = ("AUC_source", "AUC_target", "pAUC", "hmean")
     row_columns = ("AUC_source", "AUC_target", "pAUC")
     pools = ("sum", "min", "max")
+    has_domains = True
     root = Path(__file__).resolve().parent
 
     def parse(self, path: Path, split: str, source: str) -> Clip:
@@ -56,6 +57,12 @@ class DCASE2022(DatasetSpec):
         domains = np.array([c.domain for c in clips])
         groups = np.array([c.group for c in clips])
         return evaluate_sections(scores, labels, domains, groups, max_fpr)
+
+    def loc_name(self, clip: Clip, index: int) -> str:
+        return f"sec{clip.group}_{clip.domain}_true{clip.label}_{index:04d}.png"
+
+    def ground_truth_file(self, mt: str, group: str) -> str:
+        return f"ground_truth_{mt}_section_{group}_test.csv"
 
     def score_file(self, mt: str, group: str) -> str:
         return f"anomaly_score_{mt}_section_{group}_test.csv"

@@ -89,10 +89,27 @@ def test_train_then_test_end_to_end(tmp_path, synth2020):
 
     r = run_script("dcase2020/test.py", "--mt", "valve", "-d", "-c", "0", *sets)
     assert r.returncode == 0 and "(configured metric)" in r.stdout
+    dec = (tmp_path / "detect_dir" / "decision_result_valve_id_00.csv").read_text().splitlines()
+    assert len(dec) == 12 and {x.split(",")[1] for x in dec} <= {"0", "1"}
+    dm = list(csv.reader((tmp_path / "result_dir" / "valve" / "decision_metrics.csv").open()))
+    assert dm[0] == ["id", "domain", "precision", "recall", "F1"] and [r[0] for r in dm[1:]] == ["00", "02", "04",
+                                                                                              "hmean"]
     r = run_script("dcase2020/test.py", "--mt", "valve", "-e", "-c", "0", *sets)
     assert r.returncode == 0, r.stderr[-2000:]
     lines = (tmp_path / "detect_dir" / "anomaly_score_valve_id_01.csv").read_text().splitlines()
     assert len(lines) == 12 and lines[0].startswith("id_01_00000000.wav,")
+    assert (tmp_path / "detect_dir" / "decision_result_valve_id_05.csv").exists()
+
+    r = run_script("dcase2020/test.py", "--mt", "valve", *sets, "--ground-truth", str(synth2020 / "ground_truth_data"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = list(csv.reader((tmp_path / "result_dir" / "valve" / "eval" / "all_metrics.csv").open()))
+    assert rows[0] == ["metric", "AUC", "pAUC", "average"] and len(rows) == 20
+    assert "      05  " in r.stdout
+
+    r = run_script("dcase2020/loc.py", "--mt", "valve", *sets, "--set", f"loc_dir={tmp_path / 'loc'}", "--limit", "2")
+    assert r.returncode == 0, r.stderr[-2000:]
+    names = sorted(p.name for p in (tmp_path / "loc" / "valve").iterdir())
+    assert names == ["id00_true1_0000.png", "id00_true1_0001.png", "summary_top2.png"]
 
 
 def test_toycar_11_s_gives_217_segments():

@@ -1,13 +1,20 @@
 """DCASE 2022 end to end: file names, and the real train.py / test.py run as a user would, on synthetic audio."""
 
 import csv
+import shutil
+import struct
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from aegan import checkpoint, synth
+from aegan.config import load_config
 from aegan.errors import AeganError
+from aegan.features import logmel
+from aegan.localization import reconstruct
+from aegan.pipeline import load_trained
 from conftest import ROOT, SMALL, out_sets, run_script
 from dcase2022.datasets import SPEC
 
@@ -59,43 +66,140 @@ def _sets(tmp_path, dataset):
     return ["--config", str(SMALL), *out_sets(tmp_path, dataset), "--set", "feat.workers=1"]
 
 
-@pytest.mark.slow
-def test_train_then_test_end_to_end(tmp_path, synth2022):
-    sets = _sets(tmp_path, synth2022)
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, synth2022):
+    """One real training run (train.py, 3 epochs, small config) shared by the tests below."""
+    out = tmp_path_factory.mktemp("run2022")
+    sets = _sets(out, synth2022)
     r = run_script("dcase2022/train.py", "--mt", "fan", "-c", "0", "--seed", "42", *sets, "--set", "train.epoch=3")
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "CUDA is not available" in r.stdout or "device: cuda" in r.stdout
-    assert "LABELLED dev test set" in r.stdout
-    log = (tmp_path / "log_dir" / "fan" / "train.log").read_text()
-    assert log.count("epoch ") >= 3 and "epoch 3/3" in log and "hmean" in log
+    return out, sets, r.stdout
 
-    state = checkpoint.load(tmp_path / "model_dir" / "fan.pth")
+
+@pytest.mark.slow
+def test_training_writes_log_and_checkpoints(trained):
+    out, _, stdout = trained
+    assert "CUDA is not available" in stdout or "device: cuda" in stdout
+    assert "LABELLED dev test set" in stdout
+    log = (out / "log_dir" / "fan" / "train.log").read_text()
+    assert "epoch 3/3" in log and "AUC_source" in log and "hmean" in log and "LABELLED" in log
+    state = checkpoint.load(out / "model_dir" / "fan.pth")
     assert {"netD", "netG", "best_hmean", "feat_max", "feat_min", "config", "epoch", "metric"} <= set(state)
     assert state["config"]["net"]["isize"] == 64 and state["feat_max"] > state["feat_min"]
-    last = checkpoint.load(tmp_path / "model_dir" / "fan_last.pth")
+    assert state["decision"]["metric"] == "G_z_cos_min" and state["decision"]["percentile"] == 0.9
+    last = checkpoint.load(out / "model_dir" / "fan_last.pth")
     assert last["epoch"] == 3 and "optD" in last and "optG" in last
 
+
+@pytest.mark.slow
+def test_dev_evaluation_tables_and_files(trained):
+    out, sets, _ = trained
     r = run_script("test.py", "--mt", "fan", "-d", "-c", "0", *sets, cwd=ROOT / "dcase2022")  # from dcase2022/
     assert r.returncode == 0, r.stderr[-2000:]
     assert "best metric on this test set" in r.stdout and "G_z_cos_min  (configured metric)" in r.stdout
-    rows = list(csv.reader((tmp_path / "result_dir" / "fan" / "all_metrics.csv").open()))
+    rows = list(csv.reader((out / "result_dir" / "fan" / "all_metrics.csv").open()))
     assert rows[0] == ["metric", "AUC_source", "AUC_target", "pAUC", "hmean"] and len(rows) == 20
     best = max(float(r[4]) for r in rows[1:])
     assert best > 0.8, rows
+    state = checkpoint.load(out / "model_dir" / "fan.pth")
     assert best == pytest.approx(state["best_hmean"], abs=1e-5)  # test.py reproduces training's evaluation
-    per = list(csv.reader((tmp_path / "result_dir" / "fan" / "per_section.csv").open()))
+    per = list(csv.reader((out / "result_dir" / "fan" / "per_section.csv").open()))
     assert per[0] == ["metric", "section", "AUC_source", "AUC_target", "pAUC"] and len(per) == 1 + 19 * 3
     for sec in ("00", "01", "02"):
-        f = tmp_path / "detect_dir" / f"anomaly_score_fan_section_{sec}_test.csv"
-        lines = f.read_text().splitlines()
+        lines = (out / "detect_dir" / f"anomaly_score_fan_section_{sec}_test.csv").read_text().splitlines()
         assert len(lines) == 16 and lines[0].startswith("section_") and "," in lines[0]  # no header
         float(lines[0].split(",")[1])
+        dec = (out / "detect_dir" / f"decision_result_fan_section_{sec}_test.csv").read_text().splitlines()
+        assert [x.split(",")[0] for x in dec] == [x.split(",")[0] for x in lines]
+        assert {x.split(",")[1] for x in dec} <= {"0", "1"}
+    assert "decisions (threshold on the configured metric)" in r.stdout
+    dm = list(csv.reader((out / "result_dir" / "fan" / "decision_metrics.csv").open()))
+    assert dm[0] == ["section", "domain", "precision", "recall", "F1"] and len(dm) == 1 + 6 + 1
+    assert "fitting the gamma threshold" not in r.stdout  # the stored threshold is used
 
+
+@pytest.mark.slow
+def test_eval_set_scores_and_ground_truth(trained, synth2022, tmp_path):
+    out, sets, _ = trained
     r = run_script("dcase2022/test.py", "--mt", "fan", "-c", "0", *sets)  # eval set: scores only
     assert r.returncode == 0, r.stderr[-2000:]
     for sec in ("03", "04", "05"):
-        lines = (tmp_path / "detect_dir" / f"anomaly_score_fan_section_{sec}_test.csv").read_text().splitlines()
+        lines = (out / "detect_dir" / f"anomaly_score_fan_section_{sec}_test.csv").read_text().splitlines()
         assert len(lines) == 16 and lines[0].startswith(f"section_{sec}_0000.wav,")
+        assert (out / "detect_dir" / f"decision_result_fan_section_{sec}_test.csv").exists()
+    assert not (out / "result_dir" / "fan" / "eval").exists()
+
+    gt = synth2022 / "ground_truth_data"
+    r = run_script("dcase2022/test.py", "--mt", "fan", "-c", "0", *sets, "--ground-truth", str(gt))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "ground truth: labels of 48 evaluation test clips" in r.stdout
+    assert "     03  " in r.stdout and "(configured metric)" in r.stdout
+    rows = list(csv.reader((out / "result_dir" / "fan" / "eval" / "all_metrics.csv").open()))
+    assert rows[0] == ["metric", "AUC_source", "AUC_target", "pAUC", "hmean"] and len(rows) == 20
+    assert max(float(r[4]) for r in rows[1:]) > 0.7
+
+    bad = tmp_path / "gt" / "ground_truth_data"
+    bad.mkdir(parents=True)
+    for f in gt.iterdir():
+        (bad / f.name).write_text(f.read_text())
+    shutil.copytree(synth2022 / "ground_truth_domain", tmp_path / "gt" / "ground_truth_domain")
+    f = bad / "ground_truth_fan_section_04_test.csv"
+    f.write_text("\n".join(f.read_text().splitlines()[1:]) + "\n")
+    r = run_script("dcase2022/test.py", "--mt", "fan", "-c", "0", *sets, "--ground-truth", str(bad))
+    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].startswith(f"error: {f} has no row for")
+    f.write_text("section_04_9999.wav,1\n")
+    r = run_script("dcase2022/test.py", "--mt", "fan", "-c", "0", *sets, "--ground-truth", str(bad))
+    assert r.returncode == 1 and "section_04_9999.wav is not a test clip" in r.stderr
+
+
+@pytest.mark.slow
+def test_localization_figures(trained):
+    out, sets, _ = trained
+    loc = out / "loc"
+    (loc / "fan").mkdir(parents=True)
+    (loc / "fan" / "stale.png").write_bytes(b"old")  # the original crashes on a non-empty folder
+    r = run_script("dcase2022/loc.py", "--mt", "fan", "-c", "0", *sets, "--set", f"loc_dir={loc}", "--limit", "3")
+    assert r.returncode == 0, r.stderr[-2000:]
+    files = sorted(p.name for p in (loc / "fan").iterdir())
+    assert files == ["sec00_source_true1_0000.png", "sec00_source_true1_0001.png", "sec00_source_true1_0002.png",
+                     "summary_top3.png"]
+    for name in files:
+        data = (loc / "fan" / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        width, height = struct.unpack(">II", data[16:24])
+        if name.startswith("sec"):
+            assert (width, height) == (640, 720)
+    r = run_script("dcase2022/loc.py", "--mt", "fan", *sets, "--set", f"loc_dir={loc}", "--limit", "2",
+                   "--map", "residual", "--top", "1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert sorted(p.name for p in (loc / "fan").iterdir()) == [
+        "sec00_source_true1_0000.png", "sec00_source_true1_0001.png", "summary_top1.png"]
+
+
+@pytest.mark.slow
+def test_residual_map_peaks_at_injected_clicks(trained, tmp_path):
+    out, sets, _ = trained
+    cfg, _ = load_config(SPEC.root, "fan", sets[1], sets[3::2])  # sets = [--config, F, --set, k=v, ...]
+    model = load_trained(SPEC, cfg, "fan", torch.device("cpu"))
+    sr, seconds = 16000, 2.5
+    rng = np.random.default_rng(0)
+    y = synth.normal_sound(rng, sr, seconds, synth._base_f0("fan", "00"), 0.01)
+    clicks = [0.6, 1.3, 2.0]
+    for t in clicks:  # short decaying noise bursts: broadband, a few frames long
+        i = int(t * sr)
+        y[i:i + 400] += 0.8 * rng.normal(0, 1, 400) * np.exp(-np.arange(400) / 100)
+    wav = tmp_path / "section_00_source_test_anomaly_0000_a.wav"
+    sf.write(wav, np.clip(y, -1, 1), sr, subtype="PCM_16")  # normal parts keep the level the model knows
+    spec, _ = logmel(wav, cfg["feat"]["n_fft"], cfg["feat"]["hop_length"], cfg["feat"]["n_mels"])
+    x = model.scaled(spec[None])[0]
+    _, resid = reconstruct(model.netG, x, cfg["feat"]["frame_num"], cfg["feat"]["graph_hop_f"], torch.device("cpu"))
+    curve = resid.mean(0).numpy()
+    frames = [int(t * sr / cfg["feat"]["hop_length"]) for t in clicks]
+    edge = 8  # the first and last frames are covered by one segment only: skip them for the argmax
+    peak = edge + int(np.argmax(curve[edge:-edge]))
+    assert min(abs(peak - f) for f in frames) <= 2, (peak, frames)
+    for f in frames:
+        assert curve[max(f - 2, 0):f + 3].max() > 1.3 * np.median(curve), (f, curve)
 
 
 @pytest.mark.slow

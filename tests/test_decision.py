@@ -1,0 +1,40 @@
+"""Decision threshold (the DCASE baselines' gamma rule) and precision / recall / F1 of the decisions."""
+
+import numpy as np
+import pytest
+import scipy.stats
+
+from aegan.dataset import Clip
+from aegan.decision import decide, decision_metrics, fit_threshold
+
+
+def test_gamma_threshold_equals_the_baseline_rule():
+    s = scipy.stats.gamma.rvs(2.0, loc=0, scale=1.5, size=300, random_state=0)
+    fit = fit_threshold(s, 0.9)
+    a, loc, scale = scipy.stats.gamma.fit(s)
+    assert fit["shift"] == 0 and fit["shape"] == pytest.approx(a)
+    assert fit["threshold"] == pytest.approx(scipy.stats.gamma.ppf(0.9, a, loc=loc, scale=scale))
+    assert 0.8 < (s <= fit["threshold"]).mean() < 0.97
+
+
+def test_non_positive_scores_are_shifted_and_shifted_back():
+    s = scipy.stats.gamma.rvs(3.0, scale=1.0, size=300, random_state=1)
+    base = fit_threshold(s, 0.9)
+    moved = fit_threshold(s - 10.0, 0.9)  # every score negative
+    assert moved["shift"] == pytest.approx(10 - s.min(), abs=1e-3)
+    assert moved["threshold"] == pytest.approx(base["threshold"] - 10.0, abs=0.05)
+    assert fit_threshold(np.full(5, 2.0))["threshold"] == 2.0  # constant scores: no fit, threshold at the value
+
+
+def test_decisions_and_prf_hand_worked():
+    clips = [Clip(None, "00", d, y) for d, y in
+             [("source", 0), ("source", 0), ("source", 1), ("source", 1), ("target", 0), ("target", 1)]]
+    scores = np.array([0.1, 0.9, 0.8, 0.2, 0.1, 0.7])
+    d = decide(scores, 0.5)
+    assert d.tolist() == [0, 1, 1, 0, 0, 1]
+    rows, summary = decision_metrics(clips, d, "section")
+    assert [(r["domain"]) for r in rows] == ["source", "target"]
+    # source: tp 1, fp 1, fn 1 -> precision 0.5, recall 0.5, F1 0.5; target: all right -> 1, 1, 1
+    assert (rows[0]["precision"], rows[0]["recall"], rows[0]["F1"]) == (0.5, 0.5, 0.5)
+    assert (rows[1]["precision"], rows[1]["recall"], rows[1]["F1"]) == (1.0, 1.0, 1.0)
+    assert summary["F1"] == pytest.approx(2 / (1 / 0.5 + 1 / 1.0))
