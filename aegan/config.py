@@ -151,8 +151,8 @@ def validate(cfg: dict) -> None:
         raise AeganError(f"detect.p (the pAUC max FPR) must be in (0, 1], got {cfg['detect']['p']}")
     if not 0 < cfg["detect"]["decision_percentile"] < 1:
         raise AeganError(f"detect.decision_percentile must be in (0, 1), got {cfg['detect']['decision_percentile']}")
-    if train["amp"] not in ("off", "bf16"):
-        raise AeganError(f"train.amp must be off or bf16, got {train['amp']!r}")
+    if train["amp"] not in ("fp32", "bf16"):
+        raise AeganError(f"train.amp must be fp32 or bf16, got {train['amp']!r}")
 
 
 def load_config(

@@ -56,7 +56,7 @@ def _chunks(n_clips: int, n_seg: int, batch: int):
 
 @torch.no_grad()
 def embed_clips(netD: nn.Module, specs: torch.Tensor, frame_num: int, hop: int, device: torch.device,
-                batch: int = 512, amp: str = "off") -> np.ndarray:
+                batch: int = 512, amp: str = "fp32") -> np.ndarray:
     """Mean critic embedding over each clip's segments: (N, C)."""
     netD.eval()
     view = segment_view(specs, frame_num, hop)
@@ -72,7 +72,7 @@ def embed_clips(netD: nn.Module, specs: torch.Tensor, frame_num: int, hop: int, 
 
 @torch.no_grad()
 def generator_scores(netG: nn.Module, netD: nn.Module, specs: torch.Tensor, frame_num: int, hop: int,
-                     device: torch.device, pools: tuple[str, ...], batch: int = 512, amp: str = "off"
+                     device: torch.device, pools: tuple[str, ...], batch: int = 512, amp: str = "fp32"
                      ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The 15 G scores of every clip and the clips' mean critic embeddings, in one pass over the segments."""
     netG.eval()

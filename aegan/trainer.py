@@ -17,7 +17,7 @@ from .dataset import DatasetSpec
 from .device import seed_everything
 from .errors import AeganError
 from .features import SegmentSampler, minmax
-from .losses import d_step, g_step
+from .losses import train_step
 from .nets import build_nets
 from .pipeline import (
     best_metric,
@@ -76,8 +76,14 @@ def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int
 
     first_norm = spec.first_norm(mt)
     netG, netD = build_nets(cfg["net"], first_norm)
-    netG.to(device)
-    netD.to(device)
+    # speed options (README, Performance); the defaults are the exact fp32 computation
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = tcfg["tf32"]
+        torch.backends.cudnn.allow_tf32 = tcfg["tf32"]
+    fmt = torch.channels_last if tcfg["channels_last"] else torch.contiguous_format
+    netG.to(device, memory_format=fmt)
+    netD.to(device, memory_format=fmt)
+    gen = torch.compile(netG) if tcfg["compile"] else netG  # shares netG's parameters
     optD = torch.optim.Adam(netD.parameters(), lr=tcfg["lrD"], betas=(tcfg["beta1"], 0.999))
     optG = torch.optim.Adam(netG.parameters(), lr=tcfg["lrG"], betas=(tcfg["beta1"], 0.999))
     sampler = SegmentSampler(train_specs, feat["frame_num"], feat["graph_hop_f"], tcfg["bs"], seed)
@@ -110,10 +116,8 @@ def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int
         bar = tqdm(sampler.epoch(epoch), total=len(sampler), desc=f"epoch {epoch + 1}/{tcfg['epoch']}", leave=False)
         with torch.autocast(device.type, torch.bfloat16, enabled=tcfg["amp"] == "bf16"):
             for i, x in enumerate(bar):
-                x = x.to(device, non_blocking=True)
-                losses = d_step(netD, netG, optD, x, wgan)
-                if i % wgan["ncritic"] == 0:
-                    losses |= g_step(netD, netG, optG, x, wgan)
+                x = x.to(device, non_blocking=True).contiguous(memory_format=fmt)
+                losses = train_step(netD, gen, optD, optG, x, wgan, g_update=i % wgan["ncritic"] == 0)
                 for k, v in losses.items():
                     sums[k] = sums.get(k, 0.0) + v
                 if not all(math.isfinite(v) for v in losses.values()):

@@ -248,3 +248,15 @@ def test_test_without_checkpoint_is_one_line(tmp_path, synth2022):
     assert r.returncode == 1
     assert r.stderr.strip().splitlines()[-1].startswith("error: checkpoint not found")
     assert not np.any([p.suffix == ".csv" for p in tmp_path.rglob("*")])
+
+
+@pytest.mark.slow
+def test_speed_options_run_on_cpu(tmp_path, synth2022):
+    """bf16 autocast, channels_last and torch.compile go through the same code path as the default."""
+    r = run_script("dcase2022/train.py", "--mt", "ToyTrain", *_sets(tmp_path, synth2022), "--set", "train.epoch=1",
+                   "--set", "train.amp=bf16", "--set", "train.channels_last=true", "--set", "train.compile=true",
+                   "--set", "net.nz=16", "--set", "net.ndf=8", "--set", "net.ngf=8")
+    assert r.returncode == 0, r.stderr[-3000:]
+    state = checkpoint.load(tmp_path / "model_dir" / "ToyTrain.pth")
+    assert state["config"]["train"]["compile"] and all(torch.isfinite(v).all() for v in state["netG"].values()
+                                                       if v.is_floating_point())

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aegan.losses import d_step, feature_match, g_step, gradient_penalty
+from aegan.losses import d_step, feature_match, g_step, gradient_penalty, train_step
 from aegan.nets import build_nets
 
 NET = {"isize": 32, "nz": 16, "ndf": 8, "ngf": 8, "normalize": {"g": "ln", "d": "ln"}}
@@ -82,3 +82,37 @@ def test_one_training_step_changes_both_networks_and_matches_the_formula():
     assert any(not torch.equal(a, b) for a, b in zip(g0, g.parameters()))
     assert all(torch.equal(a, b) for a, b in zip(d1, d.parameters()))  # generator step leaves D alone
     assert all(p.requires_grad for p in d.parameters())
+
+
+@pytest.mark.parametrize("norm", ["ln", "bn"])
+def test_fused_step_equals_the_original_two_steps(norm):
+    """train_step (G once, real+fake batched) = d_step + g_step from the same state and batch, BN stats too."""
+    net = {**NET, "normalize": {"g": norm, "d": "ln"}}
+    wgan = {**WGAN, "match_item": {"mu": 1, "sigma": 1}}
+    torch.manual_seed(0)
+    g, d = build_nets(net, True)
+    g2, d2 = build_nets(net, True)
+    g2.load_state_dict(g.state_dict())
+    d2.load_state_dict(d.state_dict())
+    opts = [torch.optim.Adam(m.parameters(), lr=2e-4, betas=(0.5, 0.999)) for m in (d, g, d2, g2)]
+    for _ in range(3):
+        x = torch.rand(8, 1, 32, 32) * 2 - 1
+        state = torch.get_rng_state()
+        ref = d_step(d, g, opts[0], x, wgan) | g_step(d, g, opts[1], x, wgan)
+        torch.set_rng_state(state)
+        new = train_step(d2, g2, opts[2], opts[3], x, wgan)
+        for k in ref:
+            assert new[k] == pytest.approx(ref[k], rel=1e-4, abs=1e-6), k
+    for a, b in ((g, g2), (d, d2)):
+        for (k, v), v2 in zip(a.state_dict().items(), b.state_dict().values()):
+            torch.testing.assert_close(v2, v, rtol=1e-4, atol=1e-6, msg=k)
+
+
+def test_fused_step_without_generator_update_leaves_g_alone():
+    torch.manual_seed(1)
+    g, d = build_nets(NET, True)
+    optD = torch.optim.Adam(d.parameters(), lr=2e-4)
+    optG = torch.optim.Adam(g.parameters(), lr=2e-4)
+    g0 = [p.detach().clone() for p in g.parameters()]
+    out = train_step(d, g, optD, optG, torch.rand(4, 1, 32, 32), WGAN, g_update=False)
+    assert "lossG" not in out and all(torch.equal(a, b) for a, b in zip(g0, g.parameters()))
