@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from .config import dump, load_config
 from .dataset import DatasetSpec, attach_ground_truth
 from .decision import decide, decision_metrics
-from .device import select_device
+from .device import select_device, tune_allocator
 from .errors import AeganError
 from .localization import draw_maps
 from .pipeline import best_metric, decision_rule, evaluate_all, features, load_trained, resolve_metric, score_clips
@@ -38,16 +40,32 @@ def _parser(spec: DatasetSpec, what: str) -> argparse.ArgumentParser:
     return p
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM ends a run like Ctrl-C: checkpoints are only ever replaced atomically
+
+
+def _close_bars() -> None:
+    """End any progress bar an error cut short, so that the error starts on a line of its own."""
+    for bar in list(getattr(tqdm, "_instances", [])):
+        bar.close()
+
+
 def _run(fn: Callable[[argparse.Namespace], None], args: argparse.Namespace) -> None:
+    tune_allocator()
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
-        fn(args)
+        try:
+            fn(args)
+        finally:
+            _close_bars()
     except AeganError as e:
         if args.debug:
             traceback.print_exc()
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
-        print("interrupted: the last completed epoch's checkpoint is intact; continue with --resume", file=sys.stderr)
+        print("error: interrupted; the checkpoints of the last completed epoch are intact (train.py --resume "
+              "continues from them)", file=sys.stderr)
         sys.exit(130)
     except Exception as e:  # noqa: BLE001 - last resort: still one line unless --debug
         if args.debug:

@@ -72,7 +72,10 @@ class DatasetSpec:
             raise AeganError(f"dataset_dir {dataset_dir} does not exist (set it with --set dataset_dir=PATH)")
         if not folder.is_dir():
             raise AeganError(f"folder {folder} does not exist: expected <dataset_dir>/{source}_data/{mt}/{split}/")
-        paths = sorted((p for p in folder.iterdir() if p.suffix.lower() == ".wav"), key=self.sort_key)
+        entries = list(folder.iterdir())
+        paths = sorted((p for p in entries if p.suffix.lower() == ".wav" and p.is_file()), key=self.sort_key)
+        if len(entries) > len(paths):
+            print(f"{folder}: ignored {len(entries) - len(paths)} entries that are not .wav files")
         if not paths:
             raise AeganError(f"folder {folder} holds no .wav clips")
         return [replace(self.parse(p, split, source), source=source) for p in paths]
@@ -82,7 +85,15 @@ class DatasetSpec:
         return [c for s in sources for c in self.list_clips(cfg["dataset_dir"], mt, s, "train")]
 
     def test_clips(self, cfg: dict, mt: str, dev: bool) -> list[Clip]:
-        return self.list_clips(cfg["dataset_dir"], mt, "dev" if dev else "eval", "test")
+        clips = self.list_clips(cfg["dataset_dir"], mt, "dev" if dev else "eval", "test")
+        part = "dev" if dev else "eval"
+        if cfg["train_set"] in (part, "deval"):
+            trained = {c.group for c in self.list_clips(cfg["dataset_dir"], mt, part, "train")}
+            missing = sorted({c.group for c in clips} - trained)
+            if missing:
+                raise AeganError(f"{self.group_name} {missing[0]} has test clips in "
+                                 f"{Path(cfg['dataset_dir']) / f'{part}_data' / mt / 'test'} but no training clip")
+        return clips
 
     def check_machine(self, mt: str) -> None:
         if mt not in self.machines:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import random
 
 import numpy as np
@@ -31,3 +32,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
+
+
+def tune_allocator() -> bool:
+    """glibc malloc: keep freed blocks up to 32 MB in the heap and never trim it, instead of returning large
+    blocks to the OS after each op. Every training iteration allocates and frees hundreds of MB of
+    activations; with the defaults each one is a fresh mmap whose page faults cost about a quarter of a CPU
+    training step (bench/run.py). Changes no result. Returns False where there is no glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024) and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+    except (OSError, AttributeError):
+        return False
+
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import librosa
 import numpy as np
+import soundfile as sf
 import torch
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
@@ -31,13 +32,24 @@ def logmel(path: str | os.PathLike, n_fft: int = 2048, hop_length: int = 512, n_
            ) -> tuple[np.ndarray, int]:
     """(log-mel in dB, shape (n_mels, T), float32; sample rate). SPEC section 2, librosa defaults otherwise."""
     try:
+        channels = sf.info(str(path)).channels
+    except Exception as e:  # not a file soundfile can open: not audio, or truncated in its header
+        raise AeganError(f"cannot read audio file {path}: {str(e).strip().splitlines()[0]}") from None
+    if channels != 1:
+        # librosa would silently average the channels; DCASE clips are mono, so this is the wrong file
+        raise AeganError(f"audio file {path} has {channels} channels; DCASE clips are mono")
+    try:
         y, sr = librosa.load(path, sr=None, mono=True)
-    except Exception as e:  # soundfile/audioread raise many types for broken files
+    except Exception as e:  # soundfile raises many types for broken files
         raise AeganError(f"cannot read audio file {path}: {type(e).__name__}: {e}") from None
     if y.size == 0:
         raise AeganError(f"audio file {path} is empty")
     if not np.all(np.isfinite(y)):
         raise AeganError(f"audio file {path} contains NaN or infinite samples")
+    if not np.any(y):
+        # power_to_db floors at amin=1e-10 (-100 dB): finite, so the scaling stays finite, but the clip sets
+        # the training minimum; say so rather than hide it
+        print(f"warning: audio file {path} is pure silence (all samples zero); its features are -100 dB")
     mel = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels)
     return librosa.power_to_db(mel, ref=1.0).astype(np.float32), int(sr)
 
@@ -94,21 +106,39 @@ def load_or_extract(paths: list[Path], feat_cfg: dict, cache_dir: str | os.PathL
     if not paths:
         raise AeganError(f"no clips to extract features from for {name}")
     cache = Path(cache_dir) / f"{name}_{cache_key(paths, feat_cfg)}.npy"
+    digest = cache.with_suffix(".sha1")
     if cache.exists():
         try:
-            arr = np.load(cache)
-            if arr.ndim == 3 and arr.shape[0] == len(paths) and arr.shape[1] == feat_cfg["n_mels"]:
-                print(f"features: {len(paths)} clips from cache {cache}")
-                return arr
+            # the checksum (written after the data) catches truncated or corrupted files, and a cache whose
+            # writer died between the two renames
+            if digest.exists() and digest.read_text().strip() == _file_sha1(cache):
+                arr = np.load(cache)
+                if arr.ndim == 3 and arr.shape[0] == len(paths) and arr.shape[1] == feat_cfg["n_mels"]:
+                    print(f"features: {len(paths)} clips from cache {cache}")
+                    return arr
         except (ValueError, OSError, EOFError, zipfile.BadZipFile):
             pass
-        print(f"features: cache {cache} is unreadable or stale; rebuilding it")
+        print(f"features: cache {cache} is corrupt or incomplete; rebuilding it")
     arr = extract(paths, feat_cfg, workers, desc=f"features {name}")
-    with atomic_path(cache) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, arr)
+    try:
+        with atomic_path(cache) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, arr)
+        with atomic_path(digest) as tmp:
+            tmp.write_text(_file_sha1(cache))
+    except OSError as e:  # a full disk: the features are computed, only the cache is lost (and no half file)
+        print(f"warning: could not write the feature cache {cache}: {e.strerror or e}; continuing without it")
+        return arr
     print(f"features: cached {len(paths)} clips to {cache}")
     return arr
+
+
+def _file_sha1(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def minmax(train_specs: np.ndarray) -> tuple[float, float]:

@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from aegan import synth  # noqa: E402
+from aegan.device import tune_allocator  # noqa: E402
 from aegan.features import SegmentSampler, extract, load_or_extract  # noqa: E402
 from aegan.losses import d_step, feature_match, train_step  # noqa: E402
 from aegan.nets import build_nets  # noqa: E402
@@ -162,7 +163,9 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="small sizes, one repeat: a smoke run")
     p.add_argument("--out", default=None)
+    p.add_argument("--no-allocator-tuning", action="store_true", help="keep glibc's malloc defaults")
     a = p.parse_args()
+    tuned = False if a.no_allocator_tuning else tune_allocator()
     device = torch.device(a.device)
     cuda = device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else None
@@ -175,9 +178,9 @@ def main() -> None:
     net_cfg = {"isize": isize, "nz": 256, "ndf": 32, "ngf": 32, "normalize": {"g": "ln", "d": "ln"}}
     res: dict = {"device": str(device), "torch": torch.__version__, "python": platform.python_version(),
                  "cpu_threads": torch.get_num_threads(), "isize": isize, "batch": bs,
-                 "gpu": torch.cuda.get_device_name(device) if cuda else None}
+                 "gpu": torch.cuda.get_device_name(device) if cuda else None, "allocator_tuned": tuned}
     print(f"bench on {device} (torch {torch.__version__}, {torch.get_num_threads()} threads), isize {isize}, "
-          f"batch {bs}", flush=True)
+          f"batch {bs}, allocator tuning {'on' if tuned else 'off'}", flush=True)
 
     # ---- feature extraction
     with tempfile.TemporaryDirectory() as tmp:

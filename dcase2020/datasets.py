@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from aegan.dataset import Clip, DatasetSpec
-from aegan.errors import AeganError
+from aegan.errors import AeganError, shown
 from aegan.evaluation import evaluate_ids
 
 from . import net
@@ -36,12 +36,12 @@ class DCASE2020(DatasetSpec):
         if m:
             label, mid, _ = m.groups()
             if split == "train" and label != "normal":
-                raise AeganError(f"{path}: training clips must be normal")
+                raise AeganError(f"{shown(path)}: training clips must be normal")
             return Clip(path, mid, None, int(label == "anomaly"))
         m = UNLABELLED.match(path.name)
         if m and split == "test":
             return Clip(path, m.group(1), None, None)
-        raise AeganError(f"{path}: file name does not follow DCASE 2020 naming "
+        raise AeganError(f"{shown(path)}: file name does not follow DCASE 2020 naming "
                          "(normal_id_<II>_<NNNNNNNN>.wav, anomaly_id_<II>_<NNNNNNNN>.wav, id_<II>_<NNNNNNNN>.wav)")
 
     def first_norm(self, mt: str) -> bool:

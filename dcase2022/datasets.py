@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from aegan.dataset import Clip, DatasetSpec
-from aegan.errors import AeganError
+from aegan.errors import AeganError, shown
 from aegan.evaluation import evaluate_sections
 
 from . import net
@@ -37,14 +37,14 @@ class DCASE2022(DatasetSpec):
         if m:
             section, domain, fsplit, label, _, attrs = m.groups()
             if fsplit != split:
-                raise AeganError(f"{path}: a {fsplit} clip in the {split}/ folder")
+                raise AeganError(f"{shown(path)}: a {fsplit} clip in the {split}/ folder")
             if split == "train" and label != "normal":
-                raise AeganError(f"{path}: training clips must be normal")
+                raise AeganError(f"{shown(path)}: training clips must be normal")
             return Clip(path, section, domain, int(label == "anomaly"), attrs or "")
         m = UNLABELLED.match(path.name)
         if m and split == "test":
             return Clip(path, m.group(1), None, None)
-        raise AeganError(f"{path}: file name does not follow DCASE 2022 naming "
+        raise AeganError(f"{shown(path)}: file name does not follow DCASE 2022 naming "
                          "(section_<SS>_<source|target>_<train|test>_<normal|anomaly>_<NNNN>_<attributes>.wav)")
 
     def first_norm(self, mt: str) -> bool:
