@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import traceback
@@ -87,6 +88,8 @@ def train_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--resume", action="store_true", help="continue from model_dir/<mt>_last.pth")
     args = p.parse_args(argv)
+    if int(os.environ.get("RANK", "0")) > 0:  # torchrun: only rank 0 talks; errors still reach stderr
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
 
     def run(a: argparse.Namespace) -> None:
         cfg = _config(spec, a)

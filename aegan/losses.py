@@ -7,6 +7,7 @@ and each step returns a dict of named losses for the log.
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -112,6 +113,59 @@ def train_step(netD: nn.Module, netG: nn.Module, optD: torch.optim.Optimizer, op
     _, feat_fake = netD(recon)
     with torch.no_grad():
         _, feat_real = netD(x)
+    fm = feature_match(feat_fake, feat_real, wgan["match_item"])
+    loss_g = rec + wgan["feat_match_eff"] * fm
+    loss_g.backward()
+    netD.requires_grad_(True)
+    optG.step()
+    return losses | {"lossG": loss_g.item(), "rec": rec.item(), "fm": fm.item()}
+
+
+def ddp_train_step(ddpD: nn.Module, ddpG: nn.Module, optD: torch.optim.Optimizer, optG: torch.optim.Optimizer,
+                   x: torch.Tensor, wgan: dict, rank: int, world: int, g_update: bool = True) -> dict:
+    """train_step for one rank of a DistributedDataParallel run, equal to train_step on the global batch.
+
+    - DDP averages gradients over ranks, so per-rank means give the global means of the MSE, critic and
+      penalty terms.
+    - The critic takes one DDP forward per backward: real, fake and interpolates in one batch; the
+      penalty differentiates only with respect to the interpolates, which fires no gradient hook.
+    - The interpolation weights are drawn for the whole global batch (ranks share the seed), and each
+      rank uses its slice: the same a per sample as a single process.
+    - Feature matching needs batch statistics of the global batch: embeddings are all-gathered with
+      autograd support (each rank then holds W copies of the loss, whose gradients the gather sums and
+      DDP averages back to one).
+    """
+    import torch.distributed.nn.functional as dist_fn
+
+    netG, netD = ddpG.module, ddpD.module
+    b = x.size(0)
+    with bn_counts_twice(netG), torch.set_grad_enabled(g_update):
+        recon = (ddpG if g_update else netG)(x)
+    fake = recon.detach()
+    alpha = torch.rand(b * world, 1, 1, 1, device=x.device, dtype=x.dtype)[rank * b:(rank + 1) * b]
+    interp = (alpha * x + (1 - alpha) * fake).requires_grad_(True)
+    optD.zero_grad(set_to_none=True)
+    out, _ = ddpD(torch.cat([x, fake, interp]))
+    d_real, d_fake, d_interp = out[:b], out[b:2 * b], out[2 * b:]
+    (grad,) = torch.autograd.grad(d_interp.sum(), interp, create_graph=True)
+    gp = ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+    wdist = d_real.mean() - d_fake.mean()
+    loss_d = -wdist + wgan["lambda_gp"] * gp
+    loss_d.backward()
+    optD.step()
+    losses = {"lossD": loss_d.item(), "wdist": wdist.item(), "gp": gp.item()}
+    if not g_update:
+        return losses
+    optG.zero_grad(set_to_none=True)
+    netD.requires_grad_(False)
+    rec = F.mse_loss(recon, x)
+    _, feat_fake = netD(recon)
+    with torch.no_grad():
+        _, feat_real = netD(x)
+    with warnings.catch_warnings():  # its deprecation names a private replacement; this one is public
+        warnings.simplefilter("ignore", FutureWarning)
+        feat_fake = torch.cat(dist_fn.all_gather(feat_fake))
+        feat_real = torch.cat(dist_fn.all_gather(feat_real))
     fm = feature_match(feat_fake, feat_real, wgan["match_item"])
     loss_g = rec + wgan["feat_match_eff"] * fm
     loss_g.backward()

@@ -12,12 +12,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from . import checkpoint
+from . import checkpoint, distributed
 from .dataset import DatasetSpec
 from .device import seed_everything
 from .errors import AeganError
 from .features import SegmentSampler, minmax
-from .losses import train_step
+from .losses import ddp_train_step, train_step
 from .nets import build_nets
 from .pipeline import (
     best_metric,
@@ -41,12 +41,15 @@ SELECT_NOTE = {
 }
 
 
-def get_logger(log_dir: Path, mt: str) -> logging.Logger:
-    log_dir.mkdir(parents=True, exist_ok=True)
+def get_logger(log_dir: Path, mt: str, active: bool = True) -> logging.Logger:
     logger = logging.getLogger(f"aegan.{log_dir}.{mt}")
     logger.handlers.clear()
     logger.setLevel(logging.INFO)
     logger.propagate = False
+    if not active:  # ranks other than 0 of a distributed run stay silent
+        logger.addHandler(logging.NullHandler())
+        return logger
+    log_dir.mkdir(parents=True, exist_ok=True)
     fh = logging.FileHandler(log_dir / "train.log")
     fh.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     sh = logging.StreamHandler(sys.stdout)
@@ -57,20 +60,32 @@ def get_logger(log_dir: Path, mt: str) -> logging.Logger:
 
 
 def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int, resume: bool = False) -> dict:
-    """Train one machine type; returns {'epoch', 'metric', 'value'} of the selected model."""
-    seed_everything(seed)
-    logger = get_logger(Path(cfg["log_dir"]) / mt, mt)
+    """Train one machine type; returns {'epoch', 'metric', 'value'} of the selected model.
+
+    Under torchrun each process trains on its shard of every global batch through DDP; rank 0 alone
+    evaluates, logs and writes checkpoints while the others wait at a barrier."""
+    device, rank, world = distributed.init(device)
+    main = rank == 0
+    seed_everything(seed)  # the same seed on every rank: same permutations and interpolation weights
+    logger = get_logger(Path(cfg["log_dir"]) / mt, mt, main)
+    if world > 1:
+        logger.info(f"distributed: {world} processes ({'nccl' if device.type == 'cuda' else 'gloo'}), global batch "
+                    f"{cfg['train']['bs']} = {world} x {cfg['train']['bs'] // world}")
     tcfg, wgan, feat = cfg["train"], cfg["train"]["wgan"], cfg["feat"]
     select = tcfg["select"]
     fixed_metric = resolve_metric(spec, cfg["detect"]["metric"]) if cfg["detect"]["metric"] else None
     best_path, last_path = model_paths(cfg, mt)
 
+    if not main:
+        distributed.barrier(world)  # rank 0 builds the feature caches first; the others then read them
     train_clips, raw = train_features(spec, cfg, mt)
     vmax, vmin = minmax(raw)
     train_specs = scaled_tensor(raw, vmax, vmin, device)
     del raw
     test_clips = spec.test_clips(cfg, mt, dev=True)
-    test_specs = scaled_tensor(features(spec, cfg, mt, test_clips, "test_dev"), vmax, vmin, device)
+    test_specs = scaled_tensor(features(spec, cfg, mt, test_clips, "test_dev"), vmax, vmin, device) if main else None
+    if main:
+        distributed.barrier(world)
     logger.info(f"{mt}: {len(train_clips)} training clips ({cfg['train_set']}), {len(test_clips)} dev test clips, "
                 f"feature max {vmax:.4f} min {vmin:.4f}")
 
@@ -86,7 +101,7 @@ def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int
     gen = torch.compile(netG) if tcfg["compile"] else netG  # shares netG's parameters
     optD = torch.optim.Adam(netD.parameters(), lr=tcfg["lrD"], betas=(tcfg["beta1"], 0.999))
     optG = torch.optim.Adam(netG.parameters(), lr=tcfg["lrG"], betas=(tcfg["beta1"], 0.999))
-    sampler = SegmentSampler(train_specs, feat["frame_num"], feat["graph_hop_f"], tcfg["bs"], seed)
+    sampler = SegmentSampler(train_specs, feat["frame_num"], feat["graph_hop_f"], tcfg["bs"], seed, rank, world)
     arch = checkpoint.describe_arch(cfg["net"], first_norm)
 
     start, best = 0, {"value": -math.inf, "epoch": 0, "metric": None}
@@ -105,7 +120,11 @@ def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int
         logger.info(f"resuming from {last_path} at epoch {start + 1}")
         if start >= tcfg["epoch"]:
             logger.info(f"nothing to do: {last_path} already holds {start} of train.epoch={tcfg['epoch']} epochs")
+            distributed.finish(world)
             return best
+    if world > 1:  # after loading: DDP broadcasts rank 0's weights, which are the same here
+        ddpG, ddpD = distributed.wrap(netG, device), distributed.wrap(netD, device)
+        netG, netD = ddpG.module, ddpD.module  # SyncBatchNorm conversion makes new modules on CUDA
 
     logger.info(SELECT_NOTE[select].format(key=spec.summary_key, metric=fixed_metric))
     for epoch in range(start, tcfg["epoch"]):
@@ -113,11 +132,16 @@ def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int
         netG.train()
         netD.train()
         sums: dict[str, float] = {}
-        bar = tqdm(sampler.epoch(epoch), total=len(sampler), desc=f"epoch {epoch + 1}/{tcfg['epoch']}", leave=False)
+        bar = tqdm(sampler.epoch(epoch), total=len(sampler), desc=f"epoch {epoch + 1}/{tcfg['epoch']}", leave=False,
+                   disable=not main)
         with torch.autocast(device.type, torch.bfloat16, enabled=tcfg["amp"] == "bf16"):
             for i, x in enumerate(bar):
                 x = x.to(device, non_blocking=True).contiguous(memory_format=fmt)
-                losses = train_step(netD, gen, optD, optG, x, wgan, g_update=i % wgan["ncritic"] == 0)
+                g_update = i % wgan["ncritic"] == 0
+                if world > 1:
+                    losses = ddp_train_step(ddpD, ddpG, optD, optG, x, wgan, rank, world, g_update)
+                else:
+                    losses = train_step(netD, gen, optD, optG, x, wgan, g_update)
                 for k, v in losses.items():
                     sums[k] = sums.get(k, 0.0) + v
                 if not all(math.isfinite(v) for v in losses.values()):
@@ -126,6 +150,9 @@ def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int
                 bar.set_postfix(lossD=f"{losses['lossD']:.3f}", lossG=f"{losses.get('lossG', float('nan')):.3f}")
         n_g = len(range(0, len(sampler), wgan["ncritic"]))
         mean = {k: v / (n_g if k in ("lossG", "rec", "fm") else len(sampler)) for k, v in sums.items()}
+        if not main:
+            distributed.barrier(world)  # rank 0 evaluates and writes the checkpoints
+            continue
 
         scores = score_clips(netG, netD, train_specs, test_specs, spec, cfg, device)
         results = evaluate_all(spec, test_clips, scores, cfg["detect"]["p"])
@@ -154,6 +181,10 @@ def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int
             + " ".join(f"{c} {100 * summ[c]:.2f}" for c in spec.summary_columns)
             + (" *saved" if improved else "")
         )
+        distributed.barrier(world)
+    if not main:
+        distributed.finish(world)
+        return best
     # the decision threshold (DCASE baselines' gamma rule) of the metric test.py will write, from the selected
     # weights, stored with them so that test-time decisions need no refit
     state = checkpoint.load(best_path, device)
@@ -165,4 +196,5 @@ def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int
                 f"(gamma fit, {state['decision']['percentile']:.0%} of the training clips' scores)")
     logger.info(f"selected model: epoch {best['epoch']}, metric {best['metric']}, {spec.summary_key} "
                 f"{100 * best['value']:.2f} -> {best_path}")
+    distributed.finish(world)
     return best
