@@ -1,6 +1,7 @@
 """torch.distributed: a DDP step equals a single-process step on the same global batch, and torchrun
 trains end to end with gloo on the CPU."""
 
+import csv
 import os
 import shutil
 import socket
@@ -81,3 +82,22 @@ def test_torchrun_two_processes_gloo(tmp_path, synth2022):
     assert checkpoint.load(tmp_path / "model_dir" / "ToyTrain_last.pth")["epoch"] == 2
     log = (tmp_path / "log_dir" / "ToyTrain" / "train.log").read_text()
     assert log.count("epoch 2/2") == 1
+
+
+@pytest.mark.slow
+def test_reproduce_runner_summary_for_two_machine_types(tmp_path, synth2022):
+    out = tmp_path / "rep"
+    args = [sys.executable, "-m", "aegan.reproduce", "--dataset", "dcase2022", "--mt", "fan,ToyTrain", "--seeds", "2",
+            "--out", str(out), "--config", str(SMALL), "--set", f"dataset_dir={synth2022}", "--set", "train.epoch=1",
+            "--set", "feat.workers=1"]
+    r = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count(": ok") == 4
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    assert [x["machine"] for x in rows] == ["fan", "ToyTrain"] and all(x["seeds"] == "2" for x in rows)
+    assert rows[0]["paper"] == "65.83" and rows[0]["paper_metric"] == "G_z_cos_min" and rows[1]["paper"] == ""
+    assert 0 <= float(rows[1]["best_mean"]) <= 100 and float(rows[0]["metric_std"]) >= 0
+    md = (out / "summary.md").read_text()
+    assert "| fan | 2 | G_z_cos_min | 65.83 |" in md
+    r = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)  # resumable: nothing to redo
+    assert r.returncode == 0 and r.stdout.count("done before") == 4

@@ -1,0 +1,156 @@
+"""Reproduce a whole results table: train and test every machine type for several seeds.
+
+    python -m aegan.reproduce --dataset dcase2022 --mt all --seeds 3 [--set dataset_dir=/data/dcase2022]
+
+Each (machine type, seed) job runs the real train.py and test.py -d with its outputs under
+<out>/<mt>/seed<k>/. Jobs that finished are skipped and interrupted ones resume, so rerunning the same
+command continues where it stopped. With several visible GPUs one job runs per GPU at a time. The
+summary (<out>/summary.csv and summary.md) gives, per machine type, the mean and std over seeds of the
+paper's metric and of the best metric, next to the paper's number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import statistics
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from queue import Queue
+
+import torch
+
+from .io import write_text
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER = {  # SPEC section 4: (paper metric, paper result in %)
+    "dcase2022": {"bearing": ("G_z_1_sum", 76.03), "fan": ("G_z_cos_min", 65.83), "gearbox": ("G_z_cos_min", 75.27),
+                  "slider": ("D_lof", 74.06), "ToyCar": ("G_z_1_sum", 78.46)},
+    "dcase2020": {"fan": ("D_lof", 77.01), "pump": ("D_lof", 81.26), "slider": ("G_x_2_mean", 86.50),
+                  "ToyCar": ("D_knn", 86.62), "ToyConveyor": ("G_z_2_min", 73.27), "valve": ("G_z_cos_mean", 77.60)},
+}
+MACHINES = {"dcase2022": ["bearing", "fan", "gearbox", "slider", "ToyCar", "ToyTrain", "valve"],
+            "dcase2020": ["fan", "pump", "slider", "valve", "ToyCar", "ToyConveyor"]}
+
+
+def job_sets(out: Path) -> list[str]:
+    sets = []
+    for key in ("model_dir", "spec_dir", "log_dir", "detect_dir", "result_dir", "loc_dir"):
+        sets += ["--set", f"{key}={out / key.replace('_dir', '')}"]
+    return sets
+
+
+def run_job(dataset: str, mt: str, seed: int, out: Path, extra: list[str], env: dict) -> str:
+    """Train (or resume) then test one job; returns a status word. Output goes to <out>/run.log."""
+    result = out / "result" / mt / "all_metrics.csv"
+    if result.exists():
+        return "done before"
+    out.mkdir(parents=True, exist_ok=True)
+    sets = [*extra, *job_sets(out)]
+    script = ROOT / dataset
+    with open(out / "run.log", "a") as log:
+        if not (out / "model" / f"{mt}.pth").exists() or (out / "model" / f"{mt}_last.pth").exists():
+            resume = ["--resume"] if (out / "model" / f"{mt}_last.pth").exists() else []
+            r = subprocess.run([sys.executable, str(script / "train.py"), "--mt", mt, "--seed", str(seed), *resume,
+                                *sets], stdout=log, stderr=subprocess.STDOUT, env=env)
+            if r.returncode:
+                return f"train failed (see {out / 'run.log'})"
+        r = subprocess.run([sys.executable, str(script / "test.py"), "--mt", mt, "-d", *sets], stdout=log,
+                           stderr=subprocess.STDOUT, env=env)
+    return "ok" if r.returncode == 0 else f"test failed (see {out / 'run.log'})"
+
+
+def summarize(dataset: str, machines: list[str], seeds: list[int], out: Path) -> tuple[Path, Path]:
+    key = "hmean" if dataset == "dcase2022" else "average"
+    rows = []
+    for mt in machines:
+        paper_metric, paper = PAPER[dataset].get(mt, (None, None))
+        metric_vals, best_vals = [], []
+        for s in seeds:
+            f = out / mt / f"seed{s}" / "result" / mt / "all_metrics.csv"
+            if not f.exists():
+                continue
+            table = {r["metric"]: float(r[key]) for r in csv.DictReader(f.open())}
+            best_vals.append(100 * max(table.values()))
+            if paper_metric:
+                name = paper_metric if paper_metric in table else paper_metric.replace("_mean", "_sum")
+                metric_vals.append(100 * table[name])
+
+        def ms(v):
+            return (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0) if v else (float("nan"),) * 2
+
+        rows.append({"machine": mt, "seeds": len(best_vals), "paper_metric": paper_metric or "",
+                     "paper": "" if paper is None else f"{paper:.2f}",
+                     "metric_mean": ms(metric_vals)[0], "metric_std": ms(metric_vals)[1],
+                     "best_mean": ms(best_vals)[0], "best_std": ms(best_vals)[1]})
+    cols = ["machine", "seeds", "paper_metric", "paper", "metric_mean", "metric_std", "best_mean", "best_std"]
+    body = "\n".join(",".join(str(r[c]) for c in cols) for r in rows)
+    csv_path, md_path = out / "summary.csv", out / "summary.md"
+    write_text(csv_path, ",".join(cols) + "\n" + body + "\n")
+    md = [f"# {dataset}: {key} (%), mean ± std over seeds", "",
+          "| machine | seeds | paper metric | paper | this code (paper metric) | this code (best metric) |",
+          "|---|---|---|---|---|---|"]
+    for r in rows:
+        md.append(f"| {r['machine']} | {r['seeds']} | {r['paper_metric'] or '-'} | {r['paper'] or '-'} | "
+                  f"{r['metric_mean']:.2f} ± {r['metric_std']:.2f} | {r['best_mean']:.2f} ± {r['best_std']:.2f} |")
+    md += ["", "Epoch and best metric are selected on the labelled dev test set, as in the paper "
+           "(train.select=best); pass --set train.select=last for numbers not tuned on it."]
+    write_text(md_path, "\n".join(md) + "\n")
+    return csv_path, md_path
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m aegan.reproduce", description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", choices=sorted(MACHINES), required=True)
+    p.add_argument("--mt", default="all", help="comma-separated machine types, or all")
+    p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1")
+    p.add_argument("--out", default=None, help="default: reproduce/<dataset>")
+    p.add_argument("--config", help="YAML applied to every job")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    a = p.parse_args(argv)
+    machines = MACHINES[a.dataset] if a.mt == "all" else a.mt.split(",")
+    unknown = [m for m in machines if m not in MACHINES[a.dataset]]
+    if unknown or a.seeds < 1:
+        print(f"error: {'unknown machine type ' + unknown[0] if unknown else '--seeds must be >= 1'}", file=sys.stderr)
+        sys.exit(2)
+    out = Path(a.out) if a.out else ROOT / "reproduce" / a.dataset
+    extra = (["--config", a.config] if a.config else []) + [x for s in a.set for x in ("--set", s)]
+    seeds = list(range(a.seeds))
+    jobs: Queue = Queue()
+    for mt in machines:
+        for s in seeds:
+            jobs.put((mt, s))
+    gpus = list(range(torch.cuda.device_count())) or [None]
+    where = f"{len(gpus)} GPU(s)" if gpus[0] is not None else "the CPU"
+    print(f"reproduce: {jobs.qsize()} jobs ({len(machines)} machine types x {len(seeds)} seeds) on {where}; "
+          f"outputs under {out}", flush=True)
+    lock = threading.Lock()
+
+    def worker(gpu):
+        env = dict(os.environ)
+        if gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = str(gpu)  # the job sees one GPU as cuda:0
+        while not jobs.empty():
+            try:
+                mt, s = jobs.get_nowait()
+            except Exception:  # noqa: BLE001 - emptied by another worker
+                return
+            status = run_job(a.dataset, mt, s, out / mt / f"seed{s}", extra, env)
+            with lock:
+                print(f"reproduce: {mt} seed {s}: {status}", flush=True)
+
+    threads = [threading.Thread(target=worker, args=(g,)) for g in gpus]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for f in summarize(a.dataset, machines, seeds, out):
+        print(f"wrote {f}")
+    print((out / "summary.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
