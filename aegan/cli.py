@@ -18,7 +18,6 @@ from .dataset import DatasetSpec, attach_ground_truth
 from .decision import decide, decision_metrics
 from .device import select_device, tune_allocator
 from .errors import AeganError
-from .localization import draw_maps
 from .pipeline import best_metric, decision_rule, evaluate_all, features, load_trained, resolve_metric, score_clips
 from .report import decision_table, table, write_decision_metrics, write_results, write_scores
 from .trainer import train
@@ -166,6 +165,8 @@ def loc_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
 
     def run(a: argparse.Namespace) -> None:
+        from .localization import draw_maps  # matplotlib: only this command needs it
+
         if a.limit is not None and a.limit < 1 or a.top < 1:
             raise AeganError("--limit and --top must be at least 1")
         cfg = _config(spec, a)
