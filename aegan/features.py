@@ -11,6 +11,7 @@ import json
 import multiprocessing
 import os
 import zipfile
+import zlib
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -106,12 +107,12 @@ def load_or_extract(paths: list[Path], feat_cfg: dict, cache_dir: str | os.PathL
     if not paths:
         raise AeganError(f"no clips to extract features from for {name}")
     cache = Path(cache_dir) / f"{name}_{cache_key(paths, feat_cfg)}.npy"
-    digest = cache.with_suffix(".sha1")
+    digest = cache.with_suffix(".crc32")
     if cache.exists():
         try:
             # the checksum (written after the data) catches truncated or corrupted files, and a cache whose
             # writer died between the two renames
-            if digest.exists() and digest.read_text().strip() == _file_sha1(cache):
+            if digest.exists() and digest.read_text().strip() == _file_crc32(cache):
                 arr = np.load(cache)
                 if arr.ndim == 3 and arr.shape[0] == len(paths) and arr.shape[1] == feat_cfg["n_mels"]:
                     print(f"features: {len(paths)} clips from cache {cache}")
@@ -125,7 +126,7 @@ def load_or_extract(paths: list[Path], feat_cfg: dict, cache_dir: str | os.PathL
             with open(tmp, "wb") as f:
                 np.save(f, arr)
         with atomic_path(digest) as tmp:
-            tmp.write_text(_file_sha1(cache))
+            tmp.write_text(_file_crc32(cache))
     except OSError as e:  # a full disk: the features are computed, only the cache is lost (and no half file)
         print(f"warning: could not write the feature cache {cache}: {e.strerror or e}; continuing without it")
         return arr
@@ -133,12 +134,13 @@ def load_or_extract(paths: list[Path], feat_cfg: dict, cache_dir: str | os.PathL
     return arr
 
 
-def _file_sha1(path: Path) -> str:
-    h = hashlib.sha1()
+def _file_crc32(path: Path) -> str:
+    """CRC-32 of a file: catches truncation and corruption (not tampering) at ~4 GB/s, 2x sha1's speed."""
+    crc = 0
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 24), b""):
-            h.update(block)
-    return h.hexdigest()
+            crc = zlib.crc32(block, crc)
+    return f"{crc:08x}"
 
 
 def minmax(train_specs: np.ndarray) -> tuple[float, float]:

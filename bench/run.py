@@ -159,7 +159,7 @@ def main() -> None:
     p.add_argument("--device", default="cuda:0" if torch.cuda.is_available() else "cpu")
     p.add_argument("--isize", type=int, default=128)
     p.add_argument("--bs", type=int, default=None, help="training batch (default 64 on CPU, 512 on CUDA)")
-    p.add_argument("--clips", type=int, default=160, help="clips for feature extraction")
+    p.add_argument("--clips", type=int, default=400, help="10-s clips for feature extraction")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="small sizes, one repeat: a smoke run")
     p.add_argument("--out", default=None)

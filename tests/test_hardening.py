@@ -126,7 +126,7 @@ def test_concurrent_cache_builders_leave_one_valid_cache(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT) for _ in range(2)]
     assert all(p.wait(timeout=300) == 0 for p in procs)
     files = sorted(p.name for p in (tmp_path / "c").iterdir())
-    assert len(files) == 2 and files[0].endswith(".npy") and files[1].endswith(".sha1")  # no temp files left
+    assert len(files) == 2 and {f.rsplit(".", 1)[1] for f in files} == {"npy", "crc32"}  # no temp files left
     arr = load_or_extract(paths, FEAT, tmp_path / "c", "x")
     assert arr.shape[0] == 6
 
@@ -137,7 +137,7 @@ def test_full_disk_keeps_previous_cache(tmp_path):
     load_or_extract(paths, FEAT, tmp_path / "c", "x")
     cache = next((tmp_path / "c").glob("x_*.npy"))
     before = cache.read_bytes()
-    cache.with_suffix(".sha1").write_text("force a rebuild")
+    cache.with_suffix(".crc32").write_text("force a rebuild")
     code = ("import resource, signal; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
             "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096)); "
             "from pathlib import Path; from aegan.features import load_or_extract; "
@@ -147,7 +147,7 @@ def test_full_disk_keeps_previous_cache(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "could not write the feature cache" in r.stdout and "shape (2, 64" in r.stdout
     assert cache.read_bytes() == before
-    assert sorted(p.suffix for p in (tmp_path / "c").iterdir()) == [".npy", ".sha1"]
+    assert sorted(p.suffix for p in (tmp_path / "c").iterdir()) == [".crc32", ".npy"]
 
 
 def test_checkpoint_for_another_architecture_names_the_setting(tmp_path, small_data):
