@@ -182,7 +182,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, small_data):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_training_resumes_to_the_same_result(tmp_path, small_data, sig):
     base = ["dcase2022/train.py", "--mt", "ToyTrain", "--seed", "5", "--config", str(SMALL), "--set",
-            "feat.workers=1", "--set", "train.bs=8", "--set", "train.epoch=3"]
+            "feat.workers=1", "--set", "train.bs=4", "--set", "train.epoch=3"]
     a, b = tmp_path / "a", tmp_path / "b"
     proc = subprocess.Popen([sys.executable, *base, *out_sets(a, small_data)], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -190,7 +190,7 @@ def test_interrupted_training_resumes_to_the_same_result(tmp_path, small_data, s
     deadline = time.time() + 300
     while time.time() < deadline and not (log.exists() and "epoch 1/3" in log.read_text()):
         time.sleep(0.05)
-    time.sleep(0.3)  # inside epoch 2
+    time.sleep(0.2)  # inside epoch 2 (an epoch is ~30 batches of 4)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
