@@ -19,6 +19,11 @@ def gradient_penalty(netD: nn.Module, real: torch.Tensor, fake: torch.Tensor) ->
     alpha = torch.rand(real.size(0), *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
     interp = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
     out, _ = netD(interp)
+    return _penalty(out, interp)
+
+
+def _penalty(out: torch.Tensor, interp: torch.Tensor) -> torch.Tensor:
+    """mean_b (||d out / d interp||_2 - 1)^2; differentiable (create_graph) for the critic's backward."""
     (grad,) = torch.autograd.grad(out.sum(), interp, create_graph=True)
     return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
 
@@ -40,7 +45,12 @@ def d_step(netD: nn.Module, netG: nn.Module, optD: torch.optim.Optimizer, x: tor
     optD.zero_grad(set_to_none=True)
     d_real, _ = netD(x)
     d_fake, _ = netD(fake)
-    gp = gradient_penalty(netD, x, fake)
+    return _critic_update(optD, d_real, d_fake, gradient_penalty(netD, x, fake), wgan)
+
+
+def _critic_update(optD: torch.optim.Optimizer, d_real: torch.Tensor, d_fake: torch.Tensor, gp: torch.Tensor,
+                   wgan: dict) -> dict:
+    """L_D = -(mean D(x) - mean D(x~)) + lambda_gp * GP, backward and one step of D's optimizer."""
     wdist = d_real.mean() - d_fake.mean()
     loss = -wdist + wgan["lambda_gp"] * gp
     loss.backward()
@@ -51,12 +61,20 @@ def d_step(netD: nn.Module, netG: nn.Module, optD: torch.optim.Optimizer, x: tor
 def g_step(netD: nn.Module, netG: nn.Module, optG: torch.optim.Optimizer, x: torch.Tensor, wgan: dict) -> dict:
     """L_G = MSE(G(x), x) + feat_match_eff * feature matching on D's embedding; one Adam step on G."""
     optG.zero_grad(set_to_none=True)
+    return _generator_update(netD, optG, netG(x), x, wgan)
+
+
+def _generator_update(netD: nn.Module, optG: torch.optim.Optimizer, recon: torch.Tensor, x: torch.Tensor,
+                      wgan: dict, gather=None) -> dict:
+    """L_G = MSE(recon, x) + feat_match_eff * feature matching, backward and one step of G's optimizer.
+    `gather` maps per-rank embeddings to the global batch's (distributed runs)."""
     netD.requires_grad_(False)  # D is only a fixed feature extractor here; skips its weight gradients
-    recon = netG(x)
     rec = F.mse_loss(recon, x)
     _, feat_fake = netD(recon)
     with torch.no_grad():
         _, feat_real = netD(x)
+    if gather is not None:
+        feat_fake, feat_real = gather(feat_fake), gather(feat_real)
     fm = feature_match(feat_fake, feat_real, wgan["match_item"])
     loss = rec + wgan["feat_match_eff"] * fm
     loss.backward()
@@ -99,26 +117,11 @@ def train_step(netD: nn.Module, netG: nn.Module, optD: torch.optim.Optimizer, op
     optD.zero_grad(set_to_none=True)
     d_real, _ = netD(x)
     d_fake, _ = netD(fake)
-    gp = gradient_penalty(netD, x, fake)
-    wdist = d_real.mean() - d_fake.mean()
-    loss_d = -wdist + wgan["lambda_gp"] * gp
-    loss_d.backward()
-    optD.step()
-    losses = {"lossD": loss_d.item(), "wdist": wdist.item(), "gp": gp.item()}
+    losses = _critic_update(optD, d_real, d_fake, gradient_penalty(netD, x, fake), wgan)
     if not g_update:
         return losses
     optG.zero_grad(set_to_none=True)
-    netD.requires_grad_(False)
-    rec = F.mse_loss(recon, x)
-    _, feat_fake = netD(recon)
-    with torch.no_grad():
-        _, feat_real = netD(x)
-    fm = feature_match(feat_fake, feat_real, wgan["match_item"])
-    loss_g = rec + wgan["feat_match_eff"] * fm
-    loss_g.backward()
-    netD.requires_grad_(True)
-    optG.step()
-    return losses | {"lossG": loss_g.item(), "rec": rec.item(), "fm": fm.item()}
+    return losses | _generator_update(netD, optG, recon, x, wgan)
 
 
 def ddp_train_step(ddpD: nn.Module, ddpG: nn.Module, optD: torch.optim.Optimizer, optG: torch.optim.Optimizer,
@@ -146,29 +149,14 @@ def ddp_train_step(ddpD: nn.Module, ddpG: nn.Module, optD: torch.optim.Optimizer
     interp = (alpha * x + (1 - alpha) * fake).requires_grad_(True)
     optD.zero_grad(set_to_none=True)
     out, _ = ddpD(torch.cat([x, fake, interp]))
-    d_real, d_fake, d_interp = out[:b], out[b:2 * b], out[2 * b:]
-    (grad,) = torch.autograd.grad(d_interp.sum(), interp, create_graph=True)
-    gp = ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
-    wdist = d_real.mean() - d_fake.mean()
-    loss_d = -wdist + wgan["lambda_gp"] * gp
-    loss_d.backward()
-    optD.step()
-    losses = {"lossD": loss_d.item(), "wdist": wdist.item(), "gp": gp.item()}
+    losses = _critic_update(optD, out[:b], out[b:2 * b], _penalty(out[2 * b:], interp), wgan)
     if not g_update:
         return losses
+
+    def gather(feat: torch.Tensor) -> torch.Tensor:
+        with warnings.catch_warnings():  # its deprecation names a private replacement; this one is public
+            warnings.simplefilter("ignore", FutureWarning)
+            return torch.cat(dist_fn.all_gather(feat))
+
     optG.zero_grad(set_to_none=True)
-    netD.requires_grad_(False)
-    rec = F.mse_loss(recon, x)
-    _, feat_fake = netD(recon)
-    with torch.no_grad():
-        _, feat_real = netD(x)
-    with warnings.catch_warnings():  # its deprecation names a private replacement; this one is public
-        warnings.simplefilter("ignore", FutureWarning)
-        feat_fake = torch.cat(dist_fn.all_gather(feat_fake))
-        feat_real = torch.cat(dist_fn.all_gather(feat_real))
-    fm = feature_match(feat_fake, feat_real, wgan["match_item"])
-    loss_g = rec + wgan["feat_match_eff"] * fm
-    loss_g.backward()
-    netD.requires_grad_(True)
-    optG.step()
-    return losses | {"lossG": loss_g.item(), "rec": rec.item(), "fm": fm.item()}
+    return losses | _generator_update(netD, optG, recon, x, wgan, gather)

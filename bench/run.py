@@ -86,20 +86,22 @@ def reference_scores(netG, netD, train_specs, test_specs, frame_num, hop, device
 
 
 # ---------------------------------------------------------------- helpers
+def _once(fn, sync=None) -> float:
+    """Wall time of one call; `sync` (CUDA) makes it include the queued device work."""
+    if sync:
+        sync()
+    t = time.perf_counter()
+    fn()
+    if sync:
+        sync()
+    return time.perf_counter() - t
+
+
 def timeit(fn, repeat: int, warmup: int = 1, sync=None) -> float:
     """Best wall time of `repeat` runs after `warmup` runs (best-of: least disturbed by other load)."""
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeat):
-        if sync:
-            sync()
-        t = time.perf_counter()
-        fn()
-        if sync:
-            sync()
-        times.append(time.perf_counter() - t)
-    return min(times)
+    return min(_once(fn, sync) for _ in range(repeat))
 
 
 def compare(fa, fb, repeat: int, sync=None) -> tuple[float, float]:
@@ -108,14 +110,8 @@ def compare(fa, fb, repeat: int, sync=None) -> tuple[float, float]:
     fb()
     ta, tb = [], []
     for _ in range(repeat):
-        for fn, acc in ((fa, ta), (fb, tb)):
-            if sync:
-                sync()
-            t = time.perf_counter()
-            fn()
-            if sync:
-                sync()
-            acc.append(time.perf_counter() - t)
+        ta.append(_once(fa, sync))
+        tb.append(_once(fb, sync))
     return min(ta), min(tb)
 
 
