@@ -116,7 +116,7 @@ def test_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
         cfg = _config(spec, a)
         device = select_device(a.card_id)
         model = load_trained(spec, cfg, a.mt, device)
-        clips = spec.test_clips(cfg, a.mt, dev=a.dev)
+        clips = spec.test_clips(cfg, a.mt, a.dev, model.train_clips)
         if a.ground_truth:
             clips = attach_ground_truth(spec, a.mt, clips, a.ground_truth, getattr(a, "ground_truth_domain", None))
             print(f"ground truth: labels of {len(clips)} evaluation test clips from {a.ground_truth}")
@@ -172,7 +172,7 @@ def loc_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
         cfg = _config(spec, a)
         device = select_device(a.card_id)
         model = load_trained(spec, cfg, a.mt, device)
-        clips = spec.test_clips(cfg, a.mt, dev=True)
+        clips = spec.test_clips(cfg, a.mt, True, model.train_clips)
         specs = model.scaled(features(spec, cfg, a.mt, clips, "test_dev"))
         metric = resolve_metric(spec, cfg["detect"]["metric"] or model.state.get("metric") or "G_x_2_sum")
         scores = score_clips(model.netG, model.netD, model.train_specs, specs, spec, cfg, device)[metric]

@@ -84,11 +84,12 @@ class DatasetSpec:
         sources = {"dev": ["dev"], "eval": ["eval"], "deval": ["dev", "eval"]}[cfg["train_set"]]
         return [c for s in sources for c in self.list_clips(cfg["dataset_dir"], mt, s, "train")]
 
-    def test_clips(self, cfg: dict, mt: str, dev: bool) -> list[Clip]:
-        clips = self.list_clips(cfg["dataset_dir"], mt, "dev" if dev else "eval", "test")
+    def test_clips(self, cfg: dict, mt: str, dev: bool, train_clips: list[Clip]) -> list[Clip]:
+        """Sorted test clips; a section/ID without training clips of its part (dev/eval) is an error."""
         part = "dev" if dev else "eval"
+        clips = self.list_clips(cfg["dataset_dir"], mt, part, "test")
         if cfg["train_set"] in (part, "deval"):
-            trained = {c.group for c in self.list_clips(cfg["dataset_dir"], mt, part, "train")}
+            trained = {c.group for c in train_clips if c.source == part}
             missing = sorted({c.group for c in clips} - trained)
             if missing:
                 raise AeganError(f"{self.group_name} {missing[0]} has test clips in "

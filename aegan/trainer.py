@@ -82,7 +82,7 @@ def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int
     vmax, vmin = minmax(raw)
     train_specs = scaled_tensor(raw, vmax, vmin, device)
     del raw
-    test_clips = spec.test_clips(cfg, mt, dev=True)
+    test_clips = spec.test_clips(cfg, mt, True, train_clips)
     test_specs = scaled_tensor(features(spec, cfg, mt, test_clips, "test_dev"), vmax, vmin, device) if main else None
     if main:
         distributed.barrier(world)

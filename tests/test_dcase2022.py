@@ -53,10 +53,10 @@ def test_synth_layout_is_official_and_deterministic(tmp_path):
     cfg = {"dataset_dir": str(a), "train_set": "deval"}
     train = SPEC.train_clips(cfg, "valve")
     assert len(train) == 2 * 3 * 4 and {c.group for c in train} == {"00", "01", "02", "03", "04", "05"}
-    dev = SPEC.test_clips(cfg, "valve", dev=True)
+    dev = SPEC.test_clips(cfg, "valve", True, train)
     assert len(dev) == 3 * 8 and sum(c.label for c in dev) == 12
     assert {(c.domain, c.label) for c in dev} == {("source", 0), ("source", 1), ("target", 0), ("target", 1)}
-    ev = SPEC.test_clips(cfg, "valve", dev=False)
+    ev = SPEC.test_clips(cfg, "valve", False, train)
     assert len(ev) == 24 and all(c.label is None for c in ev)
     truth = (a / "ground_truth_data" / "ground_truth_valve_section_03_test.csv").read_text().split()
     assert len(truth) == 8 and truth[0].startswith("section_03_0000.wav,")
