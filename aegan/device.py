@@ -35,15 +35,17 @@ def seed_everything(seed: int) -> None:
 
 
 def tune_allocator() -> bool:
-    """glibc malloc: keep freed blocks up to 32 MB in the heap and never trim it, instead of returning large
-    blocks to the OS after each op. Every training iteration allocates and frees hundreds of MB of
-    activations; with the defaults each one is a fresh mmap whose page faults cost about a quarter of a CPU
-    training step (bench/run.py). Changes no result. Returns False where there is no glibc."""
+    """glibc malloc: serve every block from the heap (no mmap) and never trim it, instead of mapping each
+    large block fresh from the OS and unmapping it on free. A training iteration allocates and frees
+    hundreds of MB of activations, several above glibc's largest mmap threshold (32 MB: a 64 x 32 x 64 x 64
+    float map is 33.5 MB), and each fresh mapping is page-faulted and zeroed again: about 260k page faults
+    and a tenth of a CPU training step (bench/run.py). Freed heap blocks are reused instead; the heap still
+    falls back to mmap when it cannot grow. Changes no result. Returns False where there is no glibc."""
     try:
         libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024) and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+        return bool(libc.mallopt(M_MMAP_MAX, 0) and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
     except (OSError, AttributeError):
         return False
 
 
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc mallopt parameters

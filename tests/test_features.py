@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from threadpoolctl import threadpool_limits
 
 from aegan.errors import AeganError
 from aegan.features import SegmentSampler, extract, load_or_extract, logmel, minmax, num_segments, scale, segment_view
@@ -19,15 +20,32 @@ def write_wav(path, seconds=1.0, sr=16000, seed=0):
     return path
 
 
-def test_logmel_equals_direct_librosa(tmp_path):
+def direct_librosa(path, n_fft=2048, hop_length=512, n_mels=128):
+    """The original's way: librosa.feature.melspectrogram (mel filters rebuilt per call), then power_to_db."""
+    y, sr = librosa.load(path, sr=None, mono=True)
+    return librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr, n_fft=n_fft, hop_length=hop_length,
+                                                              n_mels=n_mels), ref=1.0).astype(np.float32)
+
+
+def test_logmel_is_bit_identical_to_direct_librosa(tmp_path):
     p = write_wav(tmp_path / "a.wav", 10.0)
-    spec, sr = logmel(p, **FEAT)
-    y, sr2 = librosa.load(p, sr=None, mono=True)
-    direct = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr2, n_fft=2048, hop_length=512,
-                                                                n_mels=128), ref=1.0)
+    # bit-identical with the same number of BLAS threads (extraction always uses one); with the machine's
+    # default thread count librosa's mel product rounds differently in the last float bit
+    with threadpool_limits(1):
+        spec, sr = logmel(p, **FEAT)
+        np.testing.assert_array_equal(spec, direct_librosa(p))
+    np.testing.assert_array_equal(extract([p], FEAT)[0], spec)
+    np.testing.assert_allclose(spec, direct_librosa(p), rtol=0, atol=1e-5)
     assert sr == 16000 and spec.dtype == np.float32
     assert spec.shape == (128, 313)  # a 10 s clip
-    np.testing.assert_allclose(spec, direct, rtol=0, atol=1e-4)
+    # the cached filter bank is keyed on the rate and sizes: another setting gets its own
+    q = write_wav(tmp_path / "b.wav", 2.0, sr=8000, seed=1)
+    with threadpool_limits(1):
+        spec8, sr8 = logmel(q, n_fft=1024, hop_length=256, n_mels=64)
+        assert sr8 == 8000
+        np.testing.assert_array_equal(spec8, direct_librosa(q, 1024, 256, 64))
+    with threadpool_limits(1):
+        np.testing.assert_array_equal(logmel(p, **FEAT)[0], spec)
 
 
 def test_313_frames_give_186_segments():
@@ -66,6 +84,19 @@ def test_sampler_batches_are_real_segments_and_epochwise_deterministic():
     assert set(seen) <= segs and len(set(seen)) == 20  # no repeats within an epoch
     assert all(torch.equal(a, b) for a, b in zip(batches, s.epoch(0)))
     assert not all(torch.equal(a, b) for a, b in zip(batches, s.epoch(1)))
+    # batch b holds the segments of permutation slice b, in order; rank r of w ranks gets slice r of it
+    view, perm = segment_view(specs, 8, 2), s.permutation(0)
+    for b, batch in enumerate(batches):
+        want = torch.stack([view[i // 7, i % 7] for i in perm[5 * b:5 * b + 5].tolist()]).unsqueeze(1)
+        assert torch.equal(batch, want)
+    wide = SegmentSampler(specs, 8, 2, batch_size=6, seed=7, rank=1, world=2)
+    perm = wide.permutation(0)
+    for b, batch in enumerate(wide.epoch(0)):
+        assert torch.equal(batch[:, 0], torch.stack([view[i // 7, i % 7] for i in perm[6 * b + 3:6 * b + 6].tolist()]))
+    # a non-contiguous input gives the same segments
+    t = torch.randn(3, 20, 8).transpose(1, 2)
+    assert all(torch.equal(a, b) for a, b in zip(SegmentSampler(t, 8, 2, 5, 7).epoch(0),
+                                                 SegmentSampler(t.contiguous(), 8, 2, 5, 7).epoch(0)))
 
 
 def test_cache_is_reused_and_keyed_on_settings_and_clips(tmp_path, capsys):
@@ -94,7 +125,7 @@ def test_corrupt_cache_is_rebuilt(tmp_path, capsys):
 
 
 def test_parallel_extraction_equals_serial(tmp_path):
-    paths = [write_wav(tmp_path / f"c{i}.wav", 0.5, seed=i) for i in range(4)]
+    paths = [write_wav(tmp_path / f"c{i}.wav", 0.5, seed=i) for i in range(7)]  # > 2 x workers: a real pool
     np.testing.assert_array_equal(extract(paths, FEAT, workers=1), extract(paths, FEAT, workers=2))
 
 
