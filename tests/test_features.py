@@ -1,6 +1,7 @@
 """SPEC section 2: log-mel features, the cache, the [-1, 1] scaling, segments and the batch sampler."""
 
-import librosa
+import importlib.util
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -9,7 +10,7 @@ from threadpoolctl import threadpool_limits
 
 from aegan.errors import AeganError
 from aegan.features import SegmentSampler, extract, load_or_extract, logmel, minmax, num_segments, scale, segment_view
-from conftest import REAL
+from conftest import REAL, ROOT
 
 FEAT = {"n_fft": 2048, "hop_length": 512, "n_mels": 128}
 
@@ -20,31 +21,35 @@ def write_wav(path, seconds=1.0, sr=16000, seed=0):
     return path
 
 
-def direct_librosa(path, n_fft=2048, hop_length=512, n_mels=128):
-    """The original's way: librosa.feature.melspectrogram (mel filters rebuilt per call), then power_to_db."""
-    y, sr = librosa.load(path, sr=None, mono=True)
-    return librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr, n_fft=n_fft, hop_length=hop_length,
-                                                              n_mels=n_mels), ref=1.0).astype(np.float32)
+def _bench_reference():
+    """The benchmark's reference path (the original's way), so that this test proves the benchmark compares
+    equal numbers."""
+    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "bench" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.reference_features
 
 
 def test_logmel_is_bit_identical_to_direct_librosa(tmp_path):
+    reference = _bench_reference()  # librosa.feature.melspectrogram per clip, mel filters rebuilt per call
     p = write_wav(tmp_path / "a.wav", 10.0)
     # bit-identical with the same number of BLAS threads (extraction always uses one); with the machine's
     # default thread count librosa's mel product rounds differently in the last float bit
     with threadpool_limits(1):
         spec, sr = logmel(p, **FEAT)
-        np.testing.assert_array_equal(spec, direct_librosa(p))
+        np.testing.assert_array_equal(spec, reference([p], FEAT)[0])
     np.testing.assert_array_equal(extract([p], FEAT)[0], spec)
-    np.testing.assert_allclose(spec, direct_librosa(p), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(spec, reference([p], FEAT)[0], rtol=0, atol=1e-5)
     assert sr == 16000 and spec.dtype == np.float32
     assert spec.shape == (128, 313)  # a 10 s clip
-    # the cached filter bank is keyed on the rate and sizes: another setting gets its own
+    # the cached filter bank is keyed on the rate and sizes: another setting gets its own, and the first
+    # setting's is unchanged afterwards
     q = write_wav(tmp_path / "b.wav", 2.0, sr=8000, seed=1)
+    small = {"n_fft": 1024, "hop_length": 256, "n_mels": 64}
     with threadpool_limits(1):
-        spec8, sr8 = logmel(q, n_fft=1024, hop_length=256, n_mels=64)
+        spec8, sr8 = logmel(q, **small)
         assert sr8 == 8000
-        np.testing.assert_array_equal(spec8, direct_librosa(q, 1024, 256, 64))
-    with threadpool_limits(1):
+        np.testing.assert_array_equal(spec8, reference([q], small)[0])
         np.testing.assert_array_equal(logmel(p, **FEAT)[0], spec)
 
 
