@@ -13,13 +13,20 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .config import dump, load_config
+from .config import Resolved, dump, load_config
 from .dataset import DatasetSpec, attach_ground_truth
 from .decision import decide, decision_metrics
 from .device import select_device, tune_allocator
 from .errors import AeganError
 from .pipeline import best_metric, decision_rule, evaluate_all, features, load_trained, resolve_metric, score_clips
-from .report import decision_table, table, write_decision_metrics, write_results, write_scores
+from .report import (
+    decision_table,
+    table,
+    write_clip_scores,
+    write_decision_metrics,
+    write_results,
+    write_scores,
+)
 from .trainer import train
 
 
@@ -74,12 +81,15 @@ def _run(fn: Callable[[argparse.Namespace], None], args: argparse.Namespace) -> 
         sys.exit(1)
 
 
-def _config(spec: DatasetSpec, args: argparse.Namespace) -> dict:
+def _config(spec: DatasetSpec, args: argparse.Namespace) -> Resolved:
     spec.check_machine(args.mt)
-    cfg, sources = load_config(spec.root, args.mt, args.config, args.set)
-    print("config: " + " <- ".join(sources))
-    print(dump(cfg))
-    return cfg
+    resolved = load_config(spec.root, args.mt, args.config, args.set)
+    print("config: " + " <- ".join(resolved.sources))
+    if resolved.ignored:
+        print(f"config: ignored (keys of the original code that this code does not use): "
+              f"{', '.join(resolved.ignored)}")
+    print(dump(resolved.cfg))
+    return resolved
 
 
 def train_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
@@ -91,8 +101,7 @@ def train_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
 
     def run(a: argparse.Namespace) -> None:
-        cfg = _config(spec, a)
-        train(spec, cfg, a.mt, select_device(a.card_id), a.seed, a.resume)
+        train(spec, _config(spec, a).cfg, a.mt, select_device(a.card_id), a.seed, a.resume)
 
     _run(run, args)
 
@@ -113,9 +122,10 @@ def test_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
     args.dev = (args.dev or (spec.default_dev and not args.eval)) and not args.ground_truth
 
     def run(a: argparse.Namespace) -> None:
-        cfg = _config(spec, a)
+        resolved = _config(spec, a)
         device = select_device(a.card_id)
-        model = load_trained(spec, cfg, a.mt, device)
+        model = load_trained(spec, resolved, a.mt, device)
+        cfg = model.cfg
         clips = spec.test_clips(cfg, a.mt, a.dev, model.train_clips)
         if a.ground_truth:
             clips = attach_ground_truth(spec, a.mt, clips, a.ground_truth, getattr(a, "ground_truth_domain", None))
@@ -124,10 +134,11 @@ def test_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
         part = "dev" if a.dev else "eval"
         test_specs = model.scaled(features(spec, cfg, a.mt, clips, f"test_{part}"))
         print(f"scoring {len(clips)} {part} test clips with all 19 metrics")
-        scores = score_clips(model.netG, model.netD, model.train_specs, test_specs, spec, cfg, device)
+        scores = score_clips(model.netG, model.netD, model.train_specs, model.train_clips, test_specs, cfg, device)
 
         chosen = cfg["detect"]["metric"] or model.state.get("metric")
         out = Path(cfg["result_dir"]) / a.mt / ("" if a.dev else "eval")
+        print(f"wrote {write_clip_scores(spec, clips, scores, out)}")
         if labelled:
             results = evaluate_all(spec, clips, scores, cfg["detect"]["p"])
             top = best_metric(spec, results)
@@ -169,13 +180,14 @@ def loc_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
 
         if a.limit is not None and a.limit < 1 or a.top < 1:
             raise AeganError("--limit and --top must be at least 1")
-        cfg = _config(spec, a)
+        resolved = _config(spec, a)
         device = select_device(a.card_id)
-        model = load_trained(spec, cfg, a.mt, device)
+        model = load_trained(spec, resolved, a.mt, device)
+        cfg = model.cfg
         clips = spec.test_clips(cfg, a.mt, True, model.train_clips)
         specs = model.scaled(features(spec, cfg, a.mt, clips, "test_dev"))
         metric = resolve_metric(spec, cfg["detect"]["metric"] or model.state.get("metric") or "G_x_2_sum")
-        scores = score_clips(model.netG, model.netD, model.train_specs, specs, spec, cfg, device)[metric]
+        scores = score_clips(model.netG, model.netD, model.train_specs, model.train_clips, specs, cfg, device)[metric]
         out = Path(cfg["loc_dir"]) / a.mt
         written = draw_maps(spec, model, clips, specs, scores, metric, cfg["feat"], out, a.map, a.limit, a.top)
         print(f"wrote {written} figures ({a.map} maps) to {out}")

@@ -1,24 +1,52 @@
-"""Configuration as data: defaults <- pretrain/<dataset>/<mt>.yaml <- --config FILE <- --set k=v.
+"""Configuration as data: defaults.yaml <- pretrain/<dataset>/<mt>.yaml <- config.yaml <- --config <- --set.
 
-The dataset's config.yaml is the schema: a key it does not hold is a typo, and a value must have the
-type of its default. The result is one plain dict, validated once and passed down.
+The dataset's defaults.yaml is the schema, written with the original code's key names (which differ
+between the two datasets: `train.batch_size` in DCASE 2022, `train.bs` in DCASE 2020), so the
+original's own config files load unchanged, as --config or in place of config.yaml. A key the schema
+does not hold is a typo, and a value must have the type of its default. Keys of the original that
+nothing here uses are accepted and dropped (listed in `Resolved.ignored`). The result is one plain
+dict, validated once and passed down.
+
+Relative paths: from a config file they resolve against the dataset folder (dcase2022/), where the
+original's scripts run and read their config.yaml; from --set against the current directory.
 """
 
 from __future__ import annotations
 
 import copy
+import difflib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .errors import AeganError
+from .errors import AeganError, shown
 
 PATH_KEYS = ("dataset_dir", "model_dir", "spec_dir", "log_dir", "detect_dir", "result_dir", "loc_dir")
 # Mappings whose keys are data, not schema: the feature-matching weights.
 OPEN_MAPPINGS = {"train.wgan.match_item": {"mu", "sigma"}}
 # Keys whose default is null but which take a value of this type.
 NULLABLE = {"detect.metric": str}
+# The original's keys that nothing here reads: its label codes, its DCASE 2020 machine lists (the command
+# line's --mt decides), its CUDA card (-c decides).
+IGNORED = ("repre", "mt", "card_id")
+# The batch size is `train.batch_size` in the original's DCASE 2022 files and `train.bs` in its DCASE 2020
+# ones: each dataset's schema has its own spelling and takes the other as an alias.
+ALIASES = {"train.bs": "batch_size", "train.batch_size": "bs"}
+# Settings a checkpoint fixes: the network and the features it was trained on, and its training clips
+# (the critic metrics' reference set).
+MODEL_KEYS = ("net", "feat", "train_set")
+
+
+@dataclass
+class Resolved:
+    """One run's config, where it came from, which keys the user set explicitly, and what was dropped."""
+
+    cfg: dict
+    sources: list[str]
+    explicit: set[str] = field(default_factory=set)
+    ignored: list[str] = field(default_factory=list)
 
 
 def read_yaml(path: Path) -> dict:
@@ -26,13 +54,13 @@ def read_yaml(path: Path) -> dict:
         with open(path) as f:
             data = yaml.safe_load(f)
     except FileNotFoundError:
-        raise AeganError(f"config file not found: {path}") from None
+        raise AeganError(f"config file not found: {shown(path)}") from None
     except yaml.YAMLError as e:
-        raise AeganError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        raise AeganError(f"config file {shown(path)} is not valid YAML: {str(e).splitlines()[0]}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise AeganError(f"config file {path} must hold a mapping of settings, not {type(data).__name__}")
+        raise AeganError(f"config file {shown(path)} must hold a mapping of settings, not {type(data).__name__}")
     return data
 
 
@@ -54,6 +82,29 @@ def _is_float(text: str) -> bool:
     return True
 
 
+def _unknown(source: str, name: str, key: str, known: dict) -> AeganError:
+    close = difflib.get_close_matches(str(key), [str(k) for k in known], n=1)
+    hint = f" (did you mean {name[: len(name) - len(str(key))]}{close[0]}?)" if close else ""
+    return AeganError(f"{source}: unknown key {shown(name)}{hint}")
+
+
+def _merge_value(default: Any, value: Any, name: str, source: str) -> Any:
+    if isinstance(default, dict):
+        if not isinstance(value, dict):
+            raise AeganError(f"{source}: {shown(name)} must be a mapping, got {value!r}")
+        return merge(default, value, source, f"{name}.")
+    if default is None or name in NULLABLE:
+        want = NULLABLE.get(name)
+        if value is not None and want is not None and not isinstance(value, want):
+            raise AeganError(f"{source}: {name} must be a {want.__name__} or null, got {value!r}")
+        return value
+    if isinstance(default, float) and isinstance(value, str) and _is_float(value):
+        return float(value)  # PyYAML reads 1e-3 (no dot) as a string
+    if _type_ok(default, value):
+        return float(value) if isinstance(default, float) else value
+    raise AeganError(f"{source}: {name} must be of type {type(default).__name__} (like {default!r}), got {value!r}")
+
+
 def merge(base: dict, override: dict, source: str, prefix: str = "") -> dict:
     """Deep-merge `override` into a copy of `base`, refusing keys and types the base does not know."""
     out = copy.deepcopy(base)
@@ -68,26 +119,11 @@ def merge(base: dict, override: dict, source: str, prefix: str = "") -> dict:
                     raise AeganError(f"{source}: {name}.{k} must be a number, got {v!r}")
             out[key] = dict(value)
             continue
+        if key not in base and ALIASES.get(name) in base:
+            key, name = ALIASES[name], f"{prefix}{ALIASES[name]}"
         if key not in base:
-            raise AeganError(f"{source}: unknown key {name}")
-        default = base[key]
-        if isinstance(default, dict):
-            if not isinstance(value, dict):
-                raise AeganError(f"{source}: {name} must be a mapping, got {value!r}")
-            out[key] = merge(default, value, source, f"{name}.")
-        elif default is None or name in NULLABLE:
-            want = NULLABLE.get(name)
-            if value is not None and want is not None and not isinstance(value, want):
-                raise AeganError(f"{source}: {name} must be a {want.__name__} or null, got {value!r}")
-            out[key] = value
-        elif isinstance(default, float) and isinstance(value, str) and _is_float(value):
-            out[key] = float(value)  # PyYAML reads 1e-3 (no dot) as a string
-        elif _type_ok(default, value):
-            out[key] = float(value) if isinstance(default, float) else value
-        else:
-            raise AeganError(
-                f"{source}: {name} must be of type {type(default).__name__} (like {default!r}), got {value!r}"
-            )
+            raise _unknown(source, name, key, base)
+        out[key] = _merge_value(base[key], value, name, source)
     return out
 
 
@@ -113,20 +149,66 @@ def parse_set(item: str) -> dict:
     return root
 
 
+def _keys(layer: dict, prefix: str = "") -> set[str]:
+    """Dotted names of every leaf a layer sets (an open mapping counts as one leaf)."""
+    out = set()
+    for k, v in layer.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict) and name not in OPEN_MAPPINGS:
+            out |= _keys(v, f"{name}.")
+        else:
+            out.add(name)
+    return out
+
+
+def _drop_ignored(layer: dict, source: str, ignored: list[str]) -> dict:
+    """The original's unused keys leave the layer here; feat.spec is checked, as it changes the features."""
+    layer = dict(layer)
+    for key in IGNORED:
+        if key in layer:
+            layer.pop(key)
+            if key not in ignored:
+                ignored.append(key)
+    feat = layer.get("feat")
+    if isinstance(feat, dict) and "spec" in feat:
+        if feat["spec"] != "mel":
+            raise AeganError(f"{source}: feat.spec must be mel (log-mel features), got {feat['spec']!r}")
+        layer["feat"] = {k: v for k, v in feat.items() if k != "spec"}
+        if "feat.spec" not in ignored:
+            ignored.append("feat.spec")
+    return layer
+
+
+def _resolve_paths(layer: dict, base: Path) -> dict:
+    out = dict(layer)
+    for key in PATH_KEYS:
+        if isinstance(out.get(key), str):
+            path = Path(out[key]).expanduser()
+            out[key] = str(path if path.is_absolute() else (base / path).resolve())
+    return out
+
+
+def batch_size(cfg: dict) -> int:
+    """The training batch: `train.batch_size` (the original's DCASE 2022 key) or `train.bs` (DCASE 2020)."""
+    train = cfg["train"]
+    return train["batch_size"] if "batch_size" in train else train["bs"]
+
+
 def validate(cfg: dict) -> None:
     """Cross-field checks that the type check cannot see."""
     feat, net, train = cfg["feat"], cfg["net"], cfg["train"]
     isize = net["isize"]
     if isize < 16 or isize & (isize - 1):
         raise AeganError(f"net.isize must be a power of two >= 16, got {isize}")
-    if feat["n_mels"] != isize:
-        raise AeganError(f"feat.n_mels ({feat['n_mels']}) must equal net.isize ({isize}): segments are square")
+    if feat["mel_bin"] != isize:
+        raise AeganError(f"feat.mel_bin ({feat['mel_bin']}) must equal net.isize ({isize}): segments are square")
     if feat["frame_num"] != isize:
         raise AeganError(f"feat.frame_num ({feat['frame_num']}) must equal net.isize ({isize}): segments are square")
+    batch = "train.batch_size" if "batch_size" in train else "train.bs"
     positive = {
-        "feat.n_fft": feat["n_fft"], "feat.hop_length": feat["hop_length"], "feat.graph_hop_f": feat["graph_hop_f"],
+        "feat.fft_num": feat["fft_num"], "feat.frame_hop": feat["frame_hop"], "feat.graph_hop_f": feat["graph_hop_f"],
         "net.nz": net["nz"], "net.ndf": net["ndf"], "net.ngf": net["ngf"], "train.epoch": train["epoch"],
-        "train.bs": train["bs"], "train.wgan.ncritic": train["wgan"]["ncritic"],
+        batch: batch_size(cfg), "train.wgan.ncritic": train["wgan"]["ncritic"],
         "train.lrD": train["lrD"], "train.lrG": train["lrG"],
     }
     for name, value in positive.items():
@@ -155,30 +237,62 @@ def validate(cfg: dict) -> None:
         raise AeganError(f"train.amp must be fp32 or bf16, got {train['amp']!r}")
 
 
-def load_config(
-    dataset_root: Path, mt: str, config_file: str | None = None, sets: list[str] | None = None
-) -> tuple[dict, list[str]]:
-    """Resolve the config of one run; returns it with the list of sources that were applied."""
-    defaults_path = dataset_root / "config.yaml"
-    cfg = read_yaml(defaults_path)
-    sources = [str(defaults_path)]
-    repo_root = dataset_root.parent
-    pretrain = repo_root / "pretrain" / dataset_root.name / f"{mt}.yaml"
-    if pretrain.exists():
-        cfg = merge(cfg, read_yaml(pretrain), str(pretrain))
-        sources.append(str(pretrain))
+def load_config(dataset_root: Path, mt: str, config_file: str | None = None, sets: list[str] | None = None,
+                cwd: Path | None = None) -> Resolved:
+    """Resolve one run's config: defaults.yaml (the schema), the paper's settings for `mt`
+    (pretrain/<dataset>/<mt>.yaml), the user's config.yaml (the original's files can replace it), then a
+    --config file and --set items, each overriding the ones before."""
+    ignored: list[str] = []
+    files = [dataset_root / "defaults.yaml", dataset_root.parent / "pretrain" / dataset_root.name / f"{mt}.yaml",
+             dataset_root / "config.yaml"]
+    layers = [(str(f), f, False) for f in files[:1]] + [(str(f), f, False) for f in files[1:] if f.exists()]
     if config_file:
-        path = Path(config_file)
-        cfg = merge(cfg, read_yaml(path), str(path))
-        sources.append(str(path))
+        layers.append((config_file, Path(config_file), True))
+    cfg: dict = {}
+    explicit: set[str] = set()
+    sources = []
+    for source, path, is_explicit in layers:
+        layer = _resolve_paths(_drop_ignored(read_yaml(path), shown(source), ignored), dataset_root)
+        cfg = merge(cfg, layer, shown(source)) if cfg else layer
+        explicit |= _keys(layer) if is_explicit else set()
+        sources.append(source)
     for item in sets or []:
-        cfg = merge(cfg, parse_set(item), f"--set {item}")
-        sources.append(f"--set {item}")
+        source = f"--set {item}"
+        layer = _resolve_paths(_drop_ignored(parse_set(item), shown(source), ignored), cwd or Path.cwd())
+        cfg = merge(cfg, layer, shown(source))
+        explicit |= _keys(layer)
+        sources.append(source)
     validate(cfg)
-    for key in PATH_KEYS:
-        path = Path(cfg[key]).expanduser()
-        cfg[key] = str(path if path.is_absolute() else (repo_root / path).resolve())
-    return cfg, sources
+    return Resolved(cfg, sources, explicit, ignored)
+
+
+def _leaves(tree: dict, prefix: str = ""):
+    for k, v in tree.items():
+        if isinstance(v, dict) and f"{prefix}{k}" not in OPEN_MAPPINGS:
+            yield from _leaves(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}", v
+
+
+def from_checkpoint(resolved: Resolved, saved: dict, path: object) -> tuple[dict, list[str]]:
+    """The run's config with the network, feature and training-clip settings a checkpoint was trained with
+    (MODEL_KEYS); returns it and the keys that changed. A key the user set explicitly (--config, --set) to
+    another value is an error naming both values: the weights only make sense with their own settings."""
+    cfg = copy.deepcopy(resolved.cfg)
+    changed = []
+    for name, value in _leaves({k: saved[k] for k in MODEL_KEYS if k in saved}):
+        *parents, leaf = name.split(".")
+        node = cfg
+        for part in parents:
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        if name == "feat.workers" or not isinstance(node, dict) or leaf not in node or node[leaf] == value:
+            continue
+        if name in resolved.explicit:
+            raise AeganError(f"{name}={node[leaf]!r} was set, but checkpoint {shown(path)} was trained with "
+                             f"{name}={value!r}")
+        node[leaf] = value
+        changed.append(name)
+    return cfg, changed
 
 
 def dump(cfg: dict) -> str:

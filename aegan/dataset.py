@@ -36,7 +36,6 @@ class DatasetSpec:
     summary_label: str  # how the console names the summary value
     summary_columns: tuple[str, ...]  # header of all_metrics.csv after "metric"
     row_columns: tuple[str, ...]  # per-group measures
-    pools: tuple[str, ...]  # pooling names of the 15 G metrics
     root: Path  # the dataset folder (holds config.yaml)
     has_domains: bool = False  # clips carry source/target domains (DCASE 2022)
     default_dev: bool = False  # what test.py scores without -d/-e: the eval test set (2022) or dev (2020)

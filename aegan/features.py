@@ -1,6 +1,6 @@
 """Log-mel features, their on-disk cache, the [-1, 1] scaling and the 128 x 128 segments.
 
-Data flows wav -> log-mel (N, n_mels, T) -> scaled -> segments. Segments are never materialised for a
+Data flows wav -> log-mel (N, mel_bin, T) -> scaled -> segments. Segments are never materialised for a
 whole set: they are strided views of one contiguous tensor, gathered a batch at a time.
 """
 
@@ -26,13 +26,13 @@ from tqdm import tqdm
 from .errors import AeganError
 from .io import atomic_path
 
-FEAT_KEYS = ("n_fft", "hop_length", "n_mels")
+FEAT_KEYS = ("fft_num", "frame_hop", "mel_bin")
 CACHE_VERSION = 1
 
 
-def logmel(path: str | os.PathLike, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128
+def logmel(path: str | os.PathLike, fft_num: int = 2048, frame_hop: int = 512, mel_bin: int = 128
            ) -> tuple[np.ndarray, int]:
-    """(log-mel in dB, shape (n_mels, T), float32; sample rate). SPEC section 2, librosa defaults otherwise."""
+    """(log-mel in dB, shape (mel_bin, T), float32; sample rate). SPEC section 2, librosa defaults otherwise."""
     try:
         channels = sf.info(str(path)).channels
     except Exception as e:  # not a file soundfile can open: not audio, or truncated in its header
@@ -54,8 +54,8 @@ def logmel(path: str | os.PathLike, n_fft: int = 2048, hop_length: int = 512, n_
         print(f"warning: audio file {path} is pure silence (all samples zero); its features are -100 dB")
     # librosa.feature.melspectrogram's own three steps, with its mel filter bank built once per setting
     # instead of once per clip (a sixth of the time per clip; bit-identical, tests/test_features.py)
-    power = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop_length)) ** 2.0
-    mel = np.einsum("...ft,mf->...mt", power, mel_basis(int(sr), n_fft, n_mels), optimize=True)
+    power = np.abs(librosa.stft(y, n_fft=fft_num, hop_length=frame_hop)) ** 2.0
+    mel = np.einsum("...ft,mf->...mt", power, mel_basis(int(sr), fft_num, mel_bin), optimize=True)
     return librosa.power_to_db(mel, ref=1.0).astype(np.float32), int(sr)
 
 
@@ -89,8 +89,8 @@ def cache_key(paths: list[Path], feat_cfg: dict) -> str:
 
 
 def extract(paths: list[Path], feat_cfg: dict, workers: int = 1, desc: str = "features") -> np.ndarray:
-    """Log-mel of every clip, stacked (N, n_mels, T). All clips of a set must have one length and rate."""
-    jobs = [(p, feat_cfg["n_fft"], feat_cfg["hop_length"], feat_cfg["n_mels"]) for p in paths]
+    """Log-mel of every clip, stacked (N, mel_bin, T). All clips of a set must have one length and rate."""
+    jobs = [(p, feat_cfg["fft_num"], feat_cfg["frame_hop"], feat_cfg["mel_bin"]) for p in paths]
     # one BLAS thread everywhere: the mel product's rounding depends on the thread count (1e-7 dB), and the
     # features (and the cache) must not depend on how many workers computed them
     with threadpool_limits(1):
@@ -129,7 +129,7 @@ def load_or_extract(paths: list[Path], feat_cfg: dict, cache_dir: str | os.PathL
             # writer died between the two renames
             if digest.exists() and digest.read_text().strip() == _file_crc32(cache):
                 arr = np.load(cache)
-                if arr.ndim == 3 and arr.shape[0] == len(paths) and arr.shape[1] == feat_cfg["n_mels"]:
+                if arr.ndim == 3 and arr.shape[0] == len(paths) and arr.shape[1] == feat_cfg["mel_bin"]:
                     print(f"features: {len(paths)} clips from cache {cache}")
                     return arr
         except (ValueError, OSError, EOFError, zipfile.BadZipFile):
@@ -158,17 +158,21 @@ def _file_crc32(path: Path) -> str:
     return f"{crc:08x}"
 
 
-def minmax(train_specs: np.ndarray) -> tuple[float, float]:
-    """One global max and min over all training clips."""
-    return float(train_specs.max()), float(train_specs.min())
+def minmax(train_specs: np.ndarray) -> tuple[np.float32, np.float32]:
+    """One global max and min over all training clips, as float32 scalars (the original's values)."""
+    return np.float32(train_specs.max()), np.float32(train_specs.min())
 
 
 def scale(specs: np.ndarray, vmax: float, vmin: float) -> np.ndarray:
-    """Map [vmin, vmax] to [-1, 1] (test data uses the training max/min, so it may leave that range)."""
+    """Map [vmin, vmax] to [-1, 1] (test data uses the training max/min, so it may leave that range).
+
+    Computed in float32 step by step as the original does ((max+min)/2 and (max-min)/2 rounded to float32
+    first): a float64 midpoint would move some values by one float32 ulp."""
+    vmax, vmin = np.float32(vmax), np.float32(vmin)
     if not vmax > vmin:
         raise AeganError(f"feature max ({vmax}) must exceed min ({vmin}): is all training audio silent?")
-    mid, half = (vmax + vmin) / 2, (vmax - vmin) / 2
-    return ((specs - mid) / half).astype(np.float32)
+    mid, half = (vmax + vmin) / np.float32(2), (vmax - vmin) / np.float32(2)
+    return (np.asarray(specs, dtype=np.float32) - mid) / half
 
 
 def num_segments(frames: int, frame_num: int, hop: int) -> int:
@@ -185,13 +189,15 @@ def segment_view(specs: torch.Tensor, frame_num: int, hop: int) -> torch.Tensor:
 class SegmentSampler:
     """Shuffled batches of training segments by index arithmetic on one contiguous tensor.
 
-    Each epoch's permutation comes from its own generator seeded by (seed, epoch), so a resumed run
-    sees the same batches as an uninterrupted one. A batch is one index_select of B x n_mels rows of
-    frame_num values from an overlapping (start offset, frame) view of the flat tensor: no Python loop
-    per segment, and 3x faster on the CPU than stacking strided segment views.
+    Each epoch's permutation is drawn from the global torch generator exactly as the original's
+    DataLoader(shuffle=True) draws it, so a run with the original's seed sees the original's batches; a
+    resumed run restores the generator's state and sees the batches of an uninterrupted one. A batch is
+    one index_select of B x mel_bin rows of frame_num values from an overlapping (start offset, frame)
+    view of the flat tensor: no Python loop per segment, and 3x faster on the CPU than stacking strided
+    segment views.
     """
 
-    def __init__(self, specs: torch.Tensor, frame_num: int, hop: int, batch_size: int, seed: int, rank: int = 0,
+    def __init__(self, specs: torch.Tensor, frame_num: int, hop: int, batch_size: int, rank: int = 0,
                  world: int = 1):
         specs = specs.contiguous()
         self.n_clips, self.n_mels, frames = specs.shape
@@ -205,23 +211,25 @@ class SegmentSampler:
         self.mel_offsets = torch.arange(self.n_mels, device=specs.device) * frames
         self.total = self.n_clips * self.n_seg
         self.batch_size = batch_size  # the global batch; with `world` ranks each yields its own slice of it
-        self.seed = seed
         self.rank, self.world = rank, world
         if batch_size % world:
-            raise AeganError(f"train.bs ({batch_size}) must be divisible by the number of processes ({world})")
+            raise AeganError(f"the batch size ({batch_size}) must be divisible by the number of processes ({world})")
         if self.total < batch_size:
-            raise AeganError(f"train.bs ({batch_size}) exceeds the {self.total} training segments: lower train.bs")
+            raise AeganError(f"the batch size ({batch_size}) exceeds the {self.total} training segments: lower it")
 
     def __len__(self) -> int:
         return self.total // self.batch_size  # last incomplete batch dropped
 
-    def permutation(self, epoch: int) -> torch.Tensor:
-        """The epoch's order of segment numbers c * n_seg + s (the same on every rank)."""
-        gen = torch.Generator().manual_seed(self.seed * 100003 + epoch)
-        return torch.randperm(self.total, generator=gen)
+    def permutation(self) -> torch.Tensor:
+        """The epoch's order of segment numbers c * n_seg + s, drawn as torch's DataLoader draws it: the
+        iterator's base seed, then the RandomSampler's seed, both from the global generator, then randperm
+        with a generator of its own. Every rank draws the same (same seed, same draws)."""
+        torch.empty((), dtype=torch.int64).random_()  # the DataLoader iterator's base seed (unused here)
+        seed = int(torch.empty((), dtype=torch.int64).random_().item())
+        return torch.randperm(self.total, generator=torch.Generator().manual_seed(seed))
 
-    def epoch(self, epoch: int):
-        perm = self.permutation(epoch)
+    def epoch(self):
+        perm = self.permutation()
         starts = ((perm // self.n_seg) * (self.n_mels * self.frames) + (perm % self.n_seg) * self.hop)
         starts = starts.to(self.rows.device)
         local = self.batch_size // self.world
@@ -230,3 +238,9 @@ class SegmentSampler:
             start = b * self.batch_size + self.rank * local
             offsets = (starts[start:start + local, None] + self.mel_offsets).reshape(-1)
             yield self.rows.index_select(0, offsets).view(local, 1, self.n_mels, self.frame_num)
+
+
+def skip_loader_draw() -> None:
+    """The draw that creating any DataLoader iterator makes (its base seed). The original iterates its dev
+    test DataLoader after every epoch, which moves the next epoch's permutation; so do we."""
+    torch.empty((), dtype=torch.int64).random_()

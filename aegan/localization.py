@@ -122,10 +122,10 @@ def draw_maps(spec, model, clips, specs: torch.Tensor, scores: np.ndarray, metri
         amap = localization_map(recon, normal) if kind == "recon" else resid / 2  # /2: in [0, 1] units
         title = f"{clips[i].path.name}   {metric} = {scores[i]:.4g}"
         clip_figure(out / spec.loc_name(clips[i], i), to_unit(recon).numpy(), norm01.numpy(), amap.numpy(), sr,
-                    feat["hop_length"], title)
+                    feat["frame_hop"], title)
         maps[i] = amap.numpy()
     best = sorted(chosen, key=lambda i: -scores[i])[:top]
     summary_figure(out / f"summary_top{len(best)}.png",
                    [(f"{clips[i].path.name}  {metric} = {scores[i]:.4g}", maps[i]) for i in best], sr,
-                   feat["hop_length"])
+                   feat["frame_hop"])
     return len(chosen) + 1

@@ -1,12 +1,14 @@
-"""WGAN-GP critic loss, the generator's reconstruction + feature-matching loss, and one step of each.
+"""The method's two steps: the WGAN-GP critic step and the generator step (reconstruction + feature matching).
 
-Loss weights are named as in the config (train.wgan.lambda_gp, feat_match_eff, match_item.mu/sigma)
-and each step returns a dict of named losses for the log.
+Each term is named as in the log, and its weight is the config key with that stem: `gp` is weighted by
+train.wgan.lambda_gp, `feat_match` by train.wgan.feat_match_eff (itself mu * mean term + sigma * std term,
+train.wgan.match_item). Every expression is written as the original code writes it: the same operations
+in the same order give the same autograd graph, hence the same gradients to the last bit
+(tests/test_oracle.py trains both side by side).
 """
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 
 import torch
@@ -15,118 +17,113 @@ from torch import nn
 
 
 def gradient_penalty(netD: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """mean_b (||grad_x^ D(x^)||_2 - 1)^2 at x^ = a*real + (1-a)*fake, one a ~ U(0,1) per sample."""
-    alpha = torch.rand(real.size(0), *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
-    interp = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
-    out, _ = netD(interp)
-    return _penalty(out, interp)
+    """mean_b (||grad_x^ D(x^)||_2 - 1)^2 at x^ = a*real + (1-a)*fake, one a ~ U(0,1) per sample.
+    On CUDA the weights a come from the CUDA generator, as in the original."""
+    alpha = torch.rand((real.shape[0], 1, 1, 1), dtype=torch.float32, device=real.device)
+    interp = (alpha * real + ((1 - alpha) * fake)).requires_grad_(True)
+    return penalty(netD(interp)[0], interp)
 
 
-def _penalty(out: torch.Tensor, interp: torch.Tensor) -> torch.Tensor:
+def penalty(out: torch.Tensor, interp: torch.Tensor) -> torch.Tensor:
     """mean_b (||d out / d interp||_2 - 1)^2; differentiable (create_graph) for the critic's backward."""
-    (grad,) = torch.autograd.grad(out.sum(), interp, create_graph=True)
-    return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+    out = out.view(-1, 1)
+    (grad,) = torch.autograd.grad(outputs=out, inputs=interp, grad_outputs=torch.ones_like(out),
+                                  create_graph=True, retain_graph=True, only_inputs=True)
+    grad = grad.view(grad.size(0), -1)
+    return ((grad.norm(2, dim=1) - 1) ** 2).mean()
+
+
+def _sigma(feat: torch.Tensor) -> torch.Tensor:
+    """Population std over the batch, per dimension, as the original computes it (not torch.std: other bits)."""
+    return (feat - feat.mean(dim=0, keepdim=True)).pow(2).mean(dim=0).sqrt()
 
 
 def feature_match(feat_fake: torch.Tensor, feat_real: torch.Tensor, match_item: dict) -> torch.Tensor:
-    """mu * MSE of batch means + sigma * MSE of batch (population) stds, per embedding dimension."""
+    """mu * MSE of batch means + sigma * MSE of batch (population) stds, per embedding dimension; a term
+    counts when its key is present (the original's rule)."""
     loss = feat_fake.new_zeros(())
-    if match_item.get("mu"):
-        loss = loss + match_item["mu"] * F.mse_loss(feat_fake.mean(0), feat_real.mean(0))
-    if match_item.get("sigma"):
-        loss = loss + match_item["sigma"] * F.mse_loss(feat_fake.std(0, correction=0), feat_real.std(0, correction=0))
+    if "mu" in match_item:
+        loss = loss + match_item["mu"] * F.mse_loss(feat_fake.mean(dim=0), feat_real.mean(dim=0))
+    if "sigma" in match_item:
+        loss = loss + match_item["sigma"] * F.mse_loss(_sigma(feat_fake), _sigma(feat_real))
     return loss
 
 
-def d_step(netD: nn.Module, netG: nn.Module, optD: torch.optim.Optimizer, x: torch.Tensor, wgan: dict) -> dict:
-    """L_D = mean D(G(x)) - mean D(x) + lambda_gp * GP; one Adam step on D."""
-    with torch.no_grad():
-        fake = netG(x)
-    optD.zero_grad(set_to_none=True)
-    d_real, _ = netD(x)
-    d_fake, _ = netD(fake)
-    return _critic_update(optD, d_real, d_fake, gradient_penalty(netD, x, fake), wgan)
+def critic_loss(pred_real: torch.Tensor, pred_fake: torch.Tensor, gp: torch.Tensor, wgan: dict) -> torch.Tensor:
+    """L_D = -mean D(x) + mean D(x~) + lambda_gp * GP."""
+    return -torch.mean(pred_real) + torch.mean(pred_fake) + wgan["lambda_gp"] * gp
 
 
-def _critic_update(optD: torch.optim.Optimizer, d_real: torch.Tensor, d_fake: torch.Tensor, gp: torch.Tensor,
+def _critic_update(optD: torch.optim.Optimizer, pred_real: torch.Tensor, pred_fake: torch.Tensor, gp: torch.Tensor,
                    wgan: dict) -> dict:
-    """L_D = -(mean D(x) - mean D(x~)) + lambda_gp * GP, backward and one step of D's optimizer."""
-    wdist = d_real.mean() - d_fake.mean()
-    loss = -wdist + wgan["lambda_gp"] * gp
+    loss = critic_loss(pred_real, pred_fake, gp, wgan)
+    optD.zero_grad()
     loss.backward()
     optD.step()
+    with torch.no_grad():
+        wdist = pred_real.mean() - pred_fake.mean()
     return {"lossD": loss.item(), "wdist": wdist.item(), "gp": gp.item()}
 
 
-def g_step(netD: nn.Module, netG: nn.Module, optG: torch.optim.Optimizer, x: torch.Tensor, wgan: dict) -> dict:
-    """L_G = MSE(G(x), x) + feat_match_eff * feature matching on D's embedding; one Adam step on G."""
-    optG.zero_grad(set_to_none=True)
-    return _generator_update(netD, optG, netG(x), x, wgan)
+def critic_step(netD: nn.Module, optD: torch.optim.Optimizer, x: torch.Tensor, fake: torch.Tensor, wgan: dict
+                ) -> dict:
+    """One Adam step of the critic on real segments x and reconstructions `fake` (detached)."""
+    pred_real, _ = netD(x)
+    pred_fake, _ = netD(fake)
+    return _critic_update(optD, pred_real, pred_fake, gradient_penalty(netD, x, fake), wgan)
 
 
 def _generator_update(netD: nn.Module, optG: torch.optim.Optimizer, recon: torch.Tensor, x: torch.Tensor,
                       wgan: dict, gather=None) -> dict:
     """L_G = MSE(recon, x) + feat_match_eff * feature matching, backward and one step of G's optimizer.
-    `gather` maps per-rank embeddings to the global batch's (distributed runs)."""
-    netD.requires_grad_(False)  # D is only a fixed feature extractor here; skips its weight gradients
-    rec = F.mse_loss(recon, x)
-    _, feat_fake = netD(recon)
+    The critic is a fixed feature extractor here: it gets no weight gradients (the original computes and
+    discards them; G's gradients are the same either way). `gather` maps per-rank embeddings to the
+    global batch's (distributed runs)."""
+    netD.requires_grad_(False)
     with torch.no_grad():
         _, feat_real = netD(x)
+    _, feat_fake = netD(recon)
+    recon_loss = F.mse_loss(recon, x)
     if gather is not None:
         feat_fake, feat_real = gather(feat_fake), gather(feat_real)
     fm = feature_match(feat_fake, feat_real, wgan["match_item"])
-    loss = rec + wgan["feat_match_eff"] * fm
+    loss = recon_loss + wgan["feat_match_eff"] * fm
+    optG.zero_grad()
     loss.backward()
     netD.requires_grad_(True)
     optG.step()
-    return {"lossG": loss.item(), "rec": rec.item(), "fm": fm.item()}
+    return {"lossG": loss.item(), "recon": recon_loss.item(), "feat_match": fm.item()}
 
 
-@contextlib.contextmanager
-def bn_counts_twice(net: nn.Module):
-    """BatchNorm running stats advance as if the forward ran twice on the batch.
+def generator_step(netD: nn.Module, netG: nn.Module, optG: torch.optim.Optimizer, x: torch.Tensor, wgan: dict
+                   ) -> dict:
+    """One Adam step of the generator, with the critic as it is after its own step."""
+    return _generator_update(netD, optG, netG(x), x, wgan)
 
-    The original runs G(x) twice per iteration (critic step, then generator step) on the same weights and
-    batch, so each BatchNorm updates its running stats twice with the same batch statistics b:
-    r <- (1-m)^2 r + (1-(1-m)^2) b. One forward with momentum 1-(1-m)^2 gives exactly that.
-    """
-    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
-           and m.track_running_stats and m.momentum is not None]
-    saved = [m.momentum for m in bns]
-    for m in bns:
-        m.momentum = 1 - (1 - m.momentum) ** 2
-    try:
-        yield
-    finally:
-        for m, mom in zip(bns, saved):
-            m.momentum = mom
-            m.num_batches_tracked += 1
+
+def has_batchnorm(net: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
 
 
 def train_step(netD: nn.Module, netG: nn.Module, optD: torch.optim.Optimizer, optG: torch.optim.Optimizer,
                x: torch.Tensor, wgan: dict, g_update: bool = True) -> dict:
-    """d_step then g_step with the same results and less work: G(x) is computed once (G does not change
-    during the critic step, and BatchNorm stats advance as after two forwards), and the critic's weights
-    get no gradients in the generator step. Real and fake samples keep separate critic forwards: one
-    batch of both is exact (the critic has no batch-coupled layers) but measured slower on the CPU
-    (bench/run.py), and batching the interpolates too would run the penalty's double backward over all."""
-    with bn_counts_twice(netG), torch.set_grad_enabled(g_update):
+    """critic_step then generator_step, as the original runs them, with G(x) computed once where that is
+    exact: G does not change during the critic step, so its second forward in the original gives the same
+    reconstruction, except that BatchNorm advances its running statistics a second time. A generator with
+    BatchNorm therefore runs the second forward; a LayerNorm one reuses the first."""
+    reuse = g_update and not has_batchnorm(netG)
+    with torch.set_grad_enabled(reuse):
         recon = netG(x)
-    fake = recon.detach()
-    optD.zero_grad(set_to_none=True)
-    d_real, _ = netD(x)
-    d_fake, _ = netD(fake)
-    losses = _critic_update(optD, d_real, d_fake, gradient_penalty(netD, x, fake), wgan)
+    losses = critic_step(netD, optD, x, recon.detach(), wgan)
     if not g_update:
         return losses
-    optG.zero_grad(set_to_none=True)
-    return losses | _generator_update(netD, optG, recon, x, wgan)
+    return losses | _generator_update(netD, optG, recon if reuse else netG(x), x, wgan)
 
 
 def ddp_train_step(ddpD: nn.Module, ddpG: nn.Module, optD: torch.optim.Optimizer, optG: torch.optim.Optimizer,
                    x: torch.Tensor, wgan: dict, rank: int, world: int, g_update: bool = True) -> dict:
-    """train_step for one rank of a DistributedDataParallel run, equal to train_step on the global batch.
+    """train_step for one rank of a DistributedDataParallel run, equal to train_step on the global batch
+    (to float rounding: sums over ranks are added in another order).
 
     - DDP averages gradients over ranks, so per-rank means give the global means of the MSE, critic and
       penalty terms.
@@ -142,14 +139,14 @@ def ddp_train_step(ddpD: nn.Module, ddpG: nn.Module, optD: torch.optim.Optimizer
 
     netG, netD = ddpG.module, ddpD.module
     b = x.size(0)
-    with bn_counts_twice(netG), torch.set_grad_enabled(g_update):
-        recon = (ddpG if g_update else netG)(x)
+    reuse = g_update and not has_batchnorm(netG)
+    with torch.set_grad_enabled(reuse):
+        recon = (ddpG if reuse else netG)(x)
     fake = recon.detach()
-    alpha = torch.rand(b * world, 1, 1, 1, device=x.device, dtype=x.dtype)[rank * b:(rank + 1) * b]
-    interp = (alpha * x + (1 - alpha) * fake).requires_grad_(True)
-    optD.zero_grad(set_to_none=True)
+    alpha = torch.rand((b * world, 1, 1, 1), dtype=torch.float32, device=x.device)[rank * b:(rank + 1) * b]
+    interp = (alpha * x + ((1 - alpha) * fake)).requires_grad_(True)
     out, _ = ddpD(torch.cat([x, fake, interp]))
-    losses = _critic_update(optD, out[:b], out[b:2 * b], _penalty(out[2 * b:], interp), wgan)
+    losses = _critic_update(optD, out[:b], out[b:2 * b], penalty(out[2 * b:], interp), wgan)
     if not g_update:
         return losses
 
@@ -158,5 +155,4 @@ def ddp_train_step(ddpD: nn.Module, ddpG: nn.Module, optD: torch.optim.Optimizer
             warnings.simplefilter("ignore", FutureWarning)
             return torch.cat(dist_fn.all_gather(feat))
 
-    optG.zero_grad(set_to_none=True)
-    return losses | _generator_update(netD, optG, recon, x, wgan, gather)
+    return losses | _generator_update(netD, optG, recon if reuse else ddpG(x), x, wgan, gather)

@@ -130,10 +130,12 @@ def weights_init(m: nn.Module) -> None:
 
 
 def build_nets(net_cfg: dict, first_norm: bool) -> tuple[Generator, Discriminator]:
-    """G and D from the `net` config section, initialised."""
+    """G and D from the `net` config section, initialised in the original's order: D is built before G
+    and initialised before G, so the same seed draws the same weights (PyTorch's default init of every
+    layer and the DCGAN init both draw from the global generator)."""
+    d = Discriminator(net_cfg["isize"], net_cfg["ndf"])
     g = Generator(net_cfg["isize"], net_cfg["nz"], net_cfg["ndf"], net_cfg["ngf"], net_cfg["normalize"]["g"],
                   first_norm)
-    d = Discriminator(net_cfg["isize"], net_cfg["ndf"])
-    g.apply(weights_init)
     d.apply(weights_init)
+    g.apply(weights_init)
     return g, d

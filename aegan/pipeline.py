@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from . import checkpoint
+from .config import Resolved, from_checkpoint
 from .dataset import Clip, DatasetSpec
 from .decision import fit_threshold
 from .errors import AeganError
@@ -44,14 +45,20 @@ def scaled_tensor(raw: np.ndarray, vmax: float, vmin: float, device: torch.devic
     return torch.from_numpy(scale(raw, vmax, vmin)).to(device)
 
 
-def score_clips(netG: nn.Module, netD: nn.Module, train_specs: torch.Tensor, test_specs: torch.Tensor,
-                spec: DatasetSpec, cfg: dict, device: torch.device) -> dict[str, np.ndarray]:
+def reference_order(clips: list[Clip]) -> list[int]:
+    """Training clips in the original's order for the critic detectors: by section or ID, then source before
+    target, in listing order within. Only DCASE 2020 deval differs from the listing (dev IDs, then eval IDs)."""
+    return sorted(range(len(clips)), key=lambda i: (clips[i].group, clips[i].domain or ""))
+
+
+def score_clips(netG: nn.Module, netD: nn.Module, train_specs: torch.Tensor, train_clips: list[Clip],
+                test_specs: torch.Tensor, cfg: dict, device: torch.device) -> dict[str, np.ndarray]:
     """All 19 scores of every test clip; the critic detectors are fitted on the training clips."""
-    feat, bs, amp = cfg["feat"], cfg["train"]["bs"], cfg["train"]["amp"]
-    train_emb = embed_clips(netD, train_specs, feat["frame_num"], feat["graph_hop_f"], device, bs, amp)
-    g_scores, test_emb = generator_scores(netG, netD, test_specs, feat["frame_num"], feat["graph_hop_f"], device,
-                                          spec.pools, bs, amp)
-    return all_scores(g_scores, test_emb, EmbeddingDetectors(train_emb), spec.pools)
+    feat, amp = cfg["feat"], cfg["train"]["amp"]
+    train_emb = embed_clips(netD, train_specs, feat["frame_num"], feat["graph_hop_f"], device, amp)
+    detectors = EmbeddingDetectors(train_emb[reference_order(train_clips)])
+    g_scores, test_emb = generator_scores(netG, netD, test_specs, feat["frame_num"], feat["graph_hop_f"], device, amp)
+    return all_scores(g_scores, test_emb, detectors)
 
 
 def evaluate_all(spec: DatasetSpec, clips: list[Clip], scores: dict[str, np.ndarray], max_fpr: float
@@ -66,8 +73,9 @@ def best_metric(spec: DatasetSpec, results: dict[str, tuple[list[dict], dict]]) 
 
 
 def resolve_metric(spec: DatasetSpec, name: str) -> str:
-    """A metric name of this dataset; `sum` and `mean` pooling are aliases (same ranking)."""
-    names = metric_names(spec.pools)
+    """One of the 19 metric names; `_mean` is accepted for `_sum` (the paper's DCASE 2020 names: the mean
+    over a clip's segments ranks clips like the sum, which the original computes)."""
+    names = metric_names()
     if name in names:
         return name
     for a, b in (("_sum", "_mean"), ("_mean", "_sum")):
@@ -89,6 +97,7 @@ class Trained:
     netG: nn.Module
     netD: nn.Module
     state: dict
+    cfg: dict  # the run's config with the checkpoint's network, feature and training-clip settings
     train_clips: list[Clip]
     train_specs: torch.Tensor
     vmax: float
@@ -99,39 +108,45 @@ class Trained:
         return scaled_tensor(raw, self.vmax, self.vmin, self.device)
 
 
-def load_trained(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device) -> Trained:
-    """The selected checkpoint, loaded strictly, and the training features scaled with its max/min (recomputed
-    from the training clips for checkpoints of the original code, which do not store them)."""
-    path, _ = model_paths(cfg, mt)
+def load_trained(spec: DatasetSpec, resolved: Resolved, mt: str, device: torch.device) -> Trained:
+    """The selected checkpoint, loaded strictly, with the settings it was trained with, and the training
+    features scaled with its max/min (recomputed from the training clips for checkpoints of the original
+    code, which store neither)."""
+    path, _ = model_paths(resolved.cfg, mt)
     state = checkpoint.load(path, device)
+    cfg = resolved.cfg
+    if state.get("config"):
+        cfg, changed = from_checkpoint(resolved, state["config"], path)
+        if changed:
+            print(f"config: from the checkpoint: {', '.join(f'{k}={_get(cfg, k)!r}' for k in changed)}")
     first_norm = spec.first_norm(mt)
     netG, netD = build_nets(cfg["net"], first_norm)
     arch = checkpoint.describe_arch(cfg["net"], first_norm)
     checkpoint.load_weights(netG, state["netG"], path, "netG", arch)
     checkpoint.load_weights(netD, state["netD"], path, "netD", arch)
-    saved = state.get("config")
-    if saved:
-        changed = [k for k in cfg["feat"] if k != "workers" and saved["feat"].get(k) != cfg["feat"][k]]
-        if changed:
-            raise AeganError(f"checkpoint {path} was trained with feat.{changed[0]}={saved['feat'][changed[0]]}, "
-                             f"the config says {cfg['feat'][changed[0]]}")
     print(f"model: {path}" + (f" (epoch {state['epoch']}, selected metric {state.get('metric')})"
                               if "epoch" in state else " (original-format checkpoint)"))
     train_clips, raw = train_features(spec, cfg, mt)
     if "feat_max" in state:
-        vmax, vmin = float(state["feat_max"]), float(state["feat_min"])
+        vmax, vmin = np.float32(state["feat_max"]), np.float32(state["feat_min"])
     else:
         vmax, vmin = minmax(raw)
         print(f"features: checkpoint holds no max/min; recomputed from {len(train_clips)} training clips "
               f"({cfg['train_set']}): max {vmax:.4f} min {vmin:.4f}")
-    return Trained(netG.to(device), netD.to(device), state, train_clips, scaled_tensor(raw, vmax, vmin, device),
-                   vmax, vmin, device)
+    return Trained(netG.to(device), netD.to(device), state, cfg, train_clips,
+                   scaled_tensor(raw, vmax, vmin, device), vmax, vmin, device)
 
 
-def fit_decision(netG: nn.Module, netD: nn.Module, train_specs: torch.Tensor, spec: DatasetSpec, cfg: dict,
+def _get(cfg: dict, name: str):
+    for part in name.split("."):
+        cfg = cfg[part]
+    return cfg
+
+
+def fit_decision(netG: nn.Module, netD: nn.Module, train_specs: torch.Tensor, train_clips: list[Clip], cfg: dict,
                  metric: str, device: torch.device) -> dict:
     """The gamma-fit threshold of `metric` on the training clips' own scores."""
-    scores = score_clips(netG, netD, train_specs, train_specs, spec, cfg, device)[metric]
+    scores = score_clips(netG, netD, train_specs, train_clips, train_specs, cfg, device)[metric]
     return {"metric": metric, **fit_threshold(scores, cfg["detect"]["decision_percentile"])}
 
 
@@ -141,4 +156,4 @@ def decision_rule(model: Trained, spec: DatasetSpec, cfg: dict, metric: str, dev
     if stored and stored["metric"] == metric and stored["percentile"] == cfg["detect"]["decision_percentile"]:
         return stored
     print(f"decision: fitting the gamma threshold of {metric} on the {len(model.train_clips)} training clips")
-    return fit_decision(model.netG, model.netD, model.train_specs, spec, cfg, metric, device)
+    return fit_decision(model.netG, model.netD, model.train_specs, model.train_clips, cfg, metric, device)

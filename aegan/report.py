@@ -54,6 +54,16 @@ def write_results(spec: DatasetSpec, results: dict[str, tuple[list[dict], dict]]
     return [a, b]
 
 
+def write_clip_scores(spec: DatasetSpec, clips: list[Clip], scores: dict[str, np.ndarray], out_dir: Path) -> Path:
+    """clip_scores.csv: every clip's 19 scores at full precision, with its section/ID, domain and label."""
+    names = list(scores)
+    rows = [[c.path.name, c.group, c.domain or "", "" if c.label is None else c.label]
+            + [repr(float(scores[m][i])) for m in names] for i, c in enumerate(clips)]
+    path = out_dir / "clip_scores.csv"
+    write_text(path, _csv(["file", spec.group_name, "domain", "label", *names], rows))
+    return path
+
+
 def write_scores(spec: DatasetSpec, mt: str, clips: list[Clip], values: np.ndarray, out_dir: Path,
                  kind: str = "anomaly_score") -> list[Path]:
     """Official submission files, one per group, headerless `file name,value` rows: anomaly scores, or 0/1

@@ -21,6 +21,26 @@ import soundfile as sf
 from .io import atomic_path, write_text
 
 ANOMALY_KINDS = ("click", "tone", "burst", "shift")
+# Attribute parts of DCASE 2022 file names, per machine type and section (the eval sections 03-05 reuse
+# 00-02), with values the dataset really uses: the original code decodes them and stops on unknown ones.
+ATTRIBUTES_2022 = {
+    "fan": (("m-n_W", "m-n_X"), ("f-n_A", "f-n_B"), ("n-lv_L1", "n-lv_L2")),
+    "gearbox": (("volt_1.0", "volt_1.5"), ("wt_30", "wt_50"), ("id_00", "id_01")),
+    "bearing": (("vel_6", "vel_8"), ("vel_6_loc_A", "vel_8_loc_B"), ("vel_6_f-n_A", "vel_8_f-n_B")),
+    "slider": (("vel_300", "vel_500"), ("ac_0.03", "ac_0.05"), ("f-n_A", "f-n_B")),
+    "ToyCar": (("car_A1_spd_28V_mic_1_noise_1", "car_A2_spd_31V_mic_2_noise_1"),) * 3,
+    "ToyTrain": (("car_A1_spd_6_mic_1_noise_1", "car_A2_spd_7_mic_2_noise_1"),) * 3,
+    "valve": (("pat_00", "pat_01"), ("pat_00_panel_open", "pat_01_panel_b-c"), ("v1pat_00_v2pat_01", "v1pat_02")),
+}
+
+
+def attributes_2022(machine: str, section: str, i: int) -> str:
+    """The attribute part of clip i's name; machine types without a table get a generic `a_<k>`."""
+    table = ATTRIBUTES_2022.get(machine)
+    if table is None:
+        return f"a_{i % 3}"
+    choices = table[int(section) % 3]
+    return choices[i % len(choices)]
 
 
 def _base_f0(machine: str, group: str) -> float:
@@ -91,7 +111,7 @@ def make_2022(out: Path, machine: str, seconds: float = 3.0, sr: int = 16000, n_
             i = 0
             for domain, count in (("source", n_train), ("target", n_train_target)):
                 for _ in range(count):
-                    name = f"section_{sec}_{domain}_train_normal_{i:04d}_a_{i % 3}.wav"
+                    name = f"section_{sec}_{domain}_train_normal_{i:04d}_{attributes_2022(machine, sec, i)}.wav"
                     _write(base / "train" / name, _clip(rng, machine, sec, domain, False, sr, seconds), sr)
                     i += 1
             test = [(d, lab) for d in ("source", "target") for lab in ("normal", "anomaly") for _ in range(n_test)]
@@ -101,7 +121,7 @@ def make_2022(out: Path, machine: str, seconds: float = 3.0, sr: int = 16000, n_
             for j, (domain, label) in enumerate(test):
                 y = _clip(rng, machine, sec, domain, label == "anomaly", sr, seconds)
                 if part == "dev":
-                    name = f"section_{sec}_{domain}_test_{label}_{j:04d}_a_{j % 3}.wav"
+                    name = f"section_{sec}_{domain}_test_{label}_{j:04d}_{attributes_2022(machine, sec, j)}.wav"
                 else:
                     name = f"section_{sec}_{j:04d}.wav"
                     truth.append(f"{name},{int(label == 'anomaly')}")

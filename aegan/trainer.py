@@ -13,10 +13,11 @@ import torch
 from tqdm import tqdm
 
 from . import checkpoint, distributed
+from .config import batch_size
 from .dataset import DatasetSpec
 from .device import seed_everything
 from .errors import AeganError
-from .features import SegmentSampler, minmax
+from .features import SegmentSampler, minmax, skip_loader_draw
 from .losses import ddp_train_step, train_step
 from .nets import build_nets
 from .pipeline import (
@@ -70,7 +71,7 @@ def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int
     logger = get_logger(Path(cfg["log_dir"]) / mt, mt, main)
     if world > 1:
         logger.info(f"distributed: {world} processes ({'nccl' if device.type == 'cuda' else 'gloo'}), global batch "
-                    f"{cfg['train']['bs']} = {world} x {cfg['train']['bs'] // world}")
+                    f"{batch_size(cfg)} = {world} x {batch_size(cfg) // world}")
     tcfg, wgan, feat = cfg["train"], cfg["train"]["wgan"], cfg["feat"]
     select = tcfg["select"]
     fixed_metric = resolve_metric(spec, cfg["detect"]["metric"]) if cfg["detect"]["metric"] else None
@@ -101,10 +102,10 @@ def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int
     gen = torch.compile(netG) if tcfg["compile"] else netG  # shares netG's parameters
     optD = torch.optim.Adam(netD.parameters(), lr=tcfg["lrD"], betas=(tcfg["beta1"], 0.999))
     optG = torch.optim.Adam(netG.parameters(), lr=tcfg["lrG"], betas=(tcfg["beta1"], 0.999))
-    sampler = SegmentSampler(train_specs, feat["frame_num"], feat["graph_hop_f"], tcfg["bs"], seed, rank, world)
+    sampler = SegmentSampler(train_specs, feat["frame_num"], feat["graph_hop_f"], batch_size(cfg), rank, world)
     arch = checkpoint.describe_arch(cfg["net"], first_norm)
 
-    start, best = 0, {"value": -math.inf, "epoch": 0, "metric": None}
+    start, best, history = 0, {"value": -math.inf, "epoch": 0, "metric": None}, []
     if resume:
         if not last_path.exists():
             raise AeganError(f"--resume: no resumable checkpoint {last_path} (train without --resume first)")
@@ -116,7 +117,7 @@ def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int
         torch.set_rng_state(state["rng_cpu"].cpu())
         if device.type == "cuda" and "rng_cuda" in state:
             torch.cuda.set_rng_state(state["rng_cuda"].cpu(), device)
-        start, best = state["epoch"], state["best"]
+        start, best, history = state["epoch"], state["best"], state.get("history", [])
         logger.info(f"resuming from {last_path} at epoch {start + 1}")
         if start >= tcfg["epoch"]:
             logger.info(f"nothing to do: {last_path} already holds {start} of train.epoch={tcfg['epoch']} epochs")
@@ -132,7 +133,7 @@ def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int
         netG.train()
         netD.train()
         sums: dict[str, float] = {}
-        bar = tqdm(sampler.epoch(epoch), total=len(sampler), desc=f"epoch {epoch + 1}/{tcfg['epoch']}", leave=False,
+        bar = tqdm(sampler.epoch(), total=len(sampler), desc=f"epoch {epoch + 1}/{tcfg['epoch']}", leave=False,
                    disable=not main)
         with torch.autocast(device.type, torch.bfloat16, enabled=tcfg["amp"] == "bf16"):
             for i, x in enumerate(bar):
@@ -149,35 +150,38 @@ def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int
                                      f"good checkpoint {last_path} is kept (lower train.lrD/lrG?)")
                 bar.set_postfix(lossD=f"{losses['lossD']:.3f}", lossG=f"{losses.get('lossG', float('nan')):.3f}")
         n_g = len(range(0, len(sampler), wgan["ncritic"]))
-        mean = {k: v / (n_g if k in ("lossG", "rec", "fm") else len(sampler)) for k, v in sums.items()}
+        mean = {k: v / (n_g if k in ("lossG", "recon", "feat_match") else len(sampler)) for k, v in sums.items()}
+        skip_loader_draw()  # the original's per-epoch dev test DataLoader: one draw on every rank
         if not main:
             distributed.barrier(world)  # rank 0 evaluates and writes the checkpoints
             continue
 
-        scores = score_clips(netG, netD, train_specs, test_specs, spec, cfg, device)
+        scores = score_clips(netG, netD, train_specs, train_clips, test_specs, cfg, device)
         results = evaluate_all(spec, test_clips, scores, cfg["detect"]["p"])
         top = best_metric(spec, results)
         shown = fixed_metric if select == "metric" else top
         value = results[shown][1][spec.summary_key]
         # nan (no group with both classes) never beats a number, but the first epoch is always saved
         improved = select == "last" or best["epoch"] == 0 or value > best["value"]
+        history.append({"epoch": epoch + 1, **mean, "best_metric": top, "metric": shown, "value": float(value),
+                        "best_value": float(results[top][1][spec.summary_key])})
         if improved:
             best = {"value": float(value), "epoch": epoch + 1, "metric": shown}
             checkpoint.save(best_path, {
                 "netD": netD.state_dict(), "netG": netG.state_dict(), spec.best_key: float(value),
-                "feat_max": vmax, "feat_min": vmin, "config": cfg, "epoch": epoch + 1, "metric": shown,
-                "select": select, "seed": seed,
+                "feat_max": float(vmax), "feat_min": float(vmin), "config": cfg, "epoch": epoch + 1,
+                "metric": shown, "select": select, "seed": seed, "history": history,
             })
         last = {"netD": netD.state_dict(), "netG": netG.state_dict(), "optD": optD.state_dict(),
                 "optG": optG.state_dict(), "epoch": epoch + 1, "best": best, "rng_cpu": torch.get_rng_state(),
-                "feat_max": vmax, "feat_min": vmin, "config": cfg, "seed": seed}
+                "feat_max": float(vmax), "feat_min": float(vmin), "config": cfg, "seed": seed, "history": history}
         if device.type == "cuda":
             last["rng_cuda"] = torch.cuda.get_rng_state(device)
         checkpoint.save(last_path, last)
         summ = results[shown][1]
         logger.info(
             f"epoch {epoch + 1}/{tcfg['epoch']} lossD {mean['lossD']:.4f} lossG {mean.get('lossG', math.nan):.4f} "
-            f"rec {mean.get('rec', math.nan):.5f} {time.time() - t0:.1f}s | {shown}: "
+            f"recon {mean.get('recon', math.nan):.5f} {time.time() - t0:.1f}s | {shown}: "
             + " ".join(f"{c} {100 * summ[c]:.2f}" for c in spec.summary_columns)
             + (" *saved" if improved else "")
         )
@@ -190,7 +194,7 @@ def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int
     state = checkpoint.load(best_path, device)
     netG.load_state_dict(state["netG"])
     netD.load_state_dict(state["netD"])
-    state["decision"] = fit_decision(netG, netD, train_specs, spec, cfg, fixed_metric or best["metric"], device)
+    state["decision"] = fit_decision(netG, netD, train_specs, train_clips, cfg, fixed_metric or best["metric"], device)
     checkpoint.save(best_path, state)
     logger.info(f"decision threshold of {state['decision']['metric']}: {state['decision']['threshold']:.6g} "
                 f"(gamma fit, {state['decision']['percentile']:.0%} of the training clips' scores)")

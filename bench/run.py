@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from aegan import synth  # noqa: E402
 from aegan.device import tune_allocator  # noqa: E402
 from aegan.features import SegmentSampler, extract, load_or_extract  # noqa: E402
-from aegan.losses import d_step, feature_match, train_step  # noqa: E402
+from aegan.losses import critic_step, feature_match, train_step  # noqa: E402
 from aegan.nets import build_nets  # noqa: E402
 from aegan.scores import EmbeddingDetectors, embed_clips, generator_scores, segment_scores  # noqa: E402
 
@@ -59,8 +59,8 @@ def reference_features(paths: list[Path], feat_cfg: dict) -> np.ndarray:
     out = []
     for p in paths:
         y, sr = librosa.load(p, sr=None, mono=True)
-        mel = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=feat_cfg["n_fft"], hop_length=feat_cfg["hop_length"],
-                                             n_mels=feat_cfg["n_mels"])
+        mel = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=feat_cfg["fft_num"], hop_length=feat_cfg["frame_hop"],
+                                             n_mels=feat_cfg["mel_bin"])
         out.append(librosa.power_to_db(mel, ref=1.0).astype(np.float32))
     return np.stack(out)
 
@@ -182,7 +182,7 @@ def main() -> None:
     if a.quick:
         isize, bs, clips, repeat = 64, 16, 24, 1
     n_fft, hop_length, frame_num = 2048, 512, isize
-    feat_cfg = {"n_fft": n_fft, "hop_length": hop_length, "n_mels": isize}
+    feat_cfg = {"fft_num": n_fft, "frame_hop": hop_length, "mel_bin": isize}
     net_cfg = {"isize": isize, "nz": 256, "ndf": 32, "ngf": 32, "normalize": {"g": "ln", "d": "ln"}}
     res: dict = {"device": str(device), "torch": torch.__version__, "python": platform.python_version(),
                  "cpu_threads": torch.get_num_threads(), "isize": isize, "batch": bs,
@@ -224,16 +224,16 @@ def main() -> None:
                 break
 
     specs_t = torch.from_numpy(specs_np).to(device)
-    sampler = SegmentSampler(specs_t, frame_num, 1, bs, seed=0)
+    sampler = SegmentSampler(specs_t, frame_num, 1, bs)
 
     def our_pipe():
-        for i, _ in enumerate(sampler.epoch(0)):
+        for i, _ in enumerate(sampler.epoch()):
             if i + 1 == n_batches:
                 break
 
     t_ref, t_our = compare(ref_pipe, our_pipe, repeat, sync)
     # the bound: copying one contiguous batch (every pipeline writes each delivered value at least once)
-    batch = next(iter(sampler.epoch(0)))
+    batch = next(iter(sampler.epoch()))
     t_copy = timeit(lambda: [batch.clone() for _ in range(n_batches)], repeat, 1, sync)
     res["data"] = {"reference_segments_per_s": n_batches * bs / t_ref, "ours_segments_per_s": n_batches * bs / t_our,
                    "ratio": t_ref / t_our, "batch_copy_segments_per_s": n_batches * bs / t_copy,
@@ -241,7 +241,7 @@ def main() -> None:
 
     # ---- training iteration (critic step with GP + generator step)
     torch.manual_seed(0)
-    x = next(iter(sampler.epoch(1))).to(device)
+    x = next(iter(sampler.epoch())).to(device)
 
     def fresh():
         g, d = build_nets(net_cfg, True)
@@ -251,7 +251,8 @@ def main() -> None:
 
     g0, d0, oD0, oG0 = fresh()
     g, d, oD, oG = fresh()
-    t_ref, t_our = compare(lambda: (d_step(d0, g0, oD0, x, WGAN), reference_g_step(d0, g0, oG0, x, WGAN)),
+    t_ref, t_our = compare(lambda: (critic_step(d0, oD0, x, g0(x).detach(), WGAN),
+                                    reference_g_step(d0, g0, oG0, x, WGAN)),
                            lambda: train_step(d, g, oD, oG, x, WGAN), repeat + 1, sync)
     flops = step_flops(d, g, x)
 
@@ -273,8 +274,8 @@ def main() -> None:
         test_s = specs_t[:n_test]
 
     def ours(amp="fp32"):
-        emb = embed_clips(d, train_s, frame_num, 1, device, bs * 2, amp)
-        gs, te = generator_scores(g, d, test_s, frame_num, 1, device, ("sum", "min", "max"), bs * 2, amp)
+        emb = embed_clips(d, train_s, frame_num, 1, device, amp)
+        gs, te = generator_scores(g, d, test_s, frame_num, 1, device, amp)
         EmbeddingDetectors(emb).score(te)
         return gs
 

@@ -27,7 +27,6 @@ class DCASE2020(DatasetSpec):
     summary_label = "average of the mean AUC and the mean pAUC over IDs"
     summary_columns = ("AUC", "pAUC", "average")
     row_columns = ("AUC", "pAUC")
-    pools = ("mean", "min", "max")  # the paper's 2020 metric names use mean pooling (G_x_2_mean)
     default_dev = True  # test.py evaluates the dev test set unless -e is given
     root = Path(__file__).resolve().parent
 

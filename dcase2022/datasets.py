@@ -28,7 +28,6 @@ class DCASE2022(DatasetSpec):
     summary_label = "hmean of all sections' AUC_source, AUC_target and pAUC"
     summary_columns = ("AUC_source", "AUC_target", "pAUC", "hmean")
     row_columns = ("AUC_source", "AUC_target", "pAUC")
-    pools = ("sum", "min", "max")
     has_domains = True
     root = Path(__file__).resolve().parent
 

@@ -1,27 +1,35 @@
-"""Configuration: defaults <- pretrain <- --config <- --set; validation names the key at fault."""
+"""Configuration: defaults.yaml <- pretrain <- config.yaml <- --config <- --set, with the original's key names;
+the original's own files load unchanged; validation names the key at fault."""
+
+from pathlib import Path
 
 import pytest
 import yaml
 
-from aegan.config import load_config
+from aegan.config import Resolved, batch_size, from_checkpoint, load_config
 from aegan.errors import AeganError
 from conftest import ROOT
 from dcase2022.datasets import SPEC
+from oracle import ORIGINAL, needs_original
 
-D22 = ROOT / "dcase2022"
+D22, D20 = ROOT / "dcase2022", ROOT / "dcase2020"
 
 
 def test_defaults_are_the_paper_settings():
-    cfg, sources = load_config(D22, "ToyTrain")
-    assert sources == [str(D22 / "config.yaml")]
-    assert cfg["feat"] == {"n_fft": 2048, "hop_length": 512, "n_mels": 128, "frame_num": 128, "graph_hop_f": 1,
+    r = load_config(D22, "ToyTrain")
+    assert r.sources == [str(D22 / "defaults.yaml"), str(D22 / "config.yaml")] and not r.explicit
+    cfg = r.cfg
+    assert cfg["feat"] == {"fft_num": 2048, "mel_bin": 128, "frame_hop": 512, "frame_num": 128, "graph_hop_f": 1,
                            "workers": 0}
     assert cfg["net"]["isize"] == 128 and cfg["net"]["nz"] == 256 and cfg["net"]["normalize"] == {"d": "ln", "g": "ln"}
     t = cfg["train"]
-    assert (t["epoch"], t["bs"], t["lrD"], t["lrG"], t["beta1"]) == (60, 512, 2e-4, 2e-4, 0.5)
+    assert (t["epoch"], t["batch_size"], t["lrD"], t["lrG"], t["beta1"]) == (60, 512, 2e-4, 2e-4, 0.5)
     assert t["wgan"] == {"feat_match_eff": 0.1, "match_item": {"mu": 1}, "ncritic": 1, "lambda_gp": 10}
     assert cfg["train_set"] == "dev" and cfg["detect"]["p"] == 0.1
     assert cfg["model_dir"] == str((ROOT / "model" / "dcase2022").resolve())
+    c20 = load_config(D20, "valve", None, ["train_set=dev"]).cfg
+    assert c20["train"]["bs"] == 512 and "batch_size" not in c20["train"] and c20["train"]["epoch"] == 50
+    assert batch_size(cfg) == 512 == batch_size(c20)
 
 
 @pytest.mark.parametrize("mt, train_set, g_norm, match, beta1, metric, first_norm", [
@@ -32,54 +40,109 @@ def test_defaults_are_the_paper_settings():
     ("ToyCar", "dev", "ln", {"mu": 1}, 0.0, "G_z_1_sum", False),
 ])
 def test_pretrain_settings_match_the_paper_table(mt, train_set, g_norm, match, beta1, metric, first_norm):
-    cfg, sources = load_config(D22, mt)
-    assert sources[-1].endswith(f"pretrain/dcase2022/{mt}.yaml")
+    r = load_config(D22, mt)
+    assert r.sources[1].endswith(f"pretrain/dcase2022/{mt}.yaml")
+    cfg = r.cfg
     assert cfg["train_set"] == train_set and cfg["net"]["normalize"]["g"] == g_norm
     assert cfg["train"]["wgan"]["match_item"] == match and cfg["train"]["wgan"]["feat_match_eff"] == 0.1
     assert cfg["train"]["beta1"] == beta1 and cfg["detect"]["metric"] == metric
     assert SPEC.first_norm(mt) is first_norm
 
 
-def test_order_config_file_then_set(tmp_path):
+def test_order_config_file_then_set_and_what_was_explicit(tmp_path):
     f = tmp_path / "c.yaml"
-    f.write_text("train: {epoch: 7, bs: 32}\nfeat: {n_mels: 64, frame_num: 64}\nnet: {isize: 64}\n")
-    cfg, sources = load_config(D22, "fan", str(f), ["train.epoch=3", "dataset_dir=/data/x", "train.lrD=1e-3"])
-    assert cfg["train"]["epoch"] == 3 and cfg["train"]["bs"] == 32 and cfg["train"]["lrD"] == 1e-3
+    f.write_text("train: {epoch: 7, batch_size: 32}\nfeat: {mel_bin: 64, frame_num: 64}\nnet: {isize: 64}\n")
+    r = load_config(D22, "fan", str(f), ["train.epoch=3", "dataset_dir=/data/x", "train.lrD=1e-3"])
+    cfg = r.cfg
+    assert cfg["train"]["epoch"] == 3 and cfg["train"]["batch_size"] == 32 and cfg["train"]["lrD"] == 1e-3
     assert cfg["dataset_dir"] == "/data/x" and cfg["train_set"] == "deval"  # pretrain/fan still applied
-    assert len(sources) == 6
+    assert len(r.sources) == 7
+    assert r.explicit == {"train.epoch", "train.batch_size", "feat.mel_bin", "feat.frame_num", "net.isize",
+                          "dataset_dir", "train.lrD"}
 
 
-def test_original_style_config_file_works_unchanged(tmp_path):
-    original = {
-        "dataset_dir": "../../data/dcase2022dataset", "model_dir": "./model", "spec_dir": "./spec",
-        "log_dir": "./log", "detect_dir": "./detect", "result_dir": "./result",
-        "feat": {"n_fft": 2048, "hop_length": 512, "n_mels": 128, "frame_num": 128, "graph_hop_f": 1},
-        "net": {"act": ["leakyrelu", "relu"], "normalize": {"d": "ln", "g": "ln"}, "nz": 256, "ndf": 32,
-                "ngf": 32, "isize": 128},
-        "train_set": "dev",
-        "train": {"lrD": 0.0002, "lrG": 0.0002, "beta1": 0.5, "epoch": 60, "bs": 512,
-                  "wgan": {"feat_match_eff": 0.1, "match_item": {"mu": 1}, "ncritic": 1, "lambda_gp": 10}},
-        "detect": {"p": 0.1},
-    }
-    f = tmp_path / "config.yaml"
-    f.write_text(yaml.safe_dump(original))
-    cfg, _ = load_config(D22, "slider", str(f))
-    assert cfg["train"]["epoch"] == 60 and cfg["detect"]["metric"] == "D_lof"
+def test_the_other_datasets_batch_key_is_an_alias():
+    assert load_config(D22, "fan", None, ["train.bs=16"]).cfg["train"]["batch_size"] == 16
+    assert load_config(D20, "fan", None, ["train.batch_size=8"]).cfg["train"]["bs"] == 8
+
+
+def test_relative_paths_from_files_resolve_against_the_dataset_folder_from_set_against_cwd(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("model_dir: ./model\nspec_dir: ../../spec\n")
+    r = load_config(D22, "fan", str(f), ["log_dir=logs"], cwd=tmp_path)
+    assert r.cfg["model_dir"] == str(D22 / "model") and r.cfg["spec_dir"] == str((D22 / "../../spec").resolve())
+    assert r.cfg["log_dir"] == str(tmp_path / "logs")
+
+
+def test_original_style_keys_are_accepted_and_the_unused_ones_dropped(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump({"repre": {"normal": 0, "anomaly": 1}, "mt": {"train": ["fan"], "test": ["fan"]},
+                                 "feat": {"spec": "mel", "fft_num": 1024}, "card_id": 3}))
+    r = load_config(D20, "fan", str(f))
+    assert r.ignored == ["repre", "mt", "card_id", "feat.spec"] and r.cfg["feat"]["fft_num"] == 1024
+    assert not {"repre", "mt", "card_id"} & set(r.cfg) and "spec" not in r.cfg["feat"]
+    f.write_text("feat: {spec: stft}\n")
+    with pytest.raises(AeganError, match="feat.spec must be mel"):
+        load_config(D20, "fan", str(f))
+
+
+@needs_original
+@pytest.mark.parametrize("dataset, folder", [(D22, "dcase22"), (D20, "dcase20")])
+def test_the_originals_config_files_load_unchanged_and_our_pretrain_agrees(dataset, folder):
+    """Each of the original's pretrain files, through our loader, gives the settings our pretrain file gives
+    (every key the original has); its config.yaml loads too."""
+    load_config(dataset, "fan", str(ORIGINAL / folder / "config.yaml"))
+    files = sorted((ORIGINAL / folder / "pretrain").glob("*_cfg.yaml"))
+    assert len(files) == (5 if folder == "dcase22" else 6)
+    for f in files:
+        mt = f.name[: -len("_cfg.yaml")]
+        theirs = load_config(dataset, mt, str(f)).cfg
+        ours = load_config(dataset, mt).cfg
+        assert theirs["net"] == ours["net"] and theirs["train_set"] == ours["train_set"], mt
+        assert theirs["feat"] == ours["feat"], mt
+        for key in ("lrD", "lrG", "beta1", "epoch", "wgan"):
+            assert theirs["train"][key] == ours["train"][key], (mt, key)
+        assert batch_size(theirs) == batch_size(ours) and theirs["detect"]["p"] == ours["detect"]["p"]
+
+
+def test_original_file_can_replace_config_yaml(tmp_path):
+    """The original's README: substitute config.yaml by a pretrain file. A dataset folder whose config.yaml is
+    the original's loads it over our defaults (and it overrides the pretrain layer, as it is the user's file)."""
+    folder = tmp_path / "dcase2022"
+    folder.mkdir()
+    (folder / "defaults.yaml").write_text((D22 / "defaults.yaml").read_text())
+    (folder / "config.yaml").write_text("dataset_dir: /data\nfeat: {fft_num: 1024}\ntrain_set: eval\n"
+                                        "repre: {normal: 0}\n")
+    r = load_config(folder, "fan")
+    assert r.cfg["feat"]["fft_num"] == 1024 and r.cfg["train_set"] == "eval" and r.ignored == ["repre"]
+
+
+def test_checkpoint_settings_win_unless_set_explicitly():
+    r = load_config(D22, "fan", None, ["feat.frame_hop=256"])
+    saved = {"net": {**r.cfg["net"], "ndf": 16}, "feat": {**r.cfg["feat"], "workers": 3}, "train_set": "dev"}
+    cfg, changed = from_checkpoint(Resolved(r.cfg, r.sources, set()), saved, "m.pth")
+    assert cfg["net"]["ndf"] == 16 and cfg["train_set"] == "dev" and cfg["feat"]["workers"] == 0
+    assert changed == ["net.ndf", "train_set"]
+    saved["feat"]["frame_hop"] = 512
+    with pytest.raises(AeganError, match=r"feat.frame_hop=256 was set, but checkpoint m.pth was trained with "
+                                         r"feat.frame_hop=512"):
+        from_checkpoint(r, saved, "m.pth")
 
 
 @pytest.mark.parametrize("sets, message", [
-    (["train.epoc=3"], "unknown key train.epoc"),
+    (["train.epoc=3"], r"unknown key train.epoc \(did you mean train.epoch\?\)"),
     (["train.epoch=three"], "train.epoch must be of type int"),
     (["train.epoch=0"], "train.epoch must be positive"),
-    (["feat.n_mels=64"], "feat.n_mels .* must equal net.isize"),
+    (["feat.mel_bin=64"], "feat.mel_bin .* must equal net.isize"),
     (["feat.frame_num=64"], "feat.frame_num .* must equal net.isize"),
-    (["net.isize=96", "feat.n_mels=96", "feat.frame_num=96"], "net.isize must be a power of two"),
+    (["net.isize=96", "feat.mel_bin=96", "feat.frame_num=96"], "net.isize must be a power of two"),
     (["train_set=test"], "train_set must be dev, eval or deval"),
     (["net.normalize.g=gn"], "net.normalize.g must be ln or bn"),
     (["train.wgan.match_item={mu: 1, tau: 2}"], "train.wgan.match_item must be a mapping with keys among mu, sigma"),
     (["train.select=metric", "detect.metric=null"], "train.select=metric needs detect.metric"),
     (["train"], "expected key=value"),
     (["feat=3"], "feat must be a mapping"),
+    (["feat.n_fft=1024"], "unknown key feat.n_fft"),
 ])
 def test_bad_settings_name_the_key(sets, message):
     with pytest.raises(AeganError, match=message):
@@ -96,3 +159,10 @@ def test_bad_config_files(tmp_path):
     bad.write_text("- a\n- b\n")
     with pytest.raises(AeganError, match="must hold a mapping"):
         load_config(D22, "fan", str(bad))
+
+
+def test_shipped_config_yaml_sets_only_the_dataset_path():
+    """config.yaml is the user's layer: it must not override the paper's per machine type settings."""
+    for folder in (D22, D20):
+        assert set(yaml.safe_load((folder / "config.yaml").read_text())) == {"dataset_dir"}
+    assert Path(load_config(D20, "fan").cfg["dataset_dir"]) == (ROOT / "data" / "dcase2020").resolve()

@@ -127,7 +127,8 @@ def test_eval_set_scores_and_ground_truth(trained, synth2022, tmp_path):
         lines = (out / "detect_dir" / f"anomaly_score_fan_section_{sec}_test.csv").read_text().splitlines()
         assert len(lines) == 16 and lines[0].startswith(f"section_{sec}_0000.wav,")
         assert (out / "detect_dir" / f"decision_result_fan_section_{sec}_test.csv").exists()
-    assert not (out / "result_dir" / "fan" / "eval").exists()
+    # without labels only the per-clip scores are written, no tables
+    assert sorted(p.name for p in (out / "result_dir" / "fan" / "eval").iterdir()) == ["clip_scores.csv"]
 
     gt = synth2022 / "ground_truth_data"
     r = run_script("dcase2022/test.py", "--mt", "fan", "-c", "0", *sets, "--ground-truth", str(gt))
@@ -169,9 +170,11 @@ def test_localization_figures(trained):
         width, height = struct.unpack(">II", data[16:24])
         if name.startswith("sec"):
             assert (width, height) == (640, 720)
-    r = run_script("dcase2022/loc.py", "--mt", "fan", *sets, "--set", f"loc_dir={loc}", "--limit", "2",
+    # without the training's --config: the network and feature settings come from the checkpoint
+    r = run_script("dcase2022/loc.py", "--mt", "fan", *sets[2:], "--set", f"loc_dir={loc}", "--limit", "2",
                    "--map", "residual", "--top", "1")
     assert r.returncode == 0, r.stderr[-2000:]
+    assert "config: from the checkpoint: net.nz=64, net.ndf=16, net.ngf=16, net.isize=64, feat.fft_num=1024" in r.stdout
     assert sorted(p.name for p in (loc / "fan").iterdir()) == [
         "sec00_source_true1_0000.png", "sec00_source_true1_0001.png", "summary_top1.png"]
 
@@ -179,8 +182,9 @@ def test_localization_figures(trained):
 @pytest.mark.slow
 def test_residual_map_peaks_at_injected_clicks(trained, tmp_path):
     out, sets, _ = trained
-    cfg, _ = load_config(SPEC.root, "fan", sets[1], sets[3::2])  # sets = [--config, F, --set, k=v, ...]
-    model = load_trained(SPEC, cfg, "fan", torch.device("cpu"))
+    resolved = load_config(SPEC.root, "fan", sets[1], sets[3::2])  # sets = [--config, F, --set, k=v, ...]
+    model = load_trained(SPEC, resolved, "fan", torch.device("cpu"))
+    cfg = model.cfg
     sr, seconds = 16000, 2.5
     rng = np.random.default_rng(0)
     y = synth.normal_sound(rng, sr, seconds, synth._base_f0("fan", "00"), 0.01)
@@ -190,11 +194,11 @@ def test_residual_map_peaks_at_injected_clicks(trained, tmp_path):
         y[i:i + 400] += 0.8 * rng.normal(0, 1, 400) * np.exp(-np.arange(400) / 100)
     wav = tmp_path / "section_00_source_test_anomaly_0000_a.wav"
     sf.write(wav, np.clip(y, -1, 1), sr, subtype="PCM_16")  # normal parts keep the level the model knows
-    spec, _ = logmel(wav, cfg["feat"]["n_fft"], cfg["feat"]["hop_length"], cfg["feat"]["n_mels"])
+    spec, _ = logmel(wav, cfg["feat"]["fft_num"], cfg["feat"]["frame_hop"], cfg["feat"]["mel_bin"])
     x = model.scaled(spec[None])[0]
     _, resid = reconstruct(model.netG, x, cfg["feat"]["frame_num"], cfg["feat"]["graph_hop_f"], torch.device("cpu"))
     curve = resid.mean(0).numpy()
-    frames = [int(t * sr / cfg["feat"]["hop_length"]) for t in clicks]
+    frames = [int(t * sr / cfg["feat"]["frame_hop"]) for t in clicks]
     edge = 8  # the first and last frames are covered by one segment only: skip them for the argmax
     peak = edge + int(np.argmax(curve[edge:-edge]))
     assert min(abs(peak - f) for f in frames) <= 2, (peak, frames)
@@ -225,7 +229,7 @@ def test_resume_continues_at_next_epoch_and_equals_uninterrupted(tmp_path, synth
 @pytest.mark.parametrize("args, message", [
     (["--mt", "pump"], "not a dcase2022 machine type"),
     (["--mt", "fan", "--set", "train.epoc=3"], "unknown key train.epoc"),
-    (["--mt", "fan", "--set", "feat.n_mels=64"], "feat.n_mels"),
+    (["--mt", "fan", "--set", "feat.mel_bin=64"], "feat.mel_bin"),
     (["--mt", "fan", "--set", "dataset_dir=/nonexistent/x"], "dataset_dir /nonexistent/x does not exist"),
     (["--mt", "fan", "--config", "/nonexistent.yaml"], "config file not found"),
     (["--mt", "fan", "-c", "x"], "argument -c/--card_id: invalid int value"),

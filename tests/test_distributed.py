@@ -44,7 +44,7 @@ def _rank(rank, world, x, port, out):
     b = x.size(0) // world
     losses = ddp_train_step(dd, dg, oD, oG, x[rank * b:(rank + 1) * b], WGAN, rank, world)
     if rank == 0:
-        torch.save({"g": g.state_dict(), "d": d.state_dict(), "fm": losses["fm"]}, out)
+        torch.save({"g": g.state_dict(), "d": d.state_dict(), "fm": losses["feat_match"]}, out)
     dist.destroy_process_group()
 
 
@@ -58,7 +58,7 @@ def test_ddp_step_equals_single_process_step_on_the_global_batch(tmp_path):
     torch.manual_seed(1)
     ref = train_step(d, g, oD, oG, x, WGAN)
     got = torch.load(tmp_path / "ddp.pt")
-    assert got["fm"] == pytest.approx(ref["fm"], rel=1e-4)  # feature matching on global batch statistics
+    assert got["fm"] == pytest.approx(ref["feat_match"], rel=1e-4)  # feature matching on global batch statistics
     for net, key in ((g, "g"), (d, "d")):
         for k, v in net.state_dict().items():
             update = (v - init[key][k]).abs().max().item()

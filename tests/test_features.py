@@ -12,7 +12,7 @@ from aegan.errors import AeganError
 from aegan.features import SegmentSampler, extract, load_or_extract, logmel, minmax, num_segments, scale, segment_view
 from conftest import REAL, ROOT
 
-FEAT = {"n_fft": 2048, "hop_length": 512, "n_mels": 128}
+FEAT = {"fft_num": 2048, "frame_hop": 512, "mel_bin": 128}
 
 
 def write_wav(path, seconds=1.0, sr=16000, seed=0):
@@ -45,7 +45,7 @@ def test_logmel_is_bit_identical_to_direct_librosa(tmp_path):
     # the cached filter bank is keyed on the rate and sizes: another setting gets its own, and the first
     # setting's is unchanged afterwards
     q = write_wav(tmp_path / "b.wav", 2.0, sr=8000, seed=1)
-    small = {"n_fft": 1024, "hop_length": 256, "n_mels": 64}
+    small = {"fft_num": 1024, "frame_hop": 256, "mel_bin": 64}
     with threadpool_limits(1):
         spec8, sr8 = logmel(q, **small)
         assert sr8 == 8000
@@ -68,40 +68,51 @@ def test_scaling_maps_train_range_to_unit_interval():
     rng = np.random.default_rng(0)
     train = rng.uniform(-80, 20, (5, 8, 30)).astype(np.float32)
     vmax, vmin = minmax(train)
-    assert vmax == train.max() and vmin == train.min()
+    assert vmax == train.max() and vmin == train.min() and isinstance(vmax, np.float32)
     s = scale(train, vmax, vmin)
-    assert s.max() == pytest.approx(1) and s.min() == pytest.approx(-1)
-    np.testing.assert_allclose(s, (train - (vmax + vmin) / 2) / ((vmax - vmin) / 2), atol=1e-6)
+    assert s.dtype == np.float32 and s.max() == pytest.approx(1) and s.min() == pytest.approx(-1)
+    # the original's float32 arithmetic, step by step (a float64 midpoint moves some values by one ulp)
+    mid, half = (vmax + vmin) / 2, (vmax - vmin) / 2
+    assert isinstance(mid, np.float32) and np.array_equal(s, (train - mid) / half)
     # test data uses the training max/min, so it can leave [-1, 1]
     assert scale(np.array([[[vmax + (vmax - vmin) / 2]]]), vmax, vmin).item() == pytest.approx(2)
     with pytest.raises(AeganError, match="silent"):
         scale(train, 1.0, 1.0)
 
 
-def test_sampler_batches_are_real_segments_and_epochwise_deterministic():
+def test_sampler_draws_the_permutation_torchs_dataloader_draws():
+    """The original shuffles with DataLoader(shuffle=True, drop_last=True): the same global generator state
+    gives the same batches of segment numbers, and leaves the generator in the same state."""
     specs = torch.randn(3, 8, 20)
-    s = SegmentSampler(specs, 8, 2, batch_size=5, seed=7)
+    s = SegmentSampler(specs, 8, 2, batch_size=5)
     assert s.total == 3 * 7 and len(s) == 4  # 21 segments, last incomplete batch dropped
-    batches = list(s.epoch(0))
-    assert all(b.shape == (5, 1, 8, 8) for b in batches)
-    segs = {tuple(specs[c, :, 2 * i:2 * i + 8].flatten().tolist()) for c in range(3) for i in range(7)}
-    seen = [tuple(x.flatten().tolist()) for b in batches for x in b]
-    assert set(seen) <= segs and len(set(seen)) == 20  # no repeats within an epoch
-    assert all(torch.equal(a, b) for a, b in zip(batches, s.epoch(0)))
-    assert not all(torch.equal(a, b) for a, b in zip(batches, s.epoch(1)))
-    # batch b holds the segments of permutation slice b, in order; rank r of w ranks gets slice r of it
-    view, perm = segment_view(specs, 8, 2), s.permutation(0)
+    torch.manual_seed(3)
+    loader = [b.tolist() for b in torch.utils.data.DataLoader(range(21), batch_size=5, shuffle=True, drop_last=True)]
+    after = torch.get_rng_state()
+    torch.manual_seed(3)
+    batches = list(s.epoch())
+    assert torch.equal(torch.get_rng_state(), after)
+    view = segment_view(specs, 8, 2)
     for b, batch in enumerate(batches):
-        want = torch.stack([view[i // 7, i % 7] for i in perm[5 * b:5 * b + 5].tolist()]).unsqueeze(1)
+        want = torch.stack([view[i // 7, i % 7] for i in loader[b]]).unsqueeze(1)
         assert torch.equal(batch, want)
-    wide = SegmentSampler(specs, 8, 2, batch_size=6, seed=7, rank=1, world=2)
-    perm = wide.permutation(0)
-    for b, batch in enumerate(wide.epoch(0)):
-        assert torch.equal(batch[:, 0], torch.stack([view[i // 7, i % 7] for i in perm[6 * b + 3:6 * b + 6].tolist()]))
+    assert not all(torch.equal(a, b) for a, b in zip(batches, s.epoch()))  # the next epoch: a new order
+    # rank r of w ranks gets slice r of each global batch
+    torch.manual_seed(3)
+    perm = torch.cat([torch.tensor(b) for b in loader])
+    wide = SegmentSampler(specs, 8, 2, batch_size=6, rank=1, world=2)
+    torch.manual_seed(3)
+    order = wide.permutation()
+    assert torch.equal(order[:20], perm)
+    torch.manual_seed(3)
+    for b, batch in enumerate(wide.epoch()):
+        assert torch.equal(batch[:, 0], torch.stack([view[i // 7, i % 7] for i in order[6 * b + 3:6 * b + 6].tolist()]))
     # a non-contiguous input gives the same segments
     t = torch.randn(3, 20, 8).transpose(1, 2)
-    assert all(torch.equal(a, b) for a, b in zip(SegmentSampler(t, 8, 2, 5, 7).epoch(0),
-                                                 SegmentSampler(t.contiguous(), 8, 2, 5, 7).epoch(0)))
+    torch.manual_seed(0)
+    a = list(SegmentSampler(t, 8, 2, 5).epoch())
+    torch.manual_seed(0)
+    assert all(torch.equal(x, y) for x, y in zip(a, SegmentSampler(t.contiguous(), 8, 2, 5).epoch()))
 
 
 def test_cache_is_reused_and_keyed_on_settings_and_clips(tmp_path, capsys):
@@ -111,7 +122,7 @@ def test_cache_is_reused_and_keyed_on_settings_and_clips(tmp_path, capsys):
     b = load_or_extract(paths, FEAT, tmp_path / "cache", "train", workers=1)
     assert "from cache" in capsys.readouterr().out
     np.testing.assert_array_equal(a, b)
-    c = load_or_extract(paths, {**FEAT, "n_mels": 64}, tmp_path / "cache", "train", workers=1)
+    c = load_or_extract(paths, {**FEAT, "mel_bin": 64}, tmp_path / "cache", "train", workers=1)
     assert c.shape[1] == 64 and "cached" in capsys.readouterr().out
     write_wav(paths[1], 1.0, seed=99)  # same name, new content
     d = load_or_extract(paths, FEAT, tmp_path / "cache", "train", workers=1)

@@ -23,7 +23,7 @@ from conftest import ROOT, SMALL, out_sets, run_script
 from dcase2020.datasets import SPEC as SPEC20
 from dcase2022.datasets import SPEC as SPEC22
 
-FEAT = {"n_fft": 1024, "hop_length": 512, "n_mels": 64}
+FEAT = {"fft_num": 1024, "frame_hop": 512, "mel_bin": 64}
 
 
 def one_line_error(r: subprocess.CompletedProcess, *needles: str) -> str:
@@ -58,7 +58,7 @@ TRAIN = "dev_data/ToyTrain/train"
     (lambda d: (d / TRAIN / "section_00_source_train_normal_0100_x.wav").write_bytes(b"RIFF not audio"),
      ["cannot read audio file", "section_00_source_train_normal_0100_x.wav"]),
     (lambda d: (d / TRAIN / "section_00_source_train_normal_0101_x.wav").write_bytes(
-        (d / TRAIN / "section_00_source_train_normal_0000_a_0.wav").read_bytes()[:30000]),
+        sorted((d / TRAIN).glob("section_00_source_train_normal_0000_*.wav"))[0].read_bytes()[:30000]),
      ["section_00_source_train_normal_0101_x.wav"]),  # truncated: a short clip
     (lambda d: sf.write(d / TRAIN / "section_00_source_train_normal_0102_x.wav", np.zeros((40000, 2)), 16000),
      ["has 2 channels"]),
@@ -74,7 +74,7 @@ def test_bad_dataset_is_one_line(tmp_path, small_data, breakage, needles):
     breakage(small_data)
     r = train(tmp_path, small_data)
     one_line_error(r, *needles)
-    assert not list((tmp_path / "model_dir").glob("*.pth")) if (tmp_path / "model_dir").exists() else True
+    assert not list((tmp_path / "model_dir").glob("*.pth"))  # nothing half-done left behind
 
 
 def test_clip_shorter_than_one_segment(tmp_path):
@@ -154,9 +154,16 @@ def test_checkpoint_for_another_architecture_names_the_setting(tmp_path, small_d
     r = train(tmp_path, small_data)
     assert r.returncode == 0, r.stderr[-2000:]
     args = ["dcase2022/test.py", "--mt", "ToyTrain", "-d", "--config", str(SMALL), *out_sets(tmp_path, small_data)]
+    # the checkpoint holds its settings: one that contradicts them is named with both values
+    one_line_error(run_script(*args, "--set", "net.normalize.g=bn"), "net.normalize.g='bn' was set", "'ln'")
+    one_line_error(run_script(*args, "--set", "net.nz=32"), "net.nz=32 was set", "net.nz=64")
+    one_line_error(run_script(*args, "--set", "feat.fft_num=2048"), "feat.fft_num=2048 was set")
+    # without them (the original's format) a mismatch is named from the weights
+    state = checkpoint.load(tmp_path / "model_dir" / "ToyTrain.pth")
+    torch.save({"netD": state["netD"], "netG": state["netG"], "best_hmean": 0.5},
+               tmp_path / "model_dir" / "ToyTrain.pth")
     one_line_error(run_script(*args, "--set", "net.normalize.g=bn"), "norm type differs")
     one_line_error(run_script(*args, "--set", "net.nz=32"), "shape")
-    one_line_error(run_script(*args, "--set", "feat.n_fft=2048"), "feat.n_fft")
     path = tmp_path / "model_dir" / "ToyTrain.pth"
     path.write_bytes(path.read_bytes()[:5000])
     one_line_error(run_script(*args), "truncated")
@@ -182,7 +189,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, small_data):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_training_resumes_to_the_same_result(tmp_path, small_data, sig):
     base = ["dcase2022/train.py", "--mt", "ToyTrain", "--seed", "5", "--config", str(SMALL), "--set",
-            "feat.workers=1", "--set", "train.bs=4", "--set", "train.epoch=3"]
+            "feat.workers=1", "--set", "train.batch_size=4", "--set", "train.epoch=3"]
     a, b = tmp_path / "a", tmp_path / "b"
     proc = subprocess.Popen([sys.executable, *base, *out_sets(a, small_data)], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -236,8 +243,8 @@ yaml_values = st.recursive(
     lambda children: st.one_of(st.lists(children, max_size=3), st.dictionaries(st.text(max_size=8), children,
                                                                                 max_size=3)),
     max_leaves=6)
-KEYS = ["train.epoch", "train.bs", "feat.n_mels", "net.isize", "train_set", "train.wgan.match_item", "detect.metric",
-        "net.normalize", "train.lrD", "detect.p", "foo", "train.select", "net.normalize.g", "feat"]
+KEYS = ["train.epoch", "train.batch_size", "feat.mel_bin", "net.isize", "train_set", "train.wgan.match_item",
+        "detect.metric", "net.normalize", "train.lrD", "detect.p", "foo", "train.select", "net.normalize.g", "feat"]
 
 
 @settings(max_examples=300, deadline=None)
@@ -253,17 +260,25 @@ def test_fuzz_config_values(tmp_path_factory, key, value):
     cur[parts[-1]] = value
     f.write_text(yaml.safe_dump(node))
     try:
-        cfg, _ = load_config(ROOT / "dcase2022", "ToyTrain", str(f))
+        cfg = load_config(ROOT / "dcase2022", "ToyTrain", str(f)).cfg
     except AeganError as e:
         assert "\n" not in str(e)
     else:
-        assert cfg["net"]["isize"] == cfg["feat"]["n_mels"]
+        assert cfg["net"]["isize"] == cfg["feat"]["mel_bin"]
 
 
 @settings(max_examples=200, deadline=None)
 @given(text=st.text(max_size=40))
 def test_fuzz_set_arguments(text):
     try:
-        merge(read_yaml(ROOT / "dcase2022" / "config.yaml"), parse_set(text), "--set")
+        merge(read_yaml(ROOT / "dcase2022" / "defaults.yaml"), parse_set(text), "--set")
     except AeganError as e:
         assert "\n" not in str(e)
+
+
+def test_a_key_with_a_line_break_stays_a_one_line_error():
+    """Found by hypothesis: `unknown key feat.` then a line break."""
+    for text in ("feat.\nx=1", "feat.a\rb=2"):
+        with pytest.raises(AeganError) as e:
+            merge(read_yaml(ROOT / "dcase2022" / "defaults.yaml"), parse_set(text), "--set")
+        assert "\n" not in str(e.value) and "\r" not in str(e.value) and "unknown key" in str(e.value)

@@ -10,7 +10,8 @@ from aegan import checkpoint
 from aegan.nets import Discriminator, Generator, build_nets
 from conftest import ROOT
 
-REF = json.loads((ROOT.parent / "shared" / "reference" / "state_dict_keys.json").read_text())
+# the original checkpoints' parameter names and shapes (a copy of shared/reference/state_dict_keys.json)
+REF = json.loads((ROOT / "tests" / "data" / "state_dict_keys.json").read_text())
 
 
 def shapes(net):

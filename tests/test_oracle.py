@@ -1,0 +1,196 @@
+"""Side by side with the original code (../shared/original, patched only to run on the CPU): the same data,
+seed and settings give the same weights, losses, selected epoch, metric and value in training, and the
+same 19 scores for every clip in testing, on synthetic DCASE 2022 and 2020 data and on real DCASE 2020 clips.
+
+Both sides read the same original-format config file (ours as --config), and our test.py scores the
+checkpoint the original's train.py wrote. Expected: bit equality; asserted: 1e-6.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from aegan import checkpoint, synth
+from aegan.scores import metric_names
+from conftest import REAL
+from oracle import (
+    ORIGINAL,
+    clip_scores_from_calls,
+    cpu_copy,
+    needs_original,
+    original_config,
+    read_clip_scores,
+    run_original,
+    run_ours,
+)
+
+pytestmark = needs_original
+TOL = 0.0  # the issue asks for 1e-6; both sides compute the same operations, so the bits agree
+
+
+def run_both(tmp: Path, dataset: str, mt: str, data: Path, seed: int, **settings) -> dict:
+    """Train and test with the original and with ours; our test.py also scores the original's checkpoint."""
+    cfg = original_config(dataset, mt, data, tmp / "orig", **settings)
+    code = cpu_copy(dataset, tmp / "orig_code")
+    trained = run_original(code, "train", mt, seed, cfg, tmp)
+    tested = run_original(code, "test", mt, seed, cfg, tmp)
+    config = tmp / "original_config.yaml"
+    shutil.copy(code / "config.yaml", config)
+    ours = tmp / "ours"
+    run_ours(dataset, "train.py", mt, config, ours, "--seed", str(seed))
+    (ours / "orig_model").mkdir()
+    shutil.copy(tmp / "orig" / "model" / f"{mt}.pth", ours / "orig_model" / f"{mt}.pth")
+    run_ours(dataset, "test.py", mt, config, ours, "-d", "--set", f"model_dir={ours / 'orig_model'}")
+    names = sorted(p.name for p in (data / "dev_data" / mt / "test").glob("*.wav"))
+    return {"trained": trained, "tested": tested, "ours": ours, "names": names, "orig": tmp / "orig", "mt": mt}
+
+
+def max_weight_diff(a: dict, b: dict) -> float:
+    assert list(a) == list(b)
+    return max((a[k].double() - b[k].double()).abs().max().item() for k in a if a[k].numel())
+
+
+def assert_training_equal(run: dict, best_key: str) -> None:
+    mt, trained = run["mt"], run["trained"]
+    last = checkpoint.load(run["ours"] / "model_dir" / f"{mt}_last.pth")
+    best = checkpoint.load(run["ours"] / "model_dir" / f"{mt}.pth")
+    original_best = torch.load(run["orig"] / "model" / f"{mt}.pth", weights_only=False)
+    for net in ("netD", "netG"):
+        diff = max(max_weight_diff(trained["weights"][-1][net], last[net]),
+                   max_weight_diff(original_best[net], best[net]))
+        print(f"{net}: largest weight difference to the original after 2 epochs: {diff:.3g}")
+        assert diff <= TOL, net
+    assert len(last["history"]) == len(trained["losses"]) == 2
+    for ours, theirs, (summary, metric) in zip(last["history"], trained["losses"], trained["test"]):
+        assert ours["recon"] == pytest.approx(theirs["recon"], rel=TOL)
+        assert ours["feat_match"] == pytest.approx(theirs["d2g"], rel=TOL)
+        assert ours["lossG"] == pytest.approx(theirs["gloss"], rel=1e-4)  # the original keeps 5 digits of it
+        assert ours["best_metric"] == metric and ours["best_value"] == pytest.approx(summary[-1], abs=TOL)
+    assert best[best_key] == pytest.approx(float(original_best[best_key]), abs=TOL)
+    assert best["epoch"] == 1 + max(range(2), key=lambda e: (trained["test"][e][0][-1], -e))
+
+
+def assert_scores_equal(run: dict, group_of) -> float:
+    """Every clip's 19 scores against the original's; returns the largest relative difference."""
+    ours = read_clip_scores(run["ours"] / "result_dir" / run["mt"] / "clip_scores.csv")
+    theirs = clip_scores_from_calls(run["tested"]["calls"], run["names"], group_of)
+    assert list(ours) == metric_names()
+    worst = 0.0
+    for m in metric_names():
+        assert set(ours[m]) == set(theirs[m]) == set(run["names"])
+        a = np.array([ours[m][n] for n in run["names"]])
+        b = np.array([theirs[m][n] for n in run["names"]])
+        rel = np.abs(a - b) / np.maximum(np.abs(b), 1e-12)
+        assert rel.max() <= TOL, (m, rel.max())
+        worst = max(worst, float(rel.max()))
+    print(f"largest relative score difference to the original: {worst:.3g}")
+    return worst
+
+
+@pytest.fixture(scope="module")
+def run2022(tmp_path_factory) -> dict:
+    """bearing (no norm after the encoder's first conv) with the gearbox paper options: BatchNorm in G and
+    mean + std feature matching."""
+    tmp = tmp_path_factory.mktemp("oracle2022")
+    data = synth.make_2022(tmp / "data", "bearing", seconds=1.6, n_train=6, n_train_target=2, n_test=3, seed=3)
+    return run_both(tmp, "dcase2022", "bearing", data, 7, **{"net.normalize": {"d": "ln", "g": "bn"},
+                                                              "train.wgan.match_item": {"mu": 1, "sigma": 1}})
+
+
+@pytest.fixture(scope="module")
+def run2020(tmp_path_factory) -> dict:
+    """Trained on dev and eval clips (deval): the critic detectors see the IDs in the original's order."""
+    tmp = tmp_path_factory.mktemp("oracle2020")
+    data = synth.make_2020(tmp / "data", "pump", seconds=1.6, n_train=4, n_test=3, seed=5)
+    return run_both(tmp, "dcase2020", "pump", data, 11, train_set="deval",
+                    **{"train.wgan.feat_match_eff": 1, "train.wgan.match_item": {"mu": 1, "sigma": 1}})
+
+
+def test_training_dcase2022_equals_the_original(run2022):
+    assert_training_equal(run2022, "best_hmean")
+
+
+def test_scores_dcase2022_equal_the_original(run2022):
+    assert_scores_equal(run2022, lambda n: n.split("_")[1])
+    best_metric, best_hmean = run2022["tested"]["returned"][0]
+    table = (run2022["ours"] / "result_dir" / "bearing" / "all_metrics.csv").read_text().splitlines()
+    ours = {r.split(",")[0]: float(r.split(",")[4]) for r in table[1:]}
+    assert max(ours, key=ours.get) == best_metric and ours[best_metric] == pytest.approx(best_hmean, abs=TOL)
+
+
+def test_training_dcase2020_equals_the_original(run2020):
+    assert_training_equal(run2020, "best_aver")
+
+
+def test_scores_dcase2020_equal_the_original(run2020):
+    assert_scores_equal(run2020, lambda n: n.split("_")[2])
+
+
+def _real_dataset(root: Path) -> Path:
+    """The real 10-s clips of four machine types as one DCASE 2020 machine type, one machine ID each
+    (symlinks with DCASE 2020 names; the audio is read in place): per ID five normal clips train, the
+    other normal clips and the anomalies are the dev test set."""
+    for mid, source in (("00", "fan"), ("02", "pump"), ("04", "slider"), ("06", "valve")):
+        normal = sorted((REAL / source / "normal").glob("*.wav"))
+        anomaly = sorted((REAL / source / "anomaly").glob("*.wav"))
+        placed = [("train", "normal", w) for w in normal[:5]] + [("test", "normal", w) for w in normal[5:]]
+        placed += [("test", "anomaly", w) for w in anomaly]
+        for i, (split, label, wav) in enumerate(placed):
+            dest = root / "dev_data" / "valve" / split / f"{label}_id_{mid}_{i:08d}.wav"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(wav, dest)
+    return root
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="../shared/real/ (real DCASE 2020 clips) is absent")
+def test_real_clips_train_and_score_as_the_original(tmp_path):
+    data = _real_dataset(tmp_path / "data")
+    run = run_both(tmp_path, "dcase2020", "valve", data, 3, **{"feat.fft_num": 2048, "train.epoch": 1,
+                                                               "train.bs": 64})
+    mt = run["mt"]
+    last = checkpoint.load(run["ours"] / "model_dir" / f"{mt}_last.pth")
+    for net in ("netD", "netG"):
+        assert max_weight_diff(run["trained"]["weights"][-1][net], last[net]) <= TOL
+    assert_scores_equal(run, lambda n: n.split("_")[2])
+
+
+TINY = ["feat.fft_num=1024", "feat.mel_bin=32", "feat.frame_num=32", "net.isize=32", "net.nz=16", "net.ndf=4",
+        "net.ngf=4", "train.epoch=1", "train.batch_size=32", "feat.workers=1"]
+
+
+@pytest.mark.parametrize("dataset, folder", [("dcase2022", "dcase22"), ("dcase2020", "dcase20")])
+def test_every_original_pretrain_file_drives_train_and_test(tmp_path, capsys, dataset, folder):
+    """The original's README: use its pretrain/<mt>_cfg.yaml files. Each of the eleven goes unchanged to our
+    train.py and test.py as --config (sizes shrunk with --set so that the test is quick)."""
+    from aegan.cli import test_main, train_main
+
+    spec = importlib.import_module(f"{dataset}.datasets").SPEC
+    files = sorted((ORIGINAL / folder / "pretrain").glob("*_cfg.yaml"))
+    assert len(files) == {"dcase22": 5, "dcase20": 6}[folder]
+    make = synth.make_2022 if dataset == "dcase2022" else synth.make_2020
+    for f in files:
+        mt = f.name[: -len("_cfg.yaml")]
+        out = tmp_path / mt
+        data = make(out / "data", mt, seconds=1.2, n_train=3, n_test=2, seed=1)
+        sets = [x for s in [*TINY, f"dataset_dir={data}", *(f"{k}={out / k}" for k in
+                                                             ("model_dir", "spec_dir", "log_dir", "detect_dir",
+                                                              "result_dir"))] for x in ("--set", s)]
+        train_main(spec, ["--mt", mt, "--config", str(f), *sets])
+        test_main(spec, ["--mt", mt, "-d", "--config", str(f), *sets])
+        printed = capsys.readouterr().out
+        assert f"<- {f}" in printed and "ignored (keys of the original code that this code does not use): repre" \
+            in printed, mt
+        state = checkpoint.load(out / "model_dir" / f"{mt}.pth")
+        original = yaml.safe_load(f.read_text())
+        assert state["config"]["train_set"] == original["train_set"]
+        assert state["config"]["net"]["normalize"] == original["net"]["normalize"]
+        assert state["config"]["train"]["wgan"]["match_item"] == original["train"]["wgan"]["match_item"]
+        assert (out / "result_dir" / mt / "all_metrics.csv").is_file()
