@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import torch
 from torch import nn
 
 from .errors import AeganError
-from .io import atomic_path
+from .files import atomic_path
 
 _scalar = np._core.multiarray.scalar
 # the float64 scalar, the dtype it is built from, and that dtype's class (set on BUILD)
@@ -38,15 +39,23 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict:
         with torch.serialization.safe_globals(NUMPY_SCALAR_GLOBALS):
             state = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "refused"
-        raise AeganError(f"checkpoint {path} was refused by the safe loader (it holds objects other than "
-                         f"tensors and numbers): {first}") from None
+        # PyTorch's message is a paragraph that suggests weights_only=False; name the object instead
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        what = f" ({found.group(1)})" if found else ""
+        raise AeganError(f"checkpoint {path} holds an object other than tensors and numbers{what}; refused, as "
+                         "loading it would run code") from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise AeganError(f"checkpoint {path} is truncated or not a PyTorch file: {msg}") from None
     if not isinstance(state, dict) or "netG" not in state or "netD" not in state:
         raise AeganError(f"checkpoint {path} has no netG/netD entries: not an AEGAN-AD checkpoint")
     return state
+
+
+def model_paths(cfg: dict, mt: str) -> tuple[Path, Path]:
+    """(selected model, resumable last epoch) checkpoint paths."""
+    d = Path(cfg["model_dir"])
+    return d / f"{mt}.pth", d / f"{mt}_last.pth"
 
 
 def describe_arch(net_cfg: dict, first_norm: bool) -> str:

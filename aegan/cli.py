@@ -8,25 +8,14 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable
-from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from .config import Resolved, dump, load_config
-from .dataset import DatasetSpec, attach_ground_truth
-from .decision import decide, decision_metrics
+from .data.clips import DatasetSpec
 from .device import select_device, tune_allocator
 from .errors import AeganError
-from .pipeline import best_metric, decision_rule, evaluate_all, features, load_trained, resolve_metric, score_clips
-from .report import (
-    decision_table,
-    table,
-    write_clip_scores,
-    write_decision_metrics,
-    write_results,
-    write_scores,
-)
+from .testing import run_test
 from .trainer import train
 
 
@@ -123,46 +112,8 @@ def test_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
 
     def run(a: argparse.Namespace) -> None:
         resolved = _config(spec, a)
-        device = select_device(a.card_id)
-        model = load_trained(spec, resolved, a.mt, device)
-        cfg = model.cfg
-        clips = spec.test_clips(cfg, a.mt, a.dev, model.train_clips)
-        if a.ground_truth:
-            clips = attach_ground_truth(spec, a.mt, clips, a.ground_truth, getattr(a, "ground_truth_domain", None))
-            print(f"ground truth: labels of {len(clips)} evaluation test clips from {a.ground_truth}")
-        labelled = a.dev or bool(a.ground_truth)
-        part = "dev" if a.dev else "eval"
-        test_specs = model.scaled(features(spec, cfg, a.mt, clips, f"test_{part}"))
-        print(f"scoring {len(clips)} {part} test clips with all 19 metrics")
-        scores = score_clips(model.netG, model.netD, model.train_specs, model.train_clips, test_specs, cfg, device)
-
-        chosen = cfg["detect"]["metric"] or model.state.get("metric")
-        out = Path(cfg["result_dir"]) / a.mt / ("" if a.dev else "eval")
-        print(f"wrote {write_clip_scores(spec, clips, scores, out)}")
-        if labelled:
-            results = evaluate_all(spec, clips, scores, cfg["detect"]["p"])
-            top = best_metric(spec, results)
-            print(table(spec, top, *results[top], "best metric on this test set"))
-            if chosen:
-                chosen = resolve_metric(spec, chosen)
-                print(table(spec, chosen, *results[chosen], "configured metric"))
-            chosen = chosen or top
-            for f in write_results(spec, results, out):
-                print(f"wrote {f}")
-        if not chosen:
-            raise AeganError("no metric to write scores with: set detect.metric (e.g. --set detect.metric=D_lof)")
-        chosen = resolve_metric(spec, chosen)
-        rule = decision_rule(model, spec, cfg, chosen, device)
-        decisions = decide(scores[chosen], rule["threshold"])
-        detect_dir = Path(cfg["detect_dir"])
-        n = len(write_scores(spec, a.mt, clips, np.asarray(scores[chosen]), detect_dir))
-        write_scores(spec, a.mt, clips, decisions, detect_dir, "decision_result")
-        print(f"wrote {n} anomaly score and {n} decision files ({chosen}, threshold {rule['threshold']:.6g}) "
-              f"to {detect_dir}")
-        if labelled:
-            rows, summary = decision_metrics(clips, decisions, spec.group_name)
-            print(decision_table(spec, rows, summary))
-            print(f"wrote {write_decision_metrics(spec, rows, summary, out)}")
+        run_test(spec, resolved, a.mt, select_device(a.card_id), a.dev, a.ground_truth,
+                 getattr(a, "ground_truth_domain", None))
 
     _run(run, args)
 
@@ -176,20 +127,10 @@ def loc_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
 
     def run(a: argparse.Namespace) -> None:
-        from .localization import draw_maps  # matplotlib: only this command needs it
+        from .localization import run_loc  # matplotlib: only this command needs it
 
         if a.limit is not None and a.limit < 1 or a.top < 1:
             raise AeganError("--limit and --top must be at least 1")
-        resolved = _config(spec, a)
-        device = select_device(a.card_id)
-        model = load_trained(spec, resolved, a.mt, device)
-        cfg = model.cfg
-        clips = spec.test_clips(cfg, a.mt, True, model.train_clips)
-        specs = model.scaled(features(spec, cfg, a.mt, clips, "test_dev"))
-        metric = resolve_metric(spec, cfg["detect"]["metric"] or model.state.get("metric") or "G_x_2_sum")
-        scores = score_clips(model.netG, model.netD, model.train_specs, model.train_clips, specs, cfg, device)[metric]
-        out = Path(cfg["loc_dir"]) / a.mt
-        written = draw_maps(spec, model, clips, specs, scores, metric, cfg["feat"], out, a.map, a.limit, a.top)
-        print(f"wrote {written} figures ({a.map} maps) to {out}")
+        run_loc(spec, _config(spec, a), a.mt, select_device(a.card_id), a.map, a.limit, a.top)
 
     _run(run, args)

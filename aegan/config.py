@@ -27,7 +27,7 @@ PATH_KEYS = ("dataset_dir", "model_dir", "spec_dir", "log_dir", "detect_dir", "r
 # Mappings whose keys are data, not schema: the feature-matching weights.
 OPEN_MAPPINGS = {"train.wgan.match_item": {"mu", "sigma"}}
 # Keys whose default is null but which take a value of this type.
-NULLABLE = {"detect.metric": str}
+NULLABLE = {"detect.metric": str, "paper_result": float}
 # The original's keys that nothing here reads: its label codes, its DCASE 2020 machine lists (the command
 # line's --mt decides), its CUDA card (-c decides).
 IGNORED = ("repre", "mt", "card_id")
@@ -95,6 +95,8 @@ def _merge_value(default: Any, value: Any, name: str, source: str) -> Any:
         return merge(default, value, source, f"{name}.")
     if default is None or name in NULLABLE:
         want = NULLABLE.get(name)
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
         if value is not None and want is not None and not isinstance(value, want):
             raise AeganError(f"{source}: {name} must be a {want.__name__} or null, got {value!r}")
         return value
@@ -188,6 +190,11 @@ def _resolve_paths(layer: dict, base: Path) -> dict:
     return out
 
 
+def output_settings(root: Path) -> list[str]:
+    """`--set` items that put every output of a run (models, caches, logs, results, figures) under `root`."""
+    return [f"{key}={Path(root) / key.removesuffix('_dir')}" for key in PATH_KEYS if key != "dataset_dir"]
+
+
 def batch_size(cfg: dict) -> int:
     """The training batch: `train.batch_size` (the original's DCASE 2022 key) or `train.bs` (DCASE 2020)."""
     train = cfg["train"]
@@ -233,8 +240,9 @@ def validate(cfg: dict) -> None:
         raise AeganError(f"detect.p (the pAUC max FPR) must be in (0, 1], got {cfg['detect']['p']}")
     if not 0 < cfg["detect"]["decision_percentile"] < 1:
         raise AeganError(f"detect.decision_percentile must be in (0, 1), got {cfg['detect']['decision_percentile']}")
-    if train["amp"] not in ("fp32", "bf16"):
-        raise AeganError(f"train.amp must be fp32 or bf16, got {train['amp']!r}")
+    for key in ("train", "detect"):
+        if cfg[key]["amp"] not in ("fp32", "bf16"):
+            raise AeganError(f"{key}.amp must be fp32 or bf16, got {cfg[key]['amp']!r}")
 
 
 def load_config(dataset_root: Path, mt: str, config_file: str | None = None, sets: list[str] | None = None,
@@ -272,6 +280,13 @@ def _leaves(tree: dict, prefix: str = ""):
             yield from _leaves(v, f"{prefix}{k}.")
         else:
             yield f"{prefix}{k}", v
+
+
+def get(cfg: dict, name: str) -> Any:
+    """The value of a dotted key (`feat.mel_bin`)."""
+    for part in name.split("."):
+        cfg = cfg[part]
+    return cfg
 
 
 def from_checkpoint(resolved: Resolved, saved: dict, path: object) -> tuple[dict, list[str]]:

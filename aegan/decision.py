@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.stats
 
-from .dataset import Clip
+from .data.clips import Clip
 from .errors import AeganError
 from .evaluation import harmonic
 

@@ -8,7 +8,10 @@ import numpy as np
 from scipy.stats import hmean
 from sklearn.metrics import roc_auc_score
 
+from .data.clips import Clip, DatasetSpec
+
 EPS = sys.float_info.epsilon
+Results = dict[str, tuple[list[dict], dict]]  # metric -> (per section/ID rows, machine-type summary)
 
 
 def _auc(labels: np.ndarray, scores: np.ndarray, max_fpr: float | None = None) -> float:
@@ -60,3 +63,15 @@ def evaluate_ids(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, max
     auc = _mean([r["AUC"] for r in rows])
     pauc = _mean([r["pAUC"] for r in rows])
     return rows, {"AUC": auc, "pAUC": pauc, "average": (auc + pauc) / 2}
+
+
+def evaluate_all(spec: DatasetSpec, clips: list[Clip], scores: dict[str, np.ndarray], max_fpr: float) -> Results:
+    """Every metric's per-group rows and summary, with the dataset's protocol (spec.evaluate)."""
+    return {name: spec.evaluate(clips, s, max_fpr) for name, s in scores.items()}
+
+
+def best_metric(results: Results, summary_key: str) -> str:
+    """The metric with the highest summary (hmean / average); ties go to the first in table order, as in the
+    original (np.where(... == max)[0][0]); nan never wins."""
+    values = {k: v[1][summary_key] for k, v in results.items()}
+    return max(values, key=lambda k: -np.inf if np.isnan(values[k]) else values[k])

@@ -22,8 +22,12 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from .features import segment_view  # noqa: E402
-from .io import atomic_path  # noqa: E402
+from .data.cache import clip_features  # noqa: E402
+from .data.clips import Clip, DatasetSpec  # noqa: E402
+from .data.segments import segment_view  # noqa: E402
+from .files import atomic_path  # noqa: E402
+from .model import Model, prepare  # noqa: E402
+from .scores import resolve_metric  # noqa: E402
 
 
 def overlap_average(segments: torch.Tensor, hop: int) -> torch.Tensor:
@@ -97,22 +101,23 @@ def summary_figure(path: Path, maps: list[tuple[str, np.ndarray]], sr: int, hop_
     plt.close(fig)
 
 
-def normal_average(train_specs: torch.Tensor, train_clips) -> torch.Tensor:
+def normal_average(train_specs: torch.Tensor, train_clips: list[Clip]) -> torch.Tensor:
     """Mean scaled spectrogram (M, T) of the dev training clips (all training clips if none are dev)."""
     dev = [i for i, c in enumerate(train_clips) if c.source == "dev"]
     chosen = train_specs[dev] if dev else train_specs
     return chosen.float().mean(0).cpu()
 
 
-def draw_maps(spec, model, clips, specs: torch.Tensor, scores: np.ndarray, metric: str, feat: dict, out: Path,
-              kind: str = "recon", limit: int | None = None, top: int = 4) -> int:
+def draw_maps(spec: DatasetSpec, model: Model, normal: torch.Tensor, clips: list[Clip], specs: torch.Tensor,
+              scores: np.ndarray, metric: str, out: Path, kind: str = "recon", limit: int | None = None,
+              top: int = 4) -> int:
     """One figure per dev test clip, plus the summary of the `top` highest-scoring ones; returns the count.
     Earlier figures in `out` are removed first, so a rerun never mixes old and new maps."""
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.png"):
         old.unlink()
+    feat = model.cfg["feat"]
     sr = sf.info(str(clips[0].path)).samplerate
-    normal = normal_average(model.train_specs, model.train_clips)
     hop = feat["graph_hop_f"]
     chosen = list(range(len(clips)))[:limit]
     maps = {}
@@ -121,7 +126,7 @@ def draw_maps(spec, model, clips, specs: torch.Tensor, scores: np.ndarray, metri
         norm01 = to_unit(normal[:, : recon.shape[1]])
         amap = localization_map(recon, normal) if kind == "recon" else resid / 2  # /2: in [0, 1] units
         title = f"{clips[i].path.name}   {metric} = {scores[i]:.4g}"
-        clip_figure(out / spec.loc_name(clips[i], i), to_unit(recon).numpy(), norm01.numpy(), amap.numpy(), sr,
+        clip_figure(out / spec.loc_name(clips[i]), to_unit(recon).numpy(), norm01.numpy(), amap.numpy(), sr,
                     feat["frame_hop"], title)
         maps[i] = amap.numpy()
     best = sorted(chosen, key=lambda i: -scores[i])[:top]
@@ -129,3 +134,20 @@ def draw_maps(spec, model, clips, specs: torch.Tensor, scores: np.ndarray, metri
                    [(f"{clips[i].path.name}  {metric} = {scores[i]:.4g}", maps[i]) for i in best], sr,
                    feat["frame_hop"])
     return len(chosen) + 1
+
+
+def run_loc(spec: DatasetSpec, resolved, mt: str, device: torch.device, kind: str, limit: int | None, top: int
+            ) -> Path:
+    """loc.py: the maps of the dev test clips under <loc_dir>/<mt>/."""
+    model, train_specs = prepare(spec, resolved, mt, device)
+    cfg = model.cfg
+    train_clips = spec.train_clips(cfg, mt)
+    clips = spec.test_clips(cfg, mt, True, train_clips)
+    specs = model.scaled(clip_features(cfg, mt, clips, "test_dev"))
+    metric = resolve_metric(model.metric() or "G_x_2_sum")
+    scores = model.score(specs)[metric]
+    out = Path(cfg["loc_dir"]) / mt
+    written = draw_maps(spec, model, normal_average(train_specs(), train_clips), clips, specs, scores, metric, out,
+                        kind, limit, top)
+    print(f"wrote {written} figures ({kind} maps) to {out}")
+    return out

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import Clip, DatasetSpec
-from .io import write_text
+from .data.clips import Clip, DatasetSpec
+from .files import write_text
 
 
 def _fmt(v: float) -> str:

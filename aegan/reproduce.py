@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib
 import os
 import statistics
 import subprocess
@@ -23,24 +24,28 @@ from queue import Queue
 
 import torch
 
-from .io import write_text
+from .config import load_config, output_settings
+from .files import write_text
 
 ROOT = Path(__file__).resolve().parents[1]
-PAPER = {  # SPEC section 4: (paper metric, paper result in %)
-    "dcase2022": {"bearing": ("G_z_1_sum", 76.03), "fan": ("G_z_cos_min", 65.83), "gearbox": ("G_z_cos_min", 75.27),
-                  "slider": ("D_lof", 74.06), "ToyCar": ("G_z_1_sum", 78.46)},
-    "dcase2020": {"fan": ("D_lof", 77.01), "pump": ("D_lof", 81.26), "slider": ("G_x_2_mean", 86.50),
-                  "ToyCar": ("D_knn", 86.62), "ToyConveyor": ("G_z_2_min", 73.27), "valve": ("G_z_cos_mean", 77.60)},
-}
-MACHINES = {"dcase2022": ["bearing", "fan", "gearbox", "slider", "ToyCar", "ToyTrain", "valve"],
-            "dcase2020": ["fan", "pump", "slider", "valve", "ToyCar", "ToyConveyor"]}
+DATASETS = ("dcase2022", "dcase2020")
+
+
+def dataset_spec(dataset: str):
+    """The dataset folder's DatasetSpec (its machine types, summary key): the folder is the one home."""
+    if str(ROOT) not in sys.path:  # the dataset folders sit in the repository, not in the installed package
+        sys.path.insert(0, str(ROOT))
+    return importlib.import_module(f"{dataset}.datasets").SPEC
+
+
+def paper(dataset: str, mt: str) -> tuple[str | None, float | None]:
+    """(the paper's metric, its result in %) from pretrain/<dataset>/<mt>.yaml; (None, None) without one."""
+    cfg = load_config(ROOT / dataset, mt).cfg
+    return (cfg["detect"]["metric"], cfg["paper_result"]) if cfg["paper_result"] is not None else (None, None)
 
 
 def job_sets(out: Path) -> list[str]:
-    sets = []
-    for key in ("model_dir", "spec_dir", "log_dir", "detect_dir", "result_dir", "loc_dir"):
-        sets += ["--set", f"{key}={out / key.replace('_dir', '')}"]
-    return sets
+    return [x for item in output_settings(out) for x in ("--set", item)]
 
 
 def run_job(dataset: str, mt: str, seed: int, out: Path, extra: list[str], env: dict) -> str:
@@ -64,10 +69,10 @@ def run_job(dataset: str, mt: str, seed: int, out: Path, extra: list[str], env: 
 
 
 def summarize(dataset: str, machines: list[str], seeds: list[int], out: Path) -> tuple[Path, Path]:
-    key = "hmean" if dataset == "dcase2022" else "average"
+    key = dataset_spec(dataset).summary_key
     rows = []
     for mt in machines:
-        paper_metric, paper = PAPER[dataset].get(mt, (None, None))
+        paper_metric, result = paper(dataset, mt)
         metric_vals, best_vals = [], []
         for s in seeds:
             f = out / mt / f"seed{s}" / "result" / mt / "all_metrics.csv"
@@ -76,14 +81,13 @@ def summarize(dataset: str, machines: list[str], seeds: list[int], out: Path) ->
             table = {r["metric"]: float(r[key]) for r in csv.DictReader(f.open())}
             best_vals.append(100 * max(table.values()))
             if paper_metric:
-                name = paper_metric if paper_metric in table else paper_metric.replace("_mean", "_sum")
-                metric_vals.append(100 * table[name])
+                metric_vals.append(100 * table[paper_metric])
 
         def ms(v):
             return (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0) if v else (float("nan"),) * 2
 
         rows.append({"machine": mt, "seeds": len(best_vals), "paper_metric": paper_metric or "",
-                     "paper": "" if paper is None else f"{paper:.2f}",
+                     "paper": "" if result is None else f"{result:.2f}",
                      "metric_mean": ms(metric_vals)[0], "metric_std": ms(metric_vals)[1],
                      "best_mean": ms(best_vals)[0], "best_std": ms(best_vals)[1]})
     cols = ["machine", "seeds", "paper_metric", "paper", "metric_mean", "metric_std", "best_mean", "best_std"]
@@ -104,15 +108,16 @@ def summarize(dataset: str, machines: list[str], seeds: list[int], out: Path) ->
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m aegan.reproduce", description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", choices=sorted(MACHINES), required=True)
+    p.add_argument("--dataset", choices=DATASETS, required=True)
     p.add_argument("--mt", default="all", help="comma-separated machine types, or all")
     p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1")
     p.add_argument("--out", default=None, help="default: reproduce/<dataset>")
     p.add_argument("--config", help="YAML applied to every job")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     a = p.parse_args(argv)
-    machines = MACHINES[a.dataset] if a.mt == "all" else a.mt.split(",")
-    unknown = [m for m in machines if m not in MACHINES[a.dataset]]
+    known = dataset_spec(a.dataset).machines
+    machines = list(known) if a.mt == "all" else a.mt.split(",")
+    unknown = [m for m in machines if m not in known]
     if unknown or a.seeds < 1:
         print(f"error: {'unknown machine type ' + unknown[0] if unknown else '--seeds must be >= 1'}", file=sys.stderr)
         sys.exit(2)

@@ -19,7 +19,9 @@ from sklearn.metrics import DistanceMetric
 from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
 from torch import nn
 
-from .features import segment_view
+from .data.clips import Clip
+from .data.segments import clip_segments
+from .errors import AeganError
 
 G_DISTS = (("x", "2"), ("x", "1"), ("z", "2"), ("z", "1"), ("z", "cos"))
 POOLS = ("sum", "min", "max")
@@ -30,6 +32,17 @@ NAN_SCORE = float(np.finfo(np.float32).max)
 def metric_names() -> list[str]:
     """The 19 metric names in the original's order, critic metrics first: ties go to the earlier one."""
     return list(D_METRICS) + [f"G_{dom}_{dist}_{pool}" for dom, dist in G_DISTS for pool in POOLS]
+
+
+def resolve_metric(name: str) -> str:
+    """One of the 19 metric names; `_mean` is accepted for `_sum` (the paper's DCASE 2020 names: the mean
+    over a clip's segments ranks clips like the sum, which the original computes)."""
+    names = metric_names()
+    if name in names:
+        return name
+    if name.endswith("_mean") and name[: -len("_mean")] + "_sum" in names:
+        return name[: -len("_mean")] + "_sum"
+    raise AeganError(f"detect.metric {name!r} is not one of the 19 metrics: {', '.join(names)}")
 
 
 def segment_scores(x: torch.Tensor, xh: torch.Tensor, z: torch.Tensor, zh: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -53,9 +66,9 @@ def pool(seg: torch.Tensor, how: str) -> float:
     raise ValueError(f"unknown pooling {how!r}")
 
 
-def clip_segments(specs: torch.Tensor, i: int, frame_num: int, hop: int, device: torch.device) -> torch.Tensor:
-    """All segments of clip i as one contiguous batch (S, 1, mel_bin, frame_num) on `device`."""
-    return segment_view(specs[i:i + 1], frame_num, hop)[0].unsqueeze(1).contiguous().to(device)
+def _per_clip(specs: torch.Tensor, frame_num: int, hop: int, device: torch.device):
+    for i in range(specs.shape[0]):
+        yield clip_segments(specs, i, frame_num, hop, device)
 
 
 @torch.no_grad()
@@ -64,8 +77,7 @@ def embed_clips(netD: nn.Module, specs: torch.Tensor, frame_num: int, hop: int, 
     """Mean critic embedding over each clip's segments: (N, C) float32."""
     netD.eval()
     out = []
-    for i in range(specs.shape[0]):
-        x = clip_segments(specs, i, frame_num, hop, device)
+    for x in _per_clip(specs, frame_num, hop, device):
         with torch.autocast(device.type, torch.bfloat16, enabled=amp == "bf16"):
             emb = netD.embed(x)
         out.append(emb.float().mean(dim=0).cpu().numpy())
@@ -73,25 +85,27 @@ def embed_clips(netD: nn.Module, specs: torch.Tensor, frame_num: int, hop: int, 
 
 
 @torch.no_grad()
-def generator_scores(netG: nn.Module, netD: nn.Module, specs: torch.Tensor, frame_num: int, hop: int,
-                     device: torch.device, amp: str = "fp32") -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """The 15 G scores of every clip and the clips' mean critic embeddings, one forward per clip."""
+def generator_scores(netG: nn.Module, netD: nn.Module | None, specs: torch.Tensor, frame_num: int, hop: int,
+                     device: torch.device, amp: str = "fp32") -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """The 15 G scores of every clip and (with netD) the clips' mean critic embeddings, one pass per clip."""
     netG.eval()
-    netD.eval()
+    if netD is not None:
+        netD.eval()
     scores: dict[str, list[float]] = {f"G_{dom}_{dist}_{p}": [] for dom, dist in G_DISTS for p in POOLS}
     embs = []
-    for i in range(specs.shape[0]):
-        x = clip_segments(specs, i, frame_num, hop, device)
+    for x in _per_clip(specs, frame_num, hop, device):
         with torch.autocast(device.type, torch.bfloat16, enabled=amp == "bf16"):
             xh, z = netG.forward_with_z(x)  # the encoder output of x is Z
             zh = netG.Encoder(xh)
-            emb = netD.embed(x)
+            emb = netD.embed(x) if netD is not None else None
         seg = segment_scores(x.float(), xh.float(), z.float(), zh.float())
         for dom, dist in G_DISTS:
             for p in POOLS:
                 scores[f"G_{dom}_{dist}_{p}"].append(pool(seg[f"{dom}_{dist}"], p))
-        embs.append(emb.float().mean(dim=0).cpu().numpy())
-    return {k: np.asarray(v, dtype=np.float64) for k, v in scores.items()}, np.stack(embs).astype(np.float32)
+        if emb is not None:
+            embs.append(emb.float().mean(dim=0).cpu().numpy())
+    g = {k: np.nan_to_num(np.asarray(v, dtype=np.float64), nan=NAN_SCORE, posinf=NAN_SCORE) for k, v in scores.items()}
+    return g, np.stack(embs).astype(np.float32) if embs else None
 
 
 class EmbeddingDetectors:
@@ -128,8 +142,32 @@ class EmbeddingDetectors:
         return {m: np.array([r[m] for r in rows], dtype=np.float64) for m in D_METRICS}
 
 
+def reference_order(clips: list[Clip]) -> list[int]:
+    """Training clips in the original's order for the critic detectors: by section or ID, then source before
+    target, in listing order within. Only DCASE 2020 deval differs from the listing (dev IDs, then eval IDs)."""
+    return sorted(range(len(clips)), key=lambda i: (clips[i].group, clips[i].domain or ""))
+
+
 def all_scores(g_scores: dict[str, np.ndarray], emb: np.ndarray, detectors: EmbeddingDetectors
                ) -> dict[str, np.ndarray]:
     """All 19 scores per clip in table order; NaN becomes the largest float32 (SPEC section 5)."""
     merged = {**g_scores, **detectors.score(emb)}
     return {name: np.nan_to_num(merged[name], nan=NAN_SCORE, posinf=NAN_SCORE) for name in metric_names()}
+
+
+def score_clips(netG: nn.Module, netD: nn.Module, detectors: EmbeddingDetectors, specs: torch.Tensor, feat: dict,
+                device: torch.device, amp: str = "fp32") -> dict[str, np.ndarray]:
+    """All 19 scores of every clip of `specs` (scaled); the critic detectors are fitted on the training clips."""
+    g_scores, emb = generator_scores(netG, netD, specs, feat["frame_num"], feat["graph_hop_f"], device, amp)
+    return all_scores(g_scores, emb, detectors)
+
+
+def training_scores(metric: str, netG: nn.Module, detectors: EmbeddingDetectors, train_emb: np.ndarray,
+                    train_specs, feat: dict, device: torch.device, amp: str = "fp32") -> np.ndarray:
+    """One metric's scores of the training clips (for the decision threshold). A critic metric comes from the
+    fitted detectors and the stored embeddings; only a generator metric runs G over the training clips
+    (`train_specs` is called for them then)."""
+    if metric in D_METRICS:
+        return np.nan_to_num(detectors.score(train_emb)[metric], nan=NAN_SCORE, posinf=NAN_SCORE)
+    g_scores, _ = generator_scores(netG, None, train_specs(), feat["frame_num"], feat["graph_hop_f"], device, amp)
+    return g_scores[metric]

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .io import atomic_path, write_text
+from .files import atomic_path, write_text
 
 ANOMALY_KINDS = ("click", "tone", "burst", "shift")
 # Attribute parts of DCASE 2022 file names, per machine type and section (the eval sections 03-05 reuse

@@ -1,5 +1,7 @@
-"""The training loop: critic step then generator step per batch, evaluation and model selection per epoch,
-checkpoints written atomically (`<mt>.pth` = selected model, `<mt>_last.pth` = resumable state)."""
+"""The training loop: per batch the method's two steps, per epoch an evaluation on the dev test set and the
+model selection, checkpoints written atomically (`<mt>.pth` = selected model, `<mt>_last.pth` = resumable
+state). Under torchrun each process trains on its shard of every global batch through DDP; rank 0 alone
+evaluates, logs and writes checkpoints while the others wait at a barrier."""
 
 from __future__ import annotations
 
@@ -7,30 +9,27 @@ import logging
 import math
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from . import checkpoint, distributed
 from .config import batch_size
-from .dataset import DatasetSpec
+from .data.cache import clip_features
+from .data.clips import Clip, DatasetSpec
+from .data.scaling import minmax, scaled_tensor
+from .data.segments import SegmentSampler, skip_loader_draw
+from .decision import fit_threshold
 from .device import seed_everything
 from .errors import AeganError
-from .features import SegmentSampler, minmax, skip_loader_draw
-from .losses import ddp_train_step, train_step
+from .evaluation import best_metric, evaluate_all
+from .fast_steps import ddp_train_step, train_step
 from .nets import build_nets
-from .pipeline import (
-    best_metric,
-    evaluate_all,
-    features,
-    fit_decision,
-    model_paths,
-    resolve_metric,
-    scaled_tensor,
-    score_clips,
-    train_features,
-)
+from .scores import EmbeddingDetectors, embed_clips, reference_order, resolve_metric, score_clips, training_scores
 
 SELECT_NOTE = {
     "best": "model selection: the epoch and metric with the highest {key} on the LABELLED dev test set, as in the "
@@ -40,6 +39,35 @@ SELECT_NOTE = {
               "test set (the metric is fixed, the epoch is still chosen on test labels)",
     "last": "model selection: the last epoch (the test set is only reported, never used to choose)",
 }
+G_TERMS = ("lossG", "recon", "feat_match")  # logged once per generator step, not per critic step
+
+
+@dataclass
+class Data:
+    train_clips: list[Clip]
+    train_specs: torch.Tensor
+    vmax: np.float32
+    vmin: np.float32
+    test_clips: list[Clip]
+    test_specs: torch.Tensor | None  # rank 0 only
+
+
+@dataclass
+class Nets:
+    netG: nn.Module
+    netD: nn.Module
+    gen: nn.Module  # netG, or torch.compile(netG) (same parameters)
+    optD: torch.optim.Optimizer
+    optG: torch.optim.Optimizer
+    fmt: torch.memory_format
+    ddp: tuple[nn.Module, nn.Module] | None = None  # (DDP G, DDP D) under torchrun
+
+
+@dataclass
+class Progress:
+    start: int = 0
+    best: dict = field(default_factory=lambda: {"value": -math.inf, "epoch": 0, "metric": None})
+    history: list[dict] = field(default_factory=list)
 
 
 def get_logger(log_dir: Path, mt: str, active: bool = True) -> logging.Logger:
@@ -60,145 +88,191 @@ def get_logger(log_dir: Path, mt: str, active: bool = True) -> logging.Logger:
     return logger
 
 
-def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int, resume: bool = False) -> dict:
-    """Train one machine type; returns {'epoch', 'metric', 'value'} of the selected model.
-
-    Under torchrun each process trains on its shard of every global batch through DDP; rank 0 alone
-    evaluates, logs and writes checkpoints while the others wait at a barrier."""
-    device, rank, world = distributed.init(device)
-    main = rank == 0
-    seed_everything(seed)  # the same seed on every rank: same permutations and interpolation weights
-    logger = get_logger(Path(cfg["log_dir"]) / mt, mt, main)
-    if world > 1:
-        logger.info(f"distributed: {world} processes ({'nccl' if device.type == 'cuda' else 'gloo'}), global batch "
-                    f"{batch_size(cfg)} = {world} x {batch_size(cfg) // world}")
-    tcfg, wgan, feat = cfg["train"], cfg["train"]["wgan"], cfg["feat"]
-    select = tcfg["select"]
-    fixed_metric = resolve_metric(spec, cfg["detect"]["metric"]) if cfg["detect"]["metric"] else None
-    best_path, last_path = model_paths(cfg, mt)
-
+def load_data(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, main: bool, world: int) -> Data:
+    """Training features scaled with their own max/min, and (rank 0) the dev test set for the evaluation.
+    Rank 0 builds the feature caches first; the others then read them."""
     if not main:
-        distributed.barrier(world)  # rank 0 builds the feature caches first; the others then read them
-    train_clips, raw = train_features(spec, cfg, mt)
+        distributed.barrier(world)
+    train_clips = spec.train_clips(cfg, mt)
+    raw = clip_features(cfg, mt, train_clips, f"train_{cfg['train_set']}")
     vmax, vmin = minmax(raw)
     train_specs = scaled_tensor(raw, vmax, vmin, device)
     del raw
     test_clips = spec.test_clips(cfg, mt, True, train_clips)
-    test_specs = scaled_tensor(features(spec, cfg, mt, test_clips, "test_dev"), vmax, vmin, device) if main else None
+    test_specs = scaled_tensor(clip_features(cfg, mt, test_clips, "test_dev"), vmax, vmin, device) if main else None
     if main:
         distributed.barrier(world)
-    logger.info(f"{mt}: {len(train_clips)} training clips ({cfg['train_set']}), {len(test_clips)} dev test clips, "
-                f"feature max {vmax:.4f} min {vmin:.4f}")
+    return Data(train_clips, train_specs, vmax, vmin, test_clips, test_specs)
 
-    first_norm = spec.first_norm(mt)
+
+def build(cfg: dict, first_norm: bool, device: torch.device) -> Nets:
+    """G, D (in the original's order of random draws) and their Adam optimizers, with the speed options."""
+    tcfg = cfg["train"]
     netG, netD = build_nets(cfg["net"], first_norm)
-    # speed options (README, Performance); the defaults are the exact fp32 computation
-    if device.type == "cuda":
+    if device.type == "cuda":  # README, Performance; the defaults are the exact fp32 computation
         torch.backends.cuda.matmul.allow_tf32 = tcfg["tf32"]
         torch.backends.cudnn.allow_tf32 = tcfg["tf32"]
     fmt = torch.channels_last if tcfg["channels_last"] else torch.contiguous_format
     netG.to(device, memory_format=fmt)
     netD.to(device, memory_format=fmt)
-    gen = torch.compile(netG) if tcfg["compile"] else netG  # shares netG's parameters
     optD = torch.optim.Adam(netD.parameters(), lr=tcfg["lrD"], betas=(tcfg["beta1"], 0.999))
     optG = torch.optim.Adam(netG.parameters(), lr=tcfg["lrG"], betas=(tcfg["beta1"], 0.999))
-    sampler = SegmentSampler(train_specs, feat["frame_num"], feat["graph_hop_f"], batch_size(cfg), rank, world)
-    arch = checkpoint.describe_arch(cfg["net"], first_norm)
+    return Nets(netG, netD, torch.compile(netG) if tcfg["compile"] else netG, optD, optG, fmt)
 
-    start, best, history = 0, {"value": -math.inf, "epoch": 0, "metric": None}, []
-    if resume:
-        if not last_path.exists():
-            raise AeganError(f"--resume: no resumable checkpoint {last_path} (train without --resume first)")
-        state = checkpoint.load(last_path, device)
-        checkpoint.load_weights(netG, state["netG"], last_path, "netG", arch)
-        checkpoint.load_weights(netD, state["netD"], last_path, "netD", arch)
-        optG.load_state_dict(state["optG"])
-        optD.load_state_dict(state["optD"])
-        torch.set_rng_state(state["rng_cpu"].cpu())
-        if device.type == "cuda" and "rng_cuda" in state:
-            torch.cuda.set_rng_state(state["rng_cuda"].cpu(), device)
-        start, best, history = state["epoch"], state["best"], state.get("history", [])
-        logger.info(f"resuming from {last_path} at epoch {start + 1}")
-        if start >= tcfg["epoch"]:
-            logger.info(f"nothing to do: {last_path} already holds {start} of train.epoch={tcfg['epoch']} epochs")
-            distributed.finish(world)
-            return best
-    if world > 1:  # after loading: DDP broadcasts rank 0's weights, which are the same here
-        ddpG, ddpD = distributed.wrap(netG, device), distributed.wrap(netD, device)
-        netG, netD = ddpG.module, ddpD.module  # SyncBatchNorm conversion makes new modules on CUDA
 
-    logger.info(SELECT_NOTE[select].format(key=spec.summary_key, metric=fixed_metric))
-    for epoch in range(start, tcfg["epoch"]):
-        t0 = time.time()
-        netG.train()
-        netD.train()
-        sums: dict[str, float] = {}
-        bar = tqdm(sampler.epoch(), total=len(sampler), desc=f"epoch {epoch + 1}/{tcfg['epoch']}", leave=False,
-                   disable=not main)
-        with torch.autocast(device.type, torch.bfloat16, enabled=tcfg["amp"] == "bf16"):
-            for i, x in enumerate(bar):
-                x = x.to(device, non_blocking=True).contiguous(memory_format=fmt)
-                g_update = i % wgan["ncritic"] == 0
-                if world > 1:
-                    losses = ddp_train_step(ddpD, ddpG, optD, optG, x, wgan, rank, world, g_update)
-                else:
-                    losses = train_step(netD, gen, optD, optG, x, wgan, g_update)
-                for k, v in losses.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                if not all(math.isfinite(v) for v in losses.values()):
-                    raise AeganError(f"epoch {epoch + 1}, batch {i}: loss is not finite ({losses}); stopped, the last "
-                                     f"good checkpoint {last_path} is kept (lower train.lrD/lrG?)")
-                bar.set_postfix(lossD=f"{losses['lossD']:.3f}", lossG=f"{losses.get('lossG', float('nan')):.3f}")
-        n_g = len(range(0, len(sampler), wgan["ncritic"]))
-        mean = {k: v / (n_g if k in ("lossG", "recon", "feat_match") else len(sampler)) for k, v in sums.items()}
-        skip_loader_draw()  # the original's per-epoch dev test DataLoader: one draw on every rank
-        if not main:
-            distributed.barrier(world)  # rank 0 evaluates and writes the checkpoints
-            continue
+def resume(nets: Nets, last_path: Path, arch: str, device: torch.device) -> Progress:
+    """Weights, optimizer states and the random generators' states of the last completed epoch."""
+    state = checkpoint.load(last_path, device)
+    checkpoint.load_weights(nets.netG, state["netG"], last_path, "netG", arch)
+    checkpoint.load_weights(nets.netD, state["netD"], last_path, "netD", arch)
+    nets.optG.load_state_dict(state["optG"])
+    nets.optD.load_state_dict(state["optD"])
+    torch.set_rng_state(state["rng_cpu"].cpu())
+    if device.type == "cuda" and "rng_cuda" in state:
+        torch.cuda.set_rng_state(state["rng_cuda"].cpu(), device)
+    return Progress(state["epoch"], state["best"], state.get("history", []))
 
-        scores = score_clips(netG, netD, train_specs, train_clips, test_specs, cfg, device)
-        results = evaluate_all(spec, test_clips, scores, cfg["detect"]["p"])
-        top = best_metric(spec, results)
-        shown = fixed_metric if select == "metric" else top
-        value = results[shown][1][spec.summary_key]
-        # nan (no group with both classes) never beats a number, but the first epoch is always saved
-        improved = select == "last" or best["epoch"] == 0 or value > best["value"]
-        history.append({"epoch": epoch + 1, **mean, "best_metric": top, "metric": shown, "value": float(value),
-                        "best_value": float(results[top][1][spec.summary_key])})
-        if improved:
-            best = {"value": float(value), "epoch": epoch + 1, "metric": shown}
-            checkpoint.save(best_path, {
-                "netD": netD.state_dict(), "netG": netG.state_dict(), spec.best_key: float(value),
-                "feat_max": float(vmax), "feat_min": float(vmin), "config": cfg, "epoch": epoch + 1,
-                "metric": shown, "select": select, "seed": seed, "history": history,
-            })
-        last = {"netD": netD.state_dict(), "netG": netG.state_dict(), "optD": optD.state_dict(),
-                "optG": optG.state_dict(), "epoch": epoch + 1, "best": best, "rng_cpu": torch.get_rng_state(),
-                "feat_max": float(vmax), "feat_min": float(vmin), "config": cfg, "seed": seed, "history": history}
-        if device.type == "cuda":
-            last["rng_cuda"] = torch.cuda.get_rng_state(device)
-        checkpoint.save(last_path, last)
-        summ = results[shown][1]
-        logger.info(
-            f"epoch {epoch + 1}/{tcfg['epoch']} lossD {mean['lossD']:.4f} lossG {mean.get('lossG', math.nan):.4f} "
-            f"recon {mean.get('recon', math.nan):.5f} {time.time() - t0:.1f}s | {shown}: "
-            + " ".join(f"{c} {100 * summ[c]:.2f}" for c in spec.summary_columns)
-            + (" *saved" if improved else "")
-        )
-        distributed.barrier(world)
-    if not main:
+
+def train_epoch(nets: Nets, sampler: SegmentSampler, wgan: dict, amp: str, device: torch.device, rank: int,
+                world: int, desc: str, last_path: Path) -> dict:
+    """One pass over the shuffled training segments; the mean of each logged loss term."""
+    nets.netG.train()
+    nets.netD.train()
+    sums: dict[str, float] = {}
+    bar = tqdm(sampler.epoch(), total=len(sampler), desc=desc, leave=False, disable=rank > 0)
+    with torch.autocast(device.type, torch.bfloat16, enabled=amp == "bf16"):
+        for i, x in enumerate(bar):
+            x = x.to(device, non_blocking=True).contiguous(memory_format=nets.fmt)
+            g_update = i % wgan["ncritic"] == 0
+            if nets.ddp:
+                losses = ddp_train_step(nets.ddp[1], nets.ddp[0], nets.optD, nets.optG, x, wgan, rank, world, g_update)
+            else:
+                losses = train_step(nets.netD, nets.gen, nets.optD, nets.optG, x, wgan, g_update)
+            if not all(math.isfinite(v) for v in losses.values()):
+                raise AeganError(f"{desc}, batch {i}: loss is not finite ({losses}); stopped, the last good "
+                                 f"checkpoint {last_path} is kept (lower train.lrD/lrG?)")
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + v
+            bar.set_postfix(lossD=f"{losses['lossD']:.3f}", lossG=f"{losses.get('lossG', float('nan')):.3f}")
+    n_g = len(range(0, len(sampler), wgan["ncritic"]))
+    return {k: v / (n_g if k in G_TERMS else len(sampler)) for k, v in sums.items()}
+
+
+def evaluate(spec: DatasetSpec, cfg: dict, nets: Nets, data: Data, device: torch.device) -> tuple[dict, np.ndarray]:
+    """All 19 metrics on the labelled dev test set, and the training embeddings they were scored against."""
+    feat = cfg["feat"]
+    train_emb = embed_clips(nets.netD, data.train_specs, feat["frame_num"], feat["graph_hop_f"], device,
+                            cfg["detect"]["amp"])[reference_order(data.train_clips)]
+    scores = score_clips(nets.netG, nets.netD, EmbeddingDetectors(train_emb), data.test_specs, feat, device,
+                         cfg["detect"]["amp"])
+    return evaluate_all(spec, data.test_clips, scores, cfg["detect"]["p"]), train_emb
+
+
+def select(results: dict, spec: DatasetSpec, cfg: dict, progress: Progress, epoch: int) -> tuple[str, float, bool]:
+    """(metric shown, its value, whether this epoch becomes the selected model) under train.select."""
+    how = cfg["train"]["select"]
+    top = best_metric(results, spec.summary_key)
+    shown = resolve_metric(cfg["detect"]["metric"]) if how == "metric" else top
+    value = float(results[shown][1][spec.summary_key])
+    # nan (no group with both classes) never beats a number, but the first epoch is always saved
+    improved = how == "last" or progress.best["epoch"] == 0 or value > progress.best["value"]
+    return shown, value, improved
+
+
+def save_selected(path: Path, spec: DatasetSpec, cfg: dict, mt: str, seed: int, nets: Nets, data: Data,
+                  progress: Progress, train_emb: np.ndarray) -> None:
+    best = progress.best
+    checkpoint.save(path, {
+        "netD": nets.netD.state_dict(), "netG": nets.netG.state_dict(), spec.best_key: best["value"],
+        "feat_max": float(data.vmax), "feat_min": float(data.vmin), "config": cfg, "epoch": best["epoch"],
+        "metric": best["metric"], "select": cfg["train"]["select"], "seed": seed, "history": progress.history,
+        "train_emb": torch.from_numpy(train_emb), "dataset": spec.name, "mt": mt})
+
+
+def save_last(path: Path, cfg: dict, seed: int, nets: Nets, data: Data, progress: Progress, epoch: int,
+              device: torch.device) -> None:
+    last = {"netD": nets.netD.state_dict(), "netG": nets.netG.state_dict(), "optD": nets.optD.state_dict(),
+            "optG": nets.optG.state_dict(), "epoch": epoch, "best": progress.best, "history": progress.history,
+            "rng_cpu": torch.get_rng_state(), "feat_max": float(data.vmax), "feat_min": float(data.vmin),
+            "config": cfg, "seed": seed}
+    if device.type == "cuda":
+        last["rng_cuda"] = torch.cuda.get_rng_state(device)
+    checkpoint.save(path, last)
+
+
+def fit_decision(path: Path, cfg: dict, data: Data, nets: Nets, device: torch.device, metric: str) -> dict:
+    """The decision threshold (DCASE baselines' gamma rule) of the metric test.py will write, from the selected
+    weights, stored with them so that test-time decisions need no fit."""
+    state = checkpoint.load(path, device)
+    nets.netG.load_state_dict(state["netG"])
+    emb = state["train_emb"].numpy()
+    scores = training_scores(metric, nets.netG, EmbeddingDetectors(emb), emb, lambda: data.train_specs, cfg["feat"],
+                             device, cfg["detect"]["amp"])
+    state["decision"] = {"metric": metric, **fit_threshold(scores, cfg["detect"]["decision_percentile"])}
+    checkpoint.save(path, state)
+    return state["decision"]
+
+
+def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int, resume_run: bool = False) -> dict:
+    """Train one machine type; returns {'epoch', 'metric', 'value'} of the selected model."""
+    best_path, last_path = checkpoint.model_paths(cfg, mt)
+    if resume_run and not last_path.exists():
+        raise AeganError(f"--resume: no resumable checkpoint {last_path} (train without --resume first)")
+    device, rank, world = distributed.init(device)
+    main = rank == 0
+    seed_everything(seed)  # the same seed on every rank: same permutations and interpolation weights
+    data = load_data(spec, cfg, mt, device, main, world)
+    logger = get_logger(Path(cfg["log_dir"]) / mt, mt, main)
+    if world > 1:
+        logger.info(f"distributed: {world} processes ({'nccl' if device.type == 'cuda' else 'gloo'}), global batch "
+                    f"{batch_size(cfg)} = {world} x {batch_size(cfg) // world}")
+    logger.info(f"{mt}: {len(data.train_clips)} training clips ({cfg['train_set']}), {len(data.test_clips)} dev test "
+                f"clips, feature max {data.vmax:.4f} min {data.vmin:.4f}")
+    tcfg, first_norm = cfg["train"], spec.first_norm(mt)
+    nets = build(cfg, first_norm, device)
+    progress = Progress()
+    if resume_run:
+        progress = resume(nets, last_path, checkpoint.describe_arch(cfg["net"], first_norm), device)
+        logger.info(f"resuming from {last_path} at epoch {progress.start + 1}")
+    if progress.start >= tcfg["epoch"]:
+        logger.info(f"nothing to do: {last_path} already holds {progress.start} of train.epoch={tcfg['epoch']} epochs")
         distributed.finish(world)
-        return best
-    # the decision threshold (DCASE baselines' gamma rule) of the metric test.py will write, from the selected
-    # weights, stored with them so that test-time decisions need no refit
-    state = checkpoint.load(best_path, device)
-    netG.load_state_dict(state["netG"])
-    netD.load_state_dict(state["netD"])
-    state["decision"] = fit_decision(netG, netD, train_specs, train_clips, cfg, fixed_metric or best["metric"], device)
-    checkpoint.save(best_path, state)
-    logger.info(f"decision threshold of {state['decision']['metric']}: {state['decision']['threshold']:.6g} "
-                f"(gamma fit, {state['decision']['percentile']:.0%} of the training clips' scores)")
-    logger.info(f"selected model: epoch {best['epoch']}, metric {best['metric']}, {spec.summary_key} "
-                f"{100 * best['value']:.2f} -> {best_path}")
+        return progress.best
+    if world > 1:  # after loading: DDP broadcasts rank 0's weights, which are the same here
+        ddpG, ddpD = distributed.wrap(nets.netG, device), distributed.wrap(nets.netD, device)
+        nets.netG, nets.netD, nets.gen, nets.ddp = ddpG.module, ddpD.module, ddpG.module, (ddpG, ddpD)
+    sampler = SegmentSampler(data.train_specs, cfg["feat"]["frame_num"], cfg["feat"]["graph_hop_f"], batch_size(cfg),
+                             rank, world)
+    logger.info(SELECT_NOTE[tcfg["select"]].format(key=spec.summary_key, metric=cfg["detect"]["metric"]))
+    for epoch in range(progress.start, tcfg["epoch"]):
+        t0 = time.time()
+        mean = train_epoch(nets, sampler, tcfg["wgan"], tcfg["amp"], device, rank, world,
+                           f"epoch {epoch + 1}/{tcfg['epoch']}", last_path)
+        skip_loader_draw()  # the original's per-epoch dev test DataLoader: one draw on every rank
+        if main:
+            results, train_emb = evaluate(spec, cfg, nets, data, device)
+            shown, value, improved = select(results, spec, cfg, progress, epoch)
+            top = best_metric(results, spec.summary_key)
+            progress.history.append({"epoch": epoch + 1, **mean, "best_metric": top, "metric": shown, "value": value,
+                                     "best_value": float(results[top][1][spec.summary_key])})
+            if improved:
+                progress.best = {"value": value, "epoch": epoch + 1, "metric": shown}
+                save_selected(best_path, spec, cfg, mt, seed, nets, data, progress, train_emb)
+            save_last(last_path, cfg, seed, nets, data, progress, epoch + 1, device)
+            summ = results[shown][1]
+            logger.info(f"epoch {epoch + 1}/{tcfg['epoch']} lossD {mean['lossD']:.4f} lossG "
+                        f"{mean.get('lossG', math.nan):.4f} recon {mean.get('recon', math.nan):.5f} "
+                        f"{time.time() - t0:.1f}s | {shown}: "
+                        + " ".join(f"{c} {100 * summ[c]:.2f}" for c in spec.summary_columns)
+                        + (" *saved" if improved else ""))
+        distributed.barrier(world)
+    if main:
+        metric = resolve_metric(cfg["detect"]["metric"]) if cfg["detect"]["metric"] else progress.best["metric"]
+        decision = fit_decision(best_path, cfg, data, nets, device, metric)
+        logger.info(f"decision threshold of {metric}: {decision['threshold']:.6g} "
+                    f"(gamma fit, {decision['percentile']:.0%} of the training clips' scores)")
+        best = progress.best
+        logger.info(f"selected model: epoch {best['epoch']}, metric {best['metric']}, {spec.summary_key} "
+                    f"{100 * best['value']:.2f} -> {best_path}")
     distributed.finish(world)
-    return best
+    return progress.best

@@ -27,9 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from aegan import synth  # noqa: E402
+from aegan.data.audio import extract  # noqa: E402
+from aegan.data.cache import load_or_extract  # noqa: E402
+from aegan.data.segments import SegmentSampler  # noqa: E402
 from aegan.device import tune_allocator  # noqa: E402
-from aegan.features import SegmentSampler, extract, load_or_extract  # noqa: E402
-from aegan.losses import critic_step, feature_match, train_step  # noqa: E402
+from aegan.fast_steps import train_step  # noqa: E402
+from aegan.method import critic_step, feature_match  # noqa: E402
 from aegan.nets import build_nets  # noqa: E402
 from aegan.scores import EmbeddingDetectors, embed_clips, generator_scores, segment_scores  # noqa: E402
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aegan.dataset import Clip, DatasetSpec
+from aegan.data.clips import Clip, DatasetSpec
 from aegan.errors import AeganError, shown
 from aegan.evaluation import evaluate_ids
 
@@ -33,13 +33,13 @@ class DCASE2020(DatasetSpec):
     def parse(self, path: Path, split: str, source: str) -> Clip:
         m = LABELLED.match(path.name)
         if m:
-            label, mid, _ = m.groups()
+            label, mid, number = m.groups()
             if split == "train" and label != "normal":
                 raise AeganError(f"{shown(path)}: training clips must be normal")
-            return Clip(path, mid, None, int(label == "anomaly"))
+            return Clip(path, mid, None, int(label == "anomaly"), number=number)
         m = UNLABELLED.match(path.name)
         if m and split == "test":
-            return Clip(path, m.group(1), None, None)
+            return Clip(path, m.group(1), None, None, number=m.group(2))
         raise AeganError(f"{shown(path)}: file name does not follow DCASE 2020 naming "
                          "(normal_id_<II>_<NNNNNNNN>.wav, anomaly_id_<II>_<NNNNNNNN>.wav, id_<II>_<NNNNNNNN>.wav)")
 
@@ -51,8 +51,8 @@ class DCASE2020(DatasetSpec):
             raise AeganError("the test clips carry no labels: evaluation needs the dev test set")
         return evaluate_ids(scores, np.array([c.label for c in clips]), np.array([c.group for c in clips]), max_fpr)
 
-    def loc_name(self, clip: Clip, index: int) -> str:
-        return f"id{clip.group}_true{clip.label}_{index:04d}.png"
+    def loc_name(self, clip: Clip) -> str:
+        return f"id{clip.group}_true{clip.label}_{clip.number}.png"
 
     def ground_truth_file(self, mt: str, group: str) -> str:
         return f"ground_truth_{mt}_id_{group}_test.csv"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aegan.dataset import Clip, DatasetSpec
+from aegan.data.clips import Clip, DatasetSpec
 from aegan.errors import AeganError, shown
 from aegan.evaluation import evaluate_sections
 
@@ -34,15 +34,15 @@ class DCASE2022(DatasetSpec):
     def parse(self, path: Path, split: str, source: str) -> Clip:
         m = LABELLED.match(path.name)
         if m:
-            section, domain, fsplit, label, _, attrs = m.groups()
+            section, domain, fsplit, label, number, attrs = m.groups()
             if fsplit != split:
                 raise AeganError(f"{shown(path)}: a {fsplit} clip in the {split}/ folder")
             if split == "train" and label != "normal":
                 raise AeganError(f"{shown(path)}: training clips must be normal")
-            return Clip(path, section, domain, int(label == "anomaly"), attrs or "")
+            return Clip(path, section, domain, int(label == "anomaly"), attrs or "", number=number)
         m = UNLABELLED.match(path.name)
         if m and split == "test":
-            return Clip(path, m.group(1), None, None)
+            return Clip(path, m.group(1), None, None, number=m.group(2))
         raise AeganError(f"{shown(path)}: file name does not follow DCASE 2022 naming "
                          "(section_<SS>_<source|target>_<train|test>_<normal|anomaly>_<NNNN>_<attributes>.wav)")
 
@@ -57,8 +57,8 @@ class DCASE2022(DatasetSpec):
         groups = np.array([c.group for c in clips])
         return evaluate_sections(scores, labels, domains, groups, max_fpr)
 
-    def loc_name(self, clip: Clip, index: int) -> str:
-        return f"sec{clip.group}_{clip.domain}_true{clip.label}_{index:04d}.png"
+    def loc_name(self, clip: Clip) -> str:
+        return f"sec{clip.group}_{clip.domain}_true{clip.label}_{clip.number}.png"
 
     def ground_truth_file(self, mt: str, group: str) -> str:
         return f"ground_truth_{mt}_section_{group}_test.csv"

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from aegan import synth  # noqa: E402
+from aegan.config import output_settings  # noqa: E402
 
 
 def main() -> None:
@@ -39,8 +40,7 @@ def main() -> None:
             synth.make_2020(data, a.mt, seconds=3.0, n_train=18, n_test=8, seed=0)
     sets = ["--config", str(ROOT / "demo" / "small.yaml"), "--set", f"dataset_dir={data}",
             "--set", f"train.epoch={a.epochs}"]
-    for key in ("model_dir", "spec_dir", "log_dir", "detect_dir", "result_dir"):
-        sets += ["--set", f"{key}={out / key.replace('_dir', '')}"]
+    sets += [x for item in output_settings(out) for x in ("--set", item)]
     script_dir = ROOT / a.dataset
     for cmd in (["train.py", "--mt", a.mt, "-c", "0", "--seed", "42", *sets],
                 ["test.py", "--mt", a.mt, "-d", "-c", "0", *sets]):

@@ -1,4 +1,6 @@
-"""Shared fixtures: synthetic DCASE datasets written once per session, and a runner for the real scripts."""
+"""Shared fixtures: synthetic DCASE datasets and one trained model, written once per session; runners for the
+real scripts (as subprocesses, as a user runs them) and for their entry points in this process (quicker,
+for the error paths)."""
 
 from __future__ import annotations
 
@@ -7,13 +9,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from aegan import synth
+from aegan.config import output_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "real" / "dcase2020"
 SMALL = ROOT / "demo" / "small.yaml"
+needs_real = pytest.mark.skipif(not REAL.is_dir(), reason="../shared/real/ (real DCASE 2020 clips) is absent")
 
 
 @pytest.fixture(scope="session")
@@ -36,8 +42,56 @@ def run_script(script: str, *args: str, cwd: Path = ROOT, timeout: int = 600) ->
 
 
 def out_sets(tmp: Path, dataset_dir: Path) -> list[str]:
-    """--set arguments that put every output of a run under `tmp`."""
-    sets = [f"dataset_dir={dataset_dir}"]
-    for key in ("model_dir", "spec_dir", "log_dir", "detect_dir", "result_dir"):
-        sets.append(f"{key}={tmp / key}")
-    return [a for s in sets for a in ("--set", s)]
+    """--set arguments that read `dataset_dir` and put every output of a run under `tmp`."""
+    return [x for s in [f"dataset_dir={dataset_dir}", *output_settings(tmp)] for x in ("--set", s)]
+
+
+def small_sets(tmp: Path, dataset_dir: Path) -> list[str]:
+    """The demo's small configuration, one feature worker, outputs under `tmp`."""
+    return ["--config", str(SMALL), *out_sets(tmp, dataset_dir), "--set", "feat.workers=1"]
+
+
+def run_cli(main, spec, argv: list[str], capsys) -> tuple[int, str, str]:
+    """A script's entry point (train_main, test_main, loc_main) in this process: (exit status, stdout, stderr)."""
+    capsys.readouterr()
+    try:
+        main(spec, argv)
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(code: int, err: str, *needles: str) -> str:
+    """The run failed with exactly one line on stderr (progress bars aside), naming every needle."""
+    assert code != 0
+    lines = [x for x in err.splitlines() if x.strip() and "%|" not in x]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err[-3000:]
+    assert "Traceback" not in err
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+TRAINED_ARGS = ["--mt", "fan", "--seed", "42", "--set", "train.epoch=3", "--set", "train.batch_size=8"]
+
+
+@pytest.fixture(scope="session")
+def trained2022(tmp_path_factory, synth2022) -> tuple[Path, list[str], str]:
+    """One real training run (train.py, fan: dev and eval training clips, 3 epochs, small config, batch 8)
+    shared by the tests of the trainer, test.py, loc.py and the model: (output folder, the run's --config and
+    --set arguments, stdout)."""
+    out = tmp_path_factory.mktemp("trained2022")
+    sets = small_sets(out, synth2022)
+    r = run_script("dcase2022/train.py", *TRAINED_ARGS, *sets)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return out, sets, r.stdout
+
+
+def write_wav(path: Path, seconds: float = 1.0, sr: int = 16000, seed: int = 0, channels: int = 1) -> Path:
+    """A clip of white noise (16-bit PCM)."""
+    rng = np.random.default_rng(seed)
+    y = rng.normal(0, 0.1, (int(sr * seconds), channels) if channels > 1 else int(sr * seconds))
+    sf.write(path, y, sr, subtype="PCM_16")
+    return path

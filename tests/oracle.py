@@ -20,6 +20,7 @@ import pytest
 import torch
 import yaml
 
+from aegan.config import output_settings
 from conftest import ROOT
 
 ORIGINAL = ROOT.parent / "shared" / "original"
@@ -88,9 +89,7 @@ def run_original(copy: Path, mode: str, mt: str, seed: int, cfg: dict, out: Path
 
 def run_ours(dataset: str, script: str, mt: str, config: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
     """Our real script with the original-format config file given as --config, outputs under `out`."""
-    sets = []
-    for key in ("model_dir", "spec_dir", "log_dir", "detect_dir", "result_dir"):
-        sets += ["--set", f"{key}={out / key}"]
+    sets = [x for item in output_settings(out) for x in ("--set", item)]
     r = subprocess.run([sys.executable, str(ROOT / dataset / script), "--mt", mt, "--config", str(config), *sets,
                         "--set", "feat.workers=1", *args], env=ENV, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, f"our {script} failed:\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"

@@ -5,8 +5,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from aegan.config import Resolved, batch_size, from_checkpoint, load_config
+from aegan.config import Resolved, batch_size, from_checkpoint, load_config, merge, parse_set, read_yaml
 from aegan.errors import AeganError
 from conftest import ROOT
 from dcase2022.datasets import SPEC
@@ -166,3 +168,49 @@ def test_shipped_config_yaml_sets_only_the_dataset_path():
     for folder in (D22, D20):
         assert set(yaml.safe_load((folder / "config.yaml").read_text())) == {"dataset_dir"}
     assert Path(load_config(D20, "fan").cfg["dataset_dir"]) == (ROOT / "data" / "dcase2020").resolve()
+
+
+# ---------------------------------------------------------------- fuzz: never anything but one clear line
+yaml_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=10)),
+    lambda children: st.one_of(st.lists(children, max_size=3), st.dictionaries(st.text(max_size=8), children,
+                                                                                max_size=3)),
+    max_leaves=6)
+KEYS = ["train.epoch", "train.batch_size", "feat.mel_bin", "net.isize", "train_set", "train.wgan.match_item",
+        "detect.metric", "net.normalize", "train.lrD", "detect.p", "foo", "train.select", "net.normalize.g", "feat"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=st.sampled_from(KEYS), value=yaml_values)
+def test_fuzz_config_values(tmp_path_factory, key, value):
+    f = tmp_path_factory.getbasetemp() / "fuzz.yaml"
+    node: dict = {}
+    cur = node
+    parts = key.split(".")
+    for p in parts[:-1]:
+        cur = cur.setdefault(p, {})
+    cur[parts[-1]] = value
+    f.write_text(yaml.safe_dump(node))
+    try:
+        cfg = load_config(ROOT / "dcase2022", "ToyTrain", str(f)).cfg
+    except AeganError as e:
+        assert "\n" not in str(e)
+    else:
+        assert cfg["net"]["isize"] == cfg["feat"]["mel_bin"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(max_size=40))
+def test_fuzz_set_arguments(text):
+    try:
+        merge(read_yaml(ROOT / "dcase2022" / "defaults.yaml"), parse_set(text), "--set")
+    except AeganError as e:
+        assert "\n" not in str(e)
+
+
+def test_a_key_with_a_line_break_stays_a_one_line_error():
+    """Found by hypothesis: `unknown key feat.` then a line break."""
+    for text in ("feat.\nx=1", "feat.a\rb=2"):
+        with pytest.raises(AeganError) as e:
+            merge(read_yaml(ROOT / "dcase2022" / "defaults.yaml"), parse_set(text), "--set")
+        assert "\n" not in str(e.value) and "\r" not in str(e.value) and "unknown key" in str(e.value)

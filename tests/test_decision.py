@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from aegan.dataset import Clip
+from aegan.data.clips import Clip
 from aegan.decision import decide, decision_metrics, fit_threshold
 
 

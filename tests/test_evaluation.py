@@ -73,3 +73,12 @@ def test_single_class_group_is_nan_not_a_number_and_left_out():
     assert np.isnan(rows[0]["AUC"]) and rows[1]["AUC"] == 1.0 and summ["AUC"] == 1.0
     assert harmonic([0.5, float("nan"), 0.5]) == pytest.approx(0.5)
     assert np.isnan(harmonic([float("nan")]))
+
+
+def test_best_metric_ties_go_to_the_first_in_table_order():
+    """The original picks np.where(values == max)[0][0]: critic metrics come first in its table."""
+    from aegan.evaluation import best_metric
+
+    results = {"D_maha": ([], {"hmean": 0.9}), "D_knn": ([], {"hmean": 1.0}), "G_x_2_sum": ([], {"hmean": 1.0}),
+               "G_x_2_min": ([], {"hmean": float("nan")})}
+    assert best_metric(results, "hmean") == "D_knn"

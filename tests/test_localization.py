@@ -1,10 +1,21 @@
-"""SPEC section 7: the frame averaging that rebuilds a full-length spectrogram from overlapping segments."""
+"""SPEC section 7, anomaly localization: the frame averaging that rebuilds a full-length spectrogram from
+overlapping segments, the maps, loc.py's figures, and a map that points at injected anomalies."""
 
+import struct
+
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
-from aegan.features import segment_view
-from aegan.localization import localization_map, overlap_average, to_unit
+from aegan import cli, synth
+from aegan.config import load_config
+from aegan.data.audio import logmel
+from aegan.data.segments import segment_view
+from aegan.localization import localization_map, overlap_average, reconstruct, to_unit
+from aegan.model import prepare
+from conftest import run_cli
+from dcase2022.datasets import SPEC
 
 
 @pytest.mark.parametrize("frames, width, hop", [(30, 8, 1), (31, 8, 3), (16, 16, 1)])
@@ -31,3 +42,55 @@ def test_map_is_absolute_difference_in_unit_range():
     normal = torch.tensor([[1.0, 0.0, -1.0, 0.5]])  # longer than the rebuilt clip: cut to length
     torch.testing.assert_close(localization_map(recon, normal), torch.tensor([[1.0, 0.0, 1.0]]))
     assert to_unit(torch.tensor(-1.0)) == 0 and to_unit(torch.tensor(1.0)) == 1
+
+
+@pytest.mark.slow
+def test_localization_figures(trained2022, capsys):
+    out, sets, _ = trained2022
+    loc = out / "loc"
+    (loc / "fan").mkdir(parents=True)
+    (loc / "fan" / "stale.png").write_bytes(b"old")  # the original crashes on a non-empty folder
+    code, stdout, err = run_cli(cli.loc_main, SPEC, ["--mt", "fan", "-c", "0", *sets, "--limit", "3"], capsys)
+    assert code == 0, err[-2000:]
+    files = sorted(p.name for p in (loc / "fan").iterdir())
+    # named by section, domain, true label and the clip's own number (section_00_source_test_anomaly_0004_...)
+    assert files == ["sec00_source_true1_0004.png", "sec00_source_true1_0005.png", "sec00_source_true1_0006.png",
+                     "summary_top3.png"]
+    for name in files:
+        data = (loc / "fan" / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        width, height = struct.unpack(">II", data[16:24])
+        if name.startswith("sec"):
+            assert (width, height) == (640, 720)
+    code, _, err = run_cli(cli.loc_main, SPEC, ["--mt", "fan", *sets, "--limit", "2", "--map", "residual", "--top",
+                                                "1"], capsys)
+    assert code == 0, err[-2000:]
+    assert sorted(p.name for p in (loc / "fan").iterdir()) == [
+        "sec00_source_true1_0004.png", "sec00_source_true1_0005.png", "summary_top1.png"]
+
+
+@pytest.mark.slow
+def test_residual_map_peaks_at_injected_clicks(trained2022, tmp_path):
+    _, sets, _ = trained2022
+    resolved = load_config(SPEC.root, "fan", sets[1], sets[3::2])  # sets = [--config, F, --set, k=v, ...]
+    model, _ = prepare(SPEC, resolved, "fan", torch.device("cpu"))
+    cfg = model.cfg
+    sr, seconds = 16000, 2.5
+    rng = np.random.default_rng(0)
+    y = synth.normal_sound(rng, sr, seconds, synth._base_f0("fan", "00"), 0.01)
+    clicks = [0.6, 1.3, 2.0]
+    for t in clicks:  # short decaying noise bursts: broadband, a few frames long
+        i = int(t * sr)
+        y[i:i + 400] += 0.8 * rng.normal(0, 1, 400) * np.exp(-np.arange(400) / 100)
+    wav = tmp_path / "section_00_source_test_anomaly_0000_a.wav"
+    sf.write(wav, np.clip(y, -1, 1), sr, subtype="PCM_16")  # normal parts keep the level the model knows
+    spec, _ = logmel(wav, cfg["feat"]["fft_num"], cfg["feat"]["frame_hop"], cfg["feat"]["mel_bin"])
+    x = model.scaled(spec[None])[0]
+    _, resid = reconstruct(model.netG, x, cfg["feat"]["frame_num"], cfg["feat"]["graph_hop_f"], torch.device("cpu"))
+    curve = resid.mean(0).numpy()
+    frames = [int(t * sr / cfg["feat"]["frame_hop"]) for t in clicks]
+    edge = 8  # the first and last frames are covered by one segment only: skip them for the argmax
+    peak = edge + int(np.argmax(curve[edge:-edge]))
+    assert min(abs(peak - f) for f in frames) <= 2, (peak, frames)
+    for f in frames:
+        assert curve[max(f - 2, 0):f + 3].max() > 1.3 * np.median(curve), (f, curve)

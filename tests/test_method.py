@@ -1,11 +1,11 @@
-"""SPEC section 4: gradient penalty, feature matching, and real training steps."""
+"""SPEC section 4, the method's two steps: the gradient penalty, feature matching, and one real iteration."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aegan.losses import critic_step, feature_match, generator_step, gradient_penalty, train_step
+from aegan.method import critic_step, feature_match, generator_step, gradient_penalty, iteration
 from aegan.nets import build_nets
 
 NET = {"isize": 32, "nz": 16, "ndf": 8, "ngf": 8, "normalize": {"g": "ln", "d": "ln"}}
@@ -59,7 +59,7 @@ def test_feature_matching_against_hand_computation():
     assert feature_match(fake, real, {"mu": 2, "sigma": 0.5}).item() == pytest.approx(6.0)
 
 
-def test_one_training_step_changes_both_networks_and_matches_the_formula():
+def test_each_step_changes_only_its_network_and_the_generator_loss_is_the_formula():
     torch.manual_seed(0)
     g, d = build_nets(NET, True)
     optD = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
@@ -77,42 +77,18 @@ def test_one_training_step_changes_both_networks_and_matches_the_formula():
         recon = g(x)
         expect = F.mse_loss(recon, x) + 0.1 * F.mse_loss(d(recon)[1].mean(0), d(x)[1].mean(0))
     d1 = [p.detach().clone() for p in d.parameters()]
-    lg = generator_step(d, g, optG, x, WGAN)
+    lg = generator_step(d, optG, g(x), x, WGAN)
     assert lg["lossG"] == pytest.approx(expect.item(), rel=1e-5)
     assert any(not torch.equal(a, b) for a, b in zip(g0, g.parameters()))
     assert all(torch.equal(a, b) for a, b in zip(d1, d.parameters()))  # generator step leaves D alone
     assert all(p.requires_grad for p in d.parameters())
 
 
-@pytest.mark.parametrize("norm", ["ln", "bn"])
-def test_fused_step_equals_the_original_two_steps(norm):
-    """train_step (G(x) reused where exact) = the original's sequence (G(x), critic step, G(x) again, generator
-    step) from the same state and batch, to the last bit, BatchNorm running statistics included."""
-    net = {**NET, "normalize": {"g": norm, "d": "ln"}}
-    wgan = {**WGAN, "match_item": {"mu": 1, "sigma": 1}}
-    torch.manual_seed(0)
-    g, d = build_nets(net, True)
-    g2, d2 = build_nets(net, True)
-    g2.load_state_dict(g.state_dict())
-    d2.load_state_dict(d.state_dict())
-    opts = [torch.optim.Adam(m.parameters(), lr=2e-4, betas=(0.5, 0.999)) for m in (d, g, d2, g2)]
-    for _ in range(3):
-        x = torch.rand(8, 1, 32, 32) * 2 - 1
-        state = torch.get_rng_state()
-        ref = critic_step(d, opts[0], x, g(x).detach(), wgan) | generator_step(d, g, opts[1], x, wgan)
-        torch.set_rng_state(state)
-        new = train_step(d2, g2, opts[2], opts[3], x, wgan)
-        assert new == ref
-    for a, b in ((g, g2), (d, d2)):
-        for (k, v), v2 in zip(a.state_dict().items(), b.state_dict().values()):
-            assert torch.equal(v2, v), k
-
-
-def test_fused_step_without_generator_update_leaves_g_alone():
+def test_iteration_without_generator_update_leaves_g_alone():
     torch.manual_seed(1)
     g, d = build_nets(NET, True)
     optD = torch.optim.Adam(d.parameters(), lr=2e-4)
     optG = torch.optim.Adam(g.parameters(), lr=2e-4)
     g0 = [p.detach().clone() for p in g.parameters()]
-    out = train_step(d, g, optD, optG, torch.rand(4, 1, 32, 32), WGAN, g_update=False)
+    out = iteration(d, g, optD, optG, torch.rand(4, 1, 32, 32), WGAN, g_update=False)
     assert "lossG" not in out and all(torch.equal(a, b) for a, b in zip(g0, g.parameters()))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import AeganError
+from ..errors import AeganError
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class Clip:
     label: int | None  # 1 anomaly, 0 normal, None when unknown (eval test)
     attrs: str = ""  # the rest of the file name, kept but unused
     source: str = ""  # "dev" or "eval": the part of the dataset it came from
+    number: str = ""  # the clip's own number in its file name ("0003")
 
 
 class DatasetSpec:
@@ -55,8 +56,8 @@ class DatasetSpec:
     def sort_key(self, path: Path):
         return path.name
 
-    def loc_name(self, clip: Clip, index: int) -> str:
-        """File name of a clip's localization figure: group, domain, true label, index in the test list."""
+    def loc_name(self, clip: Clip) -> str:
+        """File name of a clip's localization figure: group, domain, true label, the clip's own number."""
         raise NotImplementedError
 
     def ground_truth_file(self, mt: str, group: str) -> str:

@@ -1,0 +1,108 @@
+"""The method's two steps, one iteration of training on a batch x of normal segments (SPEC section 4):
+
+1. critic step:    L_D = -mean D(x) + mean D(G(x)) + lambda_gp * GP
+                   GP  = mean_b (||grad D(x^)||_2 - 1)^2 at x^ = a x + (1 - a) G(x), a ~ U(0, 1) per sample
+2. generator step: L_G = MSE(G(x), x) + feat_match_eff * (mu * MSE(mean_b f(G(x)), mean_b f(x))
+                                                           + sigma * MSE(std_b f(G(x)), std_b f(x)))
+   with f the critic's 512-d embedding and the critic as it is after its own step.
+
+Each term's log tag is the stem of its weight's config key: `gp` is weighted by train.wgan.lambda_gp,
+`feat_match` by train.wgan.feat_match_eff (mu and sigma: train.wgan.match_item). Every expression is
+written as the original code writes it: the same operations in the same order give the same autograd
+graph, hence the same gradients to the last bit (tests/test_oracle.py trains both side by side).
+fast_steps.py runs the same two steps with less work (fused, distributed), proven equal by tests.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def gradient_penalty(netD: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """mean_b (||grad_x^ D(x^)||_2 - 1)^2 at x^ = a*real + (1-a)*fake, one a ~ U(0,1) per sample.
+    On CUDA the weights a come from the CUDA generator, as in the original."""
+    alpha = torch.rand((real.shape[0], 1, 1, 1), dtype=torch.float32, device=real.device)
+    interp = (alpha * real + ((1 - alpha) * fake)).requires_grad_(True)
+    return penalty(netD(interp)[0], interp)
+
+
+def penalty(out: torch.Tensor, interp: torch.Tensor) -> torch.Tensor:
+    """mean_b (||d out / d interp||_2 - 1)^2; differentiable (create_graph) for the critic's backward."""
+    out = out.view(-1, 1)
+    (grad,) = torch.autograd.grad(outputs=out, inputs=interp, grad_outputs=torch.ones_like(out),
+                                  create_graph=True, retain_graph=True, only_inputs=True)
+    grad = grad.view(grad.size(0), -1)
+    return ((grad.norm(2, dim=1) - 1) ** 2).mean()
+
+
+def _sigma(feat: torch.Tensor) -> torch.Tensor:
+    """Population std over the batch, per dimension, as the original computes it (not torch.std: other bits)."""
+    return (feat - feat.mean(dim=0, keepdim=True)).pow(2).mean(dim=0).sqrt()
+
+
+def feature_match(feat_fake: torch.Tensor, feat_real: torch.Tensor, match_item: dict) -> torch.Tensor:
+    """mu * MSE of batch means + sigma * MSE of batch (population) stds, per embedding dimension; a term
+    counts when its key is present (the original's rule)."""
+    loss = feat_fake.new_zeros(())
+    if "mu" in match_item:
+        loss = loss + match_item["mu"] * F.mse_loss(feat_fake.mean(dim=0), feat_real.mean(dim=0))
+    if "sigma" in match_item:
+        loss = loss + match_item["sigma"] * F.mse_loss(_sigma(feat_fake), _sigma(feat_real))
+    return loss
+
+
+def critic_loss(pred_real: torch.Tensor, pred_fake: torch.Tensor, gp: torch.Tensor, wgan: dict) -> torch.Tensor:
+    """L_D = -mean D(x) + mean D(x~) + lambda_gp * GP."""
+    return -torch.mean(pred_real) + torch.mean(pred_fake) + wgan["lambda_gp"] * gp
+
+
+def critic_update(optD: torch.optim.Optimizer, pred_real: torch.Tensor, pred_fake: torch.Tensor, gp: torch.Tensor,
+                   wgan: dict) -> dict:
+    loss = critic_loss(pred_real, pred_fake, gp, wgan)
+    optD.zero_grad()
+    loss.backward()
+    optD.step()
+    with torch.no_grad():
+        wdist = pred_real.mean() - pred_fake.mean()
+    return {"lossD": loss.item(), "wdist": wdist.item(), "gp": gp.item()}
+
+
+def critic_step(netD: nn.Module, optD: torch.optim.Optimizer, x: torch.Tensor, fake: torch.Tensor, wgan: dict
+                ) -> dict:
+    """Step 1: one Adam step of the critic on real segments x and their reconstructions `fake` (detached)."""
+    pred_real, _ = netD(x)
+    pred_fake, _ = netD(fake)
+    return critic_update(optD, pred_real, pred_fake, gradient_penalty(netD, x, fake), wgan)
+
+
+def generator_step(netD: nn.Module, optG: torch.optim.Optimizer, recon: torch.Tensor, x: torch.Tensor,
+                   wgan: dict, gather=None) -> dict:
+    """Step 2: one Adam step of the generator from its reconstruction `recon` = G(x) (with autograd).
+
+    The critic is a fixed feature extractor here: it gets no weight gradients (the original computes and
+    discards them; G's gradients are the same either way). `gather` maps per-rank embeddings to the
+    global batch's (distributed runs)."""
+    netD.requires_grad_(False)
+    with torch.no_grad():
+        _, feat_real = netD(x)
+    _, feat_fake = netD(recon)
+    recon_loss = F.mse_loss(recon, x)
+    if gather is not None:
+        feat_fake, feat_real = gather(feat_fake), gather(feat_real)
+    fm = feature_match(feat_fake, feat_real, wgan["match_item"])
+    loss = recon_loss + wgan["feat_match_eff"] * fm
+    optG.zero_grad()
+    loss.backward()
+    netD.requires_grad_(True)
+    optG.step()
+    return {"lossG": loss.item(), "recon": recon_loss.item(), "feat_match": fm.item()}
+
+
+def iteration(netD: nn.Module, netG: nn.Module, optD: torch.optim.Optimizer, optG: torch.optim.Optimizer,
+              x: torch.Tensor, wgan: dict, g_update: bool = True) -> dict:
+    """One training iteration exactly as the original runs it: G(x), the critic step, then (every ncritic-th
+    iteration) G(x) again and the generator step. fast_steps.train_step is proven equal to it."""
+    losses = critic_step(netD, optD, x, netG(x).detach(), wgan)
+    return losses | generator_step(netD, optG, netG(x), x, wgan) if g_update else losses

@@ -1,0 +1,93 @@
+"""What test.py does: score a test set with all 19 metrics, evaluate them when labels are known, and write
+the result tables, the per-clip scores and the challenge's score and decision files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data.cache import clip_features
+from .data.clips import Clip, DatasetSpec, attach_ground_truth
+from .decision import decide, decision_metrics
+from .errors import AeganError
+from .evaluation import Results, best_metric, evaluate_all
+from .model import Model, prepare, write_sidecar
+from .report import (
+    decision_table,
+    table,
+    write_clip_scores,
+    write_decision_metrics,
+    write_results,
+    write_scores,
+)
+from .scores import resolve_metric
+
+
+@dataclass
+class TestSet:
+    clips: list[Clip]
+    part: str  # "dev" or "eval"
+    labelled: bool
+
+
+def test_set(spec: DatasetSpec, cfg: dict, mt: str, dev: bool, truth: str | None, domain_truth: str | None
+             ) -> TestSet:
+    """The dev or eval test clips, with the released ground truth attached to the eval ones when given."""
+    clips = spec.test_clips(cfg, mt, dev, spec.train_clips(cfg, mt))
+    if truth:
+        clips = attach_ground_truth(spec, mt, clips, truth, domain_truth)
+        print(f"ground truth: labels of {len(clips)} evaluation test clips from {truth}")
+    return TestSet(clips, "dev" if dev else "eval", dev or bool(truth))
+
+
+def report_results(spec: DatasetSpec, results: Results, configured: str | None, out: Path) -> str:
+    """Print the best and the configured metric's tables, write the result files; return the metric whose
+    scores are written (the configured one, else the best on this test set)."""
+    top = best_metric(results, spec.summary_key)
+    print(table(spec, top, *results[top], "best metric on this test set"))
+    if configured:
+        print(table(spec, configured, *results[configured], "configured metric"))
+    for f in write_results(spec, results, out):
+        print(f"wrote {f}")
+    return configured or top
+
+
+def write_decisions(spec: DatasetSpec, mt: str, model: Model, tests: TestSet, scores: np.ndarray, metric: str,
+                    train_specs, detect_dir: Path, out: Path) -> None:
+    """Score and decision files in the challenge's format; with labels, precision / recall / F1."""
+    rule, fitted = model.decision(metric, train_specs)
+    if fitted:
+        print(f"decision: fitted the gamma threshold of {metric} on the training clips; kept in "
+              f"{write_sidecar(model)}")
+    decisions = decide(scores, rule["threshold"])
+    n = len(write_scores(spec, mt, tests.clips, scores, detect_dir))
+    write_scores(spec, mt, tests.clips, decisions, detect_dir, "decision_result")
+    print(f"wrote {n} anomaly score and {n} decision files ({metric}, threshold {rule['threshold']:.6g}) "
+          f"to {detect_dir}")
+    if tests.labelled:
+        rows, summary = decision_metrics(tests.clips, decisions, spec.group_name)
+        print(decision_table(spec, rows, summary))
+        print(f"wrote {write_decision_metrics(spec, rows, summary, out)}")
+
+
+def run_test(spec: DatasetSpec, resolved, mt: str, device: torch.device, dev: bool, truth: str | None = None,
+             domain_truth: str | None = None) -> dict[str, np.ndarray]:
+    """test.py: returns the 19 scores of every test clip."""
+    model, train_specs = prepare(spec, resolved, mt, device)
+    cfg = model.cfg
+    tests = test_set(spec, cfg, mt, dev, truth, domain_truth)
+    specs = model.scaled(clip_features(cfg, mt, tests.clips, f"test_{tests.part}"))
+    print(f"scoring {len(tests.clips)} {tests.part} test clips with all 19 metrics")
+    scores = model.score(specs)
+    out = Path(cfg["result_dir"]) / mt / ("" if dev else "eval")
+    print(f"wrote {write_clip_scores(spec, tests.clips, scores, out)}")
+    metric = resolve_metric(model.metric()) if model.metric() else None
+    if tests.labelled:
+        metric = report_results(spec, evaluate_all(spec, tests.clips, scores, cfg["detect"]["p"]), metric, out)
+    if not metric:
+        raise AeganError("no metric to write scores with: set detect.metric (e.g. --set detect.metric=D_lof)")
+    write_decisions(spec, mt, model, tests, scores[metric], metric, train_specs, Path(cfg["detect_dir"]), out)
+    return scores

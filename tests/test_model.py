@@ -1,0 +1,68 @@
+"""A model that stands alone: our checkpoints hold what scoring needs; for one of the original's, what it
+lacks is derived once from the training clips, kept in a sidecar keyed on the checkpoint's content."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from aegan import checkpoint, model
+from aegan.config import load_config
+from aegan.errors import AeganError
+from conftest import SMALL, out_sets
+from dcase2022.datasets import SPEC
+
+pytestmark = pytest.mark.slow
+CPU = torch.device("cpu")
+
+
+def _resolved(out, synth2022):
+    return load_config(SPEC.root, "fan", str(SMALL), [*out_sets(out, synth2022)[1::2], "feat.workers=1"])
+
+
+def test_our_checkpoint_stands_alone(trained2022):
+    m, _ = model.load(trained2022[0] / "model" / "fan.pth", CPU)
+    state = checkpoint.load(trained2022[0] / "model" / "fan.pth")
+    assert m.cfg["net"]["isize"] == 64 and m.metric() == "G_z_cos_min" and m.info["mt"] == "fan"
+    assert np.array_equal(m.train_emb, state["train_emb"].numpy()) and m.vmax == np.float32(state["feat_max"])
+    assert "G_z_cos_min@0.9" in m.decisions
+    assert not model.sidecar_path(trained2022[0] / "model" / "fan.pth").exists()
+
+
+def test_original_checkpoint_gets_its_sidecar_once(trained2022, synth2022, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(trained2022[0] / "spec", out / "spec")
+    ours = checkpoint.load(trained2022[0] / "model" / "fan.pth")
+    path = out / "model" / "fan.pth"
+    path.parent.mkdir(parents=True)
+    torch.save({"netD": ours["netD"], "netG": ours["netG"], "best_hmean": np.float64(ours["best_hmean"])}, path)
+    with pytest.raises(AeganError, match="original's format and has no sidecar fan.scoring.pt"):
+        model.load(path, CPU)
+    m, _ = model.prepare(SPEC, _resolved(out, synth2022), "fan", CPU)
+    assert "kept what scoring needs in" in capsys.readouterr().out
+    # derived from the training clips: the same max/min and critic embeddings as training recorded
+    assert m.vmax == np.float32(ours["feat_max"]) and np.array_equal(m.train_emb, ours["train_emb"].numpy())
+    model.prepare(SPEC, _resolved(out, synth2022), "fan", CPU)
+    assert "kept what scoring needs" not in capsys.readouterr().out  # read from the sidecar this time
+    alone, _ = model.load(path, CPU)  # now it stands alone
+    assert np.array_equal(alone.train_emb, m.train_emb) and alone.cfg["feat"]["mel_bin"] == 64
+    # a replaced checkpoint is noticed by its content
+    sd = dict(ours["netG"])
+    sd["Decoder.main.0.weight"] = sd["Decoder.main.0.weight"] * 1.01
+    torch.save({"netD": ours["netD"], "netG": sd, "best_hmean": 0.5}, path)
+    model.prepare(SPEC, _resolved(out, synth2022), "fan", CPU)
+    printed = capsys.readouterr().out
+    assert "belongs to another checkpoint file" in printed and "kept what scoring needs" in printed
+
+
+def test_a_fitted_threshold_is_kept(trained2022, synth2022, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(trained2022[0] / "model", out / "model")
+    shutil.copytree(trained2022[0] / "spec", out / "spec")
+    m, train_specs = model.prepare(SPEC, _resolved(out, synth2022), "fan", CPU)
+    rule, fitted = m.decision("D_lof", train_specs)  # a critic metric: from the stored embeddings, no pass
+    assert fitted and rule["metric"] == "D_lof"
+    model.write_sidecar(m)
+    again, _ = model.prepare(SPEC, _resolved(out, synth2022), "fan", CPU)
+    assert again.decision("D_lof", train_specs) == (rule, False)

@@ -1,0 +1,98 @@
+"""test.py as a user runs it: the dev set's tables and files, the evaluation set with and without its released
+ground truth, the settings taken from the checkpoint, and the permissions of what it writes."""
+
+import csv
+import os
+import shutil
+
+import pytest
+import torch
+
+from aegan import checkpoint, cli
+from conftest import ROOT, one_line_error, out_sets, run_cli, run_script
+from dcase2022.datasets import SPEC
+
+pytestmark = pytest.mark.slow
+
+
+def test_dev_evaluation_tables_and_files(trained2022):
+    out, sets, _ = trained2022
+    r = run_script("test.py", "--mt", "fan", "-d", "-c", "0", *sets, cwd=ROOT / "dcase2022")  # from dcase2022/
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "best metric on this test set" in r.stdout and "G_z_cos_min  (configured metric)" in r.stdout
+    rows = list(csv.reader((out / "result" / "fan" / "all_metrics.csv").open()))
+    assert rows[0] == ["metric", "AUC_source", "AUC_target", "pAUC", "hmean"] and len(rows) == 20
+    best = max(float(r[4]) for r in rows[1:])
+    assert best > 0.8, rows
+    state = checkpoint.load(out / "model" / "fan.pth")
+    assert best == state["best_hmean"]  # test.py reproduces training's evaluation, to the bit
+    per = list(csv.reader((out / "result" / "fan" / "per_section.csv").open()))
+    assert per[0] == ["metric", "section", "AUC_source", "AUC_target", "pAUC"] and len(per) == 1 + 19 * 3
+    clip_rows = list(csv.DictReader((out / "result" / "fan" / "clip_scores.csv").open()))
+    assert len(clip_rows) == 48 and list(clip_rows[0])[:5] == ["file", "section", "domain", "label", "D_maha"]
+    for sec in ("00", "01", "02"):
+        lines = (out / "detect" / f"anomaly_score_fan_section_{sec}_test.csv").read_text().splitlines()
+        assert len(lines) == 16 and lines[0].startswith("section_") and "," in lines[0]  # no header
+        float(lines[0].split(",")[1])
+        dec = (out / "detect" / f"decision_result_fan_section_{sec}_test.csv").read_text().splitlines()
+        assert [x.split(",")[0] for x in dec] == [x.split(",")[0] for x in lines]
+        assert {x.split(",")[1] for x in dec} <= {"0", "1"}
+    assert "decisions (threshold on the configured metric)" in r.stdout
+    dm = list(csv.reader((out / "result" / "fan" / "decision_metrics.csv").open()))
+    assert dm[0] == ["section", "domain", "precision", "recall", "F1"] and len(dm) == 1 + 6 + 1
+    assert "fitted the gamma threshold" not in r.stdout  # the stored threshold is used
+    # files get the permissions the umask gives (they are written through a 0600 temp file)
+    mask = os.umask(0)
+    os.umask(mask)
+    for f in (out / "result" / "fan" / "all_metrics.csv", out / "model" / "fan.pth"):
+        assert f.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_eval_set_scores_and_ground_truth(trained2022, synth2022, tmp_path):
+    out, sets, _ = trained2022
+    r = run_script("dcase2022/test.py", "--mt", "fan", "-c", "0", *sets)  # eval set: scores only
+    assert r.returncode == 0, r.stderr[-2000:]
+    for sec in ("03", "04", "05"):
+        lines = (out / "detect" / f"anomaly_score_fan_section_{sec}_test.csv").read_text().splitlines()
+        assert len(lines) == 16 and lines[0].startswith(f"section_{sec}_0000.wav,")
+        assert (out / "detect" / f"decision_result_fan_section_{sec}_test.csv").exists()
+    # without labels only the per-clip scores are written, no tables
+    assert sorted(p.name for p in (out / "result" / "fan" / "eval").iterdir()) == ["clip_scores.csv"]
+    r = run_script("dcase2022/test.py", "--mt", "fan", "-c", "0", *sets, "--ground-truth",
+                   str(synth2022 / "ground_truth_data"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "ground truth: labels of 48 evaluation test clips" in r.stdout
+    assert "     03  " in r.stdout and "(configured metric)" in r.stdout
+    rows = list(csv.reader((out / "result" / "fan" / "eval" / "all_metrics.csv").open()))
+    assert rows[0] == ["metric", "AUC_source", "AUC_target", "pAUC", "hmean"] and len(rows) == 20
+    assert max(float(r[4]) for r in rows[1:]) > 0.7
+
+
+def test_settings_come_from_the_checkpoint_and_a_conflict_is_named(trained2022, synth2022, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(trained2022[0] / "model", out / "model")
+    shutil.copytree(trained2022[0] / "spec", out / "spec")
+    plain = ["--mt", "fan", "-d", *out_sets(out, synth2022), "--set", "feat.workers=1"]  # no --config
+    code, stdout, err = run_cli(cli.test_main, SPEC, plain, capsys)
+    assert code == 0, err[-2000:]
+    assert "config: from the checkpoint: net.nz=64, net.ndf=16, net.ngf=16, net.isize=64, feat.fft_num=1024" in stdout
+    # a setting that contradicts the checkpoint's is named with both values
+    for setting, needles in (("net.normalize.g=bn", ["net.normalize.g='bn' was set", "'ln'"]),
+                             ("net.nz=32", ["net.nz=32 was set", "net.nz=64"]),
+                             ("feat.fft_num=2048", ["feat.fft_num=2048 was set", "feat.fft_num=1024"])):
+        code, _, err = run_cli(cli.test_main, SPEC, [*plain, "--set", setting], capsys)
+        one_line_error(code, err, *needles)
+    # a checkpoint in the original's format holds no settings: a mismatch is named from the weights
+    path = out / "model" / "fan.pth"
+    state = checkpoint.load(path)
+    torch.save({"netD": state["netD"], "netG": state["netG"], "best_hmean": 0.5}, path)
+    small = ["--set", "feat.fft_num=1024", "--set", "feat.mel_bin=64", "--set", "feat.frame_num=64", "--set",
+             "feat.graph_hop_f=2", "--set", "net.isize=64", "--set", "net.ndf=16", "--set", "net.ngf=16"]
+    code, _, err = run_cli(cli.test_main, SPEC, [*plain, *small, "--set", "net.nz=64", "--set", "net.normalize.g=bn"],
+                           capsys)
+    one_line_error(code, err, "norm type differs")
+    code, _, err = run_cli(cli.test_main, SPEC, [*plain, *small, "--set", "net.nz=32"], capsys)
+    one_line_error(code, err, "shape")
+    path.write_bytes(path.read_bytes()[:5000])
+    code, _, err = run_cli(cli.test_main, SPEC, plain, capsys)
+    one_line_error(code, err, "truncated")

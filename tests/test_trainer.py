@@ -1,0 +1,100 @@
+"""The training loop run as a user runs train.py: what it logs and writes, resuming after an interruption to
+the same weights as an uninterrupted run, stopping on a non-finite loss, and the speed options."""
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from aegan import checkpoint, cli
+from conftest import ROOT, TRAINED_ARGS, one_line_error, run_cli, run_script, small_sets
+from dcase2022.datasets import SPEC
+
+pytestmark = pytest.mark.slow
+
+
+def test_training_writes_log_and_checkpoints(trained2022):
+    out, _, stdout = trained2022
+    assert "CUDA is not available" in stdout or "device: cuda" in stdout
+    assert "LABELLED dev test set" in stdout
+    log = (out / "log" / "fan" / "train.log").read_text()
+    assert "epoch 3/3" in log and "AUC_source" in log and "hmean" in log and "LABELLED" in log
+    state = checkpoint.load(out / "model" / "fan.pth")
+    assert {"netD", "netG", "best_hmean", "feat_max", "feat_min", "config", "epoch", "metric", "train_emb",
+            "history"} <= set(state)
+    assert state["config"]["net"]["isize"] == 64 and state["feat_max"] > state["feat_min"]
+    assert state["train_emb"].shape == (72, 128) and (state["dataset"], state["mt"]) == ("dcase2022", "fan")
+    assert state["decision"]["metric"] == "G_z_cos_min" and state["decision"]["percentile"] == 0.9
+    last = checkpoint.load(out / "model" / "fan_last.pth")
+    assert last["epoch"] == 3 and "optD" in last and "optG" in last
+    assert [h["epoch"] for h in last["history"]] == [1, 2, 3]
+    assert {"lossD", "gp", "lossG", "recon", "feat_match", "metric", "value"} <= set(last["history"][0])
+
+
+def _wait_for(path, text, timeout=300):
+    deadline = time.time() + timeout
+    while time.time() < deadline and not (path.exists() and text in path.read_text()):
+        time.sleep(0.05)
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path, synth2022, trained2022):
+    """SIGTERM in epoch 2: exit 130, the epoch-1 checkpoint intact; --resume then ends with the weights,
+    history and selection of the uninterrupted run, to the last bit."""
+    base = ["dcase2022/train.py", *TRAINED_ARGS, *small_sets(tmp_path, synth2022)]
+    proc = subprocess.Popen([sys.executable, *base], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    _wait_for(tmp_path / "log" / "fan" / "train.log", "epoch 1/3")
+    time.sleep(0.2)  # inside epoch 2 (36 batches)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in err and "Traceback" not in err
+    assert checkpoint.load(tmp_path / "model" / "fan_last.pth")["epoch"] == 1
+    assert not [p for p in (tmp_path / "model").iterdir() if p.suffix == ".tmp" or p.name.startswith(".")]
+    r = run_script(*base, "--resume")
+    assert r.returncode == 0 and "resuming from" in r.stdout and "at epoch 2" in r.stdout, r.stderr[-2000:]
+    assert "epoch 1/3" not in r.stdout and "epoch 3/3" in r.stdout
+    for name in ("fan_last.pth", "fan.pth"):
+        ours, ref = checkpoint.load(tmp_path / "model" / name), checkpoint.load(trained2022[0] / "model" / name)
+        for net in ("netG", "netD"):
+            assert all(torch.equal(ours[net][k], ref[net][k]) for k in ref[net]), (name, net)
+        assert ours["history"] == ref["history"] and ours.get("best") == ref.get("best")
+
+
+def test_sigint_ends_like_sigterm(tmp_path, synth2022):
+    base = ["dcase2022/train.py", *TRAINED_ARGS, *small_sets(tmp_path, synth2022)]
+    proc = subprocess.Popen([sys.executable, *base], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    _wait_for(tmp_path / "log" / "fan" / "train.log", "epoch 1/3")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert checkpoint.load(tmp_path / "model" / "fan_last.pth")["epoch"] >= 1
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, synth2022, trained2022, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(trained2022[0] / "model", out / "model")
+    last = out / "model" / "fan_last.pth"
+    before = last.read_bytes()
+    # a penalty weight beyond float32 range makes the critic loss infinite at the first batch
+    code, _, err = run_cli(cli.train_main, SPEC, [*TRAINED_ARGS, *small_sets(out, synth2022), "--resume", "--set",
+                                                  "train.epoch=4", "--set", "train.wgan.lambda_gp=1e39"], capsys)
+    one_line_error(code, err, "loss is not finite", "fan_last.pth")
+    assert last.read_bytes() == before
+
+
+def test_speed_options_run_on_cpu(tmp_path, synth2022):
+    """bf16 autocast, channels_last and torch.compile go through the same code path as the default."""
+    r = run_script("dcase2022/train.py", "--mt", "ToyTrain", *small_sets(tmp_path, synth2022), "--set",
+                   "train.epoch=1", "--set", "train.amp=bf16", "--set", "train.channels_last=true", "--set",
+                   "train.compile=true", "--set", "detect.amp=bf16", "--set", "net.nz=16", "--set", "net.ndf=8",
+                   "--set", "net.ngf=8")
+    assert r.returncode == 0, r.stderr[-3000:]
+    state = checkpoint.load(tmp_path / "model" / "ToyTrain.pth")
+    assert state["config"]["train"]["compile"] and state["config"]["train"]["amp"] == "bf16"
+    assert all(torch.isfinite(v).all() for v in state["netG"].values() if v.is_floating_point())
