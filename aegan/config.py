@@ -34,9 +34,13 @@ IGNORED = ("repre", "mt", "card_id")
 # The batch size is `train.batch_size` in the original's DCASE 2022 files and `train.bs` in its DCASE 2020
 # ones: each dataset's schema has its own spelling and takes the other as an alias.
 ALIASES = {"train.bs": "batch_size", "train.batch_size": "bs"}
-# Settings a checkpoint fixes: the network and the features it was trained on, and its training clips
-# (the critic metrics' reference set).
-MODEL_KEYS = ("net", "feat", "train_set")
+# Settings with a few allowed values. The critic must use ln: a batch-coupled norm would break the
+# per-sample gradient penalty.
+CHOICES = {"train_set": ("dev", "eval", "deval"), "net.normalize.g": ("ln", "bn"), "net.normalize.d": ("ln",),
+           "train.select": ("best", "metric", "last"), "train.amp": ("fp32", "bf16"), "detect.amp": ("fp32", "bf16")}
+# Settings in an interval: (low, high, low included, high included). detect.p is the pAUC's max FPR.
+RANGES = {"train.beta1": (0, 1, True, False), "detect.p": (0, 1, False, True),
+          "detect.decision_percentile": (0, 1, False, False)}
 
 
 @dataclass
@@ -221,28 +225,19 @@ def validate(cfg: dict) -> None:
     for name, value in positive.items():
         if value <= 0:
             raise AeganError(f"{name} must be positive, got {value}")
-    if cfg["train_set"] not in ("dev", "eval", "deval"):
-        raise AeganError(f"train_set must be dev, eval or deval, got {cfg['train_set']!r}")
-    if net["normalize"]["g"] not in ("ln", "bn"):
-        raise AeganError(f"net.normalize.g must be ln or bn, got {net['normalize']['g']!r}")
-    if net["normalize"]["d"] != "ln":
-        # A batch-coupled norm in the critic would break the per-sample gradient penalty.
-        raise AeganError(f"net.normalize.d must be ln (the WGAN-GP critic), got {net['normalize']['d']!r}")
+    for name, allowed in CHOICES.items():
+        if get(cfg, name) not in allowed:
+            words = allowed[0] if len(allowed) == 1 else f"{', '.join(allowed[:-1])} or {allowed[-1]}"
+            raise AeganError(f"{name} must be {words}, got {get(cfg, name)!r}")
     if net["act"] != ["leakyrelu", "relu"]:
         raise AeganError(f"net.act must be [leakyrelu, relu] (encoder/critic, decoder), got {net['act']!r}")
-    if not 0 <= train["beta1"] < 1:
-        raise AeganError(f"train.beta1 must be in [0, 1), got {train['beta1']}")
-    if train["select"] not in ("best", "metric", "last"):
-        raise AeganError(f"train.select must be best, metric or last, got {train['select']!r}")
+    for name, (low, high, low_in, high_in) in RANGES.items():
+        v = get(cfg, name)
+        if not (low <= v if low_in else low < v) or not (v <= high if high_in else v < high):
+            raise AeganError(f"{name} must be in {'[' if low_in else '('}{low}, {high}{']' if high_in else ')'}, "
+                             f"got {v}")
     if train["select"] == "metric" and not cfg["detect"]["metric"]:
         raise AeganError("train.select=metric needs detect.metric (e.g. --set detect.metric=D_lof)")
-    if not 0 < cfg["detect"]["p"] <= 1:
-        raise AeganError(f"detect.p (the pAUC max FPR) must be in (0, 1], got {cfg['detect']['p']}")
-    if not 0 < cfg["detect"]["decision_percentile"] < 1:
-        raise AeganError(f"detect.decision_percentile must be in (0, 1), got {cfg['detect']['decision_percentile']}")
-    for key in ("train", "detect"):
-        if cfg[key]["amp"] not in ("fp32", "bf16"):
-            raise AeganError(f"{key}.amp must be fp32 or bf16, got {cfg[key]['amp']!r}")
 
 
 def load_config(dataset_root: Path, mt: str, config_file: str | None = None, sets: list[str] | None = None,
@@ -274,40 +269,11 @@ def load_config(dataset_root: Path, mt: str, config_file: str | None = None, set
     return Resolved(cfg, sources, explicit, ignored)
 
 
-def _leaves(tree: dict, prefix: str = ""):
-    for k, v in tree.items():
-        if isinstance(v, dict) and f"{prefix}{k}" not in OPEN_MAPPINGS:
-            yield from _leaves(v, f"{prefix}{k}.")
-        else:
-            yield f"{prefix}{k}", v
-
-
 def get(cfg: dict, name: str) -> Any:
     """The value of a dotted key (`feat.mel_bin`)."""
     for part in name.split("."):
         cfg = cfg[part]
     return cfg
-
-
-def from_checkpoint(resolved: Resolved, saved: dict, path: object) -> tuple[dict, list[str]]:
-    """The run's config with the network, feature and training-clip settings a checkpoint was trained with
-    (MODEL_KEYS); returns it and the keys that changed. A key the user set explicitly (--config, --set) to
-    another value is an error naming both values: the weights only make sense with their own settings."""
-    cfg = copy.deepcopy(resolved.cfg)
-    changed = []
-    for name, value in _leaves({k: saved[k] for k in MODEL_KEYS if k in saved}):
-        *parents, leaf = name.split(".")
-        node = cfg
-        for part in parents:
-            node = node.get(part, {}) if isinstance(node, dict) else {}
-        if name == "feat.workers" or not isinstance(node, dict) or leaf not in node or node[leaf] == value:
-            continue
-        if name in resolved.explicit:
-            raise AeganError(f"{name}={node[leaf]!r} was set, but checkpoint {shown(path)} was trained with "
-                             f"{name}={value!r}")
-        node[leaf] = value
-        changed.append(name)
-    return cfg, changed
 
 
 def dump(cfg: dict) -> str:

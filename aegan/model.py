@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from . import checkpoint
-from .config import Resolved, from_checkpoint, get
+from .config import OPEN_MAPPINGS, Resolved, get
 from .data.cache import clip_features
 from .data.clips import DatasetSpec
 from .data.scaling import minmax, scaled_tensor
@@ -29,6 +29,9 @@ from .errors import AeganError, shown
 from .nets import Discriminator, Generator, build_nets
 from .scores import EmbeddingDetectors, embed_clips, reference_order, score_clips, training_scores
 
+# Settings a checkpoint fixes: the network and the features it was trained on, and its training clips
+# (the critic metrics' reference set).
+MODEL_KEYS = ("net", "feat", "train_set")
 SIDECAR_VERSION = 1
 # the settings a derived part depends on: the features and the training clips
 SIDECAR_KEYS = ("feat.fft_num", "feat.frame_hop", "feat.mel_bin", "feat.frame_num", "feat.graph_hop_f", "train_set")
@@ -75,6 +78,35 @@ class Model:
                                  self.device, self.cfg["detect"]["amp"])
         self.decisions[key] = {"metric": metric, **fit_threshold(scores, percentile)}
         return self.decisions[key], True
+
+
+def _leaves(tree: dict, prefix: str = ""):
+    for k, v in tree.items():
+        if isinstance(v, dict) and f"{prefix}{k}" not in OPEN_MAPPINGS:
+            yield from _leaves(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}", v
+
+
+def from_checkpoint(resolved: Resolved, saved: dict, path: object) -> tuple[dict, list[str]]:
+    """The run's config with the network, feature and training-clip settings a checkpoint was trained with
+    (MODEL_KEYS); returns it and the keys that changed. A key the user set explicitly (--config, --set) to
+    another value is an error naming both values: the weights only make sense with their own settings."""
+    cfg = copy.deepcopy(resolved.cfg)
+    changed = []
+    for name, value in _leaves({k: saved[k] for k in MODEL_KEYS if k in saved}):
+        *parents, leaf = name.split(".")
+        node = cfg
+        for part in parents:
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        if name == "feat.workers" or not isinstance(node, dict) or leaf not in node or node[leaf] == value:
+            continue
+        if name in resolved.explicit:
+            raise AeganError(f"{name}={node[leaf]!r} was set, but checkpoint {shown(path)} was trained with "
+                             f"{name}={value!r}")
+        node[leaf] = value
+        changed.append(name)
+    return cfg, changed
 
 
 def first_norm_of(state_dict: dict) -> bool:

@@ -213,6 +213,25 @@ def fit_decision(path: Path, cfg: dict, data: Data, nets: Nets, device: torch.de
     return state["decision"]
 
 
+def end_epoch(spec: DatasetSpec, cfg: dict, mt: str, seed: int, nets: Nets, data: Data, progress: Progress, epoch: int,
+              mean: dict, device: torch.device, logger: logging.Logger, seconds: float) -> None:
+    """Rank 0 after an epoch: evaluate, select, save both checkpoints, log one line."""
+    results, train_emb = evaluate(spec, cfg, nets, data, device)
+    shown, value, improved = select(results, spec, cfg, progress, epoch)
+    top = best_metric(results, spec.summary_key)
+    progress.history.append({"epoch": epoch + 1, **mean, "best_metric": top, "metric": shown, "value": value,
+                             "best_value": float(results[top][1][spec.summary_key])})
+    best_path, last_path = checkpoint.model_paths(cfg, mt)
+    if improved:
+        progress.best = {"value": value, "epoch": epoch + 1, "metric": shown}
+        save_selected(best_path, spec, cfg, mt, seed, nets, data, progress, train_emb)
+    save_last(last_path, cfg, seed, nets, data, progress, epoch + 1, device)
+    summ = results[shown][1]
+    logger.info(f"epoch {epoch + 1}/{cfg['train']['epoch']} lossD {mean['lossD']:.4f} lossG "
+                f"{mean.get('lossG', math.nan):.4f} recon {mean.get('recon', math.nan):.5f} {seconds:.1f}s | {shown}: "
+                + " ".join(f"{c} {100 * summ[c]:.2f}" for c in spec.summary_columns) + (" *saved" if improved else ""))
+
+
 def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int, resume_run: bool = False) -> dict:
     """Train one machine type; returns {'epoch', 'metric', 'value'} of the selected model."""
     best_path, last_path = checkpoint.model_paths(cfg, mt)
@@ -250,21 +269,7 @@ def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int
                            f"epoch {epoch + 1}/{tcfg['epoch']}", last_path)
         skip_loader_draw()  # the original's per-epoch dev test DataLoader: one draw on every rank
         if main:
-            results, train_emb = evaluate(spec, cfg, nets, data, device)
-            shown, value, improved = select(results, spec, cfg, progress, epoch)
-            top = best_metric(results, spec.summary_key)
-            progress.history.append({"epoch": epoch + 1, **mean, "best_metric": top, "metric": shown, "value": value,
-                                     "best_value": float(results[top][1][spec.summary_key])})
-            if improved:
-                progress.best = {"value": value, "epoch": epoch + 1, "metric": shown}
-                save_selected(best_path, spec, cfg, mt, seed, nets, data, progress, train_emb)
-            save_last(last_path, cfg, seed, nets, data, progress, epoch + 1, device)
-            summ = results[shown][1]
-            logger.info(f"epoch {epoch + 1}/{tcfg['epoch']} lossD {mean['lossD']:.4f} lossG "
-                        f"{mean.get('lossG', math.nan):.4f} recon {mean.get('recon', math.nan):.5f} "
-                        f"{time.time() - t0:.1f}s | {shown}: "
-                        + " ".join(f"{c} {100 * summ[c]:.2f}" for c in spec.summary_columns)
-                        + (" *saved" if improved else ""))
+            end_epoch(spec, cfg, mt, seed, nets, data, progress, epoch, mean, device, logger, time.time() - t0)
         distributed.barrier(world)
     if main:
         metric = resolve_metric(cfg["detect"]["metric"]) if cfg["detect"]["metric"] else progress.best["metric"]

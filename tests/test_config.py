@@ -8,8 +8,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aegan.config import Resolved, batch_size, from_checkpoint, load_config, merge, parse_set, read_yaml
+from aegan.config import Resolved, batch_size, load_config, merge, parse_set, read_yaml
 from aegan.errors import AeganError
+from aegan.model import from_checkpoint
 from conftest import ROOT
 from dcase2022.datasets import SPEC
 from oracle import ORIGINAL, needs_original
