@@ -46,7 +46,8 @@ def _close_bars() -> None:
         bar.close()
 
 
-def _run(fn: Callable[[argparse.Namespace], None], args: argparse.Namespace) -> None:
+def run_guarded(fn: Callable[[argparse.Namespace], None], args: argparse.Namespace) -> None:
+    """Run a command: every failure one line on stderr (the traceback with --debug), Ctrl-C and SIGTERM exit 130."""
     tune_allocator()
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -92,7 +93,7 @@ def train_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
     def run(a: argparse.Namespace) -> None:
         train(spec, _config(spec, a).cfg, a.mt, select_device(a.card_id), a.seed, a.resume)
 
-    _run(run, args)
+    run_guarded(run, args)
 
 
 def test_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
@@ -107,15 +108,18 @@ def test_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
     if spec.has_domains:
         p.add_argument("--ground-truth-domain", metavar="DIR", help="folder of the domain files "
                        "(default: ground_truth_domain/ beside --ground-truth)")
+    p.add_argument("--no-plots", action="store_true", help="write no pictures (score distributions, ROC, embeddings)")
+    p.add_argument("--embedding-map", choices=("pca", "tsne"), default="pca",
+                   help="how the critic embeddings are mapped to 2-D in embeddings_<map>.png")
     args = p.parse_args(argv)
     args.dev = (args.dev or (spec.default_dev and not args.eval)) and not args.ground_truth
 
     def run(a: argparse.Namespace) -> None:
         resolved = _config(spec, a)
         run_test(spec, resolved, a.mt, select_device(a.card_id), a.dev, a.ground_truth,
-                 getattr(a, "ground_truth_domain", None))
+                 getattr(a, "ground_truth_domain", None), not a.no_plots, a.embedding_map)
 
-    _run(run, args)
+    run_guarded(run, args)
 
 
 def loc_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
@@ -133,4 +137,4 @@ def loc_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
             raise AeganError("--limit and --top must be at least 1")
         run_loc(spec, _config(spec, a), a.mt, select_device(a.card_id), a.map, a.limit, a.top)
 
-    _run(run, args)
+    run_guarded(run, args)

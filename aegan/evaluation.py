@@ -75,3 +75,19 @@ def best_metric(results: Results, summary_key: str) -> str:
     original (np.where(... == max)[0][0]); nan never wins."""
     values = {k: v[1][summary_key] for k, v in results.items()}
     return max(values, key=lambda k: -np.inf if np.isnan(values[k]) else values[k])
+
+
+def official_sections(rows_by_machine: list[list[dict]]) -> dict[str, float]:
+    """DCASE 2022-2024 system score: the harmonic mean over all machine types and sections of AUC_source,
+    AUC_target and pAUC together (floored at machine epsilon), and the harmonic means of each."""
+    rows = [r for rows in rows_by_machine for r in rows]
+    out = {k: harmonic([r[k] for r in rows]) for k in ("AUC_source", "AUC_target", "pAUC")}
+    out["official"] = harmonic([r[k] for r in rows for k in ("AUC_source", "AUC_target", "pAUC")])
+    return out
+
+
+def official_ids(rows_by_machine: list[list[dict]]) -> dict[str, float]:
+    """DCASE 2020: AUC and pAUC averaged over machine IDs, then over machine types, and their mean."""
+    auc = _mean([_mean([r["AUC"] for r in rows]) for rows in rows_by_machine])
+    pauc = _mean([_mean([r["pAUC"] for r in rows]) for rows in rows_by_machine])
+    return {"AUC": auc, "pAUC": pauc, "official": (auc + pauc) / 2}

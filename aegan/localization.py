@@ -145,7 +145,7 @@ def run_loc(spec: DatasetSpec, resolved, mt: str, device: torch.device, kind: st
     clips = spec.test_clips(cfg, mt, True, train_clips)
     specs = model.scaled(clip_features(cfg, mt, clips, "test_dev"))
     metric = resolve_metric(model.metric() or "G_x_2_sum")
-    scores = model.score(specs)[metric]
+    scores = model.score(specs)[0][metric]
     out = Path(cfg["loc_dir"]) / mt
     written = draw_maps(spec, model, normal_average(train_specs(), train_clips), clips, specs, scores, metric, out,
                         kind, limit, top)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 
 from . import checkpoint
@@ -48,6 +49,7 @@ class Model:
     path: Path
     device: torch.device
     digest: str = ""  # sha256 of the checkpoint file: the sidecar's key
+    sample_rate: int = 16000  # of its training clips (every DCASE dataset is 16 kHz)
     info: dict = field(default_factory=dict)  # epoch, selected metric, dataset, machine type when known
     decisions: dict[str, dict] = field(default_factory=dict)  # "<metric>@<percentile>" -> fitted threshold
 
@@ -58,8 +60,8 @@ class Model:
     def detectors(self) -> EmbeddingDetectors:
         return EmbeddingDetectors(self.train_emb)
 
-    def score(self, specs: torch.Tensor) -> dict[str, np.ndarray]:
-        """All 19 scores of every clip of `specs` (scaled, (N, mel_bin, T))."""
+    def score(self, specs: torch.Tensor) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """All 19 scores of every clip of `specs` (scaled, (N, mel_bin, T)), and the clips' critic embeddings."""
         return score_clips(self.netG, self.netD, self.detectors, specs, self.cfg["feat"], self.device,
                            self.cfg["detect"]["amp"])
 
@@ -162,7 +164,8 @@ def write_sidecar(model: Model) -> Path:
     checkpoint.save(side, {
         "version": SIDECAR_VERSION, "checkpoint_sha256": model.digest, "settings": _settings(model.cfg),
         "config": model.cfg, "feat_max": float(model.vmax), "feat_min": float(model.vmin),
-        "train_emb": torch.from_numpy(model.train_emb), "decisions": model.decisions, "info": model.info})
+        "train_emb": torch.from_numpy(model.train_emb), "decisions": model.decisions, "info": model.info,
+        "sample_rate": model.sample_rate})
     return side
 
 
@@ -193,12 +196,14 @@ def load(path: str | Path, device: torch.device, resolved: Resolved | None = Non
     vmax = state.get("feat_max", side.get("feat_max", np.nan))
     vmin = state.get("feat_min", side.get("feat_min", np.nan))
     info = {k: state[k] for k in ("epoch", "metric", "dataset", "mt") if k in state} or dict(side.get("info", {}))
+    rate = int(state.get("sample_rate", side.get("sample_rate", 16000)))
     decisions = dict(side.get("decisions", {}))
     if state.get("decision"):
         d = state["decision"]
         decisions.setdefault(f"{d['metric']}@{d['percentile']}", d)
     emb = np.zeros((0, 0), np.float32) if emb is None else np.asarray(emb, dtype=np.float32)
-    return Model(netG, netD, cfg, np.float32(vmax), np.float32(vmin), emb, path, device, digest, info, decisions), state
+    return Model(netG, netD, cfg, np.float32(vmax), np.float32(vmin), emb, path, device, digest, rate, info,
+                 decisions), state
 
 
 def prepare(spec: DatasetSpec, resolved: Resolved, mt: str, device: torch.device) -> tuple[Model, callable]:
@@ -224,8 +229,9 @@ def prepare(spec: DatasetSpec, resolved: Resolved, mt: str, device: torch.device
                   f"({cfg['train_set']}): max {model.vmax:.4f} min {model.vmin:.4f}")
         feat = cfg["feat"]
         emb = embed_clips(model.netD, model.scaled(raw), feat["frame_num"], feat["graph_hop_f"], device,
-                          cfg["detect"]["amp"])
+                          cfg["detect"]["amp"], "training clips' critic embeddings")
         model.train_emb = emb[reference_order(clips)]
         model.info = model.info or {"dataset": spec.name, "mt": mt}
+        model.sample_rate = sf.info(str(clips[0].path)).samplerate
         print(f"model: kept what scoring needs in {write_sidecar(model)}")
     return model, train_specs

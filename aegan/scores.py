@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from sklearn.metrics import DistanceMetric
 from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
 from torch import nn
+from tqdm import tqdm
 
 from .data.clips import Clip
 from .data.segments import clip_segments
@@ -66,18 +67,19 @@ def pool(seg: torch.Tensor, how: str) -> float:
     raise ValueError(f"unknown pooling {how!r}")
 
 
-def _per_clip(specs: torch.Tensor, frame_num: int, hop: int, device: torch.device):
-    for i in range(specs.shape[0]):
+def _per_clip(specs: torch.Tensor, frame_num: int, hop: int, device: torch.device, desc: str):
+    """Each clip's segments, with a progress bar (these passes take minutes on real data)."""
+    for i in tqdm(range(specs.shape[0]), desc=desc, leave=False, unit="clip"):
         yield clip_segments(specs, i, frame_num, hop, device)
 
 
 @torch.no_grad()
 def embed_clips(netD: nn.Module, specs: torch.Tensor, frame_num: int, hop: int, device: torch.device,
-                amp: str = "fp32") -> np.ndarray:
+                amp: str = "fp32", desc: str = "critic embeddings") -> np.ndarray:
     """Mean critic embedding over each clip's segments: (N, C) float32."""
     netD.eval()
     out = []
-    for x in _per_clip(specs, frame_num, hop, device):
+    for x in _per_clip(specs, frame_num, hop, device, desc):
         with torch.autocast(device.type, torch.bfloat16, enabled=amp == "bf16"):
             emb = netD.embed(x)
         out.append(emb.float().mean(dim=0).cpu().numpy())
@@ -86,14 +88,15 @@ def embed_clips(netD: nn.Module, specs: torch.Tensor, frame_num: int, hop: int, 
 
 @torch.no_grad()
 def generator_scores(netG: nn.Module, netD: nn.Module | None, specs: torch.Tensor, frame_num: int, hop: int,
-                     device: torch.device, amp: str = "fp32") -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+                     device: torch.device, amp: str = "fp32", desc: str = "scoring"
+                     ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """The 15 G scores of every clip and (with netD) the clips' mean critic embeddings, one pass per clip."""
     netG.eval()
     if netD is not None:
         netD.eval()
     scores: dict[str, list[float]] = {f"G_{dom}_{dist}_{p}": [] for dom, dist in G_DISTS for p in POOLS}
     embs = []
-    for x in _per_clip(specs, frame_num, hop, device):
+    for x in _per_clip(specs, frame_num, hop, device, desc):
         with torch.autocast(device.type, torch.bfloat16, enabled=amp == "bf16"):
             xh, z = netG.forward_with_z(x)  # the encoder output of x is Z
             zh = netG.Encoder(xh)
@@ -156,10 +159,11 @@ def all_scores(g_scores: dict[str, np.ndarray], emb: np.ndarray, detectors: Embe
 
 
 def score_clips(netG: nn.Module, netD: nn.Module, detectors: EmbeddingDetectors, specs: torch.Tensor, feat: dict,
-                device: torch.device, amp: str = "fp32") -> dict[str, np.ndarray]:
-    """All 19 scores of every clip of `specs` (scaled); the critic detectors are fitted on the training clips."""
+                device: torch.device, amp: str = "fp32") -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """All 19 scores of every clip of `specs` (scaled), and the clips' critic embeddings; the critic detectors
+    are fitted on the training clips."""
     g_scores, emb = generator_scores(netG, netD, specs, feat["frame_num"], feat["graph_hop_f"], device, amp)
-    return all_scores(g_scores, emb, detectors)
+    return all_scores(g_scores, emb, detectors), emb
 
 
 def training_scores(metric: str, netG: nn.Module, detectors: EmbeddingDetectors, train_emb: np.ndarray,
@@ -169,5 +173,6 @@ def training_scores(metric: str, netG: nn.Module, detectors: EmbeddingDetectors,
     (`train_specs` is called for them then)."""
     if metric in D_METRICS:
         return np.nan_to_num(detectors.score(train_emb)[metric], nan=NAN_SCORE, posinf=NAN_SCORE)
-    g_scores, _ = generator_scores(netG, None, train_specs(), feat["frame_num"], feat["graph_hop_f"], device, amp)
+    g_scores, _ = generator_scores(netG, None, train_specs(), feat["frame_num"], feat["graph_hop_f"], device, amp,
+                                   "training clips' scores")
     return g_scores[metric]

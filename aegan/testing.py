@@ -23,7 +23,8 @@ from .report import (
     write_results,
     write_scores,
 )
-from .scores import resolve_metric
+from .scores import reference_order, resolve_metric
+from .summary import record_run, write_summary
 
 
 @dataclass
@@ -56,8 +57,9 @@ def report_results(spec: DatasetSpec, results: Results, configured: str | None, 
 
 
 def write_decisions(spec: DatasetSpec, mt: str, model: Model, tests: TestSet, scores: np.ndarray, metric: str,
-                    train_specs, detect_dir: Path, out: Path) -> None:
-    """Score and decision files in the challenge's format; with labels, precision / recall / F1."""
+                    train_specs, detect_dir: Path, out: Path) -> float:
+    """Score and decision files in the challenge's format; with labels, precision / recall / F1. Returns the
+    decision threshold."""
     rule, fitted = model.decision(metric, train_specs)
     if fitted:
         print(f"decision: fitted the gamma threshold of {metric} on the training clips; kept in "
@@ -71,23 +73,56 @@ def write_decisions(spec: DatasetSpec, mt: str, model: Model, tests: TestSet, sc
         rows, summary = decision_metrics(tests.clips, decisions, spec.group_name)
         print(decision_table(spec, rows, summary))
         print(f"wrote {write_decision_metrics(spec, rows, summary, out)}")
+    return rule["threshold"]
+
+
+def draw(spec: DatasetSpec, mt: str, model: Model, tests: TestSet, scores: dict[str, np.ndarray], test_emb: np.ndarray,
+         metric: str, threshold: float, out: Path, embedding: str) -> list[Path]:
+    """The pictures of this run: score distributions and ROC curves (with labels), the embedding map."""
+    from . import plots  # matplotlib: only when pictures are drawn
+
+    cfg = model.cfg
+    epoch = f", epoch {model.info['epoch']}" if model.info.get("epoch") else ""
+    title = f"{mt} ({spec.name}, {tests.part} test set), model {model.path.name}{epoch}"
+    train_clips = spec.train_clips(cfg, mt)
+    train_clips = [train_clips[i] for i in reference_order(train_clips)]  # the order of model.train_emb
+    drawn = []
+    if tests.labelled:
+        drawn.append(plots.score_distributions(out / f"scores_{metric}.png", spec, tests.clips, scores[metric], metric,
+                                               threshold, title))
+        drawn.append(plots.roc_curves(out / f"roc_{metric}.png", spec, tests.clips, scores[metric], metric,
+                                      cfg["detect"]["p"], title))
+    drawn.append(plots.embedding_map(out / f"embeddings_{embedding}.png", model.train_emb, train_clips, test_emb,
+                                     tests.clips, title, embedding))
+    return drawn
 
 
 def run_test(spec: DatasetSpec, resolved, mt: str, device: torch.device, dev: bool, truth: str | None = None,
-             domain_truth: str | None = None) -> dict[str, np.ndarray]:
+             domain_truth: str | None = None, pictures: bool = True, embedding: str = "pca") -> dict[str, np.ndarray]:
     """test.py: returns the 19 scores of every test clip."""
     model, train_specs = prepare(spec, resolved, mt, device)
     cfg = model.cfg
     tests = test_set(spec, cfg, mt, dev, truth, domain_truth)
     specs = model.scaled(clip_features(cfg, mt, tests.clips, f"test_{tests.part}"))
     print(f"scoring {len(tests.clips)} {tests.part} test clips with all 19 metrics")
-    scores = model.score(specs)
+    scores, test_emb = model.score(specs)
     out = Path(cfg["result_dir"]) / mt / ("" if dev else "eval")
     print(f"wrote {write_clip_scores(spec, tests.clips, scores, out)}")
-    metric = resolve_metric(model.metric()) if model.metric() else None
+    configured = resolve_metric(model.metric()) if model.metric() else None
+    metric, results = configured, None
     if tests.labelled:
-        metric = report_results(spec, evaluate_all(spec, tests.clips, scores, cfg["detect"]["p"]), metric, out)
+        results = evaluate_all(spec, tests.clips, scores, cfg["detect"]["p"])
+        metric = report_results(spec, results, configured, out)
     if not metric:
         raise AeganError("no metric to write scores with: set detect.metric (e.g. --set detect.metric=D_lof)")
-    write_decisions(spec, mt, model, tests, scores[metric], metric, train_specs, Path(cfg["detect_dir"]), out)
+    threshold = write_decisions(spec, mt, model, tests, scores[metric], metric, train_specs, Path(cfg["detect_dir"]),
+                                out)
+    if results:
+        record_run(out, mt, tests.part, metric, configured is not None, results, spec.summary_key,
+                   {"paper": cfg.get("paper_result"), "model": str(model.path), "epoch": model.info.get("epoch")})
+        for f in write_summary(spec, Path(cfg["result_dir"]), tests.part):
+            print(f"wrote {f}")
+    if pictures:
+        for f in draw(spec, mt, model, tests, scores, test_emb, metric, threshold, out, embedding):
+            print(f"wrote {f}")
     return scores

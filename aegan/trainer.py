@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -50,6 +51,7 @@ class Data:
     vmin: np.float32
     test_clips: list[Clip]
     test_specs: torch.Tensor | None  # rank 0 only
+    sample_rate: int  # of the training clips; scoring new recordings checks theirs against it
 
 
 @dataclass
@@ -102,7 +104,8 @@ def load_data(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, main:
     test_specs = scaled_tensor(clip_features(cfg, mt, test_clips, "test_dev"), vmax, vmin, device) if main else None
     if main:
         distributed.barrier(world)
-    return Data(train_clips, train_specs, vmax, vmin, test_clips, test_specs)
+    rate = sf.info(str(train_clips[0].path)).samplerate
+    return Data(train_clips, train_specs, vmax, vmin, test_clips, test_specs, rate)
 
 
 def build(cfg: dict, first_norm: bool, device: torch.device) -> Nets:
@@ -162,9 +165,9 @@ def evaluate(spec: DatasetSpec, cfg: dict, nets: Nets, data: Data, device: torch
     """All 19 metrics on the labelled dev test set, and the training embeddings they were scored against."""
     feat = cfg["feat"]
     train_emb = embed_clips(nets.netD, data.train_specs, feat["frame_num"], feat["graph_hop_f"], device,
-                            cfg["detect"]["amp"])[reference_order(data.train_clips)]
-    scores = score_clips(nets.netG, nets.netD, EmbeddingDetectors(train_emb), data.test_specs, feat, device,
-                         cfg["detect"]["amp"])
+                            cfg["detect"]["amp"], "evaluation: training embeddings")[reference_order(data.train_clips)]
+    scores, _ = score_clips(nets.netG, nets.netD, EmbeddingDetectors(train_emb), data.test_specs, feat, device,
+                            cfg["detect"]["amp"])
     return evaluate_all(spec, data.test_clips, scores, cfg["detect"]["p"]), train_emb
 
 
@@ -186,7 +189,7 @@ def save_selected(path: Path, spec: DatasetSpec, cfg: dict, mt: str, seed: int, 
         "netD": nets.netD.state_dict(), "netG": nets.netG.state_dict(), spec.best_key: best["value"],
         "feat_max": float(data.vmax), "feat_min": float(data.vmin), "config": cfg, "epoch": best["epoch"],
         "metric": best["metric"], "select": cfg["train"]["select"], "seed": seed, "history": progress.history,
-        "train_emb": torch.from_numpy(train_emb), "dataset": spec.name, "mt": mt})
+        "train_emb": torch.from_numpy(train_emb), "dataset": spec.name, "mt": mt, "sample_rate": data.sample_rate})
 
 
 def save_last(path: Path, cfg: dict, seed: int, nets: Nets, data: Data, progress: Progress, epoch: int,

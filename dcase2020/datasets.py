@@ -9,7 +9,7 @@ import numpy as np
 
 from aegan.data.clips import Clip, DatasetSpec
 from aegan.errors import AeganError, shown
-from aegan.evaluation import evaluate_ids
+from aegan.evaluation import evaluate_ids, official_ids
 
 from . import net
 
@@ -50,6 +50,9 @@ class DCASE2020(DatasetSpec):
         if any(c.label is None for c in clips):
             raise AeganError("the test clips carry no labels: evaluation needs the dev test set")
         return evaluate_ids(scores, np.array([c.label for c in clips]), np.array([c.group for c in clips]), max_fpr)
+
+    def official(self, rows_by_machine: list[list[dict]]) -> dict[str, float]:
+        return official_ids(rows_by_machine)
 
     def loc_name(self, clip: Clip) -> str:
         return f"id{clip.group}_true{clip.label}_{clip.number}.png"

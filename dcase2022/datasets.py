@@ -9,7 +9,7 @@ import numpy as np
 
 from aegan.data.clips import Clip, DatasetSpec
 from aegan.errors import AeganError, shown
-from aegan.evaluation import evaluate_sections
+from aegan.evaluation import evaluate_sections, official_sections
 
 from . import net
 
@@ -56,6 +56,9 @@ class DCASE2022(DatasetSpec):
         domains = np.array([c.domain for c in clips])
         groups = np.array([c.group for c in clips])
         return evaluate_sections(scores, labels, domains, groups, max_fpr)
+
+    def official(self, rows_by_machine: list[list[dict]]) -> dict[str, float]:
+        return official_sections(rows_by_machine)
 
     def loc_name(self, clip: Clip) -> str:
         return f"sec{clip.group}_{clip.domain}_true{clip.label}_{clip.number}.png"

@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 import torch
+from scipy.stats import hmean
 
 from aegan import checkpoint, cli
 from conftest import ROOT, one_line_error, out_sets, run_cli, run_script
@@ -41,6 +42,17 @@ def test_dev_evaluation_tables_and_files(trained2022):
     dm = list(csv.reader((out / "result" / "fan" / "decision_metrics.csv").open()))
     assert dm[0] == ["section", "domain", "precision", "recall", "F1"] and len(dm) == 1 + 6 + 1
     assert "fitted the gamma threshold" not in r.stdout  # the stored threshold is used
+    # pictures of the configured metric, and the embedding map
+    for name in ("scores_G_z_cos_min.png", "roc_G_z_cos_min.png", "embeddings_pca.png"):
+        assert (out / "result" / "fan" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the summary across machine types: the official score from the configured metric's per-section values
+    summary = list(csv.DictReader((out / "result" / "summary.csv").open()))
+    assert [row["machine"] for row in summary] == ["fan", "official"]
+    assert summary[0]["metric"] == "G_z_cos_min" and summary[0]["paper"] == "65.83"
+    values = [float(x[k]) for x in csv.DictReader((out / "result" / "fan" / "per_section.csv").open())
+              if x["metric"] == "G_z_cos_min" for k in ("AUC_source", "AUC_target", "pAUC")]
+    assert float(summary[1]["hmean"]) == pytest.approx(hmean(values), rel=1e-12)
+    assert "**Official score**" in (out / "result" / "summary.md").read_text()
     # files get the permissions the umask gives (they are written through a 0600 temp file)
     mask = os.umask(0)
     os.umask(mask)
@@ -56,8 +68,9 @@ def test_eval_set_scores_and_ground_truth(trained2022, synth2022, tmp_path):
         lines = (out / "detect" / f"anomaly_score_fan_section_{sec}_test.csv").read_text().splitlines()
         assert len(lines) == 16 and lines[0].startswith(f"section_{sec}_0000.wav,")
         assert (out / "detect" / f"decision_result_fan_section_{sec}_test.csv").exists()
-    # without labels only the per-clip scores are written, no tables
-    assert sorted(p.name for p in (out / "result" / "fan" / "eval").iterdir()) == ["clip_scores.csv"]
+    # without labels: the per-clip scores and the embedding map, no tables
+    assert sorted(p.name for p in (out / "result" / "fan" / "eval").iterdir()) == ["clip_scores.csv",
+                                                                                  "embeddings_pca.png"]
     r = run_script("dcase2022/test.py", "--mt", "fan", "-c", "0", *sets, "--ground-truth",
                    str(synth2022 / "ground_truth_data"))
     assert r.returncode == 0, r.stderr[-2000:]
@@ -66,15 +79,17 @@ def test_eval_set_scores_and_ground_truth(trained2022, synth2022, tmp_path):
     rows = list(csv.reader((out / "result" / "fan" / "eval" / "all_metrics.csv").open()))
     assert rows[0] == ["metric", "AUC_source", "AUC_target", "pAUC", "hmean"] and len(rows) == 20
     assert max(float(r[4]) for r in rows[1:]) > 0.7
+    assert (out / "result" / "summary_eval.csv").is_file() and (out / "result" / "fan" / "eval" / "run.json").is_file()
 
 
 def test_settings_come_from_the_checkpoint_and_a_conflict_is_named(trained2022, synth2022, tmp_path, capsys):
     out = tmp_path / "run"
     shutil.copytree(trained2022[0] / "model", out / "model")
     shutil.copytree(trained2022[0] / "spec", out / "spec")
-    plain = ["--mt", "fan", "-d", *out_sets(out, synth2022), "--set", "feat.workers=1"]  # no --config
+    plain = ["--mt", "fan", "-d", *out_sets(out, synth2022), "--set", "feat.workers=1", "--no-plots"]  # no --config
     code, stdout, err = run_cli(cli.test_main, SPEC, plain, capsys)
     assert code == 0, err[-2000:]
+    assert not list(out.rglob("*.png"))  # --no-plots
     assert "config: from the checkpoint: net.nz=64, net.ndf=16, net.ngf=16, net.isize=64, feat.fft_num=1024" in stdout
     # a setting that contradicts the checkpoint's is named with both values
     for setting, needles in (("net.normalize.g=bn", ["net.normalize.g='bn' was set", "'ln'"]),

@@ -50,6 +50,10 @@ class DatasetSpec:
     def evaluate(self, clips: list[Clip], scores: np.ndarray, max_fpr: float) -> tuple[list[dict], dict]:
         raise NotImplementedError
 
+    def official(self, rows_by_machine: list[list[dict]]) -> dict[str, float]:
+        """The challenge's score of a system from every machine type's per-group rows ("official" and parts)."""
+        raise NotImplementedError
+
     def score_file(self, mt: str, group: str) -> str:
         raise NotImplementedError
 

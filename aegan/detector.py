@@ -1,0 +1,115 @@
+"""Score new recordings with a trained model: the Python API behind `python -m aegan.score`.
+
+    from aegan.detector import Detector
+    det = Detector.load("model/dcase2022/fan.pth")           # or an original checkpoint with its sidecar
+    for r in det.score(["a.wav", "b.wav"]):                   # one Result per file, in order
+        print(r.file, r.score, r.decision, r.error)
+    r = det.score_array(waveform, 16000)                      # a waveform already in memory
+
+Audio is read as the original reads it (librosa, native rate, channels averaged to mono). A clip at
+another sample rate than the model's training clips, or shorter than one segment, is refused with one
+clear line: its features would not be the ones the model learned.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+from tqdm import tqdm
+
+from .data.audio import logmel_of, read_audio
+from .data.segments import num_segments
+from .decision import decide
+from .errors import AeganError, shown
+from .model import Model, load
+from .scores import D_METRICS, resolve_metric
+
+
+@dataclass
+class Result:
+    file: str
+    score: float = float("nan")  # of the detector's metric
+    decision: int | None = None  # 1 anomalous, 0 normal (None when the file failed)
+    scores: dict[str, float] = field(default_factory=dict)  # all 19
+    error: str | None = None  # why the file could not be scored
+
+
+class Detector:
+    """A trained model with one metric and its decision threshold."""
+
+    def __init__(self, model: Model, metric: str | None = None):
+        self.model = model
+        name = metric or model.metric()
+        if not name:
+            raise AeganError(f"model {shown(model.path)} has no selected metric: choose one with --metric")
+        self.metric = resolve_metric(name)
+        self.threshold = self._threshold()
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, metric: str | None = None, device: torch.device | None = None) -> Detector:
+        model, _ = load(path, device or torch.device("cpu"))
+        return cls(model, metric)
+
+    def _threshold(self) -> float:
+        """The stored gamma-fit threshold of the metric; for a critic metric one can be fitted from the stored
+        training embeddings, a generator metric needs the training clips (test.py fits and keeps it)."""
+        key = f"{self.metric}@{self.model.cfg['detect']['decision_percentile']}"
+        if key not in self.model.decisions and self.metric not in D_METRICS:
+            raise AeganError(f"model {shown(self.model.path)} holds no decision threshold for {self.metric}: run its "
+                             f"dataset's test.py once with --set detect.metric={self.metric} (it fits and keeps one)")
+        rule, _ = self.model.decision(self.metric, None)
+        return float(rule["threshold"])
+
+    def score_array(self, waveform: np.ndarray, sample_rate: int, name: str = "<array>") -> Result:
+        """One waveform (samples,) or (samples, channels), as the loader would give it after averaging."""
+        y = np.asarray(waveform, dtype=np.float32)
+        if y.ndim == 2:
+            y = y.mean(axis=1)
+        return self._score_waveform(y, int(sample_rate), name)
+
+    def _score_waveform(self, y: np.ndarray, sr: int, name: str) -> Result:
+        feat = self.model.cfg["feat"]
+        if sr != self.model.sample_rate:
+            raise AeganError(f"{name} has sample rate {sr} Hz; the model was trained on {self.model.sample_rate} Hz "
+                             "clips (resample it first)")
+        with threadpool_limits(1):  # as the feature cache computes them: the mel product's last bit depends on it
+            spec = logmel_of(y, sr, feat["fft_num"], feat["frame_hop"], feat["mel_bin"])
+        if num_segments(spec.shape[1], feat["frame_num"], feat["graph_hop_f"]) == 0:
+            raise AeganError(f"{name} is {len(y) / sr:.2f} s long, shorter than one segment of "
+                             f"{feat['frame_num']} frames")
+        scores, _ = self.model.score(self.model.scaled(spec[None]))
+        value = float(scores[self.metric][0])
+        return Result(name, value, int(decide(np.array([value]), self.threshold)[0]),
+                      {m: float(v[0]) for m, v in scores.items()})
+
+    def score(self, paths: Iterable[str | os.PathLike]) -> list[Result]:
+        """One Result per file, in order; a file that cannot be scored gets its error, the others are scored."""
+        out = []
+        for p in tqdm(list(paths), desc="scoring files", unit="file", leave=False):
+            try:
+                y, sr = read_audio(p)
+                out.append(self._score_waveform(y, sr, str(p)))
+            except AeganError as e:
+                out.append(Result(str(p), error=str(e)))
+        return out
+
+
+def expand(inputs: Iterable[str]) -> list[Path]:
+    """WAV files and folders (their .wav files, recursively, sorted) as one list of files."""
+    files = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() == ".wav" and p.is_file())
+            if not found:
+                raise AeganError(f"folder {shown(path)} holds no .wav files")
+            files += found
+        else:
+            files.append(path)
+    return files

@@ -1,0 +1,119 @@
+"""Pictures test.py writes next to its tables: the chosen metric's score distributions with the decision
+threshold, ROC curves per section or ID, and a 2-D map of the critic embeddings of training and test clips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.decomposition import PCA  # noqa: E402
+from sklearn.manifold import TSNE  # noqa: E402
+from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
+
+from .data.clips import Clip, DatasetSpec  # noqa: E402
+from .files import atomic_path  # noqa: E402
+
+COLORS = {"normal": "tab:blue", "anomaly": "tab:red"}
+DOMAIN_COLORS = {"source": "tab:blue", "target": "tab:orange", None: "tab:green"}
+
+
+def _save(fig, path: Path, dpi: int = 90) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _panels(spec: DatasetSpec, clips: list[Clip]) -> list[tuple[str, str | None]]:
+    """(group, domain) of each panel: one per section and domain (DCASE 2022), one per machine ID (2020)."""
+    groups = sorted({c.group for c in clips})
+    domains = sorted({c.domain for c in clips if c.domain}, key=lambda d: d != "source") or [None]
+    return [(g, d) for g in groups for d in domains]
+
+
+def score_distributions(path: Path, spec: DatasetSpec, clips: list[Clip], scores: np.ndarray, metric: str,
+                        threshold: float, title: str) -> Path:
+    """Histograms of normal and anomalous clips' scores per section/ID and domain, with the threshold."""
+    panels = _panels(spec, clips)
+    ncols = 2 if panels[0][1] else min(3, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 2.8 * nrows), squeeze=False)
+    bins = np.histogram_bin_edges(np.append(scores, threshold), bins=30)
+    for ax, (g, d) in zip(axes.flat, panels):
+        for label, name in ((0, "normal"), (1, "anomaly")):
+            s = [v for c, v in zip(clips, scores) if c.group == g and c.domain == d and c.label == label]
+            ax.hist(s, bins=bins, alpha=0.6, color=COLORS[name], label=f"{name} ({len(s)})")
+        ax.axvline(threshold, color="black", ls="--", lw=1, label="decision threshold")
+        ax.set_title(f"{spec.group_name} {g}" + (f", {d}" if d else ""), fontsize=9)
+        ax.set_xlabel(f"{metric} score", fontsize=8)
+        ax.set_ylabel("clips", fontsize=8)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    fig.suptitle(f"{title}\n{metric} scores of normal and anomalous clips", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def roc_curves(path: Path, spec: DatasetSpec, clips: list[Clip], scores: np.ndarray, metric: str, max_fpr: float,
+               title: str) -> Path:
+    """ROC per section/ID; with domains, one curve per domain (its normal clips against all anomalies of the
+    section, the challenge's rule). The shaded band is the pAUC's FPR range."""
+    groups = sorted({c.group for c in clips})
+    fig, axes = plt.subplots(1, len(groups), figsize=(3.6 * len(groups), 3.6), squeeze=False)
+    for ax, g in zip(axes[0], groups):
+        members = [(c, v) for c, v in zip(clips, scores) if c.group == g]
+        domains = sorted({c.domain for c, _ in members if c.domain}, key=lambda d: d != "source") or [None]
+        for d in domains:
+            sel = [(c.label, v) for c, v in members if c.label == 1 or c.domain == d]
+            y, s = np.array([x[0] for x in sel]), np.array([x[1] for x in sel])
+            if len(set(y)) < 2:
+                continue
+            fpr, tpr, _ = roc_curve(y, s)
+            ax.plot(fpr, tpr, color=DOMAIN_COLORS[d], label=f"{d or 'all'}: AUC {roc_auc_score(y, s):.3f}")
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
+        ax.axvspan(0, max_fpr, color="grey", alpha=0.12, label=f"pAUC range (FPR <= {max_fpr})")
+        ax.set_title(f"{spec.group_name} {g}", fontsize=9)
+        ax.set_xlabel("false positive rate", fontsize=8)
+        ax.set_ylabel("true positive rate", fontsize=8)
+        ax.set_aspect("equal")
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"{title}\nROC of {metric}", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def embedding_map(path: Path, train_emb: np.ndarray, train_clips: list[Clip], test_emb: np.ndarray,
+                  test_clips: list[Clip], title: str, method: str = "pca") -> Path:
+    """The critic's clip embeddings in 2-D (PCA, or t-SNE): training clips as dots, test clips as circles
+    (normal), crosses (anomalous) or squares (unknown), coloured by domain."""
+    both = np.concatenate([train_emb, test_emb]).astype(np.float64)
+    if method == "tsne":
+        xy = TSNE(2, perplexity=min(30.0, (len(both) - 1) / 3), init="pca", random_state=0).fit_transform(both)
+    else:
+        xy = PCA(2).fit_transform(both)
+    tr, te = xy[:len(train_emb)], xy[len(train_emb):]
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    for d in sorted({c.domain for c in train_clips}, key=lambda d: (d is None, d != "source")):
+        m = np.array([c.domain == d for c in train_clips])
+        ax.scatter(tr[m, 0], tr[m, 1], s=6, alpha=0.35, color=DOMAIN_COLORS[d], label=f"train {d or ''}".strip())
+    markers = {0: ("o", "normal"), 1: ("x", "anomalous"), None: ("s", "unlabelled")}
+    for d in sorted({c.domain for c in test_clips}, key=lambda d: (d is None, d != "source")):
+        for label, (marker, word) in markers.items():
+            m = np.array([c.domain == d and c.label == label for c in test_clips])
+            if m.any():
+                style = {"color": DOMAIN_COLORS[d]} if marker == "x" else {"facecolors": "none",
+                                                                            "edgecolors": DOMAIN_COLORS[d]}
+                ax.scatter(te[m, 0], te[m, 1], s=28, marker=marker, linewidths=1, **style,
+                           label=f"test {d or ''} {word}".replace("  ", " "))
+    ax.set_xlabel(f"{method.upper()} 1")
+    ax.set_ylabel(f"{method.upper()} 2")
+    ax.legend(fontsize=7, markerscale=1.2)
+    ax.set_title(f"{title}\ncritic embeddings ({method.upper()})", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -1,0 +1,69 @@
+"""Score new recordings with a trained model.
+
+    python -m aegan.score --model model/dcase2022/fan.pth [--metric NAME] [--out scores.csv] [--all-metrics]
+                          [-c N] INPUT...
+
+INPUT is WAV files or folders (their .wav files, recursively). One row per clip: file, metric, its score and
+the decision (1 anomalous) from the model's gamma-fit threshold; --all-metrics adds the 19 scores.
+Printed, and written to --out as CSV. Exit status 0 when every input was scored, 1 when some failed
+(each named in one line on stderr; the others are still scored and written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+
+from .cli import _Parser, run_guarded
+from .detector import Detector, Result, expand
+from .device import select_device
+from .files import write_text
+from .scores import metric_names
+
+
+def rows_csv(results: list[Result], metric: str, all_metrics: bool) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["file", "metric", "score", "decision", *(metric_names() if all_metrics else [])])
+    for r in results:
+        if r.error is None:
+            w.writerow([r.file, metric, repr(r.score), r.decision, *([repr(r.scores[m]) for m in metric_names()]
+                                                                     if all_metrics else [])])
+    return buf.getvalue()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = _Parser(prog="python -m aegan.score", description=__doc__.split("\n\n")[0])
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="WAV files or folders of them")
+    p.add_argument("--model", required=True, help="a checkpoint (ours, or the original's with its .scoring.pt)")
+    p.add_argument("--metric", help="one of the 19 metrics (default: the model's)")
+    p.add_argument("--out", metavar="FILE.csv", help="also write the rows to this CSV file")
+    p.add_argument("--all-metrics", action="store_true", help="add the 19 scores to every row")
+    p.add_argument("-c", "--card_id", type=int, default=0, help="CUDA device index (CPU when CUDA is absent)")
+    p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    args = p.parse_args(argv)
+
+    def run(a: argparse.Namespace) -> None:
+        det = Detector.load(a.model, a.metric, select_device(a.card_id))
+        files = expand(a.inputs)
+        print(f"model: {det.model.path} ({det.metric}, threshold {det.threshold:.6g}); scoring {len(files)} files")
+        results = det.score(files)
+        table = rows_csv(results, det.metric, a.all_metrics)
+        print(table, end="")
+        if a.out:
+            write_text(a.out, table)
+            print(f"wrote {a.out}")
+        failed = [r for r in results if r.error]
+        for r in failed:
+            print(f"error: {r.error}", file=sys.stderr)
+        if failed:
+            print(f"error: {len(failed)} of {len(results)} files could not be scored", file=sys.stderr)
+            sys.exit(1)
+
+    run_guarded(run, args)
+
+
+if __name__ == "__main__":
+    main()

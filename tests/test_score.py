@@ -1,0 +1,84 @@
+"""Scoring new recordings: `python -m aegan.score` and the Detector API give each clip the score test.py
+gives it, a decision from the model's threshold, and name every file that cannot be scored."""
+
+import csv
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from aegan import checkpoint
+from aegan.detector import Detector
+from aegan.errors import AeganError
+from conftest import ROOT, write_wav
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def clips(synth2022):
+    return sorted((synth2022 / "dev_data" / "fan" / "test").glob("*.wav"))[:6]
+
+
+def test_detector_scores_a_clip_as_test_py_does(trained2022, clips, synth2022):
+    out, sets, _ = trained2022
+    det = Detector.load(out / "model" / "fan.pth")
+    assert det.metric == "G_z_cos_min" and det.threshold == checkpoint.load(out / "model" / "fan.pth")["decision"][
+        "threshold"]
+    results = det.score(clips)
+    assert [r.file for r in results] == [str(c) for c in clips] and all(r.error is None for r in results)
+    # the same numbers test.py writes for these clips (scored there in one run over the whole test set)
+    subprocess.run([sys.executable, "dcase2022/test.py", "--mt", "fan", "-d", *sets, "--no-plots"], cwd=ROOT,
+                   check=True, capture_output=True)
+    table = {r["file"]: r for r in csv.DictReader((out / "result" / "fan" / "clip_scores.csv").open())}
+    for r in results:
+        name = r.file.rsplit("/", 1)[1]
+        assert r.score == float(table[name]["G_z_cos_min"])
+        assert all(r.scores[m] == float(table[name][m]) for m in r.scores)
+        assert r.decision == int(r.score > det.threshold)
+    y, sr = sf.read(clips[0], dtype="float32")
+    from_array = det.score_array(y, sr)
+    assert from_array.scores == results[0].scores  # librosa's loader gives the same samples
+    assert Detector.load(out / "model" / "fan.pth", "D_lof").metric == "D_lof"  # a critic metric: fitted on demand
+    with pytest.raises(AeganError, match="holds no decision threshold for G_x_2_sum"):
+        Detector.load(out / "model" / "fan.pth", "G_x_2_sum")
+
+
+def test_score_command_writes_rows_and_names_the_files_it_cannot_score(trained2022, clips, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for c in clips[:2]:
+        shutil.copy(c, folder / c.name)
+    broken = folder / "broken.wav"
+    broken.write_bytes(b"RIFF not audio")
+    other_rate = write_wav(tmp_path / "rate.wav", 2.5, sr=22050)
+    stereo = write_wav(tmp_path / "stereo.wav", 2.5, channels=2)
+    out_csv = tmp_path / "scores.csv"
+    r = subprocess.run([sys.executable, "-m", "aegan.score", "--model", str(trained2022[0] / "model" / "fan.pth"),
+                        "--all-metrics", "--out", str(out_csv), str(folder), str(other_rate), str(stereo),
+                        str(clips[3])], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stderr[-2000:]
+    errors = [x for x in r.stderr.splitlines() if x.startswith("error:")]
+    assert len(errors) == 3 and "broken.wav" in errors[0] and "cannot read audio file" in errors[0]
+    assert "rate.wav has sample rate 22050 Hz; the model was trained on 16000 Hz clips" in errors[1]
+    assert errors[2] == "error: 2 of 6 files could not be scored" and "Traceback" not in r.stderr
+    rows = list(csv.DictReader(out_csv.open()))
+    assert [row["file"].rsplit("/", 1)[1] for row in rows] == [clips[0].name, clips[1].name, "stereo.wav",
+                                                               clips[3].name]
+    assert list(rows[0])[:4] == ["file", "metric", "score", "decision"] and len(rows[0]) == 4 + 19
+    assert all(row["decision"] in ("0", "1") and row["score"] == row["G_z_cos_min"] for row in rows)
+    assert all(np.isfinite(float(row["score"])) and row["metric"] == "G_z_cos_min" for row in rows)
+    assert r.stdout.count("\n") >= 5 and f"wrote {out_csv}" in r.stdout
+
+
+def test_an_original_checkpoint_without_sidecar_is_one_line(trained2022, tmp_path):
+    state = checkpoint.load(trained2022[0] / "model" / "fan.pth")
+    torch.save({"netD": state["netD"], "netG": state["netG"], "best_hmean": 0.5}, tmp_path / "fan.pth")
+    r = subprocess.run([sys.executable, "-m", "aegan.score", "--model", str(tmp_path / "fan.pth"), str(tmp_path)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and r.stderr.strip().startswith("error: checkpoint") and "no sidecar" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
