@@ -27,7 +27,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser(spec: DatasetSpec, what: str) -> argparse.ArgumentParser:
     p = _Parser(prog=f"{spec.name}/{what}.py", description=f"AEGAN-AD {what} on {spec.name.upper()} Task 2")
-    p.add_argument("--mt", required=True, help=f"machine type: {', '.join(spec.machines)}")
+    p.add_argument("--mt", required=True, help=f"machine type: {', '.join(spec.machines) or spec.machines_help}")
     p.add_argument("-c", "--card_id", type=int, default=0, help="CUDA device index (CPU when CUDA is absent)")
     p.add_argument("--config", help="YAML file applied on top of the defaults and pretrain/<dataset>/<mt>.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -72,8 +72,8 @@ def run_guarded(fn: Callable[[argparse.Namespace], None], args: argparse.Namespa
 
 
 def _config(spec: DatasetSpec, args: argparse.Namespace) -> Resolved:
-    spec.check_machine(args.mt)
     resolved = load_config(spec.root, args.mt, args.config, args.set)
+    spec.check_machine(args.mt, resolved.cfg)
     print("config: " + " <- ".join(resolved.sources))
     if resolved.ignored:
         print(f"config: ignored (keys of the original code that this code does not use): "

@@ -34,9 +34,10 @@ IGNORED = ("repre", "mt", "card_id")
 # The batch size is `train.batch_size` in the original's DCASE 2022 files and `train.bs` in its DCASE 2020
 # ones: each dataset's schema has its own spelling and takes the other as an alias.
 ALIASES = {"train.bs": "batch_size", "train.batch_size": "bs"}
+EXTENDS = "_extends"
 # Settings with a few allowed values. The critic must use ln: a batch-coupled norm would break the
 # per-sample gradient penalty.
-CHOICES = {"train_set": ("dev", "eval", "deval"), "net.normalize.g": ("ln", "bn"), "net.normalize.d": ("ln",),
+CHOICES = {"train_set": ("dev", "eval", "deval", "auto"), "net.normalize.g": ("ln", "bn"), "net.normalize.d": ("ln",),
            "train.select": ("best", "metric", "last"), "train.amp": ("fp32", "bf16"), "detect.amp": ("fp32", "bf16")}
 # Settings in an interval: (low, high, low included, high included). detect.p is the pAUC's max FPR.
 RANGES = {"train.beta1": (0, 1, True, False), "detect.p": (0, 1, False, True),
@@ -246,17 +247,21 @@ def load_config(dataset_root: Path, mt: str, config_file: str | None = None, set
     (pretrain/<dataset>/<mt>.yaml), the user's config.yaml (the original's files can replace it), then a
     --config file and --set items, each overriding the ones before."""
     ignored: list[str] = []
-    files = [dataset_root / "defaults.yaml", dataset_root.parent / "pretrain" / dataset_root.name / f"{mt}.yaml",
-             dataset_root / "config.yaml"]
-    layers = [(str(f), f, False) for f in files[:1]] + [(str(f), f, False) for f in files[1:] if f.exists()]
+    schema = _schema_files(dataset_root / "defaults.yaml")
+    files = [dataset_root.parent / "pretrain" / dataset_root.name / f"{mt}.yaml", dataset_root / "config.yaml"]
+    layers = [(str(f), f, False) for f in files if f.exists()]
     if config_file:
         layers.append((config_file, Path(config_file), True))
     cfg: dict = {}
+    for path in schema:  # the schema's own files may add keys; every later layer may only set them
+        layer = _resolve_paths(read_yaml(path), dataset_root)
+        layer.pop(EXTENDS, None)
+        cfg = _update(cfg, layer)
     explicit: set[str] = set()
-    sources = []
+    sources = [str(f) for f in schema]
     for source, path, is_explicit in layers:
         layer = _resolve_paths(_drop_ignored(read_yaml(path), shown(source), ignored), dataset_root)
-        cfg = merge(cfg, layer, shown(source)) if cfg else layer
+        cfg = merge(cfg, layer, shown(source))
         explicit |= _keys(layer) if is_explicit else set()
         sources.append(source)
     for item in sets or []:
@@ -266,7 +271,23 @@ def load_config(dataset_root: Path, mt: str, config_file: str | None = None, set
         explicit |= _keys(layer)
         sources.append(source)
     validate(cfg)
+    if "year" in cfg:  # the first-shot years: default paths name the year (../data/dcase{year})
+        for key in PATH_KEYS:
+            cfg[key] = cfg[key].replace("{year}", str(cfg["year"]))
     return Resolved(cfg, sources, explicit, ignored)
+
+
+def _update(base: dict, layer: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in layer.items():
+        out[key] = _update(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _schema_files(defaults: Path) -> list[Path]:
+    """A defaults.yaml may start from another dataset's (`_extends: ../dcase2022/defaults.yaml`): one schema."""
+    parent = read_yaml(defaults).get(EXTENDS)
+    return [*_schema_files((defaults.parent / parent).resolve()), defaults] if parent else [defaults]
 
 
 def get(cfg: dict, name: str) -> Any:

@@ -6,6 +6,7 @@ broadband noise. Anomalies, one kind per clip: a click train, an extra high tone
 bursts, or a shifted fundamental. Everything is drawn from one seeded generator: same seed, same bytes.
 
     python -m aegan.synth --year 2022 --machine fan --out data/synth2022
+    python -m aegan.synth --year 2026 --machine Polisher --part eval --out data/synth2026
 """
 
 from __future__ import annotations
@@ -85,8 +86,10 @@ def add_anomaly(rng: np.random.Generator, y: np.ndarray, sr: int, kind: str, f0:
     return y
 
 
-def _write(path: Path, y: np.ndarray, sr: int) -> None:
+def _write(path: Path, y: np.ndarray, sr: int, channels: int = 1) -> None:
     y = np.clip(y / max(1.0, np.abs(y).max() / 0.9), -1, 1)
+    if channels == 2:  # a second microphone: a little quieter, with its own small noise
+        y = np.stack([y, np.clip(0.8 * y + 0.005 * np.sin(np.arange(len(y))), -1, 1)], axis=1)
     with atomic_path(path) as tmp:
         sf.write(tmp, y, sr, subtype="PCM_16", format="WAV")
 
@@ -99,39 +102,61 @@ def _clip(rng, machine, group, domain, anomalous, sr, seconds):
     return y
 
 
+def _section(out: Path, part: str, machine: str, sec: str, rng, sr: int, seconds: float, n_train: int,
+             n_train_target: int, n_test: int, first: int = 0, channels: int = 1) -> None:
+    """One section in the DCASE 2022-2026 names: labelled training clips and, for the dev part, labelled test
+    clips; for the eval part, shuffled test clips renamed section_<SS>_<NNNN>.wav (numbered from `first`)
+    with their truth in ground_truth_data/, ground_truth_domain/ and ground_truth_attributes/."""
+    base = out / f"{part}_data" / machine
+    i = 0
+    for domain, count in (("source", n_train), ("target", n_train_target)):
+        for _ in range(count):
+            name = f"section_{sec}_{domain}_train_normal_{i:04d}_{attributes_2022(machine, sec, i)}"
+            _write(base / "train" / f"{name}.wav", _clip(rng, machine, sec, domain, False, sr, seconds), sr, channels)
+            i += 1
+    test = [(d, lab) for d in ("source", "target") for lab in ("normal", "anomaly") for _ in range(n_test)]
+    if part == "eval":
+        rng.shuffle(test)
+    truth: dict[str, list[str]] = {"data": [], "domain": [], "attributes": []}
+    for j, (domain, label) in enumerate(test):
+        y = _clip(rng, machine, sec, domain, label == "anomaly", sr, seconds)
+        labelled = f"section_{sec}_{domain}_test_{label}_{j:04d}_{attributes_2022(machine, sec, j)}"
+        name = f"{labelled}.wav" if part == "dev" else f"section_{sec}_{first + j:04d}.wav"
+        _write(base / "test" / name, y, sr, channels)
+        truth["data"].append(f"{name},{int(label == 'anomaly')}")
+        truth["domain"].append(f"{name},{int(domain == 'target')}")
+        truth["attributes"].append(f"{name},{labelled}")
+    if part == "eval":
+        for kind, rows in truth.items():
+            write_text(out / f"ground_truth_{kind}" / f"ground_truth_{machine}_section_{sec}_test.csv",
+                       "\n".join(rows) + "\n")
+
+
 def make_2022(out: Path, machine: str, seconds: float = 3.0, sr: int = 16000, n_train: int = 16,
               n_train_target: int = 2, n_test: int = 5, dev_sections=("00", "01", "02"),
               eval_sections=("03", "04", "05"), seed: int = 0) -> Path:
     """DCASE 2022 layout. n_test clips per (section, domain, label) in the dev test set; the eval test
-    set has unlabelled names, and its truth goes to ground_truth_data/ and ground_truth_domain/."""
+    set has unlabelled names, and its truth goes to the ground_truth_* folders."""
     rng = np.random.default_rng(seed)
     for part, sections in (("dev", dev_sections), ("eval", eval_sections)):
-        base = out / f"{part}_data" / machine
         for sec in sections:
-            i = 0
-            for domain, count in (("source", n_train), ("target", n_train_target)):
-                for _ in range(count):
-                    name = f"section_{sec}_{domain}_train_normal_{i:04d}_{attributes_2022(machine, sec, i)}.wav"
-                    _write(base / "train" / name, _clip(rng, machine, sec, domain, False, sr, seconds), sr)
-                    i += 1
-            test = [(d, lab) for d in ("source", "target") for lab in ("normal", "anomaly") for _ in range(n_test)]
-            if part == "eval":
-                rng.shuffle(test)
-            truth, dom = [], []
-            for j, (domain, label) in enumerate(test):
-                y = _clip(rng, machine, sec, domain, label == "anomaly", sr, seconds)
-                if part == "dev":
-                    name = f"section_{sec}_{domain}_test_{label}_{j:04d}_{attributes_2022(machine, sec, j)}.wav"
-                else:
-                    name = f"section_{sec}_{j:04d}.wav"
-                    truth.append(f"{name},{int(label == 'anomaly')}")
-                    dom.append(f"{name},{int(domain == 'target')}")
-                _write(base / "test" / name, y, sr)
-            if part == "eval":
-                write_text(out / "ground_truth_data" / f"ground_truth_{machine}_section_{sec}_test.csv",
-                           "\n".join(truth) + "\n")
-                write_text(out / "ground_truth_domain" / f"ground_truth_{machine}_section_{sec}_test.csv",
-                           "\n".join(dom) + "\n")
+            _section(out, part, machine, sec, rng, sr, seconds, n_train, n_train_target, n_test)
+    return out
+
+
+FIRST_EVAL_NUMBER = {2023: 0, 2024: 1, 2025: 1, 2026: 1}  # section_00_0000.wav (2023), section_00_0001.wav (2024)
+
+
+def make_firstshot(out: Path, machine: str, year: int, part: str = "dev", seconds: float = 3.0, sr: int = 16000,
+                   n_train: int = 16, n_train_target: int = 2, n_test: int = 5, channels: int | None = None,
+                   seed: int = 0) -> Path:
+    """DCASE 2023-2026 layout: one section (00) per machine type, in dev_data/ (a development machine type)
+    or eval_data/ (an evaluation one, with renamed test clips and the three ground-truth folders). The 2026
+    evaluation clips have two channels."""
+    if channels is None:
+        channels = 2 if year >= 2026 and part == "eval" else 1
+    _section(out, part, machine, "00", np.random.default_rng(seed), sr, seconds, n_train, n_train_target, n_test,
+             FIRST_EVAL_NUMBER[year], channels)
     return out
 
 
@@ -163,9 +188,11 @@ def make_2020(out: Path, machine: str, seconds: float = 3.0, sr: int = 16000, n_
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m aegan.synth", description=__doc__.split("\n\n")[0])
-    p.add_argument("--year", type=int, choices=(2020, 2022), required=True)
+    p.add_argument("--year", type=int, choices=(2020, 2022, *FIRST_EVAL_NUMBER), required=True)
     p.add_argument("--machine", required=True, help="machine type name used in the folder and hash")
     p.add_argument("--out", required=True, help="dataset_dir to write (dev_data/ and eval_data/ go inside)")
+    p.add_argument("--part", choices=("dev", "eval"), default="dev",
+                   help="2023-2026: a development machine type (dev_data/) or an evaluation one (eval_data/)")
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--sr", type=int, default=16000)
     p.add_argument("--train", type=int, default=None, help="normal training clips per section/ID (source)")
@@ -180,8 +207,11 @@ def main(argv: list[str] | None = None) -> None:
         kw["n_train"] = a.train
     if a.test is not None:
         kw["n_test"] = a.test
-    out = (make_2022 if a.year == 2022 else make_2020)(Path(a.out), a.machine, **kw)
-    n = sum(1 for _ in out.rglob("*.wav"))
+    if a.year in FIRST_EVAL_NUMBER:
+        out = make_firstshot(Path(a.out), a.machine, a.year, a.part, **kw)
+    else:
+        out = (make_2022 if a.year == 2022 else make_2020)(Path(a.out), a.machine, **kw)
+    n = sum(1 for _ in out.glob(f"*_data/{a.machine}/*/*.wav"))
     print(f"synth: wrote {n} clips of {a.machine} (DCASE {a.year} layout) under {out}")
 
 

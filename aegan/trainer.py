@@ -41,6 +41,9 @@ SELECT_NOTE = {
     "last": "model selection: the last epoch (the test set is only reported, never used to choose)",
 }
 G_TERMS = ("lossG", "recon", "feat_match")  # logged once per generator step, not per critic step
+# A machine type without a labelled dev test set (a first-shot evaluation type) gives no metric to select:
+# its scores use detect.metric, else D_lof, the metric the paper's configurations choose most often (3 of 11).
+UNLABELLED_METRIC = "D_lof"
 
 
 @dataclass
@@ -49,7 +52,7 @@ class Data:
     train_specs: torch.Tensor
     vmax: np.float32
     vmin: np.float32
-    test_clips: list[Clip]
+    test_clips: list[Clip]  # the labelled dev test set; empty for a machine type without one
     test_specs: torch.Tensor | None  # rank 0 only
     sample_rate: int  # of the training clips; scoring new recordings checks theirs against it
 
@@ -100,8 +103,14 @@ def load_data(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, main:
     vmax, vmin = minmax(raw)
     train_specs = scaled_tensor(raw, vmax, vmin, device)
     del raw
-    test_clips = spec.test_clips(cfg, mt, True, train_clips)
-    test_specs = scaled_tensor(clip_features(cfg, mt, test_clips, "test_dev"), vmax, vmin, device) if main else None
+    test_clips = spec.test_clips(cfg, mt, True, train_clips) if spec.has_dev_test(cfg, mt) else []
+    test_specs = None
+    if main and test_clips:
+        test_raw = clip_features(cfg, mt, test_clips, "test_dev")
+        if test_raw.shape[2] != train_specs.shape[2]:
+            raise AeganError(f"{test_clips[0].path} gives {test_raw.shape[2]} frames, the training clips "
+                             f"{train_specs.shape[2]}: all clips of a machine type must have the same length")
+        test_specs = scaled_tensor(test_raw, vmax, vmin, device)
     if main:
         distributed.barrier(world)
     rate = sf.info(str(train_clips[0].path)).samplerate
@@ -219,6 +228,8 @@ def fit_decision(path: Path, cfg: dict, data: Data, nets: Nets, device: torch.de
 def end_epoch(spec: DatasetSpec, cfg: dict, mt: str, seed: int, nets: Nets, data: Data, progress: Progress, epoch: int,
               mean: dict, device: torch.device, logger: logging.Logger, seconds: float) -> None:
     """Rank 0 after an epoch: evaluate, select, save both checkpoints, log one line."""
+    if not data.test_clips:
+        return end_unlabelled_epoch(spec, cfg, mt, seed, nets, data, progress, epoch, mean, device, logger, seconds)
     results, train_emb = evaluate(spec, cfg, nets, data, device)
     shown, value, improved = select(results, spec, cfg, progress, epoch)
     top = best_metric(results, spec.summary_key)
@@ -235,6 +246,22 @@ def end_epoch(spec: DatasetSpec, cfg: dict, mt: str, seed: int, nets: Nets, data
                 + " ".join(f"{c} {100 * summ[c]:.2f}" for c in spec.summary_columns) + (" *saved" if improved else ""))
 
 
+def end_unlabelled_epoch(spec: DatasetSpec, cfg: dict, mt: str, seed: int, nets: Nets, data: Data, progress: Progress,
+                         epoch: int, mean: dict, device: torch.device, logger: logging.Logger, seconds: float) -> None:
+    """Without a labelled dev test set the last epoch is the model; its training embeddings are kept."""
+    feat = cfg["feat"]
+    train_emb = embed_clips(nets.netD, data.train_specs, feat["frame_num"], feat["graph_hop_f"], device,
+                            cfg["detect"]["amp"], "training embeddings")[reference_order(data.train_clips)]
+    metric = resolve_metric(cfg["detect"]["metric"] or UNLABELLED_METRIC)
+    progress.history.append({"epoch": epoch + 1, **mean})
+    progress.best = {"value": math.nan, "epoch": epoch + 1, "metric": metric}
+    best_path, last_path = checkpoint.model_paths(cfg, mt)
+    save_selected(best_path, spec, cfg, mt, seed, nets, data, progress, train_emb)
+    save_last(last_path, cfg, seed, nets, data, progress, epoch + 1, device)
+    logger.info(f"epoch {epoch + 1}/{cfg['train']['epoch']} lossD {mean['lossD']:.4f} lossG "
+                f"{mean.get('lossG', math.nan):.4f} recon {mean.get('recon', math.nan):.5f} {seconds:.1f}s *saved")
+
+
 def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int, resume_run: bool = False) -> dict:
     """Train one machine type; returns {'epoch', 'metric', 'value'} of the selected model."""
     best_path, last_path = checkpoint.model_paths(cfg, mt)
@@ -248,8 +275,8 @@ def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int
     if world > 1:
         logger.info(f"distributed: {world} processes ({'nccl' if device.type == 'cuda' else 'gloo'}), global batch "
                     f"{batch_size(cfg)} = {world} x {batch_size(cfg) // world}")
-    logger.info(f"{mt}: {len(data.train_clips)} training clips ({cfg['train_set']}), {len(data.test_clips)} dev test "
-                f"clips, feature max {data.vmax:.4f} min {data.vmin:.4f}")
+    logger.info(f"{mt}: {len(data.train_clips)} training clips ({'+'.join(spec.train_parts(cfg, mt))}), "
+                f"{len(data.test_clips)} dev test clips, feature max {data.vmax:.4f} min {data.vmin:.4f}")
     tcfg, first_norm = cfg["train"], spec.first_norm(mt)
     nets = build(cfg, first_norm, device)
     progress = Progress()
@@ -265,7 +292,12 @@ def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int
         nets.netG, nets.netD, nets.gen, nets.ddp = ddpG.module, ddpD.module, ddpG.module, (ddpG, ddpD)
     sampler = SegmentSampler(data.train_specs, cfg["feat"]["frame_num"], cfg["feat"]["graph_hop_f"], batch_size(cfg),
                              rank, world)
-    logger.info(SELECT_NOTE[tcfg["select"]].format(key=spec.summary_key, metric=cfg["detect"]["metric"]))
+    if data.test_clips:
+        logger.info(SELECT_NOTE[tcfg["select"]].format(key=spec.summary_key, metric=cfg["detect"]["metric"]))
+    else:
+        logger.info(f"{mt} has no labelled dev test set (an evaluation machine type): no evaluation during training, "
+                    f"the last epoch is kept, and its scores use {cfg['detect']['metric'] or UNLABELLED_METRIC} "
+                    f"(detect.metric)")
     for epoch in range(progress.start, tcfg["epoch"]):
         t0 = time.time()
         mean = train_epoch(nets, sampler, tcfg["wgan"], tcfg["amp"], device, rank, world,
@@ -280,7 +312,7 @@ def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int
         logger.info(f"decision threshold of {metric}: {decision['threshold']:.6g} "
                     f"(gamma fit, {decision['percentile']:.0%} of the training clips' scores)")
         best = progress.best
-        logger.info(f"selected model: epoch {best['epoch']}, metric {best['metric']}, {spec.summary_key} "
-                    f"{100 * best['value']:.2f} -> {best_path}")
+        value = "" if math.isnan(best["value"]) else f", {spec.summary_key} {100 * best['value']:.2f}"
+        logger.info(f"selected model: epoch {best['epoch']}, metric {best['metric']}{value} -> {best_path}")
     distributed.finish(world)
     return progress.best

@@ -139,7 +139,7 @@ def test_checkpoint_settings_win_unless_set_explicitly():
     (["feat.mel_bin=64"], "feat.mel_bin .* must equal net.isize"),
     (["feat.frame_num=64"], "feat.frame_num .* must equal net.isize"),
     (["net.isize=96", "feat.mel_bin=96", "feat.frame_num=96"], "net.isize must be a power of two"),
-    (["train_set=test"], "train_set must be dev, eval or deval"),
+    (["train_set=test"], "train_set must be dev, eval, deval or auto"),
     (["net.normalize.g=gn"], "net.normalize.g must be ln or bn"),
     (["train.wgan.match_item={mu: 1, tau: 2}"], "train.wgan.match_item must be a mapping with keys among mu, sigma"),
     (["train.select=metric", "detect.metric=null"], "train.select=metric needs detect.metric"),

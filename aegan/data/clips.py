@@ -30,7 +30,8 @@ class DatasetSpec:
     """Base class; subclasses fill the class attributes and the parse/evaluate methods."""
 
     name: str  # "dcase2022"
-    machines: tuple[str, ...]
+    machines: tuple[str, ...]  # fixed lists; empty where the dataset folder says (machine_types)
+    machines_help = ""
     group_name: str  # "section" / "id"
     best_key: str  # the original's checkpoint key: "best_hmean" / "best_aver"
     summary_key: str  # the number a model is selected on: "hmean" / "average"
@@ -84,15 +85,25 @@ class DatasetSpec:
             raise AeganError(f"folder {folder} holds no .wav clips")
         return [replace(self.parse(p, split, source), source=source) for p in paths]
 
+    def train_parts(self, cfg: dict, mt: str) -> list[str]:
+        """The parts whose training clips train_set selects; `auto` is the part that holds the machine type
+        (the first-shot years: dev_data for a development machine type, eval_data for an evaluation one)."""
+        if cfg["train_set"] == "auto":
+            return ["dev"] if (Path(cfg["dataset_dir"]) / "dev_data" / mt / "train").is_dir() else ["eval"]
+        return {"dev": ["dev"], "eval": ["eval"], "deval": ["dev", "eval"]}[cfg["train_set"]]
+
     def train_clips(self, cfg: dict, mt: str) -> list[Clip]:
-        sources = {"dev": ["dev"], "eval": ["eval"], "deval": ["dev", "eval"]}[cfg["train_set"]]
-        return [c for s in sources for c in self.list_clips(cfg["dataset_dir"], mt, s, "train")]
+        return [c for s in self.train_parts(cfg, mt) for c in self.list_clips(cfg["dataset_dir"], mt, s, "train")]
+
+    def has_dev_test(self, cfg: dict, mt: str) -> bool:
+        """Whether the machine type has a labelled development test set (first-shot evaluation types do not)."""
+        return (Path(cfg["dataset_dir"]) / "dev_data" / mt / "test").is_dir()
 
     def test_clips(self, cfg: dict, mt: str, dev: bool, train_clips: list[Clip]) -> list[Clip]:
         """Sorted test clips; a section/ID without training clips of its part (dev/eval) is an error."""
         part = "dev" if dev else "eval"
         clips = self.list_clips(cfg["dataset_dir"], mt, part, "test")
-        if cfg["train_set"] in (part, "deval"):
+        if part in self.train_parts(cfg, mt):
             trained = {c.group for c in train_clips if c.source == part}
             missing = sorted({c.group for c in clips} - trained)
             if missing:
@@ -100,12 +111,17 @@ class DatasetSpec:
                                  f"{Path(cfg['dataset_dir']) / f'{part}_data' / mt / 'test'} but no training clip")
         return clips
 
-    def check_machine(self, mt: str) -> None:
-        if mt not in self.machines:
-            raise AeganError(f"--mt {mt!r} is not a {self.name} machine type; choose one of {', '.join(self.machines)}")
+    def machine_types(self, cfg: dict) -> tuple[str, ...]:
+        return self.machines
+
+    def check_machine(self, mt: str, cfg: dict) -> None:
+        known = self.machine_types(cfg)
+        if mt not in known:
+            raise AeganError(f"--mt {mt!r} is not a {self.name} machine type; choose one of {', '.join(known)}")
 
 
-def _read_truth(path: Path, allowed: set[str], clips: list[Clip]) -> dict[str, str]:
+def _read_truth(path: Path, allowed: set[str] | None, clips: list[Clip]) -> dict[str, str]:
+    """{clip name: value} from a headerless `name,value` CSV; every clip needs a row (`allowed`: the values)."""
     if not path.is_file():
         raise AeganError(f"ground-truth file {path} is missing")
     names = {c.path.name for c in clips}
@@ -114,8 +130,9 @@ def _read_truth(path: Path, allowed: set[str], clips: list[Clip]) -> dict[str, s
         for i, row in enumerate(csv.reader(f), 1):
             if not row or not "".join(row).strip():
                 continue
-            if len(row) < 2 or row[1].strip() not in allowed:
-                raise AeganError(f"{path}, line {i}: expected 'file name,{'|'.join(sorted(allowed))}', got {row!r}")
+            if len(row) < 2 or allowed is not None and row[1].strip() not in allowed:
+                what = "|".join(sorted(allowed)) if allowed else "original name"
+                raise AeganError(f"{path}, line {i}: expected 'file name,{what}', got {row!r}")
             if row[0] not in names:
                 raise AeganError(f"{path}, line {i}: {row[0]} is not a test clip of this section/ID")
             out[row[0]] = row[1].strip()
@@ -126,20 +143,47 @@ def _read_truth(path: Path, allowed: set[str], clips: list[Clip]) -> dict[str, s
     return out
 
 
+def _truth_of_group(spec: DatasetSpec, mt: str, members: list[Clip], truth_dir: Path, domain_dir: Path | None
+                    ) -> list[Clip]:
+    """The members labelled from ground_truth_data/ and (with domains) ground_truth_domain/. The first-shot
+    years also release ground_truth_attributes/ (each renamed clip's original name): when present, its
+    names must agree, and it stands in for a missing domain folder."""
+    name = spec.ground_truth_file(mt, members[0].group)
+    labels = _read_truth(truth_dir / name, {"0", "1"}, members)
+    attributes = truth_dir.parent / "ground_truth_attributes" / name
+    originals = {}
+    if attributes.is_file():
+        originals = {k: spec.parse(Path(v + ".wav"), "test", "eval") for k, v in
+                     _read_truth(attributes, None, members).items()}
+    domains = {}
+    if spec.has_domains:
+        if domain_dir and (domain_dir / name).is_file() or not originals:
+            domains = {k: {"0": "source", "1": "target"}[v] for k, v in
+                       _read_truth((domain_dir or truth_dir.parent / "ground_truth_domain") / name, {"0", "1"},
+                                   members).items()}
+        else:
+            domains = {k: c.domain for k, c in originals.items()}
+    out = []
+    for c in members:
+        label, dom = int(labels[c.path.name]), domains.get(c.path.name, c.domain)
+        orig = originals.get(c.path.name)
+        if orig and (orig.label, orig.domain) != (label, dom):
+            raise AeganError(f"{attributes}: {c.path.name} is a {orig.domain} clip with label {orig.label} there, "
+                             f"but {dom} with label {label} in the data and domain files")
+        out.append(replace(c, label=label, domain=dom, attrs=orig.attrs if orig else c.attrs))
+    return out
+
+
 def attach_ground_truth(spec: DatasetSpec, mt: str, clips: list[Clip], truth_dir: str | Path,
                         domain_dir: str | Path | None = None) -> list[Clip]:
-    """Labels (and DCASE 2022 domains) of evaluation test clips from the officially released CSVs."""
+    """Labels (and domains) of evaluation test clips from the officially released CSVs, in the evaluators'
+    layout: ground_truth_data/, ground_truth_domain/ (default: beside it) and ground_truth_attributes/."""
     truth_dir = Path(truth_dir)
     if spec.has_domains and domain_dir is None:
         domain_dir = truth_dir.parent / "ground_truth_domain"
     out = []
     for g in sorted({c.group for c in clips}):
-        members = [c for c in clips if c.group == g]
-        name = spec.ground_truth_file(mt, g)
-        labels = _read_truth(truth_dir / name, {"0", "1"}, members)
-        domains = _read_truth(Path(domain_dir) / name, {"0", "1"}, members) if spec.has_domains else {}
-        for c in members:
-            dom = {"0": "source", "1": "target"}[domains[c.path.name]] if spec.has_domains else c.domain
-            out.append(replace(c, label=int(labels[c.path.name]), domain=dom))
+        out += _truth_of_group(spec, mt, [c for c in clips if c.group == g], truth_dir,
+                               Path(domain_dir) if domain_dir else None)
     order = {c.path: i for i, c in enumerate(clips)}
     return sorted(out, key=lambda c: order[c.path])

@@ -1,0 +1,35 @@
+"""DCASE 2023-2026 Task 2 (first-shot): the DCASE 2022 file names and evaluation rule with one section per
+machine type, machine types read from the dataset folder (the evaluation ones are new every year), and
+no machine-specific setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aegan.errors import AeganError
+from dcase2022.datasets import DCASE2022
+
+YEARS = (2023, 2024, 2025, 2026)
+
+
+class FirstShot(DCASE2022):
+    name = "firstshot"
+    machines = ()
+    machines_help = "a folder of <dataset_dir>/dev_data/ or eval_data/ (any name: the evaluation types are new)"
+    root = Path(__file__).resolve().parent
+
+    def machine_types(self, cfg: dict) -> tuple[str, ...]:
+        if cfg["year"] not in YEARS:
+            raise AeganError(f"year must be one of {', '.join(map(str, YEARS))}, got {cfg['year']!r}")
+        root = Path(cfg["dataset_dir"])
+        if not root.is_dir():
+            raise AeganError(f"dataset_dir {root} does not exist (set it with --set dataset_dir=PATH)")
+        found = {p.name for part in ("dev_data", "eval_data") if (root / part).is_dir()
+                 for p in (root / part).iterdir() if p.is_dir()}
+        return tuple(sorted(found, key=str.lower))
+
+    def first_norm(self, mt: str) -> bool:
+        return True  # the paper's per machine type exception (DCASE 2022 bearing, fan, ToyCar) is tuning
+
+
+SPEC = FirstShot()

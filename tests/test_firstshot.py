@@ -1,0 +1,95 @@
+"""DCASE 2023-2026 (first-shot) on the same core: one section per machine type, machine types read from the
+dataset folder (an evaluation type the code has never seen, in two channels for 2026), dev test evaluation,
+the evaluation set with the evaluators' three ground-truth folders, and the year's official score."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from aegan import checkpoint, cli, synth
+from aegan.config import load_config, output_settings
+from conftest import ROOT, one_line_error, run_cli
+from firstshot.datasets import SPEC
+
+TINY = ["feat.fft_num=1024", "feat.mel_bin=32", "feat.frame_num=32", "net.isize=32", "net.nz=16", "net.ndf=8",
+        "net.ngf=8", "train.epoch=1", "train.batch_size=16", "feat.workers=1"]
+
+
+def _sets(year, data, out):
+    return [x for s in [f"year={year}", f"dataset_dir={data}", *output_settings(out), *TINY] for x in ("--set", s)]
+
+
+@pytest.mark.parametrize("year", [2023, 2024, 2025, 2026])
+def test_a_year_trains_and_tests_end_to_end(tmp_path, capsys, year):
+    data, out = tmp_path / "data", tmp_path / "out"
+    synth.make_firstshot(data, "fan", year, "dev", seconds=1.2, n_train=6, n_train_target=2, n_test=2, seed=1)
+    synth.make_firstshot(data, "Polisher", year, "eval", seconds=1.2, n_train=6, n_train_target=2, n_test=2, seed=2)
+    sets = _sets(year, data, out)
+    # a development machine type: dev training clips, evaluation and selection on the labelled dev test set
+    code, stdout, err = run_cli(cli.train_main, SPEC, ["--mt", "fan", *sets], capsys)
+    assert code == 0, err[-2000:]
+    assert "8 training clips (dev)" in stdout and checkpoint.load(out / "model" / "fan.pth")["config"]["year"] == year
+    code, stdout, err = run_cli(cli.test_main, SPEC, ["--mt", "fan", "-d", "--no-plots", *sets], capsys)
+    assert code == 0, err[-2000:]
+    assert (out / "detect" / "anomaly_score_fan_section_00_test.csv").is_file()
+    assert (out / "detect" / "decision_result_fan_section_00_test.csv").is_file()
+    # an evaluation machine type the code has never seen: eval_data training clips, no labelled dev test set
+    code, stdout, err = run_cli(cli.train_main, SPEC, ["--mt", "Polisher", *sets], capsys)
+    assert code == 0, err[-2000:]
+    assert "8 training clips (eval)" in stdout and "no labelled dev test set" in stdout
+    assert checkpoint.load(out / "model" / "Polisher.pth")["metric"] == "D_lof"
+    code, stdout, err = run_cli(cli.test_main, SPEC, ["--mt", "Polisher", "--no-plots", *sets, "--ground-truth",
+                                                      str(data / "ground_truth_data")], capsys)
+    assert code == 0, err[-2000:]
+    first = synth.FIRST_EVAL_NUMBER[year]
+    scores = (out / "detect" / "anomaly_score_Polisher_section_00_test.csv").read_text().splitlines()
+    assert scores[0].startswith(f"section_00_{first:04d}.wav,") and len(scores) == 8
+    run = json.loads((out / "result" / "Polisher" / "eval" / "run.json").read_text())
+    assert run["metric"] == "D_lof" and {r["section"] for r in run["rows"]} == {"00"}
+    # the year's official score over its machine types
+    rows = list(csv.DictReader((out / "result" / "summary_eval.csv").open()))
+    assert [r["machine"] for r in rows] == ["Polisher", "official"] and 0 <= float(rows[1]["hmean"]) <= 1
+
+
+def test_machine_types_come_from_the_dataset_folder(tmp_path, capsys):
+    data = synth.make_firstshot(tmp_path, "Polisher", 2025, "eval", seconds=1.2, n_train=2, n_train_target=1,
+                                n_test=1)
+    synth.make_firstshot(tmp_path, "ToyCar", 2025, "dev", seconds=1.2, n_train=2, n_train_target=1, n_test=1)
+    cfg = load_config(SPEC.root, "x", None, ["year=2025", f"dataset_dir={data}"]).cfg
+    assert SPEC.machine_types(cfg) == ("Polisher", "ToyCar") and cfg["model_dir"].endswith("model/dcase2025")
+    assert SPEC.train_parts(cfg, "Polisher") == ["eval"] and SPEC.train_parts(cfg, "ToyCar") == ["dev"]
+    code, _, err = run_cli(cli.train_main, SPEC, ["--mt", "Grinder", "--set", "year=2025", "--set",
+                                                  f"dataset_dir={data}"], capsys)
+    one_line_error(code, err, "'Grinder' is not a firstshot machine type", "Polisher, ToyCar")
+    code, _, err = run_cli(cli.train_main, SPEC, ["--mt", "ToyCar", "--set", "year=2021", "--set",
+                                                  f"dataset_dir={data}"], capsys)
+    one_line_error(code, err, "year must be one of 2023, 2024, 2025, 2026")
+
+
+def test_no_machine_specific_settings():
+    """First-shot tasks forbid tuning per machine type: every name resolves to the same settings."""
+    a = load_config(SPEC.root, "fan").cfg
+    assert a == load_config(SPEC.root, "ToyCar").cfg == load_config(SPEC.root, "Polisher").cfg
+    assert SPEC.first_norm("fan") and SPEC.first_norm("ToyCar")
+    assert a["train"]["epoch"] == 60 and a["train"]["wgan"]["feat_match_eff"] == 0.1 and a["detect"]["metric"] is None
+
+
+@pytest.mark.slow
+def test_reproduce_runs_a_whole_year_through_the_scripts(tmp_path):
+    """2026: a development type and a new evaluation type in two channels, through firstshot/train.py and
+    test.py (as subprocesses) by python -m aegan.reproduce."""
+    data = tmp_path / "data"
+    synth.make_firstshot(data, "ToyDrone", 2026, "eval", seconds=1.2, n_train=6, n_train_target=2, n_test=2)
+    synth.make_firstshot(data, "fan", 2026, "dev", seconds=1.2, n_train=6, n_train_target=2, n_test=2, seed=3)
+    r = subprocess.run([sys.executable, "-m", "aegan.reproduce", "--dataset", "dcase2026", "--out",
+                        str(tmp_path / "rep"), *[x for s in [f"dataset_dir={data}", *TINY] for x in ("--set", s)]],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "reproduce: ToyDrone seed 0: ok" in r.stdout and "reproduce: fan seed 0: ok" in r.stdout
+    rows = {row["machine"]: row for row in csv.DictReader((tmp_path / "rep" / "summary.csv").open())}
+    assert set(rows) == {"ToyDrone", "fan"} and all(0 <= float(x["best_mean"]) <= 100 for x in rows.values())
+    log = (tmp_path / "rep" / "ToyDrone" / "seed0" / "run.log").read_text()
+    assert "ground truth: labels of 8 evaluation test clips" in log
