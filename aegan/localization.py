@@ -14,7 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display needed
 
-import librosa.display  # noqa: E402
+import librosa  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
@@ -24,10 +24,10 @@ from tqdm import tqdm  # noqa: E402
 
 from .data.cache import clip_features  # noqa: E402
 from .data.clips import Clip, DatasetSpec  # noqa: E402
-from .data.segments import segment_view  # noqa: E402
+from .data.segments import clip_segments  # noqa: E402
 from .files import atomic_path  # noqa: E402
 from .model import Model, prepare  # noqa: E402
-from .scores import resolve_metric  # noqa: E402
+from .scores import D_METRICS, NAN_SCORE, pool, resolve_metric, segment_scores  # noqa: E402
 
 
 def overlap_average(segments: torch.Tensor, hop: int) -> torch.Tensor:
@@ -43,14 +43,35 @@ def overlap_average(segments: torch.Tensor, hop: int) -> torch.Tensor:
     return (total / count).reshape(m, t)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def reconstruct(netG: nn.Module, spec: torch.Tensor, frame_num: int, hop: int, device: torch.device
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One clip (M, T) -> (rebuilt reconstruction, rebuilt residual |x - G(x)|), each (M, T')."""
     netG.eval()
-    x = segment_view(spec[None], frame_num, hop)[0].unsqueeze(1).to(device)  # (S, 1, M, F)
+    x = clip_segments(spec[None], 0, frame_num, hop, device)  # (S, 1, M, F)
     xh = netG(x)
     return overlap_average(xh[:, 0].cpu(), hop), overlap_average((x - xh).abs()[:, 0].cpu(), hop)
+
+
+@torch.inference_mode()
+def maps_and_score(model: Model, specs: torch.Tensor, i: int, metric: str) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Clip i's rebuilt reconstruction and residual, and its score of `metric`, from one generator pass (the
+    score equals test.py's: the same operations on the same segments)."""
+    feat, amp = model.cfg["feat"], model.cfg["detect"]["amp"]
+    x = clip_segments(specs, i, feat["frame_num"], feat["graph_hop_f"], model.device)
+    with torch.autocast(model.device.type, torch.bfloat16, enabled=amp == "bf16"):
+        xh, z = model.netG.forward_with_z(x)
+        if metric in D_METRICS:
+            emb = model.netD.embed(x).float().mean(dim=0).cpu().numpy()[None]
+            score = model.detectors.score_one(emb)[metric]
+        else:
+            _, dom, dist, how = metric.split("_")
+            seg = segment_scores(x.float(), xh.float(), z.float(), model.netG.Encoder(xh).float())
+            score = pool(seg[f"{dom}_{dist}"], how)
+    hop = feat["graph_hop_f"]
+    xh = xh.float()
+    score = NAN_SCORE if not np.isfinite(score) else score
+    return overlap_average(xh[:, 0].cpu(), hop), overlap_average((x - xh).abs()[:, 0].cpu(), hop), score
 
 
 def to_unit(x: torch.Tensor | np.ndarray):
@@ -62,31 +83,56 @@ def localization_map(recon: torch.Tensor, normal: torch.Tensor) -> torch.Tensor:
     return (to_unit(recon) - to_unit(normal[:, : recon.shape[1]])).abs()
 
 
-def _panel(ax, data: np.ndarray, sr: int, hop_length: int, title: str, fig, vmin=None, vmax=None) -> None:
-    img = librosa.display.specshow(data, sr=sr, hop_length=hop_length, x_axis="time", y_axis="mel", ax=ax,
-                                   vmin=vmin, vmax=vmax, cmap="magma")
+def _panel(ax, data: np.ndarray, sr: int, hop_length: int, title: str, fig, vmin=None, vmax=None):
+    """A mel spectrogram-like map: time in seconds, mel bins labelled with their frequencies. Drawn as an
+    image (librosa's specshow draws a mesh of quads: five times slower to save, the same picture here)."""
+    n_mels, frames = data.shape
+    img = ax.imshow(data, origin="lower", aspect="auto", cmap="magma", vmin=vmin, vmax=vmax, interpolation="nearest",
+                    extent=(0, frames * hop_length / sr, 0, n_mels))
+    hz = librosa.mel_frequencies(n_mels + 2, fmax=sr / 2)[1:-1]  # the bands' centres (Slaney, as the features)
+    ticks = np.linspace(0, n_mels - 1, 5).round().astype(int)
+    ax.set_yticks(ticks + 0.5, [f"{hz[t]:.0f}" if hz[t] < 1000 else f"{hz[t] / 1000:.1f}k" for t in ticks])
+    ax.set_ylabel("Hz (mel scale)", fontsize=8)
     ax.set_title(title, fontsize=9)
     ax.label_outer()
     fig.colorbar(img, ax=ax, format="%.2f")
+    return img
 
 
-def clip_figure(path: Path, top: np.ndarray, normal: np.ndarray, amap: np.ndarray, sr: int, hop_length: int,
-                title: str, top_name: str = "reconstruction", dpi: int = 80) -> None:
-    """Three aligned panels (top, normal average, map) and the frame-wise anomaly curve under them."""
-    fig, axes = plt.subplots(4, 1, figsize=(8, 9), sharex=True,
-                             gridspec_kw={"height_ratios": [3, 3, 3, 1.4]})
-    _panel(axes[0], top, sr, hop_length, top_name, fig, 0, 1)
-    _panel(axes[1], normal, sr, hop_length, "normal average (dev training clips)", fig, 0, 1)
-    _panel(axes[2], amap, sr, hop_length, "localization map (absolute difference)", fig, 0)
-    times = librosa.frames_to_time(np.arange(amap.shape[1]), sr=sr, hop_length=hop_length)
-    axes[3].plot(times, amap.mean(0), color="crimson", lw=1)
-    axes[3].set_ylabel("mean per frame", fontsize=8)
-    axes[3].set_xlabel("Time (s)")
-    fig.colorbar(plt.cm.ScalarMappable(), ax=axes[3]).ax.set_visible(False)  # same width as the panels above
-    fig.suptitle(title, fontsize=10)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi)
-    plt.close(fig)
+class ClipFigure:
+    """Three aligned panels (top, normal average, map) and the frame-wise anomaly curve under them. Built once
+    and redrawn for every clip: laying out axes and colorbars anew for each clip cost more than drawing it."""
+
+    def __init__(self, shape: tuple[int, int], sr: int, hop_length: int, top_name: str = "reconstruction",
+                 dpi: int = 80):
+        self.dpi = dpi
+        self.fig, axes = plt.subplots(4, 1, figsize=(8, 9), sharex=True, gridspec_kw={"height_ratios": [3, 3, 3, 1.4]})
+        blank = np.zeros(shape, dtype=np.float32)
+        self.top = _panel(axes[0], blank, sr, hop_length, top_name, self.fig, 0, 1)
+        self.normal = _panel(axes[1], blank, sr, hop_length, "normal average (dev training clips)", self.fig, 0, 1)
+        self.map = _panel(axes[2], blank, sr, hop_length, "localization map (absolute difference)", self.fig, 0, 1)
+        times = librosa.frames_to_time(np.arange(shape[1]), sr=sr, hop_length=hop_length)
+        (self.curve,) = axes[3].plot(times, blank.mean(0), color="crimson", lw=1)
+        self.curve_ax = axes[3]
+        axes[3].set_ylabel("mean per frame", fontsize=8)
+        axes[3].set_xlabel("Time (s)")
+        self.fig.colorbar(plt.cm.ScalarMappable(), ax=axes[3]).ax.set_visible(False)  # the panels' width
+        self.title = self.fig.suptitle("", fontsize=10)
+
+    def draw(self, path: Path, top: np.ndarray, normal: np.ndarray, amap: np.ndarray, title: str) -> None:
+        self.top.set_data(top)
+        self.normal.set_data(normal)
+        self.map.set_data(amap)
+        self.map.set_clim(0, float(amap.max()) or 1.0)
+        self.curve.set_ydata(amap.mean(0))
+        self.curve_ax.relim()
+        self.curve_ax.autoscale_view()
+        self.title.set_text(title)
+        with atomic_path(path) as tmp:
+            self.fig.savefig(tmp, format="png", dpi=self.dpi)
+
+    def close(self) -> None:
+        plt.close(self.fig)
 
 
 def summary_figure(path: Path, maps: list[tuple[str, np.ndarray]], sr: int, hop_length: int, dpi: int = 80) -> None:
@@ -109,8 +155,7 @@ def normal_average(train_specs: torch.Tensor, train_clips: list[Clip]) -> torch.
 
 
 def draw_maps(spec: DatasetSpec, model: Model, normal: torch.Tensor, clips: list[Clip], specs: torch.Tensor,
-              scores: np.ndarray, metric: str, out: Path, kind: str = "recon", limit: int | None = None,
-              top: int = 4) -> int:
+              metric: str, out: Path, kind: str = "recon", limit: int | None = None, top: int = 4) -> int:
     """One figure per dev test clip, plus the summary of the `top` highest-scoring ones; returns the count.
     Earlier figures in `out` are removed first, so a rerun never mixes old and new maps."""
     out.mkdir(parents=True, exist_ok=True)
@@ -118,17 +163,18 @@ def draw_maps(spec: DatasetSpec, model: Model, normal: torch.Tensor, clips: list
         old.unlink()
     feat = model.cfg["feat"]
     sr = sf.info(str(clips[0].path)).samplerate
-    hop = feat["graph_hop_f"]
     chosen = list(range(len(clips)))[:limit]
-    maps = {}
-    for i in tqdm(chosen, desc="localization"):
-        recon, resid = reconstruct(model.netG, specs[i], feat["frame_num"], hop, model.device)
+    maps, scores = {}, {}
+    figure = None
+    for i in tqdm(chosen, desc="localization", unit="clip"):
+        recon, resid, scores[i] = maps_and_score(model, specs, i, metric)
         norm01 = to_unit(normal[:, : recon.shape[1]])
         amap = localization_map(recon, normal) if kind == "recon" else resid / 2  # /2: in [0, 1] units
-        title = f"{clips[i].path.name}   {metric} = {scores[i]:.4g}"
-        clip_figure(out / spec.loc_name(clips[i]), to_unit(recon).numpy(), norm01.numpy(), amap.numpy(), sr,
-                    feat["frame_hop"], title)
+        figure = figure or ClipFigure(tuple(amap.shape), sr, feat["frame_hop"])
+        figure.draw(out / spec.loc_name(clips[i]), to_unit(recon).numpy(), norm01.numpy(), amap.numpy(),
+                    f"{clips[i].path.name}   {metric} = {scores[i]:.4g}")
         maps[i] = amap.numpy()
+    figure.close()
     best = sorted(chosen, key=lambda i: -scores[i])[:top]
     summary_figure(out / f"summary_top{len(best)}.png",
                    [(f"{clips[i].path.name}  {metric} = {scores[i]:.4g}", maps[i]) for i in best], sr,
@@ -145,9 +191,8 @@ def run_loc(spec: DatasetSpec, resolved, mt: str, device: torch.device, kind: st
     clips = spec.test_clips(cfg, mt, True, train_clips)
     specs = model.scaled(clip_features(cfg, mt, clips, "test_dev"))
     metric = resolve_metric(model.metric() or "G_x_2_sum")
-    scores = model.score(specs)[0][metric]
     out = Path(cfg["loc_dir"]) / mt
-    written = draw_maps(spec, model, normal_average(train_specs(), train_clips), clips, specs, scores, metric, out,
-                        kind, limit, top)
+    written = draw_maps(spec, model, normal_average(train_specs(), train_clips), clips, specs, metric, out, kind,
+                        limit, top)
     print(f"wrote {written} figures ({kind} maps) to {out}")
     return out

@@ -11,8 +11,6 @@ matplotlib.use("Agg")  # files only; no display needed
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from sklearn.decomposition import PCA  # noqa: E402
-from sklearn.manifold import TSNE  # noqa: E402
 from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
 
 from .data.clips import Clip, DatasetSpec  # noqa: E402
@@ -24,7 +22,7 @@ DOMAIN_COLORS = {"source": "tab:blue", "target": "tab:orange", None: "tab:green"
 
 def _save(fig, path: Path, dpi: int = 90) -> Path:
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=dpi)  # laid out by tight_layout already: no second layout pass
     plt.close(fig)
     return path
 
@@ -47,7 +45,7 @@ def score_distributions(path: Path, spec: DatasetSpec, clips: list[Clip], scores
     for ax, (g, d) in zip(axes.flat, panels):
         for label, name in ((0, "normal"), (1, "anomaly")):
             s = [v for c, v in zip(clips, scores) if c.group == g and c.domain == d and c.label == label]
-            ax.hist(s, bins=bins, alpha=0.6, color=COLORS[name], label=f"{name} ({len(s)})")
+            ax.hist(s, bins=bins, alpha=0.6, color=COLORS[name], histtype="stepfilled", label=f"{name} ({len(s)})")
         ax.axvline(threshold, color="black", ls="--", lw=1, label="decision threshold")
         ax.set_title(f"{spec.group_name} {g}" + (f", {d}" if d else ""), fontsize=9)
         ax.set_xlabel(f"{metric} score", fontsize=8)
@@ -94,9 +92,12 @@ def embedding_map(path: Path, train_emb: np.ndarray, train_clips: list[Clip], te
     (normal), crosses (anomalous) or squares (unknown), coloured by domain."""
     both = np.concatenate([train_emb, test_emb]).astype(np.float64)
     if method == "tsne":
+        from sklearn.manifold import TSNE  # seconds to import: only when asked for
+
         xy = TSNE(2, perplexity=min(30.0, (len(both) - 1) / 3), init="pca", random_state=0).fit_transform(both)
-    else:
-        xy = PCA(2).fit_transform(both)
+    else:  # PCA: the two leading right singular vectors of the centred embeddings
+        centred = both - both.mean(0)
+        xy = centred @ np.linalg.svd(centred, full_matrices=False)[2][:2].T
     tr, te = xy[:len(train_emb)], xy[len(train_emb):]
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     for d in sorted({c.domain for c in train_clips}, key=lambda d: (d is None, d != "source")):

@@ -73,7 +73,7 @@ def _per_clip(specs: torch.Tensor, frame_num: int, hop: int, device: torch.devic
         yield clip_segments(specs, i, frame_num, hop, device)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def embed_clips(netD: nn.Module, specs: torch.Tensor, frame_num: int, hop: int, device: torch.device,
                 amp: str = "fp32", desc: str = "critic embeddings") -> np.ndarray:
     """Mean critic embedding over each clip's segments: (N, C) float32."""
@@ -86,7 +86,7 @@ def embed_clips(netD: nn.Module, specs: torch.Tensor, frame_num: int, hop: int, 
     return np.stack(out).astype(np.float32)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def generator_scores(netG: nn.Module, netD: nn.Module | None, specs: torch.Tensor, frame_num: int, hop: int,
                      device: torch.device, amp: str = "fp32", desc: str = "scoring"
                      ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:

@@ -1,4 +1,4 @@
-"""Anomaly localization maps of one DCASE 2023-2026 machine type (see README): python loc.py --mt fan --set year=2024 -c 0"""
+"""Anomaly localization maps of one DCASE 2023-2026 machine type (README): python loc.py --mt fan --set year=2024"""
 
 import sys
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""Train AEGAN-AD on one DCASE 2023-2026 machine type (see README): python train.py --mt fan --set year=2024 -c 0 --seed 42"""
+"""Train AEGAN-AD on one DCASE 2023-2026 machine type (README): python train.py --mt fan --set year=2024 --seed 42"""
 
 import sys
 from pathlib import Path

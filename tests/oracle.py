@@ -27,25 +27,31 @@ ORIGINAL = ROOT.parent / "shared" / "original"
 DRIVER = Path(__file__).with_name("oracle_driver.py")
 FOLDER = {"dcase2022": "dcase22", "dcase2020": "dcase20"}
 ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-# (text in the original, replacement): run on the CPU; let torch >= 2.6 read the original's own files
-CPU_PATCHES = [
-    ("torch.device('cuda:{}'.format(param['card_id']))", "torch.device('cpu')"),
-    ("map_location=torch.device('cpu'))", "map_location=torch.device('cpu'), weights_only=False)"),
-]
+# script: [(text in the original, replacement)]: run on the CPU; let torch >= 2.6 read the original's own files
+CPU_PATCHES = {
+    "train.py": [("torch.device('cuda:{}'.format(param['card_id']))", "torch.device('cpu')"),
+                 ("map_location=torch.device('cpu'))", "map_location=torch.device('cpu'), weights_only=False)")],
+    "test.py": [("torch.device('cuda:{}'.format(param['card_id']))", "torch.device('cpu')"),
+                ("map_location=torch.device('cpu'))", "map_location=torch.device('cpu'), weights_only=False)")],
+    "loc.py": [("torch.device(f\"cuda:{param['card_id']}\")", "torch.device('cpu')"),
+               ("map_location=torch.device('cpu'))", "map_location=torch.device('cpu'), weights_only=False)")],
+}
 
 needs_original = pytest.mark.skipif(not ORIGINAL.is_dir(),
                                     reason="../shared/original (the authors' code, the oracle) is absent")
 
 
 def cpu_copy(dataset: str, dest: Path) -> Path:
-    """A writable copy of the original's dataset folder with the CPU patches applied to train.py and test.py."""
+    """A writable copy of the original's dataset folder with the CPU patches applied to its scripts."""
     shutil.copytree(ORIGINAL / FOLDER[dataset], dest)
     for p in dest.rglob("*"):
         p.chmod(p.stat().st_mode | stat.S_IWUSR)
-    for script in ("train.py", "test.py"):
+    for script, patches in CPU_PATCHES.items():
         path = dest / script
+        if not path.exists():  # the DCASE 2020 folder has no loc.py
+            continue
         text = path.read_text()
-        for old, new in CPU_PATCHES:
+        for old, new in patches:
             assert old in text, f"the original's {script} changed: {old!r} not found"
             text = text.replace(old, new)
         path.write_text(text)

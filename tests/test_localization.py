@@ -94,3 +94,18 @@ def test_residual_map_peaks_at_injected_clicks(trained2022, tmp_path):
     assert min(abs(peak - f) for f in frames) <= 2, (peak, frames)
     for f in frames:
         assert curve[max(f - 2, 0):f + 3].max() > 1.3 * np.median(curve), (f, curve)
+
+
+@pytest.mark.slow
+def test_loc_scores_clips_as_test_py_does(trained2022):
+    """loc.py scores each clip in the same generator pass that gives its map: the same numbers as test.py."""
+    from aegan.data.cache import clip_features
+    from aegan.localization import maps_and_score
+
+    _, sets, _ = trained2022
+    model, _ = prepare(SPEC, load_config(SPEC.root, "fan", sets[1], sets[3::2]), "fan", torch.device("cpu"))
+    clips = SPEC.test_clips(model.cfg, "fan", True, SPEC.train_clips(model.cfg, "fan"))[:3]
+    specs = model.scaled(clip_features(model.cfg, "fan", clips, "loc_check"))
+    scores, _ = model.score(specs)
+    for metric in ("G_z_cos_min", "G_x_1_max", "D_lof"):
+        assert [maps_and_score(model, specs, i, metric)[2] for i in range(3)] == scores[metric].tolist()
