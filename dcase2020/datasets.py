@@ -11,8 +11,6 @@ from aegan.data.clips import Clip, DatasetSpec
 from aegan.errors import AeganError, shown
 from aegan.evaluation import evaluate_ids, official_ids
 
-from . import net
-
 # train: normal_id_00_00000000.wav; dev test: anomaly_id_02_00000012.wav; eval test: id_05_00000000.wav
 LABELLED = re.compile(r"^(normal|anomaly)_id_(\d{2})_(\d{8})\.wav$")
 UNLABELLED = re.compile(r"^id_(\d{2})_(\d{8})\.wav$")
@@ -42,9 +40,6 @@ class DCASE2020(DatasetSpec):
             return Clip(path, m.group(1), None, None, number=m.group(2))
         raise AeganError(f"{shown(path)}: file name does not follow DCASE 2020 naming "
                          "(normal_id_<II>_<NNNNNNNN>.wav, anomaly_id_<II>_<NNNNNNNN>.wav, id_<II>_<NNNNNNNN>.wav)")
-
-    def first_norm(self, mt: str) -> bool:
-        return net.first_norm(mt)
 
     def evaluate(self, clips: list[Clip], scores: np.ndarray, max_fpr: float) -> tuple[list[dict], dict]:
         if any(c.label is None for c in clips):
