@@ -44,7 +44,7 @@ def write_summary(spec: DatasetSpec, result_dir: Path, part: str) -> tuple[Path,
     w.writerow(cols)
     for r in records:
         w.writerow([r["machine"], r["metric"], r["configured"], repr(r["value"]), r["best_metric"],
-                    repr(r["best_value"]), "" if r.get("paper") is None else r["paper"], r.get("model", "")])
+                    repr(r["best_value"]), "" if r.get("paper") is None else f"{r['paper']:.2f}", r.get("model", "")])
     w.writerow(["official", "", "", repr(official["official"]), "", "", "", ""])
     stem = "summary" if part == "dev" else "summary_eval"
     csv_path, md_path = result_dir / f"{stem}.csv", result_dir / f"{stem}.md"

@@ -167,7 +167,7 @@ def main() -> None:
     bs = a.bs or (512 if cuda else 64)
     isize, clips, repeat = a.isize, a.clips, a.repeat
     if a.quick:
-        isize, bs, clips, repeat = 64, 16, 24, 1
+        isize, bs, clips, repeat = 32, 16, 12, 1
     n_fft, hop_length, frame_num = 2048, 512, isize
     feat_cfg = {"fft_num": n_fft, "frame_hop": hop_length, "mel_bin": isize}
     net_cfg = {"isize": isize, "nz": 256, "ndf": 32, "ngf": 32, "normalize": {"g": "ln", "d": "ln"}}

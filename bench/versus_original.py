@@ -103,9 +103,9 @@ def main() -> None:
                     "test": [sys.executable, "test.py", "--mt", MT], "loc": [sys.executable, "loc.py", "--mt", MT]}
         print(f"bench: {res['train_clips']} training and {res['test_clips']} test clips of {a.seconds:g} s, isize "
               f"{a.isize}, batch {a.batch}, {a.repeat} repeat(s), on {res['cpu_threads']} CPU threads", flush=True)
-        # features cached for both (and the original's checkpoint written) before any timing
-        run(original["train"], code)
-        run([*cmd["train"], "--seed", "42"], ROOT)
+        if not a.quick:  # features cached for both (and the original's checkpoint written) before any timing
+            run(original["train"], code)
+            run([*cmd["train"], "--seed", "42"], ROOT)
         sidecar = tmp / "orig_out" / "model" / f"{MT}.scoring.pt"
         times = alternate({"train_original": (original["train"], code, None),
                            "train_ours": ([*cmd["train"], "--seed", "42"], ROOT, None)}, a.repeat)

@@ -19,6 +19,9 @@ from aegan.config import output_settings
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "real" / "dcase2020"
 SMALL = ROOT / "demo" / "small.yaml"
+# --set items for the smallest runs of the real scripts: 32 mels and frames, narrow networks, one epoch
+TINY = ["feat.fft_num=1024", "feat.mel_bin=32", "feat.frame_num=32", "net.isize=32", "net.nz=16", "net.ndf=8",
+        "net.ngf=8", "train.epoch=1", "train.batch_size=16", "feat.workers=1"]
 needs_real = pytest.mark.skipif(not REAL.is_dir(), reason="../shared/real/ (real DCASE 2020 clips) is absent")
 
 

@@ -11,11 +11,8 @@ import pytest
 
 from aegan import checkpoint, cli, synth
 from aegan.config import load_config, output_settings
-from conftest import ROOT, one_line_error, run_cli
+from conftest import ROOT, TINY, one_line_error, run_cli
 from firstshot.datasets import SPEC
-
-TINY = ["feat.fft_num=1024", "feat.mel_bin=32", "feat.frame_num=32", "net.isize=32", "net.nz=16", "net.ndf=8",
-        "net.ngf=8", "train.epoch=1", "train.batch_size=16", "feat.workers=1"]
 
 
 def _sets(year, data, out):

@@ -21,7 +21,7 @@ import yaml
 from aegan import checkpoint, synth
 from aegan.config import output_settings
 from aegan.scores import metric_names
-from conftest import REAL
+from conftest import REAL, TINY
 from oracle import (
     ORIGINAL,
     clip_scores_from_calls,
@@ -161,10 +161,6 @@ def test_real_clips_train_and_score_as_the_original(tmp_path):
     for net in ("netD", "netG"):
         assert max_weight_diff(run["trained"]["weights"][-1][net], last[net]) <= TOL
     assert_scores_equal(run, lambda n: n.split("_")[2])
-
-
-TINY = ["feat.fft_num=1024", "feat.mel_bin=32", "feat.frame_num=32", "net.isize=32", "net.nz=16", "net.ndf=4",
-        "net.ngf=4", "train.epoch=1", "train.batch_size=32", "feat.workers=1"]
 
 
 @pytest.mark.parametrize("dataset, folder", [("dcase2022", "dcase22"), ("dcase2020", "dcase20")])
