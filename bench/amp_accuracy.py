@@ -3,7 +3,8 @@
     python bench/amp_accuracy.py [--dataset dcase2022]
 
 Trains the demo model first when demo_out/ has none (demo/run.py), then runs the real test.py twice on
-its dev test set, with train.amp=off and train.amp=bf16, and compares the two all_metrics.csv files.
+its dev test set, with detect.amp=fp32 and detect.amp=bf16 (the scoring precision), and compares the two
+all_metrics.csv files.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def main() -> None:
         sets = ["--config", str(ROOT / "demo" / "small.yaml"), "--set", f"dataset_dir={out / 'data'}",
                 "--set", f"model_dir={out / 'model'}", "--set", f"spec_dir={out / 'spec'}",
                 "--set", f"result_dir={res}", "--set", f"detect_dir={out / ('detect_' + amp)}",
-                "--set", f"train.amp={amp}"]
+                "--set", f"detect.amp={amp}", "--no-plots"]
         subprocess.run([sys.executable, str(ROOT / a.dataset / "test.py"), "--mt", a.mt, "-d", *sets], check=True,
                        stdout=subprocess.DEVNULL)
         rows = list(csv.reader((res / a.mt / "all_metrics.csv").open()))
