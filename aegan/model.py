@@ -217,18 +217,22 @@ def prepare(spec: DatasetSpec, resolved: Resolved, mt: str, device: torch.device
     cfg = model.cfg
 
     @functools.cache
+    def train_raw() -> tuple[list, np.ndarray]:
+        clips = spec.train_clips(cfg, mt)
+        return clips, clip_features(cfg, mt, clips, f"train_{cfg['train_set']}")
+
+    @functools.cache
     def train_specs() -> torch.Tensor:
-        return model.scaled(clip_features(cfg, mt, spec.train_clips(cfg, mt), f"train_{cfg['train_set']}"))
+        return model.scaled(train_raw()[1])
 
     if np.isnan(model.vmax) or model.train_emb.size == 0:
-        clips = spec.train_clips(cfg, mt)
-        raw = clip_features(cfg, mt, clips, f"train_{cfg['train_set']}")
+        clips, raw = train_raw()
         if np.isnan(model.vmax):
             model.vmax, model.vmin = minmax(raw)
             print(f"features: the checkpoint holds no max/min; computed from {len(clips)} training clips "
                   f"({cfg['train_set']}): max {model.vmax:.4f} min {model.vmin:.4f}")
         feat = cfg["feat"]
-        emb = embed_clips(model.netD, model.scaled(raw), feat["frame_num"], feat["graph_hop_f"], device,
+        emb = embed_clips(model.netD, train_specs(), feat["frame_num"], feat["graph_hop_f"], device,
                           cfg["detect"]["amp"], "training clips' critic embeddings")
         model.train_emb = emb[reference_order(clips)]
         model.info = model.info or {"dataset": spec.name, "mt": mt}
