@@ -26,9 +26,12 @@ NUMPY_SCALAR_GLOBALS = [_scalar, (_scalar, "numpy.core.multiarray.scalar"), np.d
 
 
 def save(path: str | os.PathLike, state: dict) -> None:
-    """torch.save through a temp file and rename: an interrupted write keeps the previous file."""
+    """torch.save through a temp file and rename: an interrupted or failed write keeps the previous file."""
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        try:
+            torch.save(state, tmp)
+        except RuntimeError as e:  # PyTorch's writer reports a full disk as "[enforce fail at inline_container...]"
+            raise OSError(28, "the write failed (disk full?)") from e
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict:

@@ -237,6 +237,10 @@ def validate(cfg: dict) -> None:
         if not (low <= v if low_in else low < v) or not (v <= high if high_in else v < high):
             raise AeganError(f"{name} must be in {'[' if low_in else '('}{low}, {high}{']' if high_in else ')'}, "
                              f"got {v}")
+    if cfg["detect"]["metric"]:
+        from .scores import resolve_metric  # a typo is named now, not after training
+
+        resolve_metric(cfg["detect"]["metric"])
     if train["select"] == "metric" and not cfg["detect"]["metric"]:
         raise AeganError("train.select=metric needs detect.metric (e.g. --set detect.metric=D_lof)")
 

@@ -23,6 +23,7 @@ import torch
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
+from .artifact import threshold_key
 from .data.audio import logmel_of, read_audio
 from .data.segments import num_segments
 from .decision import decide
@@ -45,25 +46,21 @@ class Detector:
 
     def __init__(self, model: Model, metric: str | None = None):
         self.model = model
-        name = metric or model.metric()
-        if not name:
-            raise AeganError(f"model {shown(model.path)} has no selected metric: choose one with --metric")
-        self.metric = resolve_metric(name)
+        self.metric = resolve_metric(metric) if metric else model.metric()
         self.threshold = self._threshold()
 
     @classmethod
     def load(cls, path: str | os.PathLike, metric: str | None = None, device: torch.device | None = None) -> Detector:
-        model, _ = load(path, device or torch.device("cpu"))
-        return cls(model, metric)
+        return cls(load(path, device or torch.device("cpu")), metric)
 
     def _threshold(self) -> float:
         """The stored gamma-fit threshold of the metric; for a critic metric one can be fitted from the stored
         training embeddings, a generator metric needs the training clips (test.py fits and keeps it)."""
-        key = f"{self.metric}@{self.model.cfg['detect']['decision_percentile']}"
-        if key not in self.model.decisions and self.metric not in D_METRICS:
+        key = threshold_key(self.metric, self.model.cfg["detect"]["decision_percentile"])
+        if key not in self.model.thresholds and self.metric not in D_METRICS:
             raise AeganError(f"model {shown(self.model.path)} holds no decision threshold for {self.metric}: run its "
                              f"dataset's test.py once with --set detect.metric={self.metric} (it fits and keeps one)")
-        rule, _ = self.model.decision(self.metric, None)
+        rule, _ = self.model.threshold(self.metric, None)
         return float(rule["threshold"])
 
     def score_array(self, waveform: np.ndarray, sample_rate: int, name: str = "<array>") -> Result:
@@ -83,7 +80,7 @@ class Detector:
         if num_segments(spec.shape[1], feat["frame_num"], feat["graph_hop_f"]) == 0:
             raise AeganError(f"{name} is {len(y) / sr:.2f} s long, shorter than one segment of "
                              f"{feat['frame_num']} frames")
-        scores, _ = self.model.score(self.model.scaled(spec[None]))
+        scores = self.model.score(self.model.scaled(spec[None]), desc=None).scores
         value = float(scores[self.metric][0])
         return Result(name, value, int(decide(np.array([value]), self.threshold)[0]),
                       {m: float(v[0]) for m, v in scores.items()})

@@ -1,12 +1,22 @@
-"""Atomic file writes: a crash or a full disk never leaves a half-written result behind."""
+"""Atomic file writes: a crash or a full disk never leaves a half-written result behind.
+
+A write goes to `.<name>.<host>.<pid>.<random>.tmp` beside its target and is renamed over it when complete.
+A process killed mid-write (SIGKILL, power loss) cannot remove its temp file; the next write into the same
+folder removes every temp file of a process of this host that is no longer running, so none survives a later
+successful run. Temp files of live processes, and of other hosts sharing the folder, are left alone.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from .errors import AeganError, shown
 
 
 def _umask() -> int:
@@ -17,6 +27,34 @@ def _umask() -> int:
 
 # a temp file is created 0600; the finished file gets what a plain open() would give under the umask
 MODE = 0o666 & ~_umask()
+HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:40] or "host"
+_TEMP = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)\.[^.]+\.tmp$")
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Remove the temp files that dead processes of this host left in `folder`; returns them."""
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _TEMP.match(entry.name)
+        if m and m["host"] == HOST and not _running(int(m["pid"])):
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
 
 
 @contextlib.contextmanager
@@ -24,18 +62,66 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path next to `path`; rename it over `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temps(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{HOST}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.chmod(tmp_path, MODE)
         os.replace(tmp_path, path)
+    except OSError as e:
+        raise write_error(path, e) from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
 
 
+def write_error(path: Path, e: BaseException) -> AeganError:
+    """One line for a write that failed (a full disk, a read-only folder), naming the file."""
+    text = str(e).strip()
+    why = getattr(e, "strerror", None) or (text.splitlines()[0] if text else type(e).__name__)
+    return AeganError(f"could not write {shown(path)}: {why} (free some space, or choose another output folder); "
+                      "the previous file, if any, is unchanged")
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def publish(files: dict[Path, str]) -> None:
+    """Write a set of text files that belong together (a submission's score files) all or none: every file is
+    written to a temp file first, and only when all are complete are they renamed into place (renames need no
+    space); a failure removes the temp files and publishes nothing."""
+    temps: dict[Path, Path] = {}
+    try:
+        for path, text in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_temps(path.parent)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{HOST}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+            temps[path] = Path(tmp)
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            os.chmod(tmp, MODE)
+    except OSError as e:
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
+        raise write_error(path, e) from None
+    for path, tmp in temps.items():
+        os.replace(tmp, path)
+
+
+def replace_set(manifest: Path, files: dict[Path, str]) -> list[Path]:
+    """Publish `files` as the new complete set of what `manifest` records (one command's outputs for one
+    machine type in a shared folder): files of the previous set that this one does not hold are removed, so a
+    folder never mixes two runs. Returns the removed files."""
+    old = []
+    if manifest.is_file():
+        old = [manifest.parent / line for line in manifest.read_text().splitlines() if line and "/" not in line]
+    publish(files)
+    removed = [p for p in old if p not in files and p.exists()]
+    for p in removed:
+        p.unlink()
+    write_text(manifest, "".join(f"{p.name}\n" for p in files))
+    return removed

@@ -27,7 +27,6 @@ from .data.clips import Clip, DatasetSpec  # noqa: E402
 from .data.segments import clip_segments  # noqa: E402
 from .files import atomic_path  # noqa: E402
 from .model import Model, prepare  # noqa: E402
-from .scores import D_METRICS, NAN_SCORE, pool, resolve_metric, segment_scores  # noqa: E402
 
 
 def overlap_average(segments: torch.Tensor, hop: int) -> torch.Tensor:
@@ -43,35 +42,17 @@ def overlap_average(segments: torch.Tensor, hop: int) -> torch.Tensor:
     return (total / count).reshape(m, t)
 
 
-@torch.inference_mode()
-def reconstruct(netG: nn.Module, spec: torch.Tensor, frame_num: int, hop: int, device: torch.device
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One clip (M, T) -> (rebuilt reconstruction, rebuilt residual |x - G(x)|), each (M, T')."""
-    netG.eval()
-    x = clip_segments(spec[None], 0, frame_num, hop, device)  # (S, 1, M, F)
-    xh = netG(x)
-    return overlap_average(xh[:, 0].cpu(), hop), overlap_average((x - xh).abs()[:, 0].cpu(), hop)
-
-
-@torch.inference_mode()
 def maps_and_score(model: Model, specs: torch.Tensor, i: int, metric: str) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Clip i's rebuilt reconstruction and residual, and its score of `metric`, from one generator pass (the
-    score equals test.py's: the same operations on the same segments)."""
-    feat, amp = model.cfg["feat"], model.cfg["detect"]["amp"]
+    """Clip i's rebuilt reconstruction and residual |x - G(x)|, each (M, T'), and its score of `metric`: one
+    call of the scoring pass (the score equals test.py's)."""
+    feat = model.cfg["feat"]
+    scored = model.score(specs[i:i + 1], recon=True, desc=None)
+    xh = scored.recon[0]
     x = clip_segments(specs, i, feat["frame_num"], feat["graph_hop_f"], model.device)
-    with torch.autocast(model.device.type, torch.bfloat16, enabled=amp == "bf16"):
-        xh, z = model.netG.forward_with_z(x)
-        if metric in D_METRICS:
-            emb = model.netD.embed(x).float().mean(dim=0).cpu().numpy()[None]
-            score = model.detectors.score_one(emb)[metric]
-        else:
-            _, dom, dist, how = metric.split("_")
-            seg = segment_scores(x.float(), xh.float(), z.float(), model.netG.Encoder(xh).float())
-            score = pool(seg[f"{dom}_{dist}"], how)
     hop = feat["graph_hop_f"]
-    xh = xh.float()
-    score = NAN_SCORE if not np.isfinite(score) else score
-    return overlap_average(xh[:, 0].cpu(), hop), overlap_average((x - xh).abs()[:, 0].cpu(), hop), score
+    residual = (x.float() - xh).abs()
+    return (overlap_average(xh[:, 0].cpu(), hop), overlap_average(residual[:, 0].cpu(), hop),
+            float(scored.scores[metric][0]))
 
 
 def to_unit(x: torch.Tensor | np.ndarray):
@@ -190,7 +171,7 @@ def run_loc(spec: DatasetSpec, resolved, mt: str, device: torch.device, kind: st
     train_clips = spec.train_clips(cfg, mt)
     clips = spec.test_clips(cfg, mt, True, train_clips)
     specs = model.scaled(clip_features(cfg, mt, clips, "test_dev"))
-    metric = resolve_metric(model.metric() or "G_x_2_sum")
+    metric = model.metric()
     out = Path(cfg["loc_dir"]) / mt
     written = draw_maps(spec, model, normal_average(train_specs(), train_clips), clips, specs, metric, out, kind,
                         limit, top)

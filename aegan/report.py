@@ -64,18 +64,16 @@ def write_clip_scores(spec: DatasetSpec, clips: list[Clip], scores: dict[str, np
     return path
 
 
-def write_scores(spec: DatasetSpec, mt: str, clips: list[Clip], values: np.ndarray, out_dir: Path,
-                 kind: str = "anomaly_score") -> list[Path]:
-    """Official submission files, one per group, headerless `file name,value` rows: anomaly scores, or 0/1
-    decisions with kind="decision_result"."""
-    written = []
+def score_files(spec: DatasetSpec, mt: str, clips: list[Clip], values: np.ndarray, out_dir: Path,
+                kind: str = "anomaly_score") -> dict[Path, str]:
+    """Official submission files (path -> text), one per group, headerless `file name,value` rows: anomaly
+    scores, or 0/1 decisions with kind="decision_result"."""
+    files = {}
     fmt = (lambda v: repr(float(v))) if kind == "anomaly_score" else (lambda v: str(int(v)))
     for g in sorted({c.group for c in clips}):
         rows = [[c.path.name, fmt(v)] for c, v in zip(clips, values) if c.group == g]
-        path = out_dir / spec.score_file(mt, g).replace("anomaly_score", kind, 1)
-        write_text(path, _csv([], rows))
-        written.append(path)
-    return written
+        files[out_dir / spec.score_file(mt, g).replace("anomaly_score", kind, 1)] = _csv([], rows)
+    return files
 
 
 DECISION_COLUMNS = ("precision", "recall", "F1")

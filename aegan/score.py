@@ -14,11 +14,15 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import os
 import sys
+from pathlib import Path
 
+from .artifact import sidecar_path
 from .cli import _Parser, run_guarded
 from .detector import Detector, Result, expand
 from .device import select_device
+from .errors import AeganError, shown
 from .files import write_text
 from .scores import metric_names
 
@@ -34,6 +38,23 @@ def rows_csv(results: list[Result], metric: str, all_metrics: bool) -> str:
     return buf.getvalue()
 
 
+OUTPUT_SUFFIXES = (".csv", ".tsv", ".txt")
+
+
+def check_output(out: Path, inputs: list[Path]) -> None:
+    """--out must be a new or existing table, never the model, its sidecar or a recording being scored."""
+    if out.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise AeganError(f"--out {shown(out)}: the rows are a CSV table; name a {', '.join(OUTPUT_SUFFIXES)} file")
+    if out.is_dir():
+        raise AeganError(f"--out {shown(out)} is a folder; name a .csv file")
+    target = out.resolve()
+    protected = [*inputs, sidecar_path(inputs[0])]
+    for p in protected:
+        if p.exists() and (p.resolve() == target or out.exists() and os.path.samefile(p, out)):
+            raise AeganError(f"--out {shown(out)} is {shown(p)}, an input of this run: it would be overwritten; "
+                             "choose another file")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = _Parser(prog="python -m aegan.score", description=__doc__.split("\n\n")[0])
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="WAV files or folders of them")
@@ -46,8 +67,10 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
 
     def run(a: argparse.Namespace) -> None:
-        det = Detector.load(a.model, a.metric, select_device(a.card_id))
         files = expand(a.inputs)
+        if a.out:
+            check_output(Path(a.out), [Path(a.model), *files])
+        det = Detector.load(a.model, a.metric, select_device(a.card_id))
         print(f"model: {det.model.path} ({det.metric}, threshold {det.threshold:.6g}); scoring {len(files)} files")
         results = det.score(files)
         table = rows_csv(results, det.metric, a.all_metrics)

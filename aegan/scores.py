@@ -12,6 +12,8 @@ embeddings in the original's order, and the detectors queried one clip at a time
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -46,6 +48,19 @@ def resolve_metric(name: str) -> str:
     raise AeganError(f"detect.metric {name!r} is not one of the 19 metrics: {', '.join(names)}")
 
 
+# The metric of a model with no labelled test set to choose on and no detect.metric: the metric the paper's
+# configurations choose most often (3 of 11).
+FALLBACK_METRIC = "D_lof"
+
+
+def choose_metric(configured: str | None, best_here: str | None = None, selected: str | None = None) -> str:
+    """THE rule for which metric's scores are written (test.py, loc.py, the Detector, the threshold fitted in
+    training): detect.metric when set; else the best metric on the labelled dev test set being scored (as the
+    original's test.py; released evaluation labels evaluate a model, they never choose its metric); else the
+    metric selected in training; else FALLBACK_METRIC."""
+    return resolve_metric(configured or best_here or selected or FALLBACK_METRIC)
+
+
 def segment_scores(x: torch.Tensor, xh: torch.Tensor, z: torch.Tensor, zh: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per-segment distances, each (S,): x (S,1,H,W) vs x^, z (S,nz,1,1) vs Enc(x^), summed over all but the
     segment axis as the original does."""
@@ -67,48 +82,76 @@ def pool(seg: torch.Tensor, how: str) -> float:
     raise ValueError(f"unknown pooling {how!r}")
 
 
-def _per_clip(specs: torch.Tensor, frame_num: int, hop: int, device: torch.device, desc: str):
-    """Each clip's segments, with a progress bar (these passes take minutes on real data)."""
-    for i in tqdm(range(specs.shape[0]), desc=desc, leave=False, unit="clip"):
-        yield clip_segments(specs, i, frame_num, hop, device)
+@dataclass
+class Scored:
+    """What the scoring pass gives for clips: per metric an array over the clips (the 19, or the 15 generator
+    scores without a critic), the clips' mean critic embeddings (N, C) float32, and when asked each clip's
+    reconstruction G(x) of its segments (S, 1, M, F), for the localization maps."""
+
+    scores: dict[str, np.ndarray]
+    emb: np.ndarray | None
+    recon: list[torch.Tensor] | None = None
+
+
+@torch.inference_mode()
+def _clip_pass(netG: nn.Module, netD: nn.Module | None, x: torch.Tensor, amp: str, device: torch.device
+               ) -> tuple[dict[str, float], np.ndarray | None, torch.Tensor]:
+    """One clip's segments x (S,1,M,F), one forward: its 15 generator scores, mean critic embedding, G(x)."""
+    with torch.autocast(device.type, torch.bfloat16, enabled=amp == "bf16"):
+        xh, z = netG.forward_with_z(x)  # the encoder output of x is Z
+        zh = netG.Encoder(xh)
+        emb = netD.embed(x) if netD is not None else None
+    seg = segment_scores(x.float(), xh.float(), z.float(), zh.float())
+    g = {f"G_{dom}_{dist}_{p}": pool(seg[f"{dom}_{dist}"], p) for dom, dist in G_DISTS for p in POOLS}
+    return g, None if emb is None else emb.float().mean(dim=0).cpu().numpy(), xh
+
+
+def score_clips(netG: nn.Module, netD: nn.Module | None, detectors: EmbeddingDetectors | None, specs: torch.Tensor,
+                feat: dict, device: torch.device, amp: str = "fp32", recon: bool = False,
+                desc: str | None = "scoring") -> Scored:
+    """THE scoring pass (test.py, the per-epoch evaluation, loc.py and the Detector all call it): every clip of
+    `specs` (scaled, (N, M, T)) through G and D once, one forward per clip over all of its segments (a
+    convolution's last bit can depend on the batch it runs in), then the critic detectors fitted on the
+    training clips; NaN and inf become the largest float32 (SPEC section 5). Without netD (or without
+    detectors) only the generator scores. A new metric is computed here and named in metric_names()."""
+    netG.eval()
+    if netD is not None:
+        netD.eval()
+    rows, embs, recons = [], [], []
+    for i in tqdm(range(specs.shape[0]), desc=desc, leave=False, unit="clip", disable=desc is None):
+        x = clip_segments(specs, i, feat["frame_num"], feat["graph_hop_f"], device)
+        g, emb, xh = _clip_pass(netG, netD, x, amp, device)
+        rows.append(g)
+        if emb is not None:
+            embs.append(emb)
+        if recon:
+            recons.append(xh.float())
+    merged = {k: np.asarray([r[k] for r in rows], dtype=np.float64) for k in rows[0]} if rows else {}
+    emb = np.stack(embs).astype(np.float32) if embs else None
+    if emb is not None and detectors is not None:
+        ok = np.isfinite(emb).all(axis=1)  # sklearn refuses NaN; such a clip's critic scores are NaN, then max
+        part = detectors.score(emb[ok]) if ok.any() else {m: np.zeros(0) for m in D_METRICS}
+        for m in D_METRICS:
+            merged[m] = np.full(len(emb), np.nan)
+            merged[m][ok] = part[m]
+    names = [m for m in metric_names() if m in merged]
+    scores = {m: np.nan_to_num(merged[m], nan=NAN_SCORE, posinf=NAN_SCORE) for m in names}
+    return Scored(scores, emb, recons if recon else None)
 
 
 @torch.inference_mode()
 def embed_clips(netD: nn.Module, specs: torch.Tensor, frame_num: int, hop: int, device: torch.device,
                 amp: str = "fp32", desc: str = "critic embeddings") -> np.ndarray:
-    """Mean critic embedding over each clip's segments: (N, C) float32."""
+    """Mean critic embedding over each clip's segments: (N, C) float32 (the training clips' reference set,
+    which needs no generator pass)."""
     netD.eval()
     out = []
-    for x in _per_clip(specs, frame_num, hop, device, desc):
+    for i in tqdm(range(specs.shape[0]), desc=desc, leave=False, unit="clip"):
+        x = clip_segments(specs, i, frame_num, hop, device)
         with torch.autocast(device.type, torch.bfloat16, enabled=amp == "bf16"):
             emb = netD.embed(x)
         out.append(emb.float().mean(dim=0).cpu().numpy())
     return np.stack(out).astype(np.float32)
-
-
-@torch.inference_mode()
-def generator_scores(netG: nn.Module, netD: nn.Module | None, specs: torch.Tensor, frame_num: int, hop: int,
-                     device: torch.device, amp: str = "fp32", desc: str = "scoring"
-                     ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-    """The 15 G scores of every clip and (with netD) the clips' mean critic embeddings, one pass per clip."""
-    netG.eval()
-    if netD is not None:
-        netD.eval()
-    scores: dict[str, list[float]] = {f"G_{dom}_{dist}_{p}": [] for dom, dist in G_DISTS for p in POOLS}
-    embs = []
-    for x in _per_clip(specs, frame_num, hop, device, desc):
-        with torch.autocast(device.type, torch.bfloat16, enabled=amp == "bf16"):
-            xh, z = netG.forward_with_z(x)  # the encoder output of x is Z
-            zh = netG.Encoder(xh)
-            emb = netD.embed(x) if netD is not None else None
-        seg = segment_scores(x.float(), xh.float(), z.float(), zh.float())
-        for dom, dist in G_DISTS:
-            for p in POOLS:
-                scores[f"G_{dom}_{dist}_{p}"].append(pool(seg[f"{dom}_{dist}"], p))
-        if emb is not None:
-            embs.append(emb.float().mean(dim=0).cpu().numpy())
-    g = {k: np.nan_to_num(np.asarray(v, dtype=np.float64), nan=NAN_SCORE, posinf=NAN_SCORE) for k, v in scores.items()}
-    return g, np.stack(embs).astype(np.float32) if embs else None
 
 
 class EmbeddingDetectors:
@@ -151,21 +194,6 @@ def reference_order(clips: list[Clip]) -> list[int]:
     return sorted(range(len(clips)), key=lambda i: (clips[i].group, clips[i].domain or ""))
 
 
-def all_scores(g_scores: dict[str, np.ndarray], emb: np.ndarray, detectors: EmbeddingDetectors
-               ) -> dict[str, np.ndarray]:
-    """All 19 scores per clip in table order; NaN becomes the largest float32 (SPEC section 5)."""
-    merged = {**g_scores, **detectors.score(emb)}
-    return {name: np.nan_to_num(merged[name], nan=NAN_SCORE, posinf=NAN_SCORE) for name in metric_names()}
-
-
-def score_clips(netG: nn.Module, netD: nn.Module, detectors: EmbeddingDetectors, specs: torch.Tensor, feat: dict,
-                device: torch.device, amp: str = "fp32") -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """All 19 scores of every clip of `specs` (scaled), and the clips' critic embeddings; the critic detectors
-    are fitted on the training clips."""
-    g_scores, emb = generator_scores(netG, netD, specs, feat["frame_num"], feat["graph_hop_f"], device, amp)
-    return all_scores(g_scores, emb, detectors), emb
-
-
 def training_scores(metric: str, netG: nn.Module, detectors: EmbeddingDetectors, train_emb: np.ndarray,
                     train_specs, feat: dict, device: torch.device, amp: str = "fp32") -> np.ndarray:
     """One metric's scores of the training clips (for the decision threshold). A critic metric comes from the
@@ -173,6 +201,4 @@ def training_scores(metric: str, netG: nn.Module, detectors: EmbeddingDetectors,
     (`train_specs` is called for them then)."""
     if metric in D_METRICS:
         return np.nan_to_num(detectors.score(train_emb)[metric], nan=NAN_SCORE, posinf=NAN_SCORE)
-    g_scores, _ = generator_scores(netG, None, train_specs(), feat["frame_num"], feat["graph_hop_f"], device, amp,
-                                   "training clips' scores")
-    return g_scores[metric]
+    return score_clips(netG, None, None, train_specs(), feat, device, amp, desc="training clips' scores").scores[metric]

@@ -12,16 +12,16 @@ import torch
 from .data.cache import clip_features
 from .data.clips import Clip, DatasetSpec, attach_ground_truth
 from .decision import decide, decision_metrics
-from .errors import AeganError
 from .evaluation import Results, best_metric, evaluate_all
-from .model import Model, prepare, write_sidecar
+from .files import replace_set
+from .model import Model, prepare, save_thresholds
 from .report import (
     decision_table,
+    score_files,
     table,
     write_clip_scores,
     write_decision_metrics,
     write_results,
-    write_scores,
 )
 from .scores import reference_order, resolve_metric
 from .summary import record_run, write_summary
@@ -45,28 +45,31 @@ def test_set(spec: DatasetSpec, cfg: dict, mt: str, dev: bool, truth: str | None
 
 
 def report_results(spec: DatasetSpec, results: Results, configured: str | None, out: Path) -> str:
-    """Print the best and the configured metric's tables, write the result files; return the metric whose
-    scores are written (the configured one, else the best on this test set)."""
+    """Print the best and the configured metric's tables, write the result files; return the best metric on
+    this test set."""
     top = best_metric(results, spec.summary_key)
     print(table(spec, top, *results[top], "best metric on this test set"))
     if configured:
         print(table(spec, configured, *results[configured], "configured metric"))
     for f in write_results(spec, results, out):
         print(f"wrote {f}")
-    return configured or top
+    return top
 
 
 def write_decisions(spec: DatasetSpec, mt: str, model: Model, tests: TestSet, scores: np.ndarray, metric: str,
                     train_specs, detect_dir: Path, out: Path) -> float:
-    """Score and decision files in the challenge's format; with labels, precision / recall / F1. Returns the
+    """Score and decision files in the challenge's format, published as one set (all or none), replacing the
+    previous run's set for this machine type and test set; with labels, precision / recall / F1. Returns the
     decision threshold."""
-    rule, fitted = model.decision(metric, train_specs)
+    rule, fitted = model.threshold(metric, train_specs)
     if fitted:
         print(f"decision: fitted the gamma threshold of {metric} on the training clips; kept in "
-              f"{write_sidecar(model)}")
+              f"{save_thresholds(model)}")
     decisions = decide(scores, rule["threshold"])
-    n = len(write_scores(spec, mt, tests.clips, scores, detect_dir))
-    write_scores(spec, mt, tests.clips, decisions, detect_dir, "decision_result")
+    files = {**score_files(spec, mt, tests.clips, scores, detect_dir),
+             **score_files(spec, mt, tests.clips, decisions, detect_dir, "decision_result")}
+    replace_set(detect_dir / f".{mt}_{tests.part}.written", files)
+    n = len(files) // 2
     print(f"wrote {n} anomaly score and {n} decision files ({metric}, threshold {rule['threshold']:.6g}) "
           f"to {detect_dir}")
     if tests.labelled:
@@ -105,16 +108,16 @@ def run_test(spec: DatasetSpec, resolved, mt: str, device: torch.device, dev: bo
     tests = test_set(spec, cfg, mt, dev, truth, domain_truth)
     specs = model.scaled(clip_features(cfg, mt, tests.clips, f"test_{tests.part}"))
     print(f"scoring {len(tests.clips)} {tests.part} test clips with all 19 metrics")
-    scores, test_emb = model.score(specs)
+    scored = model.score(specs)
+    scores, test_emb = scored.scores, scored.emb
     out = Path(cfg["result_dir"]) / mt / ("" if dev else "eval")
     print(f"wrote {write_clip_scores(spec, tests.clips, scores, out)}")
-    configured = resolve_metric(model.metric()) if model.metric() else None
-    metric, results = configured, None
+    configured = resolve_metric(cfg["detect"]["metric"]) if cfg["detect"]["metric"] else None
+    results, top = None, None
     if tests.labelled:
         results = evaluate_all(spec, tests.clips, scores, cfg["detect"]["p"])
-        metric = report_results(spec, results, configured, out)
-    if not metric:
-        raise AeganError("no metric to write scores with: set detect.metric (e.g. --set detect.metric=D_lof)")
+        top = report_results(spec, results, configured, out)
+    metric = model.metric(top if tests.part == "dev" else None)  # eval labels evaluate, never choose
     threshold = write_decisions(spec, mt, model, tests, scores[metric], metric, train_specs, Path(cfg["detect_dir"]),
                                 out)
     if results:

@@ -5,9 +5,11 @@ evaluates, logs and writes checkpoints while the others wait at a barrier."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,8 @@ import torch
 from tqdm import tqdm
 
 from . import checkpoint, distributed
+from .artifact import read as read_model
+from .artifact import threshold_key, training_lock, write_model
 from .config import batch_size
 from .data.clips import DatasetSpec
 from .data.segments import SegmentSampler, skip_loader_draw
@@ -23,18 +27,16 @@ from .device import seed_everything
 from .errors import AeganError
 from .evaluation import best_metric, evaluate_all
 from .fast_steps import ddp_train_step, train_step
-from .scores import EmbeddingDetectors, embed_clips, reference_order, resolve_metric, score_clips, training_scores
-from .training_setup import (
-    Data,
-    Nets,
-    Progress,
-    build,
-    get_logger,
-    load_data,
-    resume,
-    save_last,
-    save_selected,
+from .scores import (
+    EmbeddingDetectors,
+    choose_metric,
+    embed_clips,
+    reference_order,
+    resolve_metric,
+    score_clips,
+    training_scores,
 )
+from .training_setup import Data, Nets, Progress, build, get_logger, load_data, model_file, resume, save_last
 
 SELECT_NOTE = {
     "best": "model selection: the epoch and metric with the highest {key} on the LABELLED dev test set, as in the "
@@ -45,9 +47,6 @@ SELECT_NOTE = {
     "last": "model selection: the last epoch (the test set is only reported, never used to choose)",
 }
 G_TERMS = ("lossG", "recon", "feat_match")  # logged once per generator step, not per critic step
-# A machine type without a labelled dev test set (a first-shot evaluation type) gives no metric to select:
-# its scores use detect.metric, else D_lof, the metric the paper's configurations choose most often (3 of 11).
-UNLABELLED_METRIC = "D_lof"
 
 
 def train_epoch(nets: Nets, sampler: SegmentSampler, wgan: dict, amp: str, device: torch.device, rank: int,
@@ -66,8 +65,10 @@ def train_epoch(nets: Nets, sampler: SegmentSampler, wgan: dict, amp: str, devic
             else:
                 losses = train_step(nets.netD, nets.gen, nets.optD, nets.optG, x, wgan, g_update)
             if not all(math.isfinite(v) for v in losses.values()):
-                raise AeganError(f"{desc}, batch {i}: loss is not finite ({losses}); stopped, the last good "
-                                 f"checkpoint {last_path} is kept (lower train.lrD/lrG?)")
+                kept = (f"the last good run state {last_path} is kept" if last_path.exists() else
+                        "no run state was written yet")
+                raise AeganError(f"{desc}, batch {i}: loss is not finite ({losses}); stopped, {kept} (lower "
+                                 "train.lrD/lrG, or train.wgan.lambda_gp?)")
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v
             bar.set_postfix(lossD=f"{losses['lossD']:.3f}", lossG=f"{losses.get('lossG', float('nan')):.3f}")
@@ -75,75 +76,118 @@ def train_epoch(nets: Nets, sampler: SegmentSampler, wgan: dict, amp: str, devic
     return {k: v / (n_g if k in G_TERMS else len(sampler)) for k, v in sums.items()}
 
 
-def evaluate(spec: DatasetSpec, cfg: dict, nets: Nets, data: Data, device: torch.device) -> tuple[dict, np.ndarray]:
+@dataclass
+class Run:
+    """One training run of one machine type: what every step after the setup needs."""
+
+    spec: DatasetSpec
+    cfg: dict
+    mt: str
+    seed: int
+    device: torch.device
+    data: Data
+    nets: Nets
+    progress: Progress
+    first_norm: bool
+    logger: logging.Logger
+
+    @property
+    def paths(self) -> tuple[Path, Path]:
+        return checkpoint.model_paths(self.cfg, self.mt)
+
+
+def evaluate(run: Run) -> tuple[dict, np.ndarray]:
     """All 19 metrics on the labelled dev test set, and the training embeddings they were scored against."""
+    cfg, nets, data, device = run.cfg, run.nets, run.data, run.device
     feat = cfg["feat"]
     train_emb = embed_clips(nets.netD, data.train_specs, feat["frame_num"], feat["graph_hop_f"], device,
                             cfg["detect"]["amp"], "evaluation: training embeddings")[reference_order(data.train_clips)]
-    scores, _ = score_clips(nets.netG, nets.netD, EmbeddingDetectors(train_emb), data.test_specs, feat, device,
-                            cfg["detect"]["amp"])
-    return evaluate_all(spec, data.test_clips, scores, cfg["detect"]["p"]), train_emb
+    scored = score_clips(nets.netG, nets.netD, EmbeddingDetectors(train_emb), data.test_specs, feat, device,
+                         cfg["detect"]["amp"], desc="evaluation: dev test clips")
+    return evaluate_all(run.spec, data.test_clips, scored.scores, cfg["detect"]["p"]), train_emb
 
 
-def select(results: dict, spec: DatasetSpec, cfg: dict, progress: Progress, epoch: int) -> tuple[str, float, bool]:
+def select(results: dict, spec: DatasetSpec, cfg: dict, progress: Progress) -> tuple[str, float, bool]:
     """(metric shown, its value, whether this epoch becomes the selected model) under train.select."""
     how = cfg["train"]["select"]
     top = best_metric(results, spec.summary_key)
     shown = resolve_metric(cfg["detect"]["metric"]) if how == "metric" else top
     value = float(results[shown][1][spec.summary_key])
-    # nan (no group with both classes) never beats a number, but the first epoch is always saved
+    # nan (no group with both classes) never beats a number, but the first epoch is always kept
     improved = how == "last" or progress.best["epoch"] == 0 or value > progress.best["value"]
     return shown, value, improved
 
 
-def fit_decision(path: Path, cfg: dict, data: Data, nets: Nets, device: torch.device, metric: str) -> dict:
-    """The decision threshold (DCASE baselines' gamma rule) of the metric test.py will write, from the selected
-    weights, stored with them so that test-time decisions need no fit."""
-    state = checkpoint.load(path, device)
-    nets.netG.load_state_dict(state["netG"])
-    emb = state["train_emb"].numpy()
-    scores = training_scores(metric, nets.netG, EmbeddingDetectors(emb), emb, lambda: data.train_specs, cfg["feat"],
-                             device, cfg["detect"]["amp"])
-    state["decision"] = {"metric": metric, **fit_threshold(scores, cfg["detect"]["decision_percentile"])}
-    checkpoint.save(path, state)
-    return state["decision"]
-
-
-def end_epoch(spec: DatasetSpec, cfg: dict, mt: str, seed: int, nets: Nets, data: Data, progress: Progress, epoch: int,
-              mean: dict, device: torch.device, logger: logging.Logger, seconds: float) -> None:
-    """Rank 0 after an epoch: evaluate, select, save both checkpoints, log one line."""
-    if not data.test_clips:
-        return end_unlabelled_epoch(spec, cfg, mt, seed, nets, data, progress, epoch, mean, device, logger, seconds)
-    results, train_emb = evaluate(spec, cfg, nets, data, device)
-    shown, value, improved = select(results, spec, cfg, progress, epoch)
+def end_epoch(run: Run, epoch: int, mean: dict, seconds: float) -> None:
+    """Rank 0 after an epoch: evaluate, select, save the run state, log one line."""
+    cfg, progress, spec = run.cfg, run.progress, run.spec
+    if not run.data.test_clips:
+        return end_unlabelled_epoch(run, epoch, mean, seconds)
+    results, train_emb = evaluate(run)
+    shown, value, improved = select(results, spec, cfg, progress)
     top = best_metric(results, spec.summary_key)
     progress.history.append({"epoch": epoch + 1, **mean, "best_metric": top, "metric": shown, "value": value,
                              "best_value": float(results[top][1][spec.summary_key])})
-    best_path, last_path = checkpoint.model_paths(cfg, mt)
     if improved:
         progress.best = {"value": value, "epoch": epoch + 1, "metric": shown}
-        save_selected(best_path, spec, cfg, mt, seed, nets, data, progress, train_emb)
-    save_last(last_path, cfg, seed, nets, data, progress, epoch + 1, device)
+        progress.keep(run.nets, train_emb)
+    save_last(run.paths[1], cfg, run.seed, run.nets, run.data, progress, epoch + 1, run.device, run.first_norm)
     summ = results[shown][1]
-    logger.info(f"epoch {epoch + 1}/{cfg['train']['epoch']} lossD {mean['lossD']:.4f} lossG "
-                f"{mean.get('lossG', math.nan):.4f} recon {mean.get('recon', math.nan):.5f} {seconds:.1f}s | {shown}: "
-                + " ".join(f"{c} {100 * summ[c]:.2f}" for c in spec.summary_columns) + (" *saved" if improved else ""))
+    run.logger.info(f"{_epoch_line(cfg, epoch, mean, seconds)} | {shown}: "
+                    + " ".join(f"{c} {100 * summ[c]:.2f}" for c in spec.summary_columns)
+                    + (" *selected" if improved else ""))
 
 
-def end_unlabelled_epoch(spec: DatasetSpec, cfg: dict, mt: str, seed: int, nets: Nets, data: Data, progress: Progress,
-                         epoch: int, mean: dict, device: torch.device, logger: logging.Logger, seconds: float) -> None:
+def _epoch_line(cfg: dict, epoch: int, mean: dict, seconds: float) -> str:
+    return (f"epoch {epoch + 1}/{cfg['train']['epoch']} lossD {mean['lossD']:.4f} "
+            f"lossG {mean.get('lossG', math.nan):.4f} recon {mean.get('recon', math.nan):.5f} {seconds:.1f}s")
+
+
+def end_unlabelled_epoch(run: Run, epoch: int, mean: dict, seconds: float) -> None:
     """Without a labelled dev test set the last epoch is the model; its training embeddings are kept."""
+    cfg, nets, data = run.cfg, run.nets, run.data
     feat = cfg["feat"]
-    train_emb = embed_clips(nets.netD, data.train_specs, feat["frame_num"], feat["graph_hop_f"], device,
+    train_emb = embed_clips(nets.netD, data.train_specs, feat["frame_num"], feat["graph_hop_f"], run.device,
                             cfg["detect"]["amp"], "training embeddings")[reference_order(data.train_clips)]
-    metric = resolve_metric(cfg["detect"]["metric"] or UNLABELLED_METRIC)
-    progress.history.append({"epoch": epoch + 1, **mean})
-    progress.best = {"value": math.nan, "epoch": epoch + 1, "metric": metric}
-    best_path, last_path = checkpoint.model_paths(cfg, mt)
-    save_selected(best_path, spec, cfg, mt, seed, nets, data, progress, train_emb)
-    save_last(last_path, cfg, seed, nets, data, progress, epoch + 1, device)
-    logger.info(f"epoch {epoch + 1}/{cfg['train']['epoch']} lossD {mean['lossD']:.4f} lossG "
-                f"{mean.get('lossG', math.nan):.4f} recon {mean.get('recon', math.nan):.5f} {seconds:.1f}s *saved")
+    run.progress.history.append({"epoch": epoch + 1, **mean})
+    run.progress.best = {"value": math.nan, "epoch": epoch + 1, "metric": choose_metric(cfg["detect"]["metric"])}
+    run.progress.keep(nets, train_emb)
+    save_last(run.paths[1], cfg, run.seed, nets, data, run.progress, epoch + 1, run.device, run.first_norm)
+    run.logger.info(f"{_epoch_line(cfg, epoch, mean, seconds)} *selected")
+
+
+def finish(run: Run) -> None:
+    """Rank 0 after the last epoch: the decision threshold of the metric test.py will write, fitted with the
+    selected weights, and the model file written once with everything scoring needs. Run again by --resume
+    when a run stopped after its last epoch but before its model file was written."""
+    cfg, progress = run.cfg, run.progress
+    metric = choose_metric(cfg["detect"]["metric"], None, progress.best["metric"])
+    sel = progress.selected
+    run.nets.netG.load_state_dict(sel["netG"])  # training is over: G now holds the selected weights
+    emb = sel["train_emb"].numpy()
+    scores = training_scores(metric, run.nets.netG, EmbeddingDetectors(emb), emb, lambda: run.data.train_specs,
+                             cfg["feat"], run.device, cfg["detect"]["amp"])
+    percentile = cfg["detect"]["decision_percentile"]
+    rule = {"metric": metric, **fit_threshold(scores, percentile)}
+    best_path = run.paths[0]
+    write_model(best_path, model_file(run.spec, cfg, run.seed, run.data, progress, run.first_norm,
+                                      {threshold_key(metric, percentile): rule}))
+    run.logger.info(f"decision threshold of {metric}: {rule['threshold']:.6g} "
+                    f"(gamma fit, {rule['percentile']:.0%} of the training clips' scores)")
+    best = progress.best
+    value = "" if math.isnan(best["value"]) else f", {run.spec.summary_key} {100 * best['value']:.2f}"
+    run.logger.info(f"selected model: epoch {best['epoch']}, metric {best['metric']}{value} -> {best_path}")
+
+
+def finished(best_path: Path, progress: Progress) -> bool:
+    """Whether this run's model file is written (a model file of another run does not count)."""
+    if not best_path.exists():
+        return False
+    try:
+        state, mf = read_model(best_path)
+    except AeganError:
+        return False
+    return mf is not None and mf.run_id == progress.run_id
 
 
 def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int, resume_run: bool = False) -> dict:
@@ -152,6 +196,23 @@ def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int
     if resume_run and not last_path.exists():
         raise AeganError(f"--resume: no resumable checkpoint {last_path} (train without --resume first)")
     device, rank, world = distributed.init(device)
+    lock = training_lock(cfg["model_dir"], mt) if rank == 0 else contextlib.nullcontext()
+    with lock:
+        run = setup(spec, cfg, mt, device, seed, resume_run, rank, world)
+        if run.progress.start < cfg["train"]["epoch"]:
+            train_epochs(run, rank, world)
+        elif rank == 0 and finished(best_path, run.progress):
+            run.logger.info(f"nothing to do: {last_path} already holds {run.progress.start} of "
+                            f"train.epoch={cfg['train']['epoch']} epochs, and {best_path} is its model")
+        if rank == 0 and not finished(best_path, run.progress):
+            finish(run)
+        distributed.finish(world)
+    return run.progress.best
+
+
+def setup(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int, resume_run: bool, rank: int,
+          world: int) -> Run:
+    """Data, networks and progress of a new run, or of the run in <mt>_last.pth (--resume)."""
     main = rank == 0
     seed_everything(seed)  # the same seed on every rank: same permutations and interpolation weights
     data = load_data(spec, cfg, mt, device, main, world)
@@ -161,42 +222,37 @@ def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int
                     f"{batch_size(cfg)} = {world} x {batch_size(cfg) // world}")
     logger.info(f"{mt}: {len(data.train_clips)} training clips ({'+'.join(spec.train_parts(cfg, mt))}), "
                 f"{len(data.test_clips)} dev test clips, feature max {data.vmax:.4f} min {data.vmin:.4f}")
-    tcfg, first_norm = cfg["train"], spec.first_norm(mt)
+    first_norm = spec.first_norm(mt)
     nets = build(cfg, first_norm, device)
     progress = Progress()
     if resume_run:
-        progress = resume(nets, last_path, checkpoint.describe_arch(cfg["net"], first_norm), device)
+        last_path = checkpoint.model_paths(cfg, mt)[1]
+        progress = resume(nets, last_path, checkpoint.describe_arch(cfg["net"], first_norm), device, cfg, seed,
+                          data.identity)
         logger.info(f"resuming from {last_path} at epoch {progress.start + 1}")
-    if progress.start >= tcfg["epoch"]:
-        logger.info(f"nothing to do: {last_path} already holds {progress.start} of train.epoch={tcfg['epoch']} epochs")
-        distributed.finish(world)
-        return progress.best
+    return Run(spec, cfg, mt, seed, device, data, nets, progress, first_norm, logger)
+
+
+def train_epochs(run: Run, rank: int, world: int) -> None:
+    """The epochs from where the run stands to train.epoch."""
+    cfg, spec, data, nets, tcfg = run.cfg, run.spec, run.data, run.nets, run.cfg["train"]
     if world > 1:  # after loading: DDP broadcasts rank 0's weights, which are the same here
-        ddpG, ddpD = distributed.wrap(nets.netG, device), distributed.wrap(nets.netD, device)
+        ddpG, ddpD = distributed.wrap(nets.netG, run.device), distributed.wrap(nets.netD, run.device)
         nets.netG, nets.netD, nets.gen, nets.ddp = ddpG.module, ddpD.module, ddpG.module, (ddpG, ddpD)
     sampler = SegmentSampler(data.train_specs, cfg["feat"]["frame_num"], cfg["feat"]["graph_hop_f"], batch_size(cfg),
                              rank, world)
     if data.test_clips:
-        logger.info(SELECT_NOTE[tcfg["select"]].format(key=spec.summary_key, metric=cfg["detect"]["metric"]))
+        run.logger.info(SELECT_NOTE[tcfg["select"]].format(key=spec.summary_key, metric=cfg["detect"]["metric"]))
     else:
-        logger.info(f"{mt} has no labelled dev test set (an evaluation machine type): no evaluation during training, "
-                    f"the last epoch is kept, and its scores use {cfg['detect']['metric'] or UNLABELLED_METRIC} "
-                    f"(detect.metric)")
-    for epoch in range(progress.start, tcfg["epoch"]):
+        run.logger.info(f"{run.mt} has no labelled dev test set (an evaluation machine type): no evaluation during "
+                        f"training, the last epoch is kept, and its scores use {choose_metric(cfg['detect']['metric'])}"
+                        " (detect.metric)")
+    last_path = run.paths[1]
+    for epoch in range(run.progress.start, tcfg["epoch"]):
         t0 = time.time()
-        mean = train_epoch(nets, sampler, tcfg["wgan"], tcfg["amp"], device, rank, world,
+        mean = train_epoch(nets, sampler, tcfg["wgan"], tcfg["amp"], run.device, rank, world,
                            f"epoch {epoch + 1}/{tcfg['epoch']}", last_path)
         skip_loader_draw()  # the original's per-epoch dev test DataLoader: one draw on every rank
-        if main:
-            end_epoch(spec, cfg, mt, seed, nets, data, progress, epoch, mean, device, logger, time.time() - t0)
+        if rank == 0:
+            end_epoch(run, epoch, mean, time.time() - t0)
         distributed.barrier(world)
-    if main:
-        metric = resolve_metric(cfg["detect"]["metric"]) if cfg["detect"]["metric"] else progress.best["metric"]
-        decision = fit_decision(best_path, cfg, data, nets, device, metric)
-        logger.info(f"decision threshold of {metric}: {decision['threshold']:.6g} "
-                    f"(gamma fit, {decision['percentile']:.0%} of the training clips' scores)")
-        best = progress.best
-        value = "" if math.isnan(best["value"]) else f", {spec.summary_key} {100 * best['value']:.2f}"
-        logger.info(f"selected model: epoch {best['epoch']}, metric {best['metric']}{value} -> {best_path}")
-    distributed.finish(world)
-    return progress.best

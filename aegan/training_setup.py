@@ -1,11 +1,13 @@
 """What one training run holds (its data, networks and optimizers, progress) and how that is set up, resumed
-from the last checkpoint and saved: the selected model (`<mt>.pth`) and the resumable state (`<mt>_last.pth`)."""
+from its last state and saved; the files themselves belong to aegan/artifact.py."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import sys
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +16,8 @@ import soundfile as sf
 import torch
 from torch import nn
 
-from . import checkpoint, distributed
+from . import artifact, checkpoint, distributed
+from .artifact import Identity
 from .data.cache import clip_features
 from .data.clips import Clip, DatasetSpec
 from .data.scaling import minmax, scaled_tensor
@@ -31,6 +34,7 @@ class Data:
     test_clips: list[Clip]  # the labelled dev test set; empty for a machine type without one
     test_specs: torch.Tensor | None  # rank 0 only
     sample_rate: int  # of the training clips; scoring new recordings checks theirs against it
+    identity: Identity  # what the model is trained on (dataset, machine type, the clips' names and content)
 
 
 @dataclass
@@ -49,6 +53,17 @@ class Progress:
     start: int = 0
     best: dict = field(default_factory=lambda: {"value": -math.inf, "epoch": 0, "metric": None})
     history: list[dict] = field(default_factory=list)
+    selected: dict | None = None  # the selected epoch's netG, netD (state dicts) and training embeddings
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def keep(self, nets: Nets, train_emb) -> None:
+        """Remember the weights of this epoch as the selected model's."""
+        self.selected = {"netG": _copy(nets.netG.state_dict()), "netD": _copy(nets.netD.state_dict()),
+                         "train_emb": torch.from_numpy(np.ascontiguousarray(train_emb, dtype=np.float32))}
+
+
+def _copy(sd: dict) -> dict:
+    return {k: v.detach().clone() for k, v in sd.items()}
 
 
 def get_logger(log_dir: Path, mt: str, active: bool = True) -> logging.Logger:
@@ -90,7 +105,7 @@ def load_data(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, main:
     if main:
         distributed.barrier(world)
     rate = sf.info(str(train_clips[0].path)).samplerate
-    return Data(train_clips, train_specs, vmax, vmin, test_clips, test_specs, rate)
+    return Data(train_clips, train_specs, vmax, vmin, test_clips, test_specs, rate, spec.identity(cfg, mt, train_clips))
 
 
 def build(cfg: dict, first_norm: bool, device: torch.device) -> Nets:
@@ -108,9 +123,19 @@ def build(cfg: dict, first_norm: bool, device: torch.device) -> Nets:
     return Nets(netG, netD, torch.compile(netG) if tcfg["compile"] else netG, optD, optG, fmt)
 
 
-def resume(nets: Nets, last_path: Path, arch: str, device: torch.device) -> Progress:
-    """Weights, optimizer states and the random generators' states of the last completed epoch."""
-    state = checkpoint.load(last_path, device)
+def resume(nets: Nets, last_path: Path, arch: str, device: torch.device, cfg: dict, seed: int, identity: Identity
+           ) -> Progress:
+    """The state after the last completed epoch (weights, optimizers, random generators, the selected epoch),
+    when it is the same run: other training clips, seed or settings that change the numbers are refused, each
+    named with both values."""
+    state = artifact.read_last(last_path, device)
+    artifact.check_identity(last_path, state["identity"], identity, "the run in")
+    diffs = artifact.setting_differences(state["config"], cfg)
+    if state["seed"] != seed:
+        diffs.insert(0, f"--seed {state['seed']} -> {seed}")
+    if diffs:
+        raise AeganError(f"--resume: {last_path} is a run with other settings ({'; '.join(diffs)}): resume with the "
+                         "run's settings, or train anew without --resume")
     checkpoint.load_weights(nets.netG, state["netG"], last_path, "netG", arch)
     checkpoint.load_weights(nets.netD, state["netD"], last_path, "netD", arch)
     nets.optG.load_state_dict(state["optG"])
@@ -118,25 +143,28 @@ def resume(nets: Nets, last_path: Path, arch: str, device: torch.device) -> Prog
     torch.set_rng_state(state["rng_cpu"].cpu())
     if device.type == "cuda" and "rng_cuda" in state:
         torch.cuda.set_rng_state(state["rng_cuda"].cpu(), device)
-    return Progress(state["epoch"], state["best"], state.get("history", []))
-
-
-def save_selected(path: Path, spec: DatasetSpec, cfg: dict, mt: str, seed: int, nets: Nets, data: Data,
-                  progress: Progress, train_emb: np.ndarray) -> None:
-    best = progress.best
-    checkpoint.save(path, {
-        "netD": nets.netD.state_dict(), "netG": nets.netG.state_dict(), spec.best_key: best["value"],
-        "feat_max": float(data.vmax), "feat_min": float(data.vmin), "config": cfg, "epoch": best["epoch"],
-        "metric": best["metric"], "select": cfg["train"]["select"], "seed": seed, "history": progress.history,
-        "train_emb": torch.from_numpy(train_emb), "dataset": spec.name, "mt": mt, "sample_rate": data.sample_rate})
+    return Progress(state["epoch"], state["best"], state["history"], state.get("selected"), state["run_id"])
 
 
 def save_last(path: Path, cfg: dict, seed: int, nets: Nets, data: Data, progress: Progress, epoch: int,
-              device: torch.device) -> None:
+              device: torch.device, first_norm: bool) -> None:
+    """The run state after `epoch` epochs, with the selected epoch's weights: what --resume continues from and
+    what the model file is written from when the run finishes."""
     last = {"netD": nets.netD.state_dict(), "netG": nets.netG.state_dict(), "optD": nets.optD.state_dict(),
             "optG": nets.optG.state_dict(), "epoch": epoch, "best": progress.best, "history": progress.history,
-            "rng_cpu": torch.get_rng_state(), "feat_max": float(data.vmax), "feat_min": float(data.vmin),
-            "config": cfg, "seed": seed}
+            "selected": progress.selected, "rng_cpu": torch.get_rng_state(), "feat_max": float(data.vmax),
+            "feat_min": float(data.vmin), "config": cfg, "seed": seed, "identity": data.identity.as_dict(),
+            "run_id": progress.run_id, "first_norm": first_norm}
     if device.type == "cuda":
         last["rng_cuda"] = torch.cuda.get_rng_state(device)
-    checkpoint.save(path, last)
+    artifact.write_last(path, last)
+
+
+def model_file(spec: DatasetSpec, cfg: dict, seed: int, data: Data, progress: Progress, first_norm: bool,
+               thresholds: dict) -> artifact.ModelFile:
+    """The finished run's model file: the selected epoch's weights and everything scoring needs."""
+    sel, best = progress.selected, progress.best
+    return artifact.ModelFile(
+        sel["netG"], sel["netD"], copy.deepcopy(cfg), data.identity, first_norm, float(data.vmax), float(data.vmin),
+        sel["train_emb"].numpy(), data.sample_rate, best["epoch"], best["metric"], float(best["value"]),
+        spec.best_key, thresholds, progress.history, seed, progress.run_id)

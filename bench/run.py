@@ -38,7 +38,7 @@ from aegan.device import tune_allocator  # noqa: E402
 from aegan.fast_steps import train_step  # noqa: E402
 from aegan.method import critic_step, feature_match  # noqa: E402
 from aegan.nets import build_nets  # noqa: E402
-from aegan.scores import embed_clips, generator_scores  # noqa: E402
+from aegan.scores import embed_clips, score_clips  # noqa: E402
 
 WGAN = {"lambda_gp": 10.0, "feat_match_eff": 0.1, "match_item": {"mu": 1}, "ncritic": 1}
 
@@ -260,9 +260,10 @@ def main() -> None:
     g.eval()
     d.eval()
     t_embed = timeit(lambda: embed_clips(d, clips_s, frame_num, 1, device), repeat, 1, sync) / n_clips
-    t_score, t_bf16 = (timeit(lambda amp=amp: generator_scores(g, d, clips_s, frame_num, 1, device, amp), repeat, 1,
+    feat = {"frame_num": frame_num, "graph_hop_f": 1}
+    t_score, t_bf16 = (timeit(lambda amp=amp: score_clips(g, d, None, clips_s, feat, device, amp), repeat, 1,
                               sync) / n_clips for amp in ("fp32", "bf16"))
-    fp32, bf16 = (generator_scores(g, d, clips_s, frame_num, 1, device, amp)[0] for amp in ("fp32", "bf16"))
+    fp32, bf16 = (score_clips(g, d, None, clips_s, feat, device, amp).scores for amp in ("fp32", "bf16"))
     res["score"] = {"embed_s_per_clip": t_embed, "score_s_per_clip": t_score, "bf16_score_s_per_clip": t_bf16,
                     "ratio_bf16_vs_fp32": t_score / t_bf16, "segments_per_clip": specs_t.shape[2] - frame_num + 1,
                     "bf16_max_rel_score_diff": max(float(np.max(np.abs(fp32[k] - bf16[k]) / (np.abs(fp32[k]) + 1e-12)))

@@ -12,7 +12,7 @@ from aegan import cli, synth
 from aegan.config import load_config
 from aegan.data.audio import logmel
 from aegan.data.segments import segment_view
-from aegan.localization import localization_map, overlap_average, reconstruct, to_unit
+from aegan.localization import localization_map, maps_and_score, overlap_average, to_unit
 from aegan.model import prepare
 from conftest import run_cli
 from dcase2022.datasets import SPEC
@@ -85,8 +85,7 @@ def test_residual_map_peaks_at_injected_clicks(trained2022, tmp_path):
     wav = tmp_path / "section_00_source_test_anomaly_0000_a.wav"
     sf.write(wav, np.clip(y, -1, 1), sr, subtype="PCM_16")  # normal parts keep the level the model knows
     spec, _ = logmel(wav, cfg["feat"]["fft_num"], cfg["feat"]["frame_hop"], cfg["feat"]["mel_bin"])
-    x = model.scaled(spec[None])[0]
-    _, resid = reconstruct(model.netG, x, cfg["feat"]["frame_num"], cfg["feat"]["graph_hop_f"], torch.device("cpu"))
+    _, resid, _ = maps_and_score(model, model.scaled(spec[None]), 0, "G_x_2_sum")
     curve = resid.mean(0).numpy()
     frames = [int(t * sr / cfg["feat"]["frame_hop"]) for t in clicks]
     edge = 8  # the first and last frames are covered by one segment only: skip them for the argmax
@@ -100,12 +99,11 @@ def test_residual_map_peaks_at_injected_clicks(trained2022, tmp_path):
 def test_loc_scores_clips_as_test_py_does(trained2022):
     """loc.py scores each clip in the same generator pass that gives its map: the same numbers as test.py."""
     from aegan.data.cache import clip_features
-    from aegan.localization import maps_and_score
 
     _, sets, _ = trained2022
     model, _ = prepare(SPEC, load_config(SPEC.root, "fan", sets[1], sets[3::2]), "fan", torch.device("cpu"))
     clips = SPEC.test_clips(model.cfg, "fan", True, SPEC.train_clips(model.cfg, "fan"))[:3]
     specs = model.scaled(clip_features(model.cfg, "fan", clips, "loc_check"))
-    scores, _ = model.score(specs)
+    scores = model.score(specs).scores
     for metric in ("G_z_cos_min", "G_x_1_max", "D_lof"):
         assert [maps_and_score(model, specs, i, metric)[2] for i in range(3)] == scores[metric].tolist()

@@ -6,7 +6,7 @@ import torch
 from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
 
 from aegan.nets import build_nets
-from aegan.scores import NAN_SCORE, EmbeddingDetectors, all_scores, embed_clips, generator_scores, metric_names
+from aegan.scores import NAN_SCORE, EmbeddingDetectors, embed_clips, metric_names, score_clips
 
 NET = {"isize": 16, "nz": 8, "ndf": 4, "ngf": 4, "normalize": {"g": "ln", "d": "ln"}}
 
@@ -24,7 +24,10 @@ def test_generator_scores_equal_a_direct_per_clip_loop():
     g.eval()
     d.eval()
     specs = torch.rand(3, 16, 22) * 2 - 1  # 3 clips, 22 frames -> 4 segments of 16 with hop 2
-    scores, emb = generator_scores(g, d, specs, 16, 2, torch.device("cpu"))
+    feat = {"frame_num": 16, "graph_hop_f": 2}
+    scored = score_clips(g, d, None, specs, feat, torch.device("cpu"), recon=True)
+    scores, emb = scored.scores, scored.emb
+    assert list(scores) == metric_names()[4:]  # without detectors: the 15 generator scores
     for c in range(3):
         x = torch.stack([specs[c, :, 2 * i:2 * i + 16] for i in range(4)]).unsqueeze(1)
         with torch.no_grad():
@@ -40,6 +43,7 @@ def test_generator_scores_equal_a_direct_per_clip_loop():
             for pool, fn in (("sum", torch.sum), ("min", torch.min), ("max", torch.max)):
                 assert scores[f"G_{key}_{pool}"][c] == pytest.approx(fn(v).item(), rel=1e-4, abs=1e-6)
         np.testing.assert_allclose(emb[c], f.mean(0).numpy(), rtol=1e-4, atol=1e-6)
+        assert torch.equal(scored.recon[c], g(x))  # the reconstruction loc.py maps, from the same pass
     assert emb.dtype == np.float32 and np.array_equal(emb, embed_clips(d, specs, 16, 2, torch.device("cpu")))
 
 
@@ -74,9 +78,14 @@ def test_mahalanobis_pseudo_inverse_when_clips_do_not_outnumber_dimensions():
 
 
 def test_nan_scores_become_largest_float32():
-    rng = np.random.default_rng(1)
-    train = rng.normal(0, 1, (20, 4))
-    g = {n: np.array([1.0, np.nan]) for n in metric_names()[4:]}
-    out = all_scores(g, rng.normal(0, 1, (2, 4)), EmbeddingDetectors(train))
+    """A clip whose features hold NaN: every score it gets is the largest float32, in the table's order."""
+    torch.manual_seed(0)
+    g, d = build_nets(NET, True)
+    specs = torch.rand(2, 16, 16) * 2 - 1
+    specs[1, 3, 4] = float("nan")
+    feat = {"frame_num": 16, "graph_hop_f": 1}
+    train = embed_clips(d, torch.rand(20, 16, 16) * 2 - 1, 16, 1, torch.device("cpu"))
+    out = score_clips(g, d, EmbeddingDetectors(train), specs, feat, torch.device("cpu")).scores
     assert list(out) == metric_names()
-    assert out["G_x_2_sum"][1] == NAN_SCORE == np.finfo(np.float32).max
+    assert out["G_x_2_sum"][1] == NAN_SCORE == np.finfo(np.float32).max and out["D_lof"][1] == NAN_SCORE
+    assert all(np.isfinite(v[0]) and v[0] < NAN_SCORE for v in out.values())

@@ -114,6 +114,16 @@ class DatasetSpec:
     def machine_types(self, cfg: dict) -> tuple[str, ...]:
         return self.machines
 
+    def dataset_id(self, cfg: dict) -> str:
+        """The dataset a run is on: the folder's name, or a first-shot year's ("dcase2025")."""
+        return f"dcase{cfg['year']}" if "year" in cfg else self.name
+
+    def identity(self, cfg: dict, mt: str, train_clips: list[Clip]):
+        """What a model of `mt` trained on `train_clips` is (artifact.Identity): recorded in it, checked on read."""
+        from ..artifact import identity_of
+
+        return identity_of(self.dataset_id(cfg), mt, self.train_parts(cfg, mt), train_clips, cfg["dataset_dir"])
+
     def check_machine(self, mt: str, cfg: dict) -> None:
         known = self.machine_types(cfg)
         if mt not in known:

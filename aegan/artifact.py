@@ -1,0 +1,393 @@
+"""The trained model as one file, and the files beside it in model_dir: this module alone writes and reads them.
+
+- `<mt>.pth`, the model: the weights (under the original's key names, so its test.py loads them too),
+  `format` and `version`, `identity` (below), the resolved settings, `first_norm`, the feature scaling, the
+  critic's reference set (the training clips' embeddings), `thresholds`, the selected epoch and metric, the
+  history. Written once, atomically, when a training run finishes.
+- `<mt>_last.pth`, the run's resumable state: weights, optimizers, random generators, the selected epoch's
+  weights, the same identity and settings. Written atomically after every epoch.
+- `<mt>.scoring.pt`, a cache for a checkpoint that lacks what scoring needs (the original code's): the derived
+  scaling and reference set, and thresholds fitted later, keyed on the checkpoint's sha256, the identity and
+  feature settings it was derived with. Written by test.py / loc.py, re-derived when it no longer matches.
+- `<mt>.lock`, held by the training run of `<mt>` (its pid, host, start); removed when the run ends, taken
+  over from a killed run.
+
+Identity: the dataset (and year), the machine type, the training parts and the training clips (each clip's
+name and a digest of its content), recorded when training starts and checked on every read against the
+data the command is about to use: a model is never silently used for another machine type, dataset or set of
+training clips. Every entry of a file is checked for its type on read; a damaged file is one line naming it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import math
+import os
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import checkpoint
+from .config import get
+from .errors import AeganError, shown
+
+FORMAT = "aegan-ad model"
+VERSION = 2
+SIDECAR_VERSION = 2
+# Settings that a resumed run may change: where outputs go, how features are computed in parallel (not what
+# they are), the paper's reference number, and how many epochs to train (a longer run extends the same one).
+# Every other setting changes the numbers; the training clips are compared by content, not by dataset_dir.
+FREE_SETTINGS = ("dataset_dir", "model_dir", "spec_dir", "log_dir", "detect_dir", "result_dir", "loc_dir",
+                 "feat.workers", "paper_result", "train.epoch")
+# What a derived part of an original checkpoint depends on: the features and the training clips.
+DERIVED_SETTINGS = ("feat.fft_num", "feat.frame_hop", "feat.mel_bin", "feat.frame_num", "feat.graph_hop_f")
+
+
+# ---- identity -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Identity:
+    """What a model was trained on."""
+
+    dataset: str  # "dcase2022", or the first-shot year's "dcase2025"
+    mt: str
+    parts: str  # the training parts, "dev" / "eval" / "dev+eval"
+    clips: tuple[tuple[str, str], ...]  # (clip path below dataset_dir, content digest), in listing order
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha256(repr(self.clips).encode()).hexdigest()[:16]
+
+    def as_dict(self) -> dict:
+        return {"dataset": self.dataset, "mt": self.mt, "parts": self.parts, "clips": [list(c) for c in self.clips],
+                "fingerprint": self.fingerprint}
+
+
+def identity_of(dataset: str, mt: str, parts: list[str], clips: list, dataset_dir: str | Path) -> Identity:
+    """The identity of a model trained on `clips` (data.clips.Clip) of `dataset_dir`."""
+    from .data.cache import clip_digest  # the same digests the feature cache is keyed on
+
+    root = Path(dataset_dir)
+    rows = []
+    for c in clips:
+        try:
+            name = c.path.relative_to(root).as_posix()
+        except ValueError:
+            name = c.path.name
+        rows.append((name, clip_digest(c.path)))
+    return Identity(dataset, mt, "+".join(parts), tuple(rows))
+
+
+def _identity_from(raw: object, path: Path) -> Identity:
+    if not (isinstance(raw, dict) and all(isinstance(raw.get(k), str) for k in ("dataset", "mt", "parts"))
+            and isinstance(raw.get("clips"), list)
+            and all(isinstance(c, (list, tuple)) and len(c) == 2 and all(isinstance(x, str) for x in c)
+                    for c in raw["clips"])):
+        raise _damaged(path, "identity")
+    return Identity(raw["dataset"], raw["mt"], raw["parts"], tuple(tuple(c) for c in raw["clips"]))
+
+
+def check_identity(path: Path, stored: Identity, expected: Identity, what: str = "model") -> None:
+    """One line naming what differs between the data a model was trained on and the data at hand."""
+    where = shown(path)
+    if stored.mt != expected.mt:
+        raise AeganError(f"{what} {where} was trained on {stored.mt}, not {expected.mt}: train {expected.mt} "
+                         f"(or point model_dir at its model)")
+    if stored.dataset != expected.dataset:
+        raise AeganError(f"{what} {where} was trained on {stored.dataset}, not {expected.dataset}: use that "
+                         f"dataset's scripts, or train on {expected.dataset}")
+    if stored.parts != expected.parts:
+        raise AeganError(f"{what} {where} was trained on the {stored.parts} training clips, but train_set gives "
+                         f"{expected.parts} now: set train_set back, or train again")
+    if stored.clips != expected.clips:
+        raise AeganError(f"{what} {where} was trained on other training clips than dataset_dir holds now "
+                         f"({_clip_difference(stored.clips, expected.clips)}): point dataset_dir at the data it "
+                         "was trained on, or train again")
+
+
+def _clip_difference(old: tuple, new: tuple) -> str:
+    before, now = dict(old), dict(new)
+    added = [n for n in now if n not in before]
+    removed = [n for n in before if n not in now]
+    changed = [n for n in now if n in before and before[n] != now[n]]
+    parts = []
+    for words, names in (("added", added), ("removed", removed), ("changed", changed)):
+        if names:
+            parts.append(f"{len(names)} {words}, e.g. {shown(names[0])}")
+    return "; ".join(parts) or "the same clips in another order"
+
+
+# ---- settings ------------------------------------------------------------------------------------------
+def _leaves(tree: dict, prefix: str = "") -> Iterator[tuple[str, object]]:
+    for k, v in tree.items():
+        if isinstance(v, dict) and f"{prefix}{k}" != "train.wgan.match_item":
+            yield from _leaves(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}", v
+
+
+def setting_differences(stored: dict, now: dict, free: tuple[str, ...] = FREE_SETTINGS) -> list[str]:
+    """'key: stored -> now' for every setting that changes the numbers and differs."""
+    a, b = dict(_leaves(stored)), dict(_leaves(now))
+    out = []
+    for key in sorted(set(a) | set(b)):
+        if key in free or a.get(key, "<absent>") == b.get(key, "<absent>"):
+            continue
+        out.append(f"{key} {a.get(key, '<absent>')!r} -> {b.get(key, '<absent>')!r}")
+    return out
+
+
+# ---- the model file -----------------------------------------------------------------------------------
+@dataclass
+class ModelFile:
+    """Everything `<mt>.pth` holds, type-checked."""
+
+    netG: dict
+    netD: dict
+    config: dict
+    identity: Identity
+    first_norm: bool
+    feat_max: float
+    feat_min: float
+    train_emb: np.ndarray  # (training clips, C) float32, in the original's reference order
+    sample_rate: int
+    epoch: int  # the selected epoch
+    metric: str  # the metric selected in training (the scores' metric when detect.metric is unset)
+    value: float  # its summary value (nan without a labelled dev test set)
+    best_key: str  # the original's name of that value: best_hmean / best_aver
+    thresholds: dict[str, dict] = field(default_factory=dict)  # "<metric>@<percentile>" -> the fitted rule
+    history: list[dict] = field(default_factory=list)
+    seed: int = 0
+    run_id: str = ""
+
+
+def threshold_key(metric: str, percentile: float) -> str:
+    return f"{metric}@{percentile}"
+
+
+def write_model(path: Path, m: ModelFile) -> None:
+    """The model, in one atomic step."""
+    state = {"format": FORMAT, "version": VERSION, "netG": m.netG, "netD": m.netD, m.best_key: m.value,
+             "config": m.config, "identity": m.identity.as_dict(), "first_norm": m.first_norm,
+             "feat_max": float(m.feat_max), "feat_min": float(m.feat_min),
+             "train_emb": torch.from_numpy(np.ascontiguousarray(m.train_emb, dtype=np.float32)),
+             "sample_rate": int(m.sample_rate), "epoch": int(m.epoch), "metric": m.metric,
+             "thresholds": m.thresholds, "history": m.history, "seed": int(m.seed), "run_id": m.run_id}
+    checkpoint.save(path, state)
+
+
+def is_ours(state: dict) -> bool:
+    return state.get("format") == FORMAT
+
+
+def is_original(state: dict) -> bool:
+    """The original code's checkpoint: the weights and its best value, nothing of ours."""
+    return "format" not in state and "config" not in state
+
+
+def model_from_state(state: dict, path: Path) -> ModelFile:
+    """The model file's entries, each checked: a damaged or foreign file is one line, never a wrong result."""
+    if state.get("version") != VERSION:
+        raise AeganError(f"model {shown(path)} has format version {state.get('version')!r}; this code reads "
+                         f"version {VERSION}: train it again with this version")
+    best_key = next((k for k in ("best_hmean", "best_aver") if k in state), None)
+    checks = {"config": isinstance(state.get("config"), dict), "first_norm": isinstance(state.get("first_norm"), bool),
+              "feat_max": _finite(state.get("feat_max")), "feat_min": _finite(state.get("feat_min")),
+              "train_emb": isinstance(state.get("train_emb"), torch.Tensor) and state["train_emb"].dim() == 2,
+              "sample_rate": isinstance(state.get("sample_rate"), int) and state["sample_rate"] > 0,
+              "epoch": isinstance(state.get("epoch"), int), "metric": isinstance(state.get("metric"), str),
+              "best value": best_key is not None and isinstance(state[best_key], float),
+              "thresholds": isinstance(state.get("thresholds"), dict),
+              "history": isinstance(state.get("history"), list),
+              "netG": _weights(state.get("netG")), "netD": _weights(state.get("netD"))}
+    for name, ok in checks.items():
+        if not ok:
+            raise _damaged(path, name)
+    if not state["feat_max"] > state["feat_min"]:
+        raise _damaged(path, "feat_max/feat_min")
+    identity = _identity_from(state.get("identity"), path)
+    if state["train_emb"].shape[0] != len(identity.clips):
+        raise _damaged(path, "train_emb (one row per training clip)")
+    thresholds = check_thresholds(state["thresholds"], path)
+    return ModelFile(state["netG"], state["netD"], state["config"], identity, state["first_norm"],
+                     float(state["feat_max"]), float(state["feat_min"]), state["train_emb"].float().numpy(),
+                     state["sample_rate"], state["epoch"], state["metric"], float(state[best_key]), best_key,
+                     thresholds, state["history"], int(state.get("seed", 0)), str(state.get("run_id", "")))
+
+
+def check_thresholds(raw: object, path: Path) -> dict[str, dict]:
+    if not isinstance(raw, dict):
+        raise _damaged(path, "thresholds")
+    for key, rule in raw.items():
+        if not (isinstance(key, str) and isinstance(rule, dict) and isinstance(rule.get("metric"), str)
+                and _finite(rule.get("threshold")) and _finite(rule.get("percentile"))):
+            raise _damaged(path, f"thresholds[{key!r}]")
+    return raw
+
+
+def _finite(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _weights(sd: object) -> bool:
+    return isinstance(sd, dict) and bool(sd) and all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                    for k, v in sd.items())
+
+
+def _damaged(path: Path, entry: str) -> AeganError:
+    return AeganError(f"model file {shown(path)} is damaged or was not written by AEGAN-AD: its entry {entry} is "
+                      "missing or malformed; train it again or restore the file")
+
+
+def read(path: str | Path, device: torch.device | str = "cpu") -> tuple[dict, ModelFile | None]:
+    """(the raw checkpoint, its checked ModelFile when it is ours; None for the original code's format). A file
+    of an earlier version of this code is one line."""
+    path = Path(path)
+    state = checkpoint.load(path, device)
+    if is_ours(state):
+        return state, model_from_state(state, path)
+    if not is_original(state):
+        raise AeganError(f"model {shown(path)} was written by an earlier version of AEGAN-AD (no format version): "
+                         "train it again with this version")
+    return state, None
+
+
+# ---- the sidecar of a checkpoint that lacks what scoring needs -----------------------------------------
+@dataclass
+class Sidecar:
+    checkpoint_sha256: str
+    identity: Identity | None  # of the data it was derived from (None: derived nothing, only thresholds)
+    settings: dict  # DERIVED_SETTINGS at derivation
+    config: dict | None = None
+    first_norm: bool | None = None
+    feat_max: float | None = None
+    feat_min: float | None = None
+    train_emb: np.ndarray | None = None
+    sample_rate: int | None = None
+    thresholds: dict[str, dict] = field(default_factory=dict)
+
+
+def sidecar_path(path: Path) -> Path:
+    return path.with_name(f"{path.stem}.scoring.pt")
+
+
+def derived_settings(cfg: dict) -> dict:
+    return {k: get(cfg, k) for k in DERIVED_SETTINGS}
+
+
+def write_sidecar(path: Path, side: Sidecar) -> Path:
+    target = sidecar_path(path)
+    data = asdict(side)
+    data["identity"] = side.identity.as_dict() if side.identity else None
+    if side.train_emb is not None:
+        data["train_emb"] = torch.from_numpy(np.ascontiguousarray(side.train_emb, dtype=np.float32))
+    checkpoint.save(target, {"version": SIDECAR_VERSION, **data})
+    return target
+
+
+def read_sidecar(path: Path, digest: str, expected: Identity | None = None, cfg: dict | None = None) -> Sidecar | None:
+    """The sidecar of checkpoint `path` when it belongs to this checkpoint file (its sha256) and, given them, to
+    this data and these settings; else None (it is a cache: the caller derives it again), saying why."""
+    side = sidecar_path(path)
+    if not side.exists():
+        return None
+    try:
+        data = torch.load(side, map_location="cpu", weights_only=True)
+        if not isinstance(data, dict) or data.get("version") != SIDECAR_VERSION:
+            raise ValueError("another version")
+        identity = _identity_from(data["identity"], side) if data.get("identity") is not None else None
+        thresholds = check_thresholds(data.get("thresholds", {}), side)
+        emb = data.get("train_emb")
+        emb = emb.float().numpy() if isinstance(emb, torch.Tensor) else None
+        out = Sidecar(data["checkpoint_sha256"], identity, data["settings"], data.get("config"), data.get("first_norm"),
+                      data.get("feat_max"), data.get("feat_min"), emb, data.get("sample_rate"), thresholds)
+    except Exception:  # noqa: BLE001 - a cache that cannot be read is derived again
+        print(f"model: sidecar {side} is unreadable or of another version; deriving it again")
+        return None
+    if out.checkpoint_sha256 != digest:
+        print(f"model: sidecar {side} belongs to another checkpoint file; deriving it again")
+        return None
+    if expected is not None and out.identity is not None and out.identity != expected:
+        print(f"model: sidecar {side} was derived from other training clips ("
+              f"{_clip_difference(out.identity.clips, expected.clips)}); deriving it again")
+        return None
+    if cfg is not None and out.identity is not None and out.settings != derived_settings(cfg):
+        print(f"model: sidecar {side} was derived with other settings; deriving it again")
+        return None
+    return out
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ---- the run's resumable state -----------------------------------------------------------------------
+def write_last(path: Path, state: dict) -> None:
+    """`<mt>_last.pth`: the run state after an epoch (built by training_setup.save_last), atomically."""
+    checkpoint.save(path, {"format": FORMAT + " run state", "version": VERSION, **state})
+
+
+def read_last(path: Path, device: torch.device) -> dict:
+    state = checkpoint.load(path, device)
+    if state.get("format") != FORMAT + " run state" or state.get("version") != VERSION:
+        raise AeganError(f"{shown(path)} is not a run state of this version of AEGAN-AD: train anew without --resume")
+    for key in ("epoch", "config", "identity", "seed", "run_id", "optG", "optD", "rng_cpu", "best", "history"):
+        if key not in state:
+            raise _damaged(path, key)
+    state["identity"] = _identity_from(state["identity"], path)
+    return state
+
+
+# ---- one run per model at a time -----------------------------------------------------------------------
+def lock_path(model_dir: str | Path, mt: str) -> Path:
+    return Path(model_dir) / f"{mt}.lock"
+
+
+@contextlib.contextmanager
+def training_lock(model_dir: str | Path, mt: str) -> Iterator[Path]:
+    """Held for a whole training run of `mt` in `model_dir`. The kernel releases it when its process dies,
+    however it dies, so the lock of a killed run is taken over; the file is removed when the run ends."""
+    path = lock_path(model_dir, mt)
+    created = not path.parent.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 512).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise AeganError(f"{shown(Path(model_dir) / mt)} is being trained by {holder} (lock {shown(path)}): "
+                             "wait for that run to end, or give this one another model_dir") from None
+        try:  # the file may have been removed by its previous holder between our open and lock: retry
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    left = os.read(fd, 512).decode(errors="replace").strip()
+    if left:
+        print(f"model: took over the lock {shown(path)} left by {left}, which is no longer running")
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+              .encode(), 0)
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(fd)
+        if created:  # a run that failed before writing anything leaves no empty model_dir behind
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()
