@@ -204,8 +204,9 @@ def prepare(spec: DatasetSpec, resolved: Resolved, mt: str, device: torch.device
     print(f"model: {path} (original-format checkpoint)")
     side = artifact.read_sidecar(path, digest, expected, cfg)
     if side is not None and side.train_emb is not None:
-        return _from_sidecar(state, side, cfg, path, device, digest), train_specs
-    model = _derive(spec, cfg, mt, state, path, device, digest, train_clips, expected)
+        model = _from_sidecar(state, side, cfg, path, device, digest)
+    else:
+        model = _derive(spec, cfg, mt, state, path, device, digest, train_clips, expected)
     return model, train_specs
 
 

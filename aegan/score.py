@@ -67,10 +67,10 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
 
     def run(a: argparse.Namespace) -> None:
+        det = Detector.load(a.model, a.metric, select_device(a.card_id))
         files = expand(a.inputs)
         if a.out:
             check_output(Path(a.out), [Path(a.model), *files])
-        det = Detector.load(a.model, a.metric, select_device(a.card_id))
         print(f"model: {det.model.path} ({det.metric}, threshold {det.threshold:.6g}); scoring {len(files)} files")
         results = det.score(files)
         table = rows_csv(results, det.metric, a.all_metrics)

@@ -180,14 +180,15 @@ def finish(run: Run) -> None:
 
 
 def finished(best_path: Path, progress: Progress) -> bool:
-    """Whether this run's model file is written (a model file of another run does not count)."""
+    """Whether this run's model file is written, after the epochs trained so far (a model file of another run,
+    or of this run before it was extended, does not count)."""
     if not best_path.exists():
         return False
     try:
         state, mf = read_model(best_path)
     except AeganError:
         return False
-    return mf is not None and mf.run_id == progress.run_id
+    return mf is not None and mf.run_id == progress.run_id and len(mf.history) == len(progress.history)
 
 
 def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int, resume_run: bool = False) -> dict:

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from aegan import checkpoint, model
+from aegan.artifact import sidecar_path
 from aegan.config import load_config
 from aegan.errors import AeganError
 from conftest import SMALL, out_sets
@@ -22,12 +23,13 @@ def _resolved(out, synth2022):
 
 
 def test_our_checkpoint_stands_alone(trained2022):
-    m, _ = model.load(trained2022[0] / "model" / "fan.pth", CPU)
+    m = model.load(trained2022[0] / "model" / "fan.pth", CPU)
     state = checkpoint.load(trained2022[0] / "model" / "fan.pth")
     assert m.cfg["net"]["isize"] == 64 and m.metric() == "G_z_cos_min" and m.info["mt"] == "fan"
     assert np.array_equal(m.train_emb, state["train_emb"].numpy()) and m.vmax == np.float32(state["feat_max"])
-    assert "G_z_cos_min@0.9" in m.decisions
-    assert not model.sidecar_path(trained2022[0] / "model" / "fan.pth").exists()
+    assert "G_z_cos_min@0.9" in m.thresholds and m.first_norm == state["first_norm"]
+    assert m.identity.mt == "fan" and len(m.identity.clips) == len(m.train_emb)
+    assert not sidecar_path(trained2022[0] / "model" / "fan.pth").exists()
 
 
 def test_original_checkpoint_gets_its_sidecar_once(trained2022, synth2022, tmp_path, capsys):
@@ -45,7 +47,7 @@ def test_original_checkpoint_gets_its_sidecar_once(trained2022, synth2022, tmp_p
     assert m.vmax == np.float32(ours["feat_max"]) and np.array_equal(m.train_emb, ours["train_emb"].numpy())
     model.prepare(SPEC, _resolved(out, synth2022), "fan", CPU)
     assert "kept what scoring needs" not in capsys.readouterr().out  # read from the sidecar this time
-    alone, _ = model.load(path, CPU)  # now it stands alone
+    alone = model.load(path, CPU)  # now it stands alone
     assert np.array_equal(alone.train_emb, m.train_emb) and alone.cfg["feat"]["mel_bin"] == 64
     # a replaced checkpoint is noticed by its content
     sd = dict(ours["netG"])
@@ -61,8 +63,9 @@ def test_a_fitted_threshold_is_kept(trained2022, synth2022, tmp_path):
     shutil.copytree(trained2022[0] / "model", out / "model")
     shutil.copytree(trained2022[0] / "spec", out / "spec")
     m, train_specs = model.prepare(SPEC, _resolved(out, synth2022), "fan", CPU)
-    rule, fitted = m.decision("D_lof", train_specs)  # a critic metric: from the stored embeddings, no pass
+    rule, fitted = m.threshold("D_lof", train_specs)  # a critic metric: from the stored embeddings, no pass
     assert fitted and rule["metric"] == "D_lof"
-    model.write_sidecar(m)
+    model.save_thresholds(m)
     again, _ = model.prepare(SPEC, _resolved(out, synth2022), "fan", CPU)
-    assert again.decision("D_lof", train_specs) == (rule, False)
+    assert again.threshold("D_lof", train_specs) == (rule, False)
+    assert again.threshold("G_z_cos_min", train_specs)[1] is False  # the model file's own is still there

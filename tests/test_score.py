@@ -27,8 +27,8 @@ def clips(synth2022):
 def test_detector_scores_a_clip_as_test_py_does(trained2022, clips, synth2022):
     out, sets, _ = trained2022
     det = Detector.load(out / "model" / "fan.pth")
-    assert det.metric == "G_z_cos_min" and det.threshold == checkpoint.load(out / "model" / "fan.pth")["decision"][
-        "threshold"]
+    stored = checkpoint.load(out / "model" / "fan.pth")["thresholds"]["G_z_cos_min@0.9"]
+    assert det.metric == "G_z_cos_min" and det.threshold == stored["threshold"]
     results = det.score(clips)
     assert [r.file for r in results] == [str(c) for c in clips] and all(r.error is None for r in results)
     # the same numbers test.py writes for these clips (scored there in one run over the whole test set)
