@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -60,7 +61,7 @@ class Job:
         train.py at once (its checkpoints are only ever replaced whole) and run the same job again later."""
         import submitit
 
-        stop_children()
+        stop_children(in_handler=True)
         return submitit.helpers.DelayedSubmission(self)
 
 
@@ -124,7 +125,7 @@ def run_child(cmd: list[str], log, env: dict) -> int:
             _LIVE.discard(p)
 
 
-def stop_children() -> None:
+def stop_children(in_handler: bool = False) -> None:
     """Stop every running script of this process and wait for it: train.py ends on SIGTERM as on Ctrl-C,
     keeping the checkpoints of its last completed epoch."""
     STOP.set()
@@ -134,7 +135,20 @@ def stop_children() -> None:
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
     for p in live:
-        p.wait()
+        if not in_handler:
+            p.wait()
+            continue
+        # A signal handler runs inside this thread's Popen.wait, which holds the lock a second wait would take:
+        # watch the process end (a zombie until that wait reaps it) without taking it.
+        while not _ended(p.pid):
+            time.sleep(0.05)
+
+
+def _ended(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
 
 
 # --- local: a queue of jobs, one per slot of GPUs (or one at a time on the CPU) ---

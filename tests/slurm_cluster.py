@@ -122,7 +122,16 @@ def tail(root: Path) -> str:
 
 
 def stop(root: Path) -> None:
-    """Stop the daemons by their pid files (slurmd, slurmctld, then munged) and wait until they are gone."""
+    """Cancel the jobs left (slurmd leaves a running job's processes alive), then stop the daemons by their pid
+    files (slurmd, slurmctld, munged) and wait until they are gone."""
+    env = {**os.environ, "SLURM_CONF": str(root / "slurm.conf")}
+    if (root / "slurmctld.pid").is_file() and subprocess.run(["scancel", "--me"], env=env).returncode == 0:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < START_GUARD_S:
+            r = subprocess.run(["squeue", "--me", "-h"], env=env, capture_output=True, text=True)
+            if r.returncode or not r.stdout.strip():
+                break
+            time.sleep(0.2)
     for name in reversed(DAEMONS):
         pid_file = root / f"{name}.pid"
         if not pid_file.is_file():
