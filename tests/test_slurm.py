@@ -51,9 +51,10 @@ def test_slurm_sweep_requeues_resumes_reports_and_resubmits(cluster, sweep):  # 
     last = out / "fan" / "seed1" / "model" / "fan_last.pth"
     wait_for(lambda: last.exists() or p.poll() is not None, "first epoch of fan seed 1")
     job = json.loads((out / "slurm" / "jobs.json").read_text())["fan/seed1"]
-    # Slurm's warning before a time limit (submitit asks for USR2); while submitit already requeues the job,
-    # scancel may answer "try again later" for the job's other step: its exit status is not the test
-    subprocess.run(["scancel", "--signal=USR2", job["id"]], env=cluster.env, capture_output=True)
+    # Slurm's warning before a time limit (submitit asks for USR2 --signal), as Slurm sends it: to the job's
+    # step (step 0 runs submitit's process). Signalling the whole array task instead makes scancel retry for
+    # minutes ("try again later") while submitit requeues it, and a retry could hit the restarted job.
+    cluster.run("scancel", "--signal=USR2", f"{job['id']}.0")
     stdout, stderr = p.communicate()
     assert p.returncode == 1, stderr
     assert stderr.count("\n") == 1 and stderr.startswith("error: 1 of 4 jobs did not finish: ToyTrain seed 1 ")
