@@ -14,10 +14,13 @@ last completed epoch.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -209,26 +212,40 @@ def submit_slurm(jobs: list[Job], folder: Path, gpus: int, minutes: int, partiti
                  extra: dict[str, str]) -> dict[str, dict]:
     """Submit the jobs as one array; returns {job key: {"id": Slurm job id, "log": its log file}}."""
     import submitit
-    from submitit.slurm.slurm import _get_default_parameters
 
     # A requeued job resumes from its last epoch; the bound stops a job that never gets through an epoch.
     ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=20)
     named = {k.replace("-", "_"): int(v) if v.isdigit() else v for k, v in extra.items()
-             if k.replace("-", "_") in set(_get_default_parameters()) - INTERNAL}
+             if k.replace("-", "_") in submitit.SlurmExecutor._valid_parameters() - INTERNAL}
     params = {"job_name": "aegan", "time": minutes, "stderr_to_stdout": True, "partition": partition,
               "gpus_per_node": gpus or None,
               # the job runs the code of the checkout that submitted it, whatever is pip-installed on the node
-              "setup": [f"export PYTHONPATH={ROOT}${{PYTHONPATH:+:$PYTHONPATH}}"], **named}
+              "setup": [f"export PYTHONPATH={shlex.quote(str(ROOT))}${{PYTHONPATH:+:$PYTHONPATH}}"], **named}
     params["additional_parameters"] = {k: v for k, v in extra.items() if k.replace("-", "_") not in named}
     ex.update_parameters(**{k: v for k, v in params.items() if v is not None})
-    try:
-        with ex.batch():
-            handles = [ex.submit(job) for job in jobs]
-    except (submitit.core.utils.FailedJobError, OSError, ValueError) as e:
-        last = [x for x in str(e).splitlines() if x.strip()][-1:] or [type(e).__name__]
-        raise AeganError(f"sbatch refused the job array: {last[0].strip()} (check --partition, --time and "
-                         "--slurm; --launcher slurm runs where Slurm's commands are, e.g. a login node)") from None
+    with tempfile.TemporaryFile("w+") as said, _stderr_to(said):  # sbatch talks on our stderr: keep it for the line
+        try:
+            with ex.batch():
+                handles = [ex.submit(job) for job in jobs]
+        except (submitit.core.utils.FailedJobError, OSError, ValueError) as e:
+            said.seek(0)
+            why = [x.strip() for x in said.read().splitlines() + str(e).splitlines() if x.strip()] or [repr(e)]
+            raise AeganError(f"sbatch refused the job array: {why[0]} (check --partition, --time and --slurm; "
+                             "--launcher slurm runs where Slurm's commands are, e.g. a login node)") from None
     return {key(j): {"id": h.job_id, "log": str(h.paths.stdout)} for j, h in zip(jobs, handles)}
+
+
+@contextlib.contextmanager
+def _stderr_to(f):
+    """Point file descriptor 2 (what child processes write their errors to) at `f` for the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(f.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def key(job: Job) -> str:
@@ -241,7 +258,8 @@ def queue_states() -> dict[str, str]:
     try:
         r = subprocess.run(["squeue", "--me", "-h", "-r", "-o", "%i|%T"], capture_output=True, text=True)
     except OSError as e:
-        raise AeganError(f"squeue: {e.strerror} (Slurm's commands are needed to follow Slurm jobs)") from None
+        raise AeganError(f"squeue: {e.strerror} (--launcher slurm and --status of Slurm jobs run where Slurm's "
+                         "commands are, e.g. a cluster's login node)") from None
     if r.returncode:
         raise AeganError(f"squeue failed: {r.stderr.strip().splitlines()[-1:] or r.returncode} (the jobs keep "
                          "running; --status shows them later)")

@@ -222,6 +222,20 @@ def status(jobs: list[Job], out: Path) -> None:
         print(f"{job.name}: {job_state(job, record, queued)}")
 
 
+def local_jobs(jobs: list[Job], out: Path, report) -> list[Job]:
+    """The jobs to run here: not those still in the Slurm queue of an earlier --launcher slurm (two runs of a job
+    would write the same folder)."""
+    record = read_record(out)
+    try:
+        queued = queue_states() if record else {}
+    except AeganError:  # no Slurm here: the record comes from elsewhere
+        queued = {}
+    busy = [j for j in jobs if record.get(key(j), {}).get("id") in queued and not (j.out / "done").exists()]
+    for j in busy:
+        report(j, "left alone: " + job_state(j, record, queued))
+    return [j for j in jobs if j not in busy]
+
+
 def launch_slurm(a: argparse.Namespace, jobs: list[Job], out: Path, report) -> bool:
     """Submit the jobs not done nor already queued; follow them until they leave the queue unless --no-wait.
     Returns whether every job has ended."""
@@ -265,7 +279,7 @@ def reproduce(a: argparse.Namespace) -> int:
             print(f"reproduce: {job.name}: {what}", flush=True)
 
         if a.launcher == "local":
-            run_local(jobs, gpu_slots(a.gpus_per_job), report)
+            run_local(local_jobs(jobs, out, report), gpu_slots(a.gpus_per_job), report)
         elif not launch_slurm(a, jobs, out, report):
             return 0
     else:

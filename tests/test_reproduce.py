@@ -120,3 +120,10 @@ def test_gpus_per_job_trains_under_torchrun(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "-m torch.distributed.run --standalone --nproc_per_node=2 " in (out / "ToyTrain/seed0/run.log").read_text()
     assert "distributed: 2 processes (gloo)" in (out / "ToyTrain/seed0/log/ToyTrain/train.log").read_text()
+
+
+def test_slurm_launcher_without_slurm_is_one_line(tmp_path):
+    args, _ = table(tmp_path, ("fan",))
+    r = subprocess.run([*args, "--launcher", "slurm"], cwd=ROOT, capture_output=True, text=True, timeout=GUARD_S,
+                       env={**os.environ, "PATH": str(tmp_path)})  # no Slurm commands on the PATH
+    one_line_error(r.returncode, r.stderr, "squeue: ", "where Slurm's commands are")

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from aegan import synth
-from conftest import ROOT, TINY
+from conftest import ROOT, TINY, one_line_error
 from slurm_cluster import cluster  # noqa: F401 - the session's cluster fixture
 
 # A guard against a hang only: a job of this sweep takes seconds on an idle machine; a busy one may take minutes.
@@ -97,3 +97,10 @@ def test_slurm_sweep_requeues_resumes_reports_and_resubmits(cluster, sweep):  # 
     r = subprocess.run(local, cwd=ROOT, env=cluster.env, capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.count("done before") == 4, r.stderr
     assert (out / "summary.csv").read_text() == summary
+
+
+def test_slurm_refusal_is_one_line(cluster, sweep):  # noqa: F811
+    args, out = sweep
+    r = subprocess.run([*args, "--partition", "nosuch"], cwd=ROOT, env=cluster.env, capture_output=True, text=True)
+    one_line_error(r.returncode, r.stderr, "sbatch refused the job array: ", "invalid partition", "--partition")
+    assert not (out / "slurm" / "jobs.json").exists()
