@@ -1,15 +1,22 @@
 """Whole tables: every machine type x seed through the real train.py and test.py, resumable, summarised next to
-the paper's numbers (read from pretrain/<dataset>/<mt>.yaml)."""
+the paper's numbers (read from pretrain/<dataset>/<mt>.yaml); the local launcher (the Slurm one: test_slurm.py)."""
 
+import argparse
 import csv
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 from aegan import synth
-from aegan.reproduce import paper
-from conftest import ROOT, TINY
+from aegan.reproduce import key_value, minutes, paper
+from conftest import ROOT, TINY, one_line_error
+
+# A guard against a hang only: these runs take seconds to a minute on an idle machine, minutes on a busy one.
+GUARD_S = 1800
 
 
 def test_paper_numbers_have_one_home():
@@ -18,22 +25,105 @@ def test_paper_numbers_have_one_home():
     assert paper("dcase2022", "ToyTrain") == (None, None)
 
 
-@pytest.mark.slow
-def test_reproduce_runner_summary_for_two_machine_types(tmp_path):
+def test_slurm_time_and_options_are_read_as_sbatch_writes_them():
+    assert [minutes(t) for t in ("1:30:00", "0:00:30", "2-00:00:00", "90", "12:00")] == [90, 1, 2880, 90, 720]
+    assert key_value("mem=32G") == ("mem", "32G") and key_value("mail-type=END") == ("mail-type", "END")
+    for bad in ("1h", "0", "1:3"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            minutes(bad)
+    with pytest.raises(argparse.ArgumentTypeError):
+        key_value("mem")
+
+
+def table(tmp_path, machines=("fan", "ToyTrain"), *more: str) -> tuple[list[str], object]:
+    """(the command of a tiny sweep of `machines`, one seed, on synthetic data; its output folder)."""
     data = tmp_path / "data"
-    for i, mt in enumerate(("fan", "ToyTrain")):
+    for i, mt in enumerate(machines):
         synth.make_2022(data, mt, seconds=1.2, n_train=4, n_train_target=1, n_test=2, eval_sections=(), seed=i)
     out = tmp_path / "rep"
-    args = [sys.executable, "-m", "aegan.reproduce", "--dataset", "dcase2022", "--mt", "fan,ToyTrain", "--seeds", "1",
-            "--out", str(out), *[x for s in [f"dataset_dir={data}", "train_set=dev", *TINY] for x in ("--set", s)]]
-    r = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    args = [sys.executable, "-m", "aegan.reproduce", "--dataset", "dcase2022", "--mt", ",".join(machines), "--seeds",
+            "1", "--out", str(out), *[x for s in [f"dataset_dir={data}", "train_set=dev", *TINY, *more]
+                                      for x in ("--set", s)]]
+    return args, out
+
+
+def run(args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=GUARD_S)
+
+
+@pytest.mark.slow
+def test_reproduce_runner_summary_for_two_machine_types(tmp_path):
+    args, out = table(tmp_path)
+    r = run(args)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert r.stdout.count(": ok") == 2
+    assert r.stdout.count(": done") == 2
     rows = list(csv.DictReader((out / "summary.csv").open()))
     assert [x["machine"] for x in rows] == ["fan", "ToyTrain"] and all(x["seeds"] == "1" for x in rows)
     assert rows[0]["paper"] == "65.83" and rows[0]["paper_metric"] == "G_z_cos_min" and rows[1]["paper"] == ""
     assert 0 <= float(rows[1]["best_mean"]) <= 100 and float(rows[0]["metric_std"]) >= 0
     md = (out / "summary.md").read_text()
-    assert "| fan | 1 | G_z_cos_min | 65.83 |" in md
-    r = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)  # resumable: nothing to redo
+    assert "| fan | 1 | G_z_cos_min | 65.83 |" in md and "Missing" not in md
+    r = run(args)  # resumable: nothing to redo
     assert r.returncode == 0 and r.stdout.count("done before") == 2
+    r = run([*args, "--status"])
+    assert r.returncode == 0 and r.stdout.splitlines()[:2] == ["fan seed 0: done", "ToyTrain seed 0: done"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_jobs_in_one_line_and_writes_nothing_half(tmp_path):
+    args, out = table(tmp_path, ("ToyTrain",), "train.epoch=3")
+    p = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    job = out / "ToyTrain" / "seed0"
+    t0 = time.monotonic()
+    while not (job / "model" / "ToyTrain_last.pth").exists() and p.poll() is None:  # inside training: epoch 1 done
+        assert time.monotonic() - t0 < GUARD_S
+        time.sleep(0.1)
+    p.send_signal(signal.SIGINT)  # as Ctrl-C: the jobs' scripts run in their own sessions and get it from us
+    stdout, stderr = p.communicate(timeout=GUARD_S)
+    assert p.returncode == 130
+    one_line_error(p.returncode, stderr, "interrupted", "rerun the same command")
+    assert not (out / "summary.csv").exists() and not (job / "done").exists() and not (job / "trained").exists()
+    assert "error: interrupted" in (job / "run.log").read_text()  # train.py stopped as on Ctrl-C, and was waited for
+    r = run([*args, "--status"])
+    assert r.stdout.startswith("ToyTrain seed 0: interrupted: resumes from its last completed epoch")
+
+
+def test_read_only_output_folder_is_one_line(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    if os.access(ro, os.W_OK):  # root: modes do not bind it, the immutable attribute does
+        subprocess.run(["chattr", "+i", str(ro)], capture_output=True)
+    try:
+        try:
+            (ro / "probe").touch()
+            (ro / "probe").unlink()
+            pytest.skip("no way to make a folder read-only here (root, and chattr +i refused)")
+        except OSError:
+            pass
+        args = [sys.executable, "-m", "aegan.reproduce", "--dataset", "dcase2022", "--mt", "fan", "--set",
+                f"dataset_dir={tmp_path}"]
+        for out in (ro, ro / "table"):
+            r = run([*args, "--out", str(out)])
+            one_line_error(r.returncode, r.stderr, f"cannot write to the output folder {out}", "--out")
+        r = run([*args, "--out", str(ro), "--status"])
+        one_line_error(r.returncode, r.stderr, f"cannot write the summary in {ro}")
+    finally:
+        subprocess.run(["chattr", "-i", str(ro)], capture_output=True)
+        ro.chmod(0o755)
+
+
+@pytest.mark.slow
+def test_gpus_per_job_trains_under_torchrun(tmp_path):
+    args, out = table(tmp_path, ("ToyTrain",))
+    r = run([*args, "--gpus-per-job", "2"])  # no GPU here: two processes on the CPU (gloo), as torchrun does
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "-m torch.distributed.run --standalone --nproc_per_node=2 " in (out / "ToyTrain/seed0/run.log").read_text()
+    assert "distributed: 2 processes (gloo)" in (out / "ToyTrain/seed0/log/ToyTrain/train.log").read_text()
+
+
+def test_slurm_launcher_without_slurm_is_one_line(tmp_path):
+    args, _ = table(tmp_path, ("fan",))
+    r = subprocess.run([*args, "--launcher", "slurm"], cwd=ROOT, capture_output=True, text=True, timeout=GUARD_S,
+                       env={**os.environ, "PATH": str(tmp_path)})  # no Slurm commands on the PATH
+    one_line_error(r.returncode, r.stderr, "squeue: ", "where Slurm's commands are")
