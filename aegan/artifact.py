@@ -45,7 +45,7 @@ SIDECAR_VERSION = 2
 # they are), the paper's reference number, and how many epochs to train (a longer run extends the same one).
 # Every other setting changes the numbers; the training clips are compared by content, not by dataset_dir.
 FREE_SETTINGS = ("dataset_dir", "model_dir", "spec_dir", "log_dir", "detect_dir", "result_dir", "loc_dir",
-                 "feat.workers", "paper_result", "train.epoch")
+                 "feat.workers", "paper_result", "train.epoch", "train.eval_overlap")
 # What a derived part of an original checkpoint depends on: the features and the training clips.
 DERIVED_SETTINGS = ("feat.fft_num", "feat.frame_hop", "feat.mel_bin", "feat.frame_num", "feat.graph_hop_f")
 

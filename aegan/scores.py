@@ -126,17 +126,25 @@ def score_clips(netG: nn.Module, netD: nn.Module | None, detectors: EmbeddingDet
             embs.append(emb)
         if recon:
             recons.append(xh.float())
-    merged = {k: np.asarray([r[k] for r in rows], dtype=np.float64) for k in rows[0]} if rows else {}
+    g_scores = {k: np.asarray([r[k] for r in rows], dtype=np.float64) for k in rows[0]} if rows else {}
     emb = np.stack(embs).astype(np.float32) if embs else None
+    scores = with_critic_scores(g_scores, emb, detectors)
+    return Scored(scores, emb, recons if recon else None)
+
+
+def with_critic_scores(g_scores: dict[str, np.ndarray], emb: np.ndarray | None,
+                       detectors: EmbeddingDetectors | None) -> dict[str, np.ndarray]:
+    """The scoring pass's second half (CPU only, so it may run while the next epoch trains): the critic
+    detectors' four scores of the embeddings joined to the generator scores, in table order, NaN and inf as
+    the largest float32."""
+    merged = dict(g_scores)
     if emb is not None and detectors is not None:
         ok = np.isfinite(emb).all(axis=1)  # sklearn refuses NaN; such a clip's critic scores are NaN, then max
         part = detectors.score(emb[ok]) if ok.any() else {m: np.zeros(0) for m in D_METRICS}
         for m in D_METRICS:
             merged[m] = np.full(len(emb), np.nan)
             merged[m][ok] = part[m]
-    names = [m for m in metric_names() if m in merged]
-    scores = {m: np.nan_to_num(merged[m], nan=NAN_SCORE, posinf=NAN_SCORE) for m in names}
-    return Scored(scores, emb, recons if recon else None)
+    return {m: np.nan_to_num(merged[m], nan=NAN_SCORE, posinf=NAN_SCORE) for m in metric_names() if m in merged}
 
 
 @torch.inference_mode()

@@ -9,6 +9,7 @@ import contextlib
 import logging
 import math
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,8 +36,20 @@ from .scores import (
     resolve_metric,
     score_clips,
     training_scores,
+    with_critic_scores,
 )
-from .training_setup import Data, Nets, Progress, build, get_logger, load_data, model_file, resume, save_last
+from .training_setup import (
+    Data,
+    Nets,
+    Progress,
+    _copy,
+    build,
+    get_logger,
+    load_data,
+    model_file,
+    resume,
+    save_last,
+)
 
 SELECT_NOTE = {
     "best": "model selection: the epoch and metric with the highest {key} on the LABELLED dev test set, as in the "
@@ -90,21 +103,79 @@ class Run:
     progress: Progress
     first_norm: bool
     logger: logging.Logger
+    pool: ThreadPoolExecutor | None = None  # the evaluation's background thread
+    pending: Pending | None = None
 
     @property
     def paths(self) -> tuple[Path, Path]:
         return checkpoint.model_paths(self.cfg, self.mt)
 
 
-def evaluate(run: Run) -> tuple[dict, np.ndarray]:
-    """All 19 metrics on the labelled dev test set, and the training embeddings they were scored against."""
+@dataclass
+class Pending:
+    """An evaluated epoch whose critic detector queries may still be running (train.eval_overlap): the GPU part
+    of the scoring pass is done with that epoch's weights; fitting the detectors on its training embeddings and
+    querying them with its test embeddings runs in a thread while the next epoch trains. Its selection is
+    settled when the result is ready, exactly as if it had been waited for."""
+
+    epoch: int
+    mean: dict
+    seconds: float
+    g_scores: dict[str, np.ndarray]
+    test_emb: np.ndarray
+    train_emb: np.ndarray
+    weights: dict  # the epoch's netG and netD state dicts (the selected model's if it wins)
+    future: Future | None = None
+
+    def state(self) -> dict:
+        """What the run state keeps of it, so that a resumed run settles it with the same numbers."""
+        return {"epoch": self.epoch, "mean": self.mean, "seconds": self.seconds, "test_emb": _t(self.test_emb),
+                "train_emb": _t(self.train_emb), "g_scores": {k: _t(v) for k, v in self.g_scores.items()}}
+
+
+def _t(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def start_evaluation(run: Run, epoch: int, mean: dict, seconds: float) -> Pending:
+    """The scoring pass of this epoch's weights over the dev test set, its critic detectors handed to a thread."""
     cfg, nets, data, device = run.cfg, run.nets, run.data, run.device
     feat = cfg["feat"]
     train_emb = embed_clips(nets.netD, data.train_specs, feat["frame_num"], feat["graph_hop_f"], device,
                             cfg["detect"]["amp"], "evaluation: training embeddings")[reference_order(data.train_clips)]
-    scored = score_clips(nets.netG, nets.netD, EmbeddingDetectors(train_emb), data.test_specs, feat, device,
-                         cfg["detect"]["amp"], desc="evaluation: dev test clips")
-    return evaluate_all(run.spec, data.test_clips, scored.scores, cfg["detect"]["p"]), train_emb
+    scored = score_clips(nets.netG, nets.netD, None, data.test_specs, feat, device, cfg["detect"]["amp"],
+                         desc="evaluation: dev test clips")
+    weights = {"netG": _copy(nets.netG.state_dict()), "netD": _copy(nets.netD.state_dict())}
+    pending = Pending(epoch, mean, seconds, scored.scores, scored.emb, train_emb, weights)
+    pending.future = run.pool.submit(critic_results, run, pending)
+    return pending
+
+
+def critic_results(run: Run, p: Pending) -> dict:
+    """The 19 metrics' results of a pending epoch (CPU only: the detectors fitted and queried)."""
+    scores = with_critic_scores(p.g_scores, p.test_emb, EmbeddingDetectors(p.train_emb))
+    return evaluate_all(run.spec, run.data.test_clips, scores, run.cfg["detect"]["p"])
+
+
+def settle(run: Run) -> None:
+    """Wait for the pending epoch's results (ready by now when it ran beside a whole epoch), then select and log
+    it as the synchronous evaluation would have."""
+    p, run.pending = run.pending, None
+    if p is None:
+        return
+    results = p.future.result() if p.future else critic_results(run, p)
+    cfg, progress, spec = run.cfg, run.progress, run.spec
+    shown, value, improved = select(results, spec, cfg, progress)
+    top = best_metric(results, spec.summary_key)
+    progress.history.append({"epoch": p.epoch + 1, **p.mean, "best_metric": top, "metric": shown, "value": value,
+                             "best_value": float(results[top][1][spec.summary_key])})
+    if improved:
+        progress.best = {"value": value, "epoch": p.epoch + 1, "metric": shown}
+        progress.keep(p.weights, p.train_emb)
+    summ = results[shown][1]
+    run.logger.info(f"{_epoch_line(cfg, p.epoch, p.mean, p.seconds)} | {shown}: "
+                    + " ".join(f"{c} {100 * summ[c]:.2f}" for c in spec.summary_columns)
+                    + (" *selected" if improved else ""))
 
 
 def select(results: dict, spec: DatasetSpec, cfg: dict, progress: Progress) -> tuple[str, float, bool]:
@@ -119,23 +190,15 @@ def select(results: dict, spec: DatasetSpec, cfg: dict, progress: Progress) -> t
 
 
 def end_epoch(run: Run, epoch: int, mean: dict, seconds: float) -> None:
-    """Rank 0 after an epoch: evaluate, select, save the run state, log one line."""
-    cfg, progress, spec = run.cfg, run.progress, run.spec
+    """Rank 0 after an epoch: settle the previous epoch's evaluation, start this one's, save the run state."""
     if not run.data.test_clips:
         return end_unlabelled_epoch(run, epoch, mean, seconds)
-    results, train_emb = evaluate(run)
-    shown, value, improved = select(results, spec, cfg, progress)
-    top = best_metric(results, spec.summary_key)
-    progress.history.append({"epoch": epoch + 1, **mean, "best_metric": top, "metric": shown, "value": value,
-                             "best_value": float(results[top][1][spec.summary_key])})
-    if improved:
-        progress.best = {"value": value, "epoch": epoch + 1, "metric": shown}
-        progress.keep(run.nets, train_emb)
-    save_last(run.paths[1], cfg, run.seed, run.nets, run.data, progress, epoch + 1, run.device, run.first_norm)
-    summ = results[shown][1]
-    run.logger.info(f"{_epoch_line(cfg, epoch, mean, seconds)} | {shown}: "
-                    + " ".join(f"{c} {100 * summ[c]:.2f}" for c in spec.summary_columns)
-                    + (" *selected" if improved else ""))
+    settle(run)
+    run.pending = start_evaluation(run, epoch, mean, seconds)
+    if not run.cfg["train"]["eval_overlap"]:
+        settle(run)
+    save_last(run.paths[1], run.cfg, run.seed, run.nets, run.data, run.progress, epoch + 1, run.device,
+              run.first_norm, run.pending.state() if run.pending else None)
 
 
 def _epoch_line(cfg: dict, epoch: int, mean: dict, seconds: float) -> str:
@@ -151,7 +214,7 @@ def end_unlabelled_epoch(run: Run, epoch: int, mean: dict, seconds: float) -> No
                             cfg["detect"]["amp"], "training embeddings")[reference_order(data.train_clips)]
     run.progress.history.append({"epoch": epoch + 1, **mean})
     run.progress.best = {"value": math.nan, "epoch": epoch + 1, "metric": choose_metric(cfg["detect"]["metric"])}
-    run.progress.keep(nets, train_emb)
+    run.progress.keep({"netG": _copy(nets.netG.state_dict()), "netD": _copy(nets.netD.state_dict())}, train_emb)
     save_last(run.paths[1], cfg, run.seed, nets, data, run.progress, epoch + 1, run.device, run.first_norm)
     run.logger.info(f"{_epoch_line(cfg, epoch, mean, seconds)} *selected")
 
@@ -231,7 +294,15 @@ def setup(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int
         progress = resume(nets, last_path, checkpoint.describe_arch(cfg["net"], first_norm), device, cfg, seed,
                           data.identity)
         logger.info(f"resuming from {last_path} at epoch {progress.start + 1}")
-    return Run(spec, cfg, mt, seed, device, data, nets, progress, first_norm, logger)
+    run = Run(spec, cfg, mt, seed, device, data, nets, progress, first_norm, logger)
+    if progress.pending and main:  # the last epoch's evaluation was still running when the run stopped
+        p = progress.pending
+        run.pending = Pending(p["epoch"], p["mean"], p["seconds"], {k: v.numpy() for k, v in p["g_scores"].items()},
+                              p["test_emb"].numpy(), p["train_emb"].numpy(),
+                              {"netG": _copy(nets.netG.state_dict()), "netD": _copy(nets.netD.state_dict())})
+        settle(run)
+    progress.pending = None
+    return run
 
 
 def train_epochs(run: Run, rank: int, world: int) -> None:
@@ -249,11 +320,13 @@ def train_epochs(run: Run, rank: int, world: int) -> None:
                         f"training, the last epoch is kept, and its scores use {choose_metric(cfg['detect']['metric'])}"
                         " (detect.metric)")
     last_path = run.paths[1]
-    for epoch in range(run.progress.start, tcfg["epoch"]):
-        t0 = time.time()
-        mean = train_epoch(nets, sampler, tcfg["wgan"], tcfg["amp"], run.device, rank, world,
-                           f"epoch {epoch + 1}/{tcfg['epoch']}", last_path)
-        skip_loader_draw()  # the original's per-epoch dev test DataLoader: one draw on every rank
-        if rank == 0:
-            end_epoch(run, epoch, mean, time.time() - t0)
-        distributed.barrier(world)
+    with ThreadPoolExecutor(1, thread_name_prefix="evaluation") as run.pool:
+        for epoch in range(run.progress.start, tcfg["epoch"]):
+            t0 = time.time()
+            mean = train_epoch(nets, sampler, tcfg["wgan"], tcfg["amp"], run.device, rank, world,
+                               f"epoch {epoch + 1}/{tcfg['epoch']}", last_path)
+            skip_loader_draw()  # the original's per-epoch dev test DataLoader: one draw on every rank
+            if rank == 0:
+                end_epoch(run, epoch, mean, time.time() - t0)
+            distributed.barrier(world)
+        settle(run)

@@ -55,11 +55,11 @@ class Progress:
     history: list[dict] = field(default_factory=list)
     selected: dict | None = None  # the selected epoch's netG, netD (state dicts) and training embeddings
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    pending: dict | None = None  # a resumed run's last epoch whose evaluation had not been settled
 
-    def keep(self, nets: Nets, train_emb) -> None:
-        """Remember the weights of this epoch as the selected model's."""
-        self.selected = {"netG": _copy(nets.netG.state_dict()), "netD": _copy(nets.netD.state_dict()),
-                         "train_emb": torch.from_numpy(np.ascontiguousarray(train_emb, dtype=np.float32))}
+    def keep(self, weights: dict, train_emb) -> None:
+        """Remember an epoch's weights ({'netG', 'netD'} state dicts) as the selected model's."""
+        self.selected = {**weights, "train_emb": torch.from_numpy(np.ascontiguousarray(train_emb, dtype=np.float32))}
 
 
 def _copy(sd: dict) -> dict:
@@ -143,18 +143,19 @@ def resume(nets: Nets, last_path: Path, arch: str, device: torch.device, cfg: di
     torch.set_rng_state(state["rng_cpu"].cpu())
     if device.type == "cuda" and "rng_cuda" in state:
         torch.cuda.set_rng_state(state["rng_cuda"].cpu(), device)
-    return Progress(state["epoch"], state["best"], state["history"], state.get("selected"), state["run_id"])
+    return Progress(state["epoch"], state["best"], state["history"], state.get("selected"), state["run_id"],
+                    state.get("pending"))
 
 
 def save_last(path: Path, cfg: dict, seed: int, nets: Nets, data: Data, progress: Progress, epoch: int,
-              device: torch.device, first_norm: bool) -> None:
+              device: torch.device, first_norm: bool, pending: dict | None = None) -> None:
     """The run state after `epoch` epochs, with the selected epoch's weights: what --resume continues from and
     what the model file is written from when the run finishes."""
     last = {"netD": nets.netD.state_dict(), "netG": nets.netG.state_dict(), "optD": nets.optD.state_dict(),
             "optG": nets.optG.state_dict(), "epoch": epoch, "best": progress.best, "history": progress.history,
             "selected": progress.selected, "rng_cpu": torch.get_rng_state(), "feat_max": float(data.vmax),
             "feat_min": float(data.vmin), "config": cfg, "seed": seed, "identity": data.identity.as_dict(),
-            "run_id": progress.run_id, "first_norm": first_norm}
+            "run_id": progress.run_id, "first_norm": first_norm, "pending": pending}
     if device.type == "cuda":
         last["rng_cuda"] = torch.cuda.get_rng_state(device)
     artifact.write_last(path, last)

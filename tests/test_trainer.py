@@ -33,8 +33,9 @@ def test_training_writes_log_and_checkpoints(trained2022):
     assert state["thresholds"]["G_z_cos_min@0.9"]["percentile"] == 0.9
     last = checkpoint.load(out / "model" / "fan_last.pth")
     assert last["epoch"] == 3 and "optD" in last and "optG" in last
-    assert [h["epoch"] for h in last["history"]] == [1, 2, 3]
-    assert {"lossD", "gp", "lossG", "recon", "feat_match", "metric", "value"} <= set(last["history"][0])
+    assert [h["epoch"] for h in state["history"]] == [1, 2, 3]
+    assert [h["epoch"] for h in last["history"]] == [1, 2] and last["pending"]["epoch"] == 2  # epoch 3, settling
+    assert {"lossD", "gp", "lossG", "recon", "feat_match", "metric", "value"} <= set(state["history"][0])
 
 
 def _wait_for(path, text, timeout=300):
@@ -101,3 +102,28 @@ def test_speed_options_run_on_cpu(tmp_path, synth2022):
     state = checkpoint.load(tmp_path / "model" / "ToyTrain.pth")
     assert state["config"]["train"]["compile"] and state["config"]["train"]["amp"] == "bf16"
     assert all(torch.isfinite(v).all() for v in state["netG"].values() if v.is_floating_point())
+
+
+def test_evaluation_beside_the_next_epoch_gives_the_same_run(tmp_path, synth2022, capsys):
+    """train.eval_overlap (the default) queries an epoch's critic detectors while the next epoch trains: the
+    weights, history, selection and model file equal those of the run that waits for them, to the bit."""
+    states = {}
+    for overlap in ("true", "false"):
+        out = tmp_path / overlap
+        args = ["--mt", "ToyTrain", *small_sets(out, synth2022), "--set", "train.epoch=3", "--set",
+                "train.batch_size=16", "--set", "net.nz=16", "--set", "net.ndf=8", "--set", "net.ngf=8", "--set",
+                f"train.eval_overlap={overlap}"]
+        code, stdout, err = run_cli(cli.train_main, SPEC, args, capsys)
+        assert code == 0, err[-2000:]
+        states[overlap] = (checkpoint.load(out / "model" / "ToyTrain.pth"),
+                           checkpoint.load(out / "model" / "ToyTrain_last.pth"))
+    (model_a, last_a), (model_b, last_b) = states["true"], states["false"]
+    assert last_a["pending"] is not None and last_b["pending"] is None  # the overlapped run's last epoch settled late
+    for a, b in ((model_a, model_b), (last_a, last_b)):
+        for net in ("netG", "netD"):
+            assert all(torch.equal(a[net][k], b[net][k]) for k in a[net])
+        assert a["epoch"] == b["epoch"]
+    assert model_a["history"] == model_b["history"] and len(model_a["history"]) == 3
+    assert last_a["history"] == last_b["history"][:2]  # the third is in last_a["pending"], settled on resume
+    assert model_a["thresholds"] == model_b["thresholds"] and model_a["metric"] == model_b["metric"]
+    assert torch.equal(model_a["train_emb"], model_b["train_emb"])
