@@ -255,6 +255,9 @@ def read(path: str | Path, device: torch.device | str = "cpu") -> tuple[dict, Mo
     if not is_original(state):
         raise AeganError(f"model {shown(path)} was written by an earlier version of AEGAN-AD (no format version): "
                          "train it again with this version")
+    for name in ("netG", "netD"):
+        if not _weights(state[name]):
+            raise _damaged(path, name)
     return state, None
 
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from .errors import AeganError
+from .errors import AeganError, shown
 from .files import atomic_path
 
 _scalar = np._core.multiarray.scalar
@@ -41,18 +40,24 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict:
     try:
         with torch.serialization.safe_globals(NUMPY_SCALAR_GLOBALS):
             state = torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError as e:
-        # PyTorch's message is a paragraph that suggests weights_only=False; name the object instead
+    except Exception as e:  # noqa: BLE001 - a damaged file raises any of a dozen types: one line for all
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
-        what = f" ({found.group(1)})" if found else ""
-        raise AeganError(f"checkpoint {path} holds an object other than tensors and numbers{what}; refused, as "
-                         "loading it would run code") from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise AeganError(f"checkpoint {path} is truncated or not a PyTorch file: {msg}") from None
+        if isinstance(e, pickle.UnpicklingError) and found:  # a well-formed pickle that names a callable
+            raise AeganError(f"checkpoint {shown(path)} holds an object other than tensors and numbers "
+                             f"({found.group(1)}); refused, as loading it would run code") from None
+        raise AeganError(f"checkpoint {shown(path)} is truncated, damaged or not a PyTorch file "
+                         f"({_reason(e)}); train again or restore it") from None
     if not isinstance(state, dict) or "netG" not in state or "netD" not in state:
         raise AeganError(f"checkpoint {path} has no netG/netD entries: not an AEGAN-AD checkpoint")
     return state
+
+
+def _reason(e: BaseException) -> str:
+    """PyTorch's messages run to paragraphs: the exception's type and the start of its first line."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    if "weights_only" in text:  # advice to load with weights_only=False, which would run whatever the file holds
+        text = ""
+    return f"{type(e).__name__}: {text[:80]}" if text else type(e).__name__
 
 
 def model_paths(cfg: dict, mt: str) -> tuple[Path, Path]:

@@ -51,3 +51,20 @@ def test_checkpoint_refuses_code_and_names_mismatch(tmp_path):
     trunc.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(checkpoint.AeganError, match="truncated"):
         checkpoint.load(trunc)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "zeroed", "random bytes", "empty", "text"])
+def test_a_damaged_checkpoint_is_one_short_line(tmp_path, damage):
+    """Never PyTorch's paragraph, never its advice to load with weights_only=False, never 'would run code'."""
+    path = tmp_path / "fan.pth"
+    torch.save({"netG": Generator(isize=16, nz=8, ndf=4).state_dict(), "netD": {}}, path)
+    good = path.read_bytes()
+    rng = np.random.default_rng(0)
+    path.write_bytes({"truncated": good[: len(good) // 2], "zeroed": bytes(len(good)),
+                      "random bytes": rng.integers(0, 256, 5000, dtype=np.uint8).tobytes(), "empty": b"",
+                      "text": b"hello\n"}[damage])
+    with pytest.raises(checkpoint.AeganError) as e:
+        checkpoint.load(path)
+    msg = str(e.value)
+    assert msg.startswith(f"checkpoint {path} is truncated, damaged or not a PyTorch file (") and "\n" not in msg
+    assert "weights_only" not in msg and "run code" not in msg and len(msg) < 250
