@@ -9,7 +9,7 @@ import pytest
 
 from aegan import synth
 from aegan.reproduce import paper
-from conftest import ROOT, TINY
+from conftest import HANG_GUARD, ROOT, TINY
 
 
 def test_paper_numbers_have_one_home():
@@ -26,7 +26,7 @@ def test_reproduce_runner_summary_for_two_machine_types(tmp_path):
     out = tmp_path / "rep"
     args = [sys.executable, "-m", "aegan.reproduce", "--dataset", "dcase2022", "--mt", "fan,ToyTrain", "--seeds", "1",
             "--out", str(out), *[x for s in [f"dataset_dir={data}", "train_set=dev", *TINY] for x in ("--set", s)]]
-    r = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    r = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count(": ok") == 2
     rows = list(csv.DictReader((out / "summary.csv").open()))
@@ -35,5 +35,5 @@ def test_reproduce_runner_summary_for_two_machine_types(tmp_path):
     assert 0 <= float(rows[1]["best_mean"]) <= 100 and float(rows[0]["metric_std"]) >= 0
     md = (out / "summary.md").read_text()
     assert "| fan | 1 | G_z_cos_min | 65.83 |" in md
-    r = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)  # resumable: nothing to redo
+    r = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD)  # resumable: nothing to redo
     assert r.returncode == 0 and r.stdout.count("done before") == 2

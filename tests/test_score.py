@@ -14,7 +14,7 @@ import torch
 from aegan import checkpoint
 from aegan.detector import Detector
 from aegan.errors import AeganError
-from conftest import ROOT, write_wav
+from conftest import HANG_GUARD, ROOT, write_wav
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +60,7 @@ def test_score_command_writes_rows_and_names_the_files_it_cannot_score(trained20
     out_csv = tmp_path / "scores.csv"
     r = subprocess.run([sys.executable, "-m", "aegan.score", "--model", str(trained2022[0] / "model" / "fan.pth"),
                         "--all-metrics", "--out", str(out_csv), str(folder), str(other_rate), str(stereo),
-                        str(clips[3])], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                        str(clips[3])], cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD)
     assert r.returncode == 1, r.stderr[-2000:]
     errors = [x for x in r.stderr.splitlines() if x.startswith("error:")]
     assert len(errors) == 3 and "broken.wav" in errors[0] and "cannot read audio file" in errors[0]
@@ -79,6 +79,6 @@ def test_an_original_checkpoint_without_sidecar_is_one_line(trained2022, tmp_pat
     state = checkpoint.load(trained2022[0] / "model" / "fan.pth")
     torch.save({"netD": state["netD"], "netG": state["netG"], "best_hmean": 0.5}, tmp_path / "fan.pth")
     r = subprocess.run([sys.executable, "-m", "aegan.score", "--model", str(tmp_path / "fan.pth"), str(tmp_path)],
-                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+                       cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD)
     assert r.returncode == 1 and r.stderr.strip().startswith("error: checkpoint") and "no sidecar" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
