@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import os
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -54,10 +55,24 @@ def logmel(path: str | os.PathLike, fft_num: int = 2048, frame_hop: int = 512, m
     return logmel_of(y, sr, fft_num, frame_hop, mel_bin), sr
 
 
+def _filters(sr: int, fft_num: int, mel_bin: int) -> np.ndarray:
+    with warnings.catch_warnings():  # librosa's "Empty filters detected": checked, and said in one line, below
+        warnings.simplefilter("ignore", UserWarning)
+        return librosa.filters.mel(sr=sr, n_fft=fft_num, n_mels=mel_bin)
+
+
 @functools.lru_cache(maxsize=16)
 def mel_basis(sr: int, fft_num: int, mel_bin: int) -> np.ndarray:
-    """librosa's mel filter bank (librosa defaults: Slaney scale and norm, fmin 0, fmax sr/2), read-only."""
-    basis = librosa.filters.mel(sr=sr, n_fft=fft_num, n_mels=mel_bin)
+    """librosa's mel filter bank (librosa defaults: Slaney scale and norm, fmin 0, fmax sr/2), read-only. A band
+    that no FFT bin falls in would be constant at -100 dB in every clip: refused, naming the fft_num that works."""
+    basis = _filters(sr, fft_num, mel_bin)
+    empty = int((basis.max(axis=1) == 0).sum())
+    if empty:
+        works = next((2 ** k for k in range(4, 21) if not (_filters(sr, 2 ** k, mel_bin).max(axis=1) == 0).any()),
+                     None)
+        hint = f"the smallest power of two that works is {works}" if works else "lower feat.mel_bin"
+        raise AeganError(f"feat.fft_num={fft_num} is too small for feat.mel_bin={mel_bin} at {sr} Hz: {empty} of "
+                         f"{mel_bin} mel bands get no FFT bin and would be constant; raise feat.fft_num ({hint})")
     basis.flags.writeable = False
     return basis
 
