@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import os
+import stat
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -19,13 +20,30 @@ from tqdm import tqdm
 from ..errors import AeganError, shown
 
 
-def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
-    """(mono waveform, sample rate) as the original reads it: librosa.load(sr=None, mono=True), so a clip with
-    two channels (DCASE 2026) is the mean of its channels. A file that cannot be used is one clear error."""
+def check_regular(path: str | os.PathLike) -> None:
+    """A FIFO, device or folder named like a WAV would block or fail inside the decoder: refused unopened."""
     try:
-        sf.info(str(path))
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise AeganError(f"audio file not found: {shown(path)}") from None
+    except OSError as e:
+        raise AeganError(f"cannot read audio file {shown(path)}: {e.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise AeganError(f"{shown(path)} is not a regular file (a folder, FIFO or device): give a WAV file")
+
+
+def read_audio(path: str | os.PathLike, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """(mono waveform, sample rate) as the original reads it: librosa.load(sr=None, mono=True), so a clip with
+    two channels (DCASE 2026) is the mean of its channels. A file that cannot be used is one clear error, and
+    one longer than `max_seconds` is refused from its header, before its samples are read."""
+    check_regular(path)
+    try:
+        info = sf.info(str(path))
     except Exception as e:  # not a file soundfile can open: not audio, or truncated in its header
         raise AeganError(f"cannot read audio file {shown(path)}: {str(e).strip().splitlines()[0]}") from None
+    if max_seconds is not None and info.duration > max_seconds:
+        raise AeganError(f"audio file {shown(path)} is {info.duration:.0f} s long, more than the limit of "
+                         f"{max_seconds:g} s: cut it into clips (or raise --max-seconds)")
     try:
         y, sr = librosa.load(path, sr=None, mono=True)
     except Exception as e:  # soundfile raises many types for broken files
@@ -35,7 +53,7 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     if not np.any(y):
         # power_to_db floors at amin=1e-10 (-100 dB): finite, so the scaling stays finite, but the clip sets
         # the training minimum; say so rather than hide it
-        print(f"warning: audio file {shown(path)} is pure silence (all samples zero); its features are -100 dB")
+        tqdm.write(f"warning: audio file {shown(path)} is pure silence (all samples zero); its features are -100 dB")
     return y, int(sr)
 
 
