@@ -3,6 +3,7 @@ dataset's official score come from all records (DCASE 2022: harmonic mean of eve
 AUC_source, AUC_target and pAUC; DCASE 2020: AUC and pAUC averaged)."""
 
 import csv
+import shutil
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -16,6 +17,7 @@ from aegan.decision import decision_metrics
 from aegan.localization import summary_layout
 from aegan.report import dataset_title, decision_table, write_decision_metrics
 from aegan.summary import record_run, write_summary
+from conftest import ROOT, run_script
 from dcase2020.datasets import SPEC as SPEC20
 from dcase2022.datasets import SPEC as SPEC22
 
@@ -122,3 +124,26 @@ def test_localization_summary_has_a_title_and_a_time_axis():
     assert fig._suptitle.get_text().startswith("localization maps of the 3")
     assert fig.axes[2].get_xlabel() == "Time (s)" and fig.axes[2].get_title() == "clip2.wav  G_x_2_sum = 1"
     plt.close(fig)
+
+
+@pytest.mark.slow
+def test_demo_ends_by_tying_the_selected_model_to_the_written_files(tmp_path, trained2022, capsys):
+    """The demo's last lines: training's selection (best of 19 metrics, on test labels) and the metric the
+    written files use, each labelled, so that two different numbers on screen are not a contradiction."""
+    import importlib.util
+
+    out = tmp_path / "out"
+    shutil.copytree(trained2022[0], out, ignore=shutil.ignore_patterns("result", "detect"))
+    sets = [x.replace(str(trained2022[0]), str(out)) for x in trained2022[1]]  # every output in the copy
+    r = run_script("dcase2022/test.py", "--mt", "fan", "-d", "--no-plots", *sets)
+    assert r.returncode == 0, r.stderr[-2000:]
+    spec = importlib.util.spec_from_file_location("demo_run", ROOT / "demo" / "run.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    capsys.readouterr()
+    demo.explain(out, "fan")
+    first, second = capsys.readouterr().out.splitlines()
+    assert first.startswith("demo: training kept epoch ") and "chosen on its labels" in first
+    row = next(x for x in csv.DictReader((out / "result" / "summary.csv").open()) if x["machine"] == "fan")
+    assert f"use {row['metric']}, the configured detect.metric" in second
+    assert f"hmean {100 * float(row['hmean']):.2f} on the dev test set" in second and "official score" in second
