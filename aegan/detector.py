@@ -15,6 +15,8 @@ refused with one clear line: its features would not be the ones the model learne
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -100,7 +102,8 @@ class Detector:
         if num_segments(spec.shape[1], feat["frame_num"], feat["graph_hop_f"]) == 0:
             raise AeganError(f"{name} is {len(y) / sr:.2f} s long, shorter than one segment of "
                              f"{feat['frame_num']} frames")
-        scores, _ = self.model.score(self.model.scaled(spec[None]))
+        with contextlib.redirect_stderr(io.StringIO()):  # the scorer's per-clip bar: one clip here, and a bar
+            scores, _ = self.model.score(self.model.scaled(spec[None]))  # per file would fill the console
         value = float(scores[self.metric][0])
         return Result(name, value, int(decide(np.array([value]), self.threshold)[0]),
                       {m: float(v[0]) for m, v in scores.items()})

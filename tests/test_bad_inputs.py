@@ -116,6 +116,7 @@ def test_score_bad_recording_is_one_line_and_the_others_are_scored(name, make, n
     bad = make(tmp_path)
     code, out, err = run_cli(lambda _, argv: score_cli.main(argv), None,
                              ["--model", str(trained2022[0] / "model" / "fan.pth"), str(bad), str(good)], capsys)
+    assert "%|" not in err  # a progress bar only on a terminal: none here
     lines = [x for x in err.splitlines() if x.strip()]
     assert code == 1 and len(lines) == 2 and lines[1] == "error: 1 of 2 files could not be scored", err
     one_line_error(code, lines[0], *needle)

@@ -110,5 +110,6 @@ def test_score_command_output_holds_no_progress_bar(trained2022, clips):
                        timeout=HANG_GUARD)
     assert r.returncode == 0, r.stdout[-2000:]
     lines = r.stdout.splitlines()
-    assert lines[0].startswith("model: ") and lines[1] == "file,metric,score,decision", r.stdout
-    assert [x.split(",")[0] for x in lines[2:]] == [str(c) for c in clips] and "%|" not in r.stdout
+    head = lines.index("file,metric,score,decision")
+    assert [x.split(" ")[0] for x in lines[:head]] == ["device:", "model:"], r.stdout
+    assert [x.split(",")[0] for x in lines[head + 1:]] == [str(c) for c in clips] and "%|" not in r.stdout
