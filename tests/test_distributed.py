@@ -82,3 +82,19 @@ def test_torchrun_two_processes_gloo(tmp_path, synth2022):
     assert checkpoint.load(tmp_path / "model" / "ToyTrain_last.pth")["epoch"] == 2
     log = (tmp_path / "log" / "ToyTrain" / "train.log").read_text()
     assert log.count("epoch 2/2") == 1
+
+
+@pytest.mark.slow
+def test_torchrun_with_an_indivisible_batch_says_so_once(tmp_path, synth2022):
+    """Three processes, batch 64: rank 0 prints the one line and exits 1 before any process group exists;
+    the other ranks print nothing (torchrun still adds its own failure report after it)."""
+    torchrun = shutil.which("torchrun") or f"{sys.executable} -m torch.distributed.run"
+    cmd = [*torchrun.split(), "--nproc_per_node=3", f"--master_port={free_port()}", "dcase2022/train.py", "--mt",
+           "ToyTrain", *small_sets(tmp_path, synth2022)]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD)
+    errors = [x for x in r.stderr.splitlines() if x.startswith("error: ")]
+    assert r.returncode != 0 and errors == ["error: train.batch_size=64 is not divisible by the 3 processes of "
+                                            "torchrun (WORLD_SIZE): set train.batch_size to a multiple of 3"], r.stderr
+    assert "interrupted" not in r.stderr and r.stdout.count("config: ") == 1
+    assert "rank      : 0 (local_rank: 0)\n  exitcode  : 1" in r.stderr.split("Root Cause")[-1]  # rank 0's line
+    assert not (tmp_path / "model").exists()
