@@ -11,7 +11,8 @@ from collections.abc import Callable
 
 from tqdm import tqdm
 
-from .config import Resolved, dump, load_config
+from . import distributed
+from .config import Resolved, batch_size, dump, load_config
 from .data.clips import DatasetSpec
 from .device import select_device, tune_allocator
 from .errors import AeganError
@@ -87,11 +88,15 @@ def train_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--resume", action="store_true", help="continue from model_dir/<mt>_last.pth")
     args = p.parse_args(argv)
-    if int(os.environ.get("RANK", "0")) > 0:  # torchrun: only rank 0 talks; errors still reach stderr
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+    if not 0 <= args.seed < 2**32:  # numpy's seed range
+        p.error(f"argument --seed: must be a whole number in [0, 2**32), got {args.seed}")
 
     def run(a: argparse.Namespace) -> None:
-        train(spec, _config(spec, a).cfg, a.mt, select_device(a.card_id), a.seed, a.resume)
+        if distributed.rank() > 0:  # torchrun: only rank 0 talks; errors still reach stderr
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+        cfg = _config(spec, a).cfg
+        distributed.check_batch(batch_size(cfg), "train.batch_size" if "batch_size" in cfg["train"] else "train.bs")
+        train(spec, cfg, a.mt, select_device(a.card_id), a.seed, a.resume)
 
     run_guarded(run, args)
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
+import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +43,19 @@ CHOICES = {"train_set": ("dev", "eval", "deval", "auto"), "net.normalize.g": ("l
            "train.select": ("best", "metric", "last"), "train.amp": ("fp32", "bf16"), "detect.amp": ("fp32", "bf16")}
 # Settings in an interval: (low, high, low included, high included). detect.p is the pAUC's max FPR.
 RANGES = {"train.beta1": (0, 1, True, False), "detect.p": (0, 1, False, True),
-          "detect.decision_percentile": (0, 1, False, False)}
+          "detect.decision_percentile": (0, 1, False, False), "train.wgan.lambda_gp": (0, math.inf, True, False),
+          "train.wgan.feat_match_eff": (0, math.inf, True, False), "feat.workers": (0, math.inf, True, False)}
+# A config file is a few dozen settings; YAML aliases can make a small file expand to billions of nodes (the
+# "billion laughs"), which would exhaust memory wherever the value is copied or shown. Refuse beyond this.
+MAX_YAML_NODES = 100_000
+# Values in messages are shown by a bounded repr: a message stays one short line whatever the value holds.
+_SHORT = reprlib.Repr()
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlevel = 60, 60, 3
+
+
+def short(value: Any) -> str:
+    """repr(value), cut to a few items per level and a few levels: safe for any value in a one-line message."""
+    return _SHORT.repr(value)
 
 
 @dataclass
@@ -54,14 +68,47 @@ class Resolved:
     ignored: list[str] = field(default_factory=list)
 
 
+def _expanded_nodes(node: yaml.Node, memo: dict[int, int]) -> int:
+    """How many nodes the document has once its aliases are expanded (each alias counted in full, once per use),
+    computed on the composed graph, where an alias is a shared node: cheap whatever the expanded size."""
+    if id(node) in memo:
+        return memo[id(node)]
+    memo[id(node)] = 1  # a recursive alias counts once
+    if isinstance(node, yaml.SequenceNode):
+        memo[id(node)] = 1 + sum(_expanded_nodes(x, memo) for x in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        memo[id(node)] = 1 + sum(_expanded_nodes(k, memo) + _expanded_nodes(v, memo) for k, v in node.value)
+    return memo[id(node)]
+
+
+def _load_text(text: str, path: Path) -> Any:
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_nodes(node, {}) > MAX_YAML_NODES:
+            raise AeganError(f"config file {shown(path)} expands to more than {MAX_YAML_NODES} values through YAML "
+                             "aliases (&name / *name): write the settings out plainly")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def read_yaml(path: Path) -> dict:
     try:
-        with open(path) as f:
-            data = yaml.safe_load(f)
+        text = Path(path).read_bytes().decode("utf-8")
+        data = _load_text(text, Path(path))
     except FileNotFoundError:
         raise AeganError(f"config file not found: {shown(path)}") from None
+    except IsADirectoryError:
+        raise AeganError(f"config file {shown(path)} is a folder, not a YAML file") from None
+    except UnicodeDecodeError as e:
+        raise AeganError(f"config file {shown(path)} is not UTF-8 text (byte {e.start}): give a YAML file") from None
     except yaml.YAMLError as e:
         raise AeganError(f"config file {shown(path)} is not valid YAML: {str(e).splitlines()[0]}") from None
+    except RecursionError:
+        raise AeganError(f"config file {shown(path)} nests too deeply to be a config file") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -96,20 +143,21 @@ def _unknown(source: str, name: str, key: str, known: dict) -> AeganError:
 def _merge_value(default: Any, value: Any, name: str, source: str) -> Any:
     if isinstance(default, dict):
         if not isinstance(value, dict):
-            raise AeganError(f"{source}: {shown(name)} must be a mapping, got {value!r}")
+            raise AeganError(f"{source}: {shown(name)} must be a mapping, got {short(value)}")
         return merge(default, value, source, f"{name}.")
     if default is None or name in NULLABLE:
         want = NULLABLE.get(name)
         if want is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if value is not None and want is not None and not isinstance(value, want):
-            raise AeganError(f"{source}: {name} must be a {want.__name__} or null, got {value!r}")
+            raise AeganError(f"{source}: {name} must be a {want.__name__} or null, got {short(value)}")
         return value
     if isinstance(default, float) and isinstance(value, str) and _is_float(value):
         return float(value)  # PyYAML reads 1e-3 (no dot) as a string
     if _type_ok(default, value):
         return float(value) if isinstance(default, float) else value
-    raise AeganError(f"{source}: {name} must be of type {type(default).__name__} (like {default!r}), got {value!r}")
+    raise AeganError(f"{source}: {name} must be of type {type(default).__name__} (like {default!r}), "
+                     f"got {short(value)}")
 
 
 def merge(base: dict, override: dict, source: str, prefix: str = "") -> dict:
@@ -120,10 +168,10 @@ def merge(base: dict, override: dict, source: str, prefix: str = "") -> dict:
         if name in OPEN_MAPPINGS:
             if not isinstance(value, dict) or not set(value) <= OPEN_MAPPINGS[name]:
                 allowed = ", ".join(sorted(OPEN_MAPPINGS[name]))
-                raise AeganError(f"{source}: {name} must be a mapping with keys among {allowed}, got {value!r}")
+                raise AeganError(f"{source}: {name} must be a mapping with keys among {allowed}, got {short(value)}")
             for k, v in value.items():
                 if not isinstance(v, (int, float)) or isinstance(v, bool):
-                    raise AeganError(f"{source}: {name}.{k} must be a number, got {v!r}")
+                    raise AeganError(f"{source}: {name}.{k} must be a number, got {short(v)}")
             out[key] = dict(value)
             continue
         if key not in base and ALIASES.get(name) in base:
@@ -179,7 +227,7 @@ def _drop_ignored(layer: dict, source: str, ignored: list[str]) -> dict:
     feat = layer.get("feat")
     if isinstance(feat, dict) and "spec" in feat:
         if feat["spec"] != "mel":
-            raise AeganError(f"{source}: feat.spec must be mel (log-mel features), got {feat['spec']!r}")
+            raise AeganError(f"{source}: feat.spec must be mel (log-mel features), got {short(feat['spec'])}")
         layer["feat"] = {k: v for k, v in feat.items() if k != "spec"}
         if "feat.spec" not in ignored:
             ignored.append("feat.spec")
@@ -206,8 +254,25 @@ def batch_size(cfg: dict) -> int:
     return train["batch_size"] if "batch_size" in train else train["bs"]
 
 
+def _numbers(cfg: dict, prefix: str = "") -> list[tuple[str, float]]:
+    """(dotted name, value) of every number in the config, the open mappings' included."""
+    out = []
+    for k, v in cfg.items():
+        if isinstance(v, dict):
+            out += _numbers(v, f"{prefix}{k}.")
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out.append((f"{prefix}{k}", v))
+    return out
+
+
 def validate(cfg: dict) -> None:
     """Cross-field checks that the type check cannot see."""
+    for name, value in _numbers(cfg):  # NaN passes every comparison below: refuse it (and inf) first
+        if not math.isfinite(value):
+            raise AeganError(f"{name} must be a finite number, got {value}")
+    for k, v in cfg["train"]["wgan"]["match_item"].items():
+        if v < 0:
+            raise AeganError(f"train.wgan.match_item.{k} must be >= 0 (a loss weight), got {v}")
     feat, net, train = cfg["feat"], cfg["net"], cfg["train"]
     isize = net["isize"]
     if isize < 16 or isize & (isize - 1):
@@ -229,9 +294,9 @@ def validate(cfg: dict) -> None:
     for name, allowed in CHOICES.items():
         if get(cfg, name) not in allowed:
             words = allowed[0] if len(allowed) == 1 else f"{', '.join(allowed[:-1])} or {allowed[-1]}"
-            raise AeganError(f"{name} must be {words}, got {get(cfg, name)!r}")
+            raise AeganError(f"{name} must be {words}, got {short(get(cfg, name))}")
     if net["act"] != ["leakyrelu", "relu"]:
-        raise AeganError(f"net.act must be [leakyrelu, relu] (encoder/critic, decoder), got {net['act']!r}")
+        raise AeganError(f"net.act must be [leakyrelu, relu] (encoder/critic, decoder), got {short(net['act'])}")
     for name, (low, high, low_in, high_in) in RANGES.items():
         v = get(cfg, name)
         if not (low <= v if low_in else low < v) or not (v <= high if high_in else v < high):

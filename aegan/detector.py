@@ -6,13 +6,17 @@
         print(r.file, r.score, r.decision, r.error)
     r = det.score_array(waveform, 16000)                      # a waveform already in memory
 
+`score` takes one file, a folder (its .wav files, recursively, as the command expands it) or a list of them.
 Audio is read as the original reads it (librosa, native rate, channels averaged to mono). A clip at
-another sample rate than the model's training clips, or shorter than one segment, is refused with one
-clear line: its features would not be the ones the model learned.
+another sample rate than the model's training clips, shorter than one segment, longer than `max_seconds`
+(default 600: scoring holds all its segments in memory at once), or a file that is not a regular file, is
+refused with one clear line: its features would not be the ones the model learned, or it would not fit.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -31,6 +35,8 @@ from .errors import AeganError, shown
 from .model import Model, load
 from .scores import D_METRICS, resolve_metric
 
+MAX_SECONDS = 600.0  # longest recording scored: all its segments go through the networks at once
+
 
 @dataclass
 class Result:
@@ -44,14 +50,18 @@ class Result:
 class Detector:
     """A trained model with one metric and its decision threshold."""
 
-    def __init__(self, model: Model, metric: str | None = None):
+    def __init__(self, model: Model, metric: str | None = None, max_seconds: float = MAX_SECONDS):
         self.model = model
+        if not max_seconds > 0:
+            raise AeganError(f"--max-seconds must be a positive number of seconds, got {max_seconds}")
+        self.max_seconds = float(max_seconds)
         self.metric = resolve_metric(metric) if metric else model.metric()
         self.threshold = self._threshold()
 
     @classmethod
-    def load(cls, path: str | os.PathLike, metric: str | None = None, device: torch.device | None = None) -> Detector:
-        return cls(load(path, device or torch.device("cpu")), metric)
+    def load(cls, path: str | os.PathLike, metric: str | None = None, device: torch.device | None = None,
+             max_seconds: float = MAX_SECONDS) -> Detector:
+        return cls(load(path, device or torch.device("cpu")), metric, max_seconds)
 
     def _threshold(self) -> float:
         """The stored gamma-fit threshold of the metric; for a critic metric one can be fitted from the stored
@@ -64,14 +74,23 @@ class Detector:
         return float(rule["threshold"])
 
     def score_array(self, waveform: np.ndarray, sample_rate: int, name: str = "<array>") -> Result:
-        """One waveform (samples,) or (samples, channels), as the loader would give it after averaging."""
+        """One waveform: (samples,), or two axes of which the short one is the channels ((samples, channels) as
+        soundfile reads, (channels, samples) as librosa does), averaged as the loader averages them."""
         y = np.asarray(waveform, dtype=np.float32)
         if y.ndim == 2:
-            y = y.mean(axis=1)
+            if y.shape[0] == y.shape[1]:
+                raise AeganError(f"{name} has shape {y.shape}: which axis holds the channels is ambiguous; give "
+                                 "(samples,) or (samples, channels)")
+            y = y.mean(axis=int(np.argmin(y.shape)))
+        elif y.ndim != 1:
+            raise AeganError(f"{name} has shape {y.shape}: give a waveform of shape (samples,) or (samples, channels)")
         return self._score_waveform(y, int(sample_rate), name)
 
     def _score_waveform(self, y: np.ndarray, sr: int, name: str) -> Result:
         feat = self.model.cfg["feat"]
+        if len(y) > self.max_seconds * sr:
+            raise AeganError(f"{name} is {len(y) / sr:.0f} s long, more than the limit of {self.max_seconds:g} s: "
+                             "cut it into clips (or raise max_seconds)")
         if sr != self.model.sample_rate:
             raise AeganError(f"{name} has sample rate {sr} Hz; the model was trained on {self.model.sample_rate} Hz "
                              "clips (resample it first)")
@@ -85,25 +104,31 @@ class Detector:
         return Result(name, value, int(decide(np.array([value]), self.threshold)[0]),
                       {m: float(v[0]) for m, v in scores.items()})
 
-    def score(self, paths: Iterable[str | os.PathLike]) -> list[Result]:
-        """One Result per file, in order; a file that cannot be scored gets its error, the others are scored."""
+    def score(self, paths: str | os.PathLike | Iterable[str | os.PathLike], progress: bool | None = None
+              ) -> list[Result]:
+        """One Result per file, in order; a file that cannot be scored gets its error, the others are scored.
+        `paths`: one file or folder, or several; folders give their .wav files (`expand`). `progress`: a bar on
+        stderr (None: only when stderr is a terminal, so a redirected run's output holds no bar)."""
         out = []
-        for p in tqdm(list(paths), desc="scoring files", unit="file", leave=False):
+        files = expand([paths] if isinstance(paths, (str, os.PathLike)) else paths)
+        for p in tqdm(files, desc="scoring files", unit="file", leave=False,
+                      disable=None if progress is None else not progress):
             try:
-                y, sr = read_audio(p)
+                y, sr = read_audio(p, self.max_seconds)
                 out.append(self._score_waveform(y, sr, str(p)))
             except AeganError as e:
                 out.append(Result(str(p), error=str(e)))
         return out
 
 
-def expand(inputs: Iterable[str]) -> list[Path]:
-    """WAV files and folders (their .wav files, recursively, sorted) as one list of files."""
+def expand(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+    """WAV files and folders (their .wav files, recursively, sorted) as one list of files. Anything named .wav
+    that is not a folder is listed, a FIFO or device too, so that scoring refuses it by name."""
     files = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() == ".wav" and p.is_file())
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() == ".wav" and not p.is_dir())
             if not found:
                 raise AeganError(f"folder {shown(path)} holds no .wav files")
             files += found

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import sys
+import time
 import warnings
 
 import torch
@@ -12,8 +15,48 @@ from torch import nn
 from .errors import AeganError
 
 
+def _env_int(name: str, default: int | None, low: int, high: int | None = None) -> int:
+    """A torchrun variable as a whole number in [low, high), or one line naming it."""
+    raw = os.environ.get(name)
+    if raw is None:
+        if default is None:
+            raise AeganError(f"environment variable WORLD_SIZE={os.environ['WORLD_SIZE']} is set but {name} is not: "
+                             "start the run with torchrun, or unset WORLD_SIZE")
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or value < low or (high is not None and value >= high):
+        want = f"in [{low}, {high})" if high is not None else f">= {low}"
+        raise AeganError(f"environment variable {name}={raw[:40]!r} must be a whole number {want} (torchrun sets it; "
+                         f"unset it for a single process)")
+    return value
+
+
 def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
+    return _env_int("WORLD_SIZE", 1, 1)
+
+
+def rank() -> int:
+    """This process's rank: 0 when not started by torchrun (RANK is read only when WORLD_SIZE > 1)."""
+    world = world_size()
+    return _env_int("RANK", None, 0, world) if world > 1 else 0
+
+
+def check_batch(batch: int, key: str) -> None:
+    """Before any process group exists: a global batch the ranks cannot split evenly. Rank 0 says so in one line
+    and exits 1; the others wait silently for torchrun to end them once rank 0 has failed (exiting first would
+    let torchrun kill rank 0 before it prints), so the reason is printed once and is the root cause torchrun
+    names."""
+    world = world_size()
+    if world > 1 and batch % world:
+        if rank() > 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # no "interrupted" line when torchrun ends this rank
+            time.sleep(600)  # only reached if rank 0 is somehow gone: then fail on our own
+            sys.exit(1)
+        raise AeganError(f"{key}={batch} is not divisible by the {world} processes of torchrun (WORLD_SIZE): set "
+                         f"{key} to a multiple of {world}")
 
 
 def init(device: torch.device) -> tuple[torch.device, int, int]:
@@ -21,7 +64,11 @@ def init(device: torch.device) -> tuple[torch.device, int, int]:
     world = world_size()
     if world == 1:
         return device, 0, 1
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    rank_, local = rank(), _env_int("LOCAL_RANK", 0, 0)
+    for name in ("MASTER_ADDR", "MASTER_PORT"):
+        if not os.environ.get(name):
+            raise AeganError(f"environment variable WORLD_SIZE={world} is set but {name} is not: start the run with "
+                             "torchrun, or unset WORLD_SIZE")
     if device.type == "cuda":
         if local >= torch.cuda.device_count():
             raise AeganError(f"LOCAL_RANK {local} has no CUDA device ({torch.cuda.device_count()} visible)")
@@ -29,7 +76,7 @@ def init(device: torch.device) -> tuple[torch.device, int, int]:
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return device, rank, world
+    return device, rank_, world
 
 
 def barrier(world: int) -> None:

@@ -116,16 +116,24 @@ class ClipFigure:
         plt.close(self.fig)
 
 
-def summary_figure(path: Path, maps: list[tuple[str, np.ndarray]], sr: int, hop_length: int, dpi: int = 80) -> None:
-    """The maps of the k highest-scoring clips, one row each."""
-    fig, axes = plt.subplots(len(maps), 1, figsize=(8, 2.2 * len(maps) + 0.5), squeeze=False)
-    vmax = max(float(m.max()) for _, m in maps) or 1.0
-    for ax, (title, amap) in zip(axes[:, 0], maps):
-        _panel(ax, amap, sr, hop_length, title, fig, 0, vmax)
-    fig.tight_layout()
+def summary_figure(path: Path, maps: list[tuple[str, np.ndarray]], sr: int, hop_length: int, dpi: int = 80,
+                   title: str = "") -> None:
+    """The maps of the k highest-scoring clips, one row each, on one colour scale, under `title`."""
+    fig = summary_layout(maps, sr, hop_length, title)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)
     plt.close(fig)
+
+
+def summary_layout(maps: list[tuple[str, np.ndarray]], sr: int, hop_length: int, title: str = ""):
+    fig, axes = plt.subplots(len(maps), 1, figsize=(8, 2.2 * len(maps) + 0.9), squeeze=False)
+    vmax = max(float(m.max()) for _, m in maps) or 1.0
+    for ax, (name, amap) in zip(axes[:, 0], maps):
+        _panel(ax, amap, sr, hop_length, name, fig, 0, vmax)
+    axes[-1, 0].set_xlabel("Time (s)")
+    fig.suptitle(title or f"localization maps of the {len(maps)} highest-scoring clips", fontsize=10)
+    fig.tight_layout()
+    return fig
 
 
 def normal_average(train_specs: torch.Tensor, train_clips: list[Clip]) -> torch.Tensor:
@@ -159,7 +167,8 @@ def draw_maps(spec: DatasetSpec, model: Model, normal: torch.Tensor, clips: list
     best = sorted(chosen, key=lambda i: -scores[i])[:top]
     summary_figure(out / f"summary_top{len(best)}.png",
                    [(f"{clips[i].path.name}  {metric} = {scores[i]:.4g}", maps[i]) for i in best], sr,
-                   feat["frame_hop"])
+                   feat["frame_hop"], title=f"localization maps of the {len(best)} dev test clips with the highest "
+                   f"{metric} scores (one colour scale)")
     return len(chosen) + 1
 
 

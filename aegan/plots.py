@@ -60,8 +60,12 @@ def score_distributions(path: Path, spec: DatasetSpec, clips: list[Clip], scores
 
 def roc_curves(path: Path, spec: DatasetSpec, clips: list[Clip], scores: np.ndarray, metric: str, max_fpr: float,
                title: str) -> Path:
+    return _save(roc_figure(spec, clips, scores, metric, max_fpr, title), path)
+
+
+def roc_figure(spec: DatasetSpec, clips: list[Clip], scores: np.ndarray, metric: str, max_fpr: float, title: str):
     """ROC per section/ID; with domains, one curve per domain (its normal clips against all anomalies of the
-    section, the challenge's rule). The shaded band is the pAUC's FPR range."""
+    section, the challenge's rule) with its AUC; the shaded band is the pAUC's FPR range, with the pAUC."""
     groups = sorted({c.group for c in clips})
     fig, axes = plt.subplots(1, len(groups), figsize=(3.6 * len(groups), 3.6), squeeze=False)
     for ax, g in zip(axes[0], groups):
@@ -75,7 +79,10 @@ def roc_curves(path: Path, spec: DatasetSpec, clips: list[Clip], scores: np.ndar
             fpr, tpr, _ = roc_curve(y, s)
             ax.plot(fpr, tpr, color=DOMAIN_COLORS[d], label=f"{d or 'all'}: AUC {roc_auc_score(y, s):.3f}")
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
-        ax.axvspan(0, max_fpr, color="grey", alpha=0.12, label=f"pAUC range (FPR <= {max_fpr})")
+        # the pAUC as the tables have it: over every clip of the section/ID, both domains together
+        y, s = np.array([c.label for c, _ in members]), np.array([v for _, v in members])
+        pauc = f"pAUC {roc_auc_score(y, s, max_fpr=max_fpr):.3f}" if len(set(y)) == 2 else "pAUC nan"
+        ax.axvspan(0, max_fpr, color="grey", alpha=0.12, label=f"{pauc} (FPR <= {max_fpr})")
         ax.set_title(f"{spec.group_name} {g}", fontsize=9)
         ax.set_xlabel("false positive rate", fontsize=8)
         ax.set_ylabel("true positive rate", fontsize=8)
@@ -83,13 +90,31 @@ def roc_curves(path: Path, spec: DatasetSpec, clips: list[Clip], scores: np.ndar
         ax.legend(fontsize=7, loc="lower right")
     fig.suptitle(f"{title}\nROC of {metric}", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
+
+
+def _colouring(clips: list[Clip]):
+    """The embedding map's colours: by domain when clips have domains (DCASE 2022 on), else by section or
+    machine ID (DCASE 2020), so that the groups the critic separates can be seen. (clip -> (key, colour),
+    key -> legend word)."""
+    if any(c.domain for c in clips):
+        order = sorted({c.domain for c in clips}, key=lambda d: (d is None, d != "source"))
+        return (lambda c: (order.index(c.domain), DOMAIN_COLORS[c.domain])), (lambda k: order[k[0]] or "")
+    groups = sorted({c.group for c in clips})
+    palette = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
+    return (lambda c: (groups.index(c.group), palette(groups.index(c.group) % palette.N))), \
+        (lambda k: f"ID {groups[k[0]]}")
 
 
 def embedding_map(path: Path, train_emb: np.ndarray, train_clips: list[Clip], test_emb: np.ndarray,
                   test_clips: list[Clip], title: str, method: str = "pca") -> Path:
+    return _save(embedding_figure(train_emb, train_clips, test_emb, test_clips, title, method), path)
+
+
+def embedding_figure(train_emb: np.ndarray, train_clips: list[Clip], test_emb: np.ndarray, test_clips: list[Clip],
+                     title: str, method: str = "pca"):
     """The critic's clip embeddings in 2-D (PCA, or t-SNE): training clips as dots, test clips as circles
-    (normal), crosses (anomalous) or squares (unknown), coloured by domain."""
+    (normal), crosses (anomalous) or squares (unknown), coloured by domain, or by machine ID without domains."""
     both = np.concatenate([train_emb, test_emb]).astype(np.float64)
     if method == "tsne":
         from sklearn.manifold import TSNE  # seconds to import: only when asked for
@@ -100,21 +125,21 @@ def embedding_map(path: Path, train_emb: np.ndarray, train_clips: list[Clip], te
         xy = centred @ np.linalg.svd(centred, full_matrices=False)[2][:2].T
     tr, te = xy[:len(train_emb)], xy[len(train_emb):]
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
-    for d in sorted({c.domain for c in train_clips}, key=lambda d: (d is None, d != "source")):
-        m = np.array([c.domain == d for c in train_clips])
-        ax.scatter(tr[m, 0], tr[m, 1], s=6, alpha=0.35, color=DOMAIN_COLORS[d], label=f"train {d or ''}".strip())
+    colour, word = _colouring(train_clips + test_clips)
+    for k in sorted({colour(c) for c in train_clips}, key=lambda k: k[0]):
+        m = np.array([colour(c) == k for c in train_clips])
+        ax.scatter(tr[m, 0], tr[m, 1], s=6, alpha=0.35, color=k[1], label=f"train {word(k)}".strip())
     markers = {0: ("o", "normal"), 1: ("x", "anomalous"), None: ("s", "unlabelled")}
-    for d in sorted({c.domain for c in test_clips}, key=lambda d: (d is None, d != "source")):
-        for label, (marker, word) in markers.items():
-            m = np.array([c.domain == d and c.label == label for c in test_clips])
+    for k in sorted({colour(c) for c in test_clips}, key=lambda k: k[0]):
+        for label, (marker, kind) in markers.items():
+            m = np.array([colour(c) == k and c.label == label for c in test_clips])
             if m.any():
-                style = {"color": DOMAIN_COLORS[d]} if marker == "x" else {"facecolors": "none",
-                                                                            "edgecolors": DOMAIN_COLORS[d]}
+                style = {"color": k[1]} if marker == "x" else {"facecolors": "none", "edgecolors": k[1]}
                 ax.scatter(te[m, 0], te[m, 1], s=28, marker=marker, linewidths=1, **style,
-                           label=f"test {d or ''} {word}".replace("  ", " "))
+                           label=f"test {word(k)} {kind}".replace("  ", " "))
     ax.set_xlabel(f"{method.upper()} 1")
     ax.set_ylabel(f"{method.upper()} 2")
     ax.legend(fontsize=7, markerscale=1.2)
     ax.set_title(f"{title}\ncritic embeddings ({method.upper()})", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return fig

@@ -13,7 +13,14 @@ from .files import write_text
 
 
 def _fmt(v: float) -> str:
-    return "   nan" if v is None or np.isnan(v) else f"{100 * v:6.2f}"
+    """A fraction as a percentage with two decimals; rounding noise (an hmean of 3.3e-16) shows as 0.00."""
+    return "   nan" if v is None or np.isnan(v) else f"{100 * v + 0.0:6.2f}".replace("-0.00", " 0.00")
+
+
+def dataset_title(spec_name: str, cfg: dict) -> str:
+    """How pictures and summaries name the dataset: "DCASE 2022", and for the first-shot folder its year."""
+    year = cfg.get("year") if isinstance(cfg, dict) else None
+    return f"DCASE {year}" if year else spec_name.upper().replace("DCASE", "DCASE ")
 
 
 def table(spec: DatasetSpec, metric: str, rows: list[dict], summary: dict, title: str = "") -> str:
@@ -92,7 +99,8 @@ def decision_table(spec: DatasetSpec, rows: list[dict], summary: dict) -> str:
 def write_decision_metrics(spec: DatasetSpec, rows: list[dict], summary: dict, out_dir: Path) -> Path:
     """decision_metrics.csv: precision, recall, F1 per group and domain, then their harmonic means."""
     body = [[r[spec.group_name], r["domain"]] + [repr(float(r[c])) for c in DECISION_COLUMNS] for r in rows]
-    body.append(["hmean", ""] + [repr(float(summary[c])) for c in DECISION_COLUMNS])
+    # the hmean floors values at machine epsilon (the official evaluator's rule): a 0 comes out as ~3e-16
+    body.append(["hmean", ""] + [repr(0.0 if summary[c] < 1e-12 else float(summary[c])) for c in DECISION_COLUMNS])
     path = out_dir / "decision_metrics.csv"
     write_text(path, _csv([spec.group_name, "domain", *DECISION_COLUMNS], body))
     return path

@@ -1,12 +1,13 @@
 """Score new recordings with a trained model.
 
     python -m aegan.score --model model/dcase2022/fan.pth [--metric NAME] [--out scores.csv] [--all-metrics]
-                          [-c N] INPUT...
+                          [--max-seconds S] [-c N] INPUT...
 
 INPUT is WAV files or folders (their .wav files, recursively). One row per clip: file, metric, its score and
 the decision (1 anomalous) from the model's gamma-fit threshold; --all-metrics adds the 19 scores.
-Printed, and written to --out as CSV. Exit status 0 when every input was scored, 1 when some failed
-(each named in one line on stderr; the others are still scored and written).
+Printed on stdout (the progress bar goes to stderr, and only on a terminal), and written to --out as CSV.
+Exit status 0 when every input was scored, 1 when some failed (each named in one line on stderr: not audio,
+another sample rate, longer than --max-seconds, not a regular file; the others are still scored and written).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from .artifact import sidecar_path
 from .cli import _Parser, run_guarded
-from .detector import Detector, Result, expand
+from .detector import MAX_SECONDS, Detector, Result, expand
 from .device import select_device
 from .errors import AeganError, shown
 from .files import write_text
@@ -62,16 +63,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--metric", help="one of the 19 metrics (default: the model's)")
     p.add_argument("--out", metavar="FILE.csv", help="also write the rows to this CSV file")
     p.add_argument("--all-metrics", action="store_true", help="add the 19 scores to every row")
+    p.add_argument("--max-seconds", type=float, default=MAX_SECONDS, metavar="S",
+                   help=f"refuse recordings longer than this (default {MAX_SECONDS:g}: a clip is scored in one pass, "
+                   "its memory grows with its length)")
     p.add_argument("-c", "--card_id", type=int, default=0, help="CUDA device index (CPU when CUDA is absent)")
     p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     args = p.parse_args(argv)
 
     def run(a: argparse.Namespace) -> None:
-        det = Detector.load(a.model, a.metric, select_device(a.card_id))
+        det = Detector.load(a.model, a.metric, select_device(a.card_id), a.max_seconds)
         files = expand(a.inputs)
         if a.out:
             check_output(Path(a.out), [Path(a.model), *files])
-        print(f"model: {det.model.path} ({det.metric}, threshold {det.threshold:.6g}); scoring {len(files)} files")
+        print(f"model: {det.model.path} ({det.metric}, threshold {det.threshold:.6g}); scoring {len(files)} files",
+              flush=True)  # before the bar starts on stderr: a console shows the two in order
         results = det.score(files)
         table = rows_csv(results, det.metric, a.all_metrics)
         print(table, end="")

@@ -15,6 +15,7 @@ import numpy as np
 from .data.clips import DatasetSpec
 from .evaluation import Results, best_metric
 from .files import write_text
+from .report import dataset_title
 
 
 def record_run(out: Path, mt: str, part: str, metric: str, configured: bool, results: Results, summary_key: str,
@@ -29,13 +30,25 @@ def record_run(out: Path, mt: str, part: str, metric: str, configured: bool, res
     return path
 
 
+def _own(spec: DatasetSpec, record: dict) -> bool:
+    """A record of this dataset: its name when it has one (older records have none), and this dataset's columns."""
+    rows = record.get("rows")
+    return (record.get("dataset", spec.name) == spec.name and isinstance(rows, list)
+            and all(isinstance(r, dict) and set(spec.row_columns) <= set(r) for r in rows))
+
+
 def write_summary(spec: DatasetSpec, result_dir: Path, part: str) -> tuple[Path, Path]:
     """summary.csv / summary.md (summary_eval.* for the evaluation set) over every recorded machine type."""
     records = []
     for mt_dir in sorted(p for p in result_dir.iterdir() if p.is_dir()):
         f = mt_dir / ("run.json" if part == "dev" else "eval/run.json")
         if f.is_file():
-            records.append(json.loads(f.read_text()))
+            record = json.loads(f.read_text())
+            if _own(spec, record):
+                records.append(record)
+            else:
+                print(f"summary: left out {f}: a record of {record.get('dataset', 'another dataset')}, not "
+                      f"{spec.name} (give each dataset its own result_dir)")
     key = spec.summary_key
     official = spec.official([r["rows"] for r in records])
     cols = ["machine", "metric", "configured", key, "best_metric", f"best_{key}", "paper", "model"]
@@ -59,7 +72,8 @@ def _pct(v) -> str:
 
 def _markdown(spec: DatasetSpec, records: list[dict], official: dict, part: str) -> str:
     key = spec.summary_key
-    lines = [f"# {spec.name}: {key} (%) per machine type, {part} test set", "",
+    title = next((r["title"] for r in records if r.get("title")), dataset_title(spec.name, {}))
+    lines = [f"# {title}: {key} (%) per machine type, {part} test set", "",
              f"| machine | metric | {key} | best metric | best {key} | paper |", "|---|---|---|---|---|---|"]
     for r in records:
         how = "" if r["configured"] else " (best)"

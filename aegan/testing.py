@@ -16,6 +16,7 @@ from .evaluation import Results, best_metric, evaluate_all
 from .files import replace_set
 from .model import Model, prepare, save_thresholds
 from .report import (
+    dataset_title,
     decision_table,
     score_files,
     table,
@@ -86,7 +87,7 @@ def draw(spec: DatasetSpec, mt: str, model: Model, tests: TestSet, scores: dict[
 
     cfg = model.cfg
     epoch = f", epoch {model.info['epoch']}" if model.info.get("epoch") else ""
-    title = f"{mt} ({spec.name}, {tests.part} test set), model {model.path.name}{epoch}"
+    title = f"{mt} ({dataset_title(spec.name, cfg)}, {tests.part} test set), model {model.path.name}{epoch}"
     train_clips = spec.train_clips(cfg, mt)
     train_clips = [train_clips[i] for i in reference_order(train_clips)]  # the order of model.train_emb
     drawn = []
@@ -122,7 +123,8 @@ def run_test(spec: DatasetSpec, resolved, mt: str, device: torch.device, dev: bo
                                 out)
     if results:
         record_run(out, mt, tests.part, metric, configured is not None, results, spec.summary_key,
-                   {"paper": cfg.get("paper_result"), "model": str(model.path), "epoch": model.info.get("epoch")})
+                   {"paper": cfg.get("paper_result"), "model": str(model.path), "epoch": model.info.get("epoch"),
+                    "dataset": spec.name, "title": dataset_title(spec.name, cfg)})
         for f in write_summary(spec, Path(cfg["result_dir"]), tests.part):
             print(f"wrote {f}")
     if pictures:

@@ -10,6 +10,7 @@ everything under demo_out/<dataset>/.
 from __future__ import annotations
 
 import argparse
+import csv
 import subprocess
 import sys
 import time
@@ -49,6 +50,25 @@ def main() -> None:
         if r.returncode:
             sys.exit(r.returncode)
     print(f"\ndemo: done in {time.time() - t0:.0f} s; results in {out / 'result'}, scores in {out / 'detect'}")
+    explain(out, a.mt)
+
+
+def explain(out: Path, mt: str) -> None:
+    """Tie the two numbers on screen together: training's model selection (epoch and metric chosen on the
+    labelled dev test set, the paper's rule) and the metric the written score and decision files use."""
+    log = (out / "log" / mt / "train.log").read_text().splitlines()
+    selected = next((x.split("selected model: ", 1)[1] for x in reversed(log) if "selected model: " in x), None)
+    rows = {r["machine"]: r for r in csv.DictReader((out / "result" / "summary.csv").open())}
+    row, key = rows.get(mt), next(k for k in ("hmean", "average") if k in next(iter(rows.values())))
+    if selected:
+        print(f"demo: training kept {selected.split(' -> ')[0]} - the best of all 19 metrics on the labelled dev "
+              "test set, chosen on its labels (optimistic)")
+    if row:
+        how = ("the configured detect.metric (the paper's choice for this machine type)" if row["configured"] == "True"
+               else "the best metric of this test run (no detect.metric configured)")
+        print(f"demo: the files in {out / 'detect'} use {row['metric']}, {how}: {key} {100 * float(row[key]):.2f} "
+              f"on the dev test set; official score of the table {100 * float(rows['official'][key]):.2f} "
+              f"({out / 'result' / 'summary.md'})")
 
 
 if __name__ == "__main__":

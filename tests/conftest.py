@@ -22,6 +22,9 @@ SMALL = ROOT / "demo" / "small.yaml"
 # --set items for the smallest runs of the real scripts: 32 mels and frames, narrow networks, one epoch
 TINY = ["feat.fft_num=1024", "feat.mel_bin=32", "feat.frame_num=32", "net.isize=32", "net.nz=16", "net.ndf=8",
         "net.ngf=8", "train.epoch=1", "train.batch_size=16", "feat.workers=1"]
+# The only wall-clock limit in the tests: a guard against a child process that hangs forever, an hour, far
+# beyond any passing run even on a busy 2-core machine (the slowest, the whole-year reproduce, takes ~1 min idle).
+HANG_GUARD = 3600
 needs_real = pytest.mark.skipif(not REAL.is_dir(), reason="../shared/real/ (real DCASE 2020 clips) is absent")
 
 
@@ -38,10 +41,10 @@ def synth2020(tmp_path_factory) -> Path:
     return synth.make_2020(tmp_path_factory.mktemp("dcase2020"), "valve", seconds=2.5, n_train=10, n_test=6, seed=4)
 
 
-def run_script(script: str, *args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_script(script: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run([sys.executable, script, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=HANG_GUARD)
 
 
 def out_sets(tmp: Path, dataset_dir: Path) -> list[str]:

@@ -21,7 +21,7 @@ import torch
 import yaml
 
 from aegan.config import output_settings
-from conftest import ROOT
+from conftest import HANG_GUARD, ROOT
 
 ORIGINAL = ROOT.parent / "shared" / "original"
 DRIVER = Path(__file__).with_name("oracle_driver.py")
@@ -88,7 +88,7 @@ def run_original(copy: Path, mode: str, mt: str, seed: int, cfg: dict, out: Path
     (copy / "config.yaml").write_text(yaml.safe_dump(cfg))
     record = out / f"original_{mode}.pt"
     r = subprocess.run([sys.executable, str(DRIVER), mode, mt, str(seed), str(record)], cwd=copy, env=ENV,
-                       capture_output=True, text=True, timeout=600)
+                       capture_output=True, text=True, timeout=HANG_GUARD)
     assert r.returncode == 0, f"the original's {mode}.py failed:\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
     return torch.load(record, weights_only=False)
 
@@ -97,7 +97,7 @@ def run_ours(dataset: str, script: str, mt: str, config: Path, out: Path, *args:
     """Our real script with the original-format config file given as --config, outputs under `out`."""
     sets = [x for item in output_settings(out) for x in ("--set", item)]
     r = subprocess.run([sys.executable, str(ROOT / dataset / script), "--mt", mt, "--config", str(config), *sets,
-                        "--set", "feat.workers=1", *args], env=ENV, capture_output=True, text=True, timeout=600)
+                        "--set", "feat.workers=1", *args], env=ENV, capture_output=True, text=True, timeout=HANG_GUARD)
     assert r.returncode == 0, f"our {script} failed:\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
     return r
 

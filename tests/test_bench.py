@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import HANG_GUARD, ROOT
 from oracle import needs_original
 
 
@@ -14,7 +14,7 @@ from oracle import needs_original
 def test_bench_quick_runs_and_writes_json(tmp_path):
     out = tmp_path / "bench.json"
     r = subprocess.run([sys.executable, "bench/run.py", "--quick", "--device", "cpu", "--out", str(out)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=600)
+                       capture_output=True, text=True, timeout=HANG_GUARD)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(out.read_text())
     assert {"features", "data", "train", "score", "memory", "real_size_epoch_estimate"} <= set(res)
@@ -28,7 +28,7 @@ def test_bench_quick_runs_and_writes_json(tmp_path):
 def test_versus_original_quick_runs_and_writes_ratios(tmp_path):
     out = tmp_path / "vs.json"
     r = subprocess.run([sys.executable, "bench/versus_original.py", "--quick", "--out", str(out)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=900)
+                       capture_output=True, text=True, timeout=HANG_GUARD)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     res = json.loads(out.read_text())
     assert set(res["ratios"]) == {"train_epoch", "test_first", "test_later", "test_later_no_plots", "loc"}

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 
 from aegan.data.cache import load_or_extract
-from conftest import ROOT, write_wav
+from conftest import HANG_GUARD, ROOT, write_wav
 
 FEAT = {"fft_num": 1024, "frame_hop": 512, "mel_bin": 64}
 
@@ -76,7 +76,7 @@ def test_concurrent_cache_builders_leave_one_valid_cache(tmp_path):
     code = ("import sys; from pathlib import Path; from aegan.data.cache import load_or_extract; "
             f"load_or_extract([Path(p) for p in {[str(p) for p in paths]}], {FEAT}, '{tmp_path / 'c'}', 'x')")
     procs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT) for _ in range(2)]
-    assert all(p.wait() == 0 for p in procs)
+    assert all(p.wait(timeout=HANG_GUARD) == 0 for p in procs)
     files = sorted(p.name for p in (tmp_path / "c").iterdir())
     assert len(files) == 2 and {f.rsplit(".", 1)[1] for f in files} == {"npy", "json"}  # no temp files left
     assert load_or_extract(paths, FEAT, tmp_path / "c", "x").shape[0] == 6
@@ -94,7 +94,7 @@ def test_full_disk_keeps_previous_cache(tmp_path):
             "from pathlib import Path; from aegan.data.cache import load_or_extract; "
             f"a = load_or_extract([Path(p) for p in {[str(p) for p in paths]}], {FEAT}, '{tmp_path / 'c'}', 'x'); "
             "print('shape', a.shape)")
-    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD)
     assert r.returncode == 0, r.stderr
     assert "could not write the feature cache" in r.stdout and "shape (2, 64" in r.stdout
     assert cache.read_bytes() == before

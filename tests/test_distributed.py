@@ -16,7 +16,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from aegan import checkpoint
 from aegan.fast_steps import ddp_train_step, train_step
 from aegan.nets import build_nets
-from conftest import ROOT, small_sets
+from conftest import HANG_GUARD, ROOT, small_sets
 
 NET = {"isize": 32, "nz": 16, "ndf": 8, "ngf": 8, "normalize": {"g": "ln", "d": "ln"}}
 WGAN = {"lambda_gp": 10.0, "feat_match_eff": 0.5, "match_item": {"mu": 1, "sigma": 1}, "ncritic": 1}
@@ -72,7 +72,7 @@ def test_torchrun_two_processes_gloo(tmp_path, synth2022):
     torchrun = shutil.which("torchrun") or f"{sys.executable} -m torch.distributed.run"
     cmd = [*torchrun.split(), "--nproc_per_node=2", f"--master_port={free_port()}", "dcase2022/train.py", "--mt",
            "ToyTrain", *small_sets(tmp_path, synth2022), "--set", "train.epoch=2"]
-    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count("config: ") == 1  # rank 1 is silent
     assert "distributed: 2 processes (gloo), global batch 64 = 2 x 32" in r.stdout
@@ -82,3 +82,19 @@ def test_torchrun_two_processes_gloo(tmp_path, synth2022):
     assert checkpoint.load(tmp_path / "model" / "ToyTrain_last.pth")["epoch"] == 2
     log = (tmp_path / "log" / "ToyTrain" / "train.log").read_text()
     assert log.count("epoch 2/2") == 1
+
+
+@pytest.mark.slow
+def test_torchrun_with_an_indivisible_batch_says_so_once(tmp_path, synth2022):
+    """Three processes, batch 64: rank 0 prints the one line and exits 1 before any process group exists;
+    the other ranks print nothing (torchrun still adds its own failure report after it)."""
+    torchrun = shutil.which("torchrun") or f"{sys.executable} -m torch.distributed.run"
+    cmd = [*torchrun.split(), "--nproc_per_node=3", f"--master_port={free_port()}", "dcase2022/train.py", "--mt",
+           "ToyTrain", *small_sets(tmp_path, synth2022)]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD)
+    errors = [x for x in r.stderr.splitlines() if x.startswith("error: ")]
+    assert r.returncode != 0 and errors == ["error: train.batch_size=64 is not divisible by the 3 processes of "
+                                            "torchrun (WORLD_SIZE): set train.batch_size to a multiple of 3"], r.stderr
+    assert "interrupted" not in r.stderr and r.stdout.count("config: ") == 1
+    assert "rank      : 0 (local_rank: 0)\n  exitcode  : 1" in r.stderr.split("Root Cause")[-1]  # rank 0's line
+    assert not (tmp_path / "model").exists()

@@ -11,7 +11,7 @@ import pytest
 
 from aegan import checkpoint, cli, synth
 from aegan.config import load_config, output_settings
-from conftest import ROOT, TINY, one_line_error, run_cli
+from conftest import HANG_GUARD, ROOT, TINY, one_line_error, run_cli
 from firstshot.datasets import SPEC
 
 
@@ -83,7 +83,7 @@ def test_reproduce_runs_a_whole_year_through_the_scripts(tmp_path):
     synth.make_firstshot(data, "fan", 2026, "dev", seconds=1.2, n_train=6, n_train_target=2, n_test=2, seed=3)
     r = subprocess.run([sys.executable, "-m", "aegan.reproduce", "--dataset", "dcase2026", "--out",
                         str(tmp_path / "rep"), *[x for s in [f"dataset_dir={data}", *TINY] for x in ("--set", s)]],
-                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+                       cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "reproduce: ToyDrone seed 0: ok" in r.stdout and "reproduce: fan seed 0: ok" in r.stdout
     rows = {row["machine"]: row for row in csv.DictReader((tmp_path / "rep" / "summary.csv").open())}

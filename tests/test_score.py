@@ -14,7 +14,7 @@ import torch
 from aegan import checkpoint
 from aegan.detector import Detector
 from aegan.errors import AeganError
-from conftest import ROOT, write_wav
+from conftest import HANG_GUARD, ROOT, write_wav
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +60,7 @@ def test_score_command_writes_rows_and_names_the_files_it_cannot_score(trained20
     out_csv = tmp_path / "scores.csv"
     r = subprocess.run([sys.executable, "-m", "aegan.score", "--model", str(trained2022[0] / "model" / "fan.pth"),
                         "--all-metrics", "--out", str(out_csv), str(folder), str(other_rate), str(stereo),
-                        str(clips[3])], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                        str(clips[3])], cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD)
     assert r.returncode == 1, r.stderr[-2000:]
     errors = [x for x in r.stderr.splitlines() if x.startswith("error:")]
     assert len(errors) == 3 and "broken.wav" in errors[0] and "cannot read audio file" in errors[0]
@@ -79,6 +79,37 @@ def test_an_original_checkpoint_without_sidecar_is_one_line(trained2022, tmp_pat
     state = checkpoint.load(trained2022[0] / "model" / "fan.pth")
     torch.save({"netD": state["netD"], "netG": state["netG"], "best_hmean": 0.5}, tmp_path / "fan.pth")
     r = subprocess.run([sys.executable, "-m", "aegan.score", "--model", str(tmp_path / "fan.pth"), str(tmp_path)],
-                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+                       cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD)
     assert r.returncode == 1 and r.stderr.strip().startswith("error: checkpoint") and "no sidecar" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_detector_api_takes_a_path_a_folder_and_channels_first_arrays(trained2022, clips, tmp_path):
+    det = Detector.load(trained2022[0] / "model" / "fan.pth")
+    one = det.score(str(clips[0]))  # a string is one file, not one file per character
+    assert [r.file for r in one] == [str(clips[0])] and one[0].error is None
+    assert [r.file for r in det.score(clips[0])] == [str(clips[0])]  # a Path too
+    folder = tmp_path / "in" / "sub"
+    folder.mkdir(parents=True)
+    for c in clips[:2]:
+        shutil.copy(c, folder / c.name)
+    assert [r.file for r in det.score(tmp_path / "in")] == [str(folder / c.name) for c in clips[:2]]
+    y, sr = sf.read(clips[0], dtype="float32")
+    stereo = np.stack([y, y])  # (2, n): channels first, as librosa gives them
+    assert det.score_array(stereo, sr).scores == det.score_array(stereo.T, sr).scores == one[0].scores
+    with pytest.raises(AeganError, match="ambiguous"):
+        det.score_array(np.zeros((4, 4)), sr)
+    with pytest.raises(AeganError, match="more than the limit of 1 s"):
+        Detector.load(trained2022[0] / "model" / "fan.pth", max_seconds=1).score_array(y, sr)
+
+
+def test_score_command_output_holds_no_progress_bar(trained2022, clips):
+    """stdout and stderr into one stream, as a console shows them: the header, then one CSV row per clip."""
+    r = subprocess.run([sys.executable, "-m", "aegan.score", "--model", str(trained2022[0] / "model" / "fan.pth"),
+                        *map(str, clips)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                       timeout=HANG_GUARD)
+    assert r.returncode == 0, r.stdout[-2000:]
+    lines = r.stdout.splitlines()
+    head = lines.index("file,metric,score,decision")
+    assert [x.split(" ")[0] for x in lines[:head]] == ["device:", "model:"], r.stdout
+    assert [x.split(",")[0] for x in lines[head + 1:]] == [str(c) for c in clips] and "%|" not in r.stdout

@@ -3,12 +3,21 @@ dataset's official score come from all records (DCASE 2022: harmonic mean of eve
 AUC_source, AUC_target and pAUC; DCASE 2020: AUC and pAUC averaged)."""
 
 import csv
+import shutil
+from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from scipy.stats import hmean
 
+from aegan import plots
+from aegan.data.clips import Clip
+from aegan.decision import decision_metrics
+from aegan.localization import summary_layout
+from aegan.report import dataset_title, decision_table, write_decision_metrics
 from aegan.summary import record_run, write_summary
+from conftest import ROOT, run_script
 from dcase2020.datasets import SPEC as SPEC20
 from dcase2022.datasets import SPEC as SPEC22
 
@@ -42,3 +51,99 @@ def test_dcase2020_official_score_averages_auc_and_pauc(tmp_path):
     rows = list(csv.DictReader(write_summary(SPEC20, tmp_path, "dev")[0].open()))
     auc, pauc = np.mean([0.85, 0.6]), np.mean([0.7, 0.5])  # an undefined (nan) ID value is left out
     assert float(rows[-1]["average"]) == pytest.approx((auc + pauc) / 2, rel=1e-12)
+
+
+def test_records_of_another_dataset_are_left_out(tmp_path, capsys):
+    """DCASE 2020 and 2022 sharing a result_dir: each summary keeps to its own records (it stopped with
+    KeyError 'AUC' when the other dataset's run.json was there)."""
+    rows22 = [{"section": "00", "AUC_source": 0.9, "AUC_target": 0.6, "pAUC": 0.55}]
+    rows20 = [{"id": "00", "AUC": 0.9, "pAUC": 0.7}]
+    record_run(tmp_path / "fan", "fan", "dev", "G_x_2_sum", True, _results("hmean", rows22, {"hmean": 0.6}), "hmean",
+               {"dataset": "dcase2022"})
+    record_run(tmp_path / "pump", "pump", "dev", "D_lof", True, _results("average", rows20, {"average": 0.8}),
+               "average", {"dataset": "dcase2020"})
+    rows = list(csv.DictReader(write_summary(SPEC20, tmp_path, "dev")[0].open()))
+    assert [r["machine"] for r in rows] == ["pump", "official"]
+    assert "left out" in capsys.readouterr().out
+    rows = list(csv.DictReader(write_summary(SPEC22, tmp_path, "dev")[0].open()))
+    assert [r["machine"] for r in rows] == ["fan", "official"]
+
+
+def test_first_shot_summary_names_the_year(tmp_path):
+    from firstshot.datasets import SPEC as SPECFS
+
+    rows = [{"section": "00", "AUC_source": 0.9, "AUC_target": 0.6, "pAUC": 0.55}]
+    record_run(tmp_path / "fan", "fan", "dev", "G_x_2_sum", True, _results("hmean", rows, {"hmean": 0.6}), "hmean",
+               {"dataset": "firstshot", "title": dataset_title("firstshot", {"year": 2025})})
+    md = write_summary(SPECFS, tmp_path, "dev")[1].read_text()
+    assert md.startswith("# DCASE 2025: hmean") and "firstshot" not in md
+    assert dataset_title("dcase2020", {}) == "DCASE 2020"
+
+
+def test_zero_decision_hmean_is_written_as_zero(tmp_path):
+    """Every decision wrong: precision, recall and F1 are 0; their hmean (floored at machine epsilon, the
+    evaluator's rule) is written 0.0, not 3.3e-16, and shown 0.00."""
+    clips = [Clip(Path(f"{i}.wav"), "00", "source", i % 2) for i in range(4)]
+    rows, summary = decision_metrics(clips, np.array([1 - c.label for c in clips]), "section")
+    assert 0 < summary["F1"] < 1e-12  # the floored hmean
+    body = list(csv.reader(write_decision_metrics(SPEC22, rows, summary, tmp_path).open()))
+    assert body[-1] == ["hmean", "", "0.0", "0.0", "0.0"]
+    assert decision_table(SPEC22, rows, summary).splitlines()[-1].split()[1:] == ["0.00", "0.00", "0.00"]
+
+
+def _clips20():
+    return [Clip(Path(f"{g}_{i}.wav"), g, None, i % 2) for g in ("00", "02", "04") for i in range(6)]
+
+
+def test_roc_legend_gives_auc_and_the_tables_pauc():
+    clips = _clips20()
+    scores = np.array([i + (3 * c.label) for i, c in enumerate(clips)], dtype=float)
+    fig = plots.roc_figure(SPEC20, clips, scores, "D_lof", 0.1, "fan (DCASE 2020, dev test set)")
+    rows, _ = SPEC20.evaluate(clips, scores, 0.1)  # the table's numbers
+    for ax, row in zip(fig.axes, rows):
+        texts = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert f"all: AUC {row['AUC']:.3f}" in texts and f"pAUC {row['pAUC']:.3f} (FPR <= 0.1)" in texts
+    plt.close(fig)
+
+
+def test_dcase2020_embedding_map_colours_each_machine_id():
+    clips = _clips20()
+    rng = np.random.default_rng(0)
+    fig = plots.embedding_figure(rng.normal(size=(6, 8)), clips[:6], rng.normal(size=(18, 8)), clips, "t")
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert {"test ID 00 normal", "test ID 02 anomalous", "test ID 04 normal"} <= set(legend)
+    colours = {tuple(np.round(c.get_edgecolor()[0][:3], 3)) for c in fig.axes[0].collections
+               if "test" in c.get_label() and "normal" in c.get_label()}
+    assert len(colours) == 3  # one per ID
+    plt.close(fig)
+
+
+def test_localization_summary_has_a_title_and_a_time_axis():
+    maps = [(f"clip{i}.wav  G_x_2_sum = 1", np.random.default_rng(i).random((32, 40))) for i in range(3)]
+    fig = summary_layout(maps, 16000, 512, "localization maps of the 3 dev test clips with the highest G_x_2_sum")
+    assert fig._suptitle.get_text().startswith("localization maps of the 3")
+    assert fig.axes[2].get_xlabel() == "Time (s)" and fig.axes[2].get_title() == "clip2.wav  G_x_2_sum = 1"
+    plt.close(fig)
+
+
+@pytest.mark.slow
+def test_demo_ends_by_tying_the_selected_model_to_the_written_files(tmp_path, trained2022, capsys):
+    """The demo's last lines: training's selection (best of 19 metrics, on test labels) and the metric the
+    written files use, each labelled, so that two different numbers on screen are not a contradiction."""
+    import importlib.util
+
+    out = tmp_path / "out"
+    shutil.copytree(trained2022[0], out, ignore=shutil.ignore_patterns("result", "detect"))
+    sets = [x.replace(str(trained2022[0]), str(out)) for x in trained2022[1]]  # every output in the copy
+    r = run_script("dcase2022/test.py", "--mt", "fan", "-d", "--no-plots", *sets)
+    assert r.returncode == 0, r.stderr[-2000:]
+    spec = importlib.util.spec_from_file_location("demo_run", ROOT / "demo" / "run.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    capsys.readouterr()
+    demo.explain(out, "fan")
+    first, second = capsys.readouterr().out.splitlines()
+    assert first.startswith("demo: training kept epoch ") and "chosen on its labels" in first
+    row = next(x for x in csv.DictReader((out / "result" / "summary.csv").open()) if x["machine"] == "fan")
+    assert f"use {row['metric']}, the configured detect.metric" in second
+    assert f"hmean {100 * float(row['hmean']):.2f} on the dev test set" in second and "official score" in second

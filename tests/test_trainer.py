@@ -1,6 +1,8 @@
 """The training loop run as a user runs train.py: what it logs and writes, resuming after an interruption to
 the same weights as an uninterrupted run, stopping on a non-finite loss, and the speed options."""
 
+import os
+import select
 import shutil
 import signal
 import subprocess
@@ -11,7 +13,7 @@ import pytest
 import torch
 
 from aegan import checkpoint, cli
-from conftest import ROOT, TRAINED_ARGS, one_line_error, run_cli, run_script, small_sets
+from conftest import HANG_GUARD, ROOT, TRAINED_ARGS, one_line_error, run_cli, run_script, small_sets
 from dcase2022.datasets import SPEC
 
 pytestmark = pytest.mark.slow
@@ -38,22 +40,32 @@ def test_training_writes_log_and_checkpoints(trained2022):
     assert {"lossD", "gp", "lossG", "recon", "feat_match", "metric", "value"} <= set(state["history"][0])
 
 
-def _wait_for(path, text, timeout=300):
-    deadline = time.time() + timeout
-    while time.time() < deadline and not (path.exists() and text in path.read_text()):
-        time.sleep(0.05)
+def _start_until(args: list[str], shown: bytes) -> tuple[subprocess.Popen, bytearray]:
+    """Start train.py and read its stderr as it streams until the run shows `shown` (a progress bar's label):
+    an event, not a number of seconds, so a busy machine only makes the wait longer."""
+    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = bytearray()
+    deadline = time.monotonic() + HANG_GUARD
+    while shown not in err:
+        ready, _, _ = select.select([proc.stderr], [], [], max(0.0, deadline - time.monotonic()))
+        chunk = os.read(proc.stderr.fileno(), 65536) if ready else b""
+        assert chunk, f"train.py ended or hung before showing {shown!r}: {err[-2000:].decode(errors='replace')}"
+        err += chunk
+    return proc, err
+
+
+def _finish(proc: subprocess.Popen, err: bytearray) -> str:
+    err += proc.communicate(timeout=HANG_GUARD)[1]
+    return err.decode(errors="replace")
 
 
 def test_interrupted_training_resumes_to_the_same_weights(tmp_path, synth2022, trained2022):
-    """SIGTERM in epoch 2: exit 130, the epoch-1 checkpoint intact; --resume then ends with the weights,
-    history and selection of the uninterrupted run, to the last bit."""
+    """SIGTERM once epoch 2's progress bar is up: exit 130, the epoch-1 checkpoint intact; --resume then ends
+    with the weights, history and selection of the uninterrupted run, to the last bit."""
     base = ["dcase2022/train.py", *TRAINED_ARGS, *small_sets(tmp_path, synth2022)]
-    proc = subprocess.Popen([sys.executable, *base], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    _wait_for(tmp_path / "log" / "fan" / "train.log", "epoch 1/3")
-    time.sleep(0.2)  # inside epoch 2 (36 batches)
+    proc, err = _start_until(base, b"epoch 2/3:")  # the bar appears after epoch 1's checkpoints are written
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
+    err = _finish(proc, err)
     assert proc.returncode == 130, err[-2000:]
     assert "interrupted" in err and "Traceback" not in err
     assert checkpoint.load(tmp_path / "model" / "fan_last.pth")["epoch"] == 1
@@ -69,13 +81,12 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, synth2022, t
 
 
 def test_sigint_ends_like_sigterm(tmp_path, synth2022):
+    """Ctrl-C inside epoch 2 (its bar is up): exit 130, one line, epoch 1's checkpoint kept."""
     base = ["dcase2022/train.py", *TRAINED_ARGS, *small_sets(tmp_path, synth2022)]
-    proc = subprocess.Popen([sys.executable, *base], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    _wait_for(tmp_path / "log" / "fan" / "train.log", "epoch 1/3")
+    proc, err = _start_until(base, b"epoch 2/3:")
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    err = _finish(proc, err)
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err[-2000:]
     assert checkpoint.load(tmp_path / "model" / "fan_last.pth")["epoch"] >= 1
 
 

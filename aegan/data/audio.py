@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import os
+import stat
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -18,13 +20,30 @@ from tqdm import tqdm
 from ..errors import AeganError, shown
 
 
-def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
-    """(mono waveform, sample rate) as the original reads it: librosa.load(sr=None, mono=True), so a clip with
-    two channels (DCASE 2026) is the mean of its channels. A file that cannot be used is one clear error."""
+def check_regular(path: str | os.PathLike) -> None:
+    """A FIFO, device or folder named like a WAV would block or fail inside the decoder: refused unopened."""
     try:
-        sf.info(str(path))
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise AeganError(f"audio file not found: {shown(path)}") from None
+    except OSError as e:
+        raise AeganError(f"cannot read audio file {shown(path)}: {e.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise AeganError(f"{shown(path)} is not a regular file (a folder, FIFO or device): give a WAV file")
+
+
+def read_audio(path: str | os.PathLike, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """(mono waveform, sample rate) as the original reads it: librosa.load(sr=None, mono=True), so a clip with
+    two channels (DCASE 2026) is the mean of its channels. A file that cannot be used is one clear error, and
+    one longer than `max_seconds` is refused from its header, before its samples are read."""
+    check_regular(path)
+    try:
+        info = sf.info(str(path))
     except Exception as e:  # not a file soundfile can open: not audio, or truncated in its header
         raise AeganError(f"cannot read audio file {shown(path)}: {str(e).strip().splitlines()[0]}") from None
+    if max_seconds is not None and info.duration > max_seconds:
+        raise AeganError(f"audio file {shown(path)} is {info.duration:.0f} s long, more than the limit of "
+                         f"{max_seconds:g} s: cut it into clips (or raise --max-seconds)")
     try:
         y, sr = librosa.load(path, sr=None, mono=True)
     except Exception as e:  # soundfile raises many types for broken files
@@ -34,7 +53,7 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     if not np.any(y):
         # power_to_db floors at amin=1e-10 (-100 dB): finite, so the scaling stays finite, but the clip sets
         # the training minimum; say so rather than hide it
-        print(f"warning: audio file {shown(path)} is pure silence (all samples zero); its features are -100 dB")
+        tqdm.write(f"warning: audio file {shown(path)} is pure silence (all samples zero); its features are -100 dB")
     return y, int(sr)
 
 
@@ -54,10 +73,24 @@ def logmel(path: str | os.PathLike, fft_num: int = 2048, frame_hop: int = 512, m
     return logmel_of(y, sr, fft_num, frame_hop, mel_bin), sr
 
 
+def _filters(sr: int, fft_num: int, mel_bin: int) -> np.ndarray:
+    with warnings.catch_warnings():  # librosa's "Empty filters detected": checked, and said in one line, below
+        warnings.simplefilter("ignore", UserWarning)
+        return librosa.filters.mel(sr=sr, n_fft=fft_num, n_mels=mel_bin)
+
+
 @functools.lru_cache(maxsize=16)
 def mel_basis(sr: int, fft_num: int, mel_bin: int) -> np.ndarray:
-    """librosa's mel filter bank (librosa defaults: Slaney scale and norm, fmin 0, fmax sr/2), read-only."""
-    basis = librosa.filters.mel(sr=sr, n_fft=fft_num, n_mels=mel_bin)
+    """librosa's mel filter bank (librosa defaults: Slaney scale and norm, fmin 0, fmax sr/2), read-only. A band
+    that no FFT bin falls in would be constant at -100 dB in every clip: refused, naming the fft_num that works."""
+    basis = _filters(sr, fft_num, mel_bin)
+    empty = int((basis.max(axis=1) == 0).sum())
+    if empty:
+        works = next((2 ** k for k in range(4, 21) if not (_filters(sr, 2 ** k, mel_bin).max(axis=1) == 0).any()),
+                     None)
+        hint = f"the smallest power of two that works is {works}" if works else "lower feat.mel_bin"
+        raise AeganError(f"feat.fft_num={fft_num} is too small for feat.mel_bin={mel_bin} at {sr} Hz: {empty} of "
+                         f"{mel_bin} mel bands get no FFT bin and would be constant; raise feat.fft_num ({hint})")
     basis.flags.writeable = False
     return basis
 
