@@ -15,8 +15,6 @@ refused with one clear line: its features would not be the ones the model learne
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
