@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import re
 import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -340,10 +341,20 @@ def load_config(dataset_root: Path, mt: str, config_file: str | None = None, set
         explicit |= _keys(layer)
         sources.append(source)
     validate(cfg)
-    if "year" in cfg:  # the first-shot years: default paths name the year (../data/dcase{year})
-        for key in PATH_KEYS:
-            cfg[key] = cfg[key].replace("{year}", str(cfg["year"]))
+    for key in PATH_KEYS:  # a path may name a top-level setting: ../data/dcase{year} (the first-shot years)
+        cfg[key] = _fill(cfg[key], cfg, key)
     return Resolved(cfg, sources, explicit, ignored)
+
+
+def _fill(path: str, cfg: dict, key: str) -> str:
+    """`{name}` in a path setting replaced by the top-level setting `name`."""
+    def value(m: re.Match) -> str:
+        name = m.group(1)
+        if name not in cfg or isinstance(cfg[name], (dict, list)):
+            raise AeganError(f"{key}={path!r} names {{{name}}}, which is not a top-level setting")
+        return str(cfg[name])
+
+    return re.sub(r"\{(\w+)\}", value, path)
 
 
 def _update(base: dict, layer: dict) -> dict:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib
 import json
 import math
 import re
@@ -30,31 +29,17 @@ import tempfile
 import time
 from pathlib import Path
 
+from . import registry
 from .config import load_config, output_settings
 from .errors import AeganError, shown
 from .files import write_text
 from .launchers import Job, gpu_slots, key, queue_states, run_local, submit_slurm
 
 ROOT = Path(__file__).resolve().parents[1]
-DATASETS = ("dcase2020", "dcase2022", "dcase2023", "dcase2024", "dcase2025", "dcase2026")
-
-
-def folder(dataset: str) -> tuple[str, list[str]]:
-    """(the dataset folder, --set items it needs): the first-shot years share firstshot/ with the year set."""
-    year = int(dataset.removeprefix("dcase"))
-    return ("firstshot", ["--set", f"year={year}"]) if year >= 2023 else (dataset, [])
-
-
-def dataset_spec(dataset: str):
-    """The dataset folder's DatasetSpec (its machine types, summary key): the folder is the one home."""
-    if str(ROOT) not in sys.path:  # the dataset folders sit in the repository, not in the installed package
-        sys.path.insert(0, str(ROOT))
-    return importlib.import_module(f"{folder(dataset)[0]}.datasets").SPEC
-
-
 def paper(dataset: str, mt: str) -> tuple[str | None, float | None]:
     """(the paper's metric, its result in %) from pretrain/<dataset>/<mt>.yaml; (None, None) without one."""
-    cfg = load_config(ROOT / folder(dataset)[0], mt).cfg
+    entry = registry.dataset(dataset)
+    cfg = load_config(entry.root, mt, sets=entry.sets).cfg
     return (cfg["detect"]["metric"], cfg["paper_result"]) if cfg["paper_result"] is not None else (None, None)
 
 
@@ -72,7 +57,7 @@ def job_sets(out: Path) -> list[str]:
 
 def summarize(dataset: str, machines: list[str], seeds: list[int], out: Path) -> tuple[Path, Path, list[str]]:
     """summary.csv and summary.md from the jobs that finished; returns them and the jobs missing from them."""
-    key = dataset_spec(dataset).summary_key
+    key = registry.dataset(dataset).spec().summary_key
     rows, missing = [], []
     for mt in machines:
         paper_metric, result = paper(dataset, mt)
@@ -142,7 +127,7 @@ def key_value(text: str) -> tuple[str, str]:
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = _Parser(prog="python -m aegan.reproduce", description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", choices=DATASETS, required=True)
+    p.add_argument("--dataset", choices=list(registry.REGISTRY), required=True)
     p.add_argument("--mt", default="all", help="comma-separated machine types, or all")
     p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1")
     p.add_argument("--out", default=None, help="default: reproduce/<dataset>")
@@ -169,16 +154,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def plan(a: argparse.Namespace) -> tuple[list[Job], list[str], Path]:
     """The jobs of the table (machine types x seeds), the machine types, and the output folder."""
-    spec, (name, year_sets) = dataset_spec(a.dataset), folder(a.dataset)
-    extra = (["--config", a.config] if a.config else []) + [x for s in a.set for x in ("--set", s)] + year_sets
-    cfg = load_config(ROOT / name, "", a.config, [*a.set, *year_sets[1::2]]).cfg
+    entry = registry.dataset(a.dataset)
+    spec = entry.spec()
+    extra = [*(["--config", a.config] if a.config else []), *[x for s in [*a.set, *entry.sets] for x in ("--set", s)]]
+    cfg = load_config(entry.root, "", a.config, [*a.set, *entry.sets]).cfg
     known = spec.machine_types(cfg)
     machines = list(known) if a.mt == "all" else a.mt.split(",")
     unknown = [m for m in machines if m not in known]
     if unknown:
         raise AeganError(f"--mt: unknown machine type {unknown[0]} (known: {', '.join(known)})")
     out = Path(a.out) if a.out else ROOT / "reproduce" / a.dataset
-    jobs = [Job(mt, s, out / mt / f"seed{s}", ROOT / name, (*extra, *job_sets(out / mt / f"seed{s}")),
+    jobs = [Job(mt, s, out / mt / f"seed{s}", entry.root, (*extra, *job_sets(out / mt / f"seed{s}")),
                 tuple(test_args(spec, cfg, mt)), max(a.gpus_per_job, 1)) for mt in machines for s in range(a.seeds)]
     return jobs, machines, out
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from . import registry
 from .files import atomic_path, write_text
 
 ANOMALY_KINDS = ("click", "tone", "burst", "shift")
@@ -88,8 +89,9 @@ def add_anomaly(rng: np.random.Generator, y: np.ndarray, sr: int, kind: str, f0:
 
 def _write(path: Path, y: np.ndarray, sr: int, channels: int = 1) -> None:
     y = np.clip(y / max(1.0, np.abs(y).max() / 0.9), -1, 1)
-    if channels == 2:  # a second microphone: a little quieter, with its own small noise
-        y = np.stack([y, np.clip(0.8 * y + 0.005 * np.sin(np.arange(len(y))), -1, 1)], axis=1)
+    if channels > 1:  # more microphones: each a little quieter, with its own small noise
+        y = np.stack([y, *(np.clip(0.8 ** c * y + 0.005 * np.sin(c * np.arange(len(y))), -1, 1)
+                           for c in range(1, channels))], axis=1)
     with atomic_path(path) as tmp:
         sf.write(tmp, y, sr, subtype="PCM_16", format="WAV")
 
@@ -144,19 +146,17 @@ def make_2022(out: Path, machine: str, seconds: float = 3.0, sr: int = 16000, n_
     return out
 
 
-FIRST_EVAL_NUMBER = {2023: 0, 2024: 1, 2025: 1, 2026: 1}  # section_00_0000.wav (2023), section_00_0001.wav (2024)
-
-
 def make_firstshot(out: Path, machine: str, year: int, part: str = "dev", seconds: float = 3.0, sr: int = 16000,
                    n_train: int = 16, n_train_target: int = 2, n_test: int = 5, channels: int | None = None,
                    seed: int = 0) -> Path:
-    """DCASE 2023-2026 layout: one section (00) per machine type, in dev_data/ (a development machine type)
-    or eval_data/ (an evaluation one, with renamed test clips and the three ground-truth folders). The 2026
-    evaluation clips have two channels."""
+    """A first-shot year's layout (the year's registry entry says how it differs): one section (00) per machine
+    type, in dev_data/ (a development machine type) or eval_data/ (an evaluation one, with renamed test clips
+    from the year's first number, and the three ground-truth folders), the year's evaluation channels."""
+    entry = registry.first_shot_year(year)
     if channels is None:
-        channels = 2 if year >= 2026 and part == "eval" else 1
+        channels = entry.eval_channels if part == "eval" else 1
     _section(out, part, machine, "00", np.random.default_rng(seed), sr, seconds, n_train, n_train_target, n_test,
-             FIRST_EVAL_NUMBER[year], channels)
+             entry.first_eval_number, channels)
     return out
 
 
@@ -188,7 +188,8 @@ def make_2020(out: Path, machine: str, seconds: float = 3.0, sr: int = 16000, n_
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m aegan.synth", description=__doc__.split("\n\n")[0])
-    p.add_argument("--year", type=int, choices=(2020, 2022, *FIRST_EVAL_NUMBER), required=True)
+    years = [int(name.removeprefix("dcase")) for name in registry.REGISTRY]
+    p.add_argument("--year", type=int, choices=years, required=True)
     p.add_argument("--machine", required=True, help="machine type name used in the folder and hash")
     p.add_argument("--out", required=True, help="dataset_dir to write (dev_data/ and eval_data/ go inside)")
     p.add_argument("--part", choices=("dev", "eval"), default="dev",
@@ -207,10 +208,11 @@ def main(argv: list[str] | None = None) -> None:
         kw["n_train"] = a.train
     if a.test is not None:
         kw["n_test"] = a.test
-    if a.year in FIRST_EVAL_NUMBER:
+    layout = registry.dataset(f"dcase{a.year}").layout
+    if layout == "firstshot":
         out = make_firstshot(Path(a.out), a.machine, a.year, a.part, **kw)
     else:
-        out = (make_2022 if a.year == 2022 else make_2020)(Path(a.out), a.machine, **kw)
+        out = {"2022": make_2022, "2020": make_2020}[layout](Path(a.out), a.machine, **kw)
     n = sum(1 for _ in out.glob(f"*_data/{a.machine}/*/*.wav"))
     print(f"synth: wrote {n} clips of {a.machine} (DCASE {a.year} layout) under {out}")
 

@@ -7,9 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from aegan.errors import AeganError
+from aegan.registry import first_shot_year
 from dcase2022.datasets import DCASE2022
-
-YEARS = (2023, 2024, 2025, 2026)
 
 
 class FirstShot(DCASE2022):
@@ -19,8 +18,7 @@ class FirstShot(DCASE2022):
     root = Path(__file__).resolve().parent
 
     def machine_types(self, cfg: dict) -> tuple[str, ...]:
-        if cfg["year"] not in YEARS:
-            raise AeganError(f"year must be one of {', '.join(map(str, YEARS))}, got {cfg['year']!r}")
+        first_shot_year(cfg["year"])  # a registered year (aegan/registry.py), or one line listing them
         root = Path(cfg["dataset_dir"])
         if not root.is_dir():
             raise AeganError(f"dataset_dir {root} does not exist (set it with --set dataset_dir=PATH)")

@@ -8,8 +8,9 @@ import subprocess
 import sys
 
 import pytest
+import soundfile as sf
 
-from aegan import checkpoint, cli, synth
+from aegan import checkpoint, cli, registry, synth
 from aegan.config import load_config, output_settings
 from conftest import HANG_GUARD, ROOT, TINY, one_line_error, run_cli
 from firstshot.datasets import SPEC
@@ -41,7 +42,7 @@ def test_a_year_trains_and_tests_end_to_end(tmp_path, capsys, year):
     code, stdout, err = run_cli(cli.test_main, SPEC, ["--mt", "Polisher", "--no-plots", *sets, "--ground-truth",
                                                       str(data / "ground_truth_data")], capsys)
     assert code == 0, err[-2000:]
-    first = synth.FIRST_EVAL_NUMBER[year]
+    first = registry.first_shot_year(year).first_eval_number
     scores = (out / "detect" / "anomaly_score_Polisher_section_00_test.csv").read_text().splitlines()
     assert scores[0].startswith(f"section_00_{first:04d}.wav,") and len(scores) == 8
     run = json.loads((out / "result" / "Polisher" / "eval" / "run.json").read_text())
@@ -85,8 +86,32 @@ def test_reproduce_runs_a_whole_year_through_the_scripts(tmp_path):
                         str(tmp_path / "rep"), *[x for s in [f"dataset_dir={data}", *TINY] for x in ("--set", s)]],
                        cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    assert "reproduce: ToyDrone seed 0: ok" in r.stdout and "reproduce: fan seed 0: ok" in r.stdout
+    assert "ToyDrone seed 0: done" in r.stdout and "fan seed 0: done" in r.stdout
     rows = {row["machine"]: row for row in csv.DictReader((tmp_path / "rep" / "summary.csv").open())}
     assert set(rows) == {"ToyDrone", "fan"} and all(0 <= float(x["best_mean"]) <= 100 for x in rows.values())
     log = (tmp_path / "rep" / "ToyDrone" / "seed0" / "run.log").read_text()
     assert "ground truth: labels of 8 evaluation test clips" in log
+
+
+def test_a_new_year_is_one_registry_entry(tmp_path, capsys, monkeypatch):
+    """DCASE 2027 (fictitious: evaluation clips renamed from 0005, three channels) registered as its one line in
+    aegan/registry.py would be: synth lays it out, train.py and test.py run it end to end, paths name it."""
+    year = registry.FirstShotYear("dcase2027", "firstshot", "firstshot", 2027, first_eval_number=5,
+                                  eval_channels=3)
+    monkeypatch.setitem(registry.REGISTRY, year.name, year)
+    data, out = tmp_path / "data", tmp_path / "out"
+    synth.make_firstshot(data, "Drill", 2027, "eval", seconds=1.2, n_train=6, n_train_target=2, n_test=2, seed=3)
+    assert sf.info(str(data / "eval_data" / "Drill" / "test" / "section_00_0005.wav")).channels == 3
+    sets = _sets(2027, data, out)
+    code, stdout, err = run_cli(cli.train_main, SPEC, ["--mt", "Drill", *sets], capsys)
+    assert code == 0, err[-2000:]
+    assert checkpoint.load(out / "model" / "Drill.pth")["identity"]["dataset"] == "dcase2027"
+    code, stdout, err = run_cli(cli.test_main, SPEC, ["--mt", "Drill", "--no-plots", *sets, "--ground-truth",
+                                                      str(data / "ground_truth_data")], capsys)
+    assert code == 0, err[-2000:]
+    assert (out / "detect" / "anomaly_score_Drill_section_00_test.csv").read_text().startswith("section_00_0005.wav,")
+    cfg = load_config(SPEC.root, "Drill", None, ["year=2027"]).cfg
+    assert cfg["dataset_dir"].endswith("data/dcase2027") and cfg["model_dir"].endswith("model/dcase2027")
+    monkeypatch.delitem(registry.REGISTRY, year.name)
+    code, _, err = run_cli(cli.train_main, SPEC, ["--mt", "Drill", *sets], capsys)
+    one_line_error(code, err, "year must be one of 2023, 2024, 2025, 2026, got 2027")

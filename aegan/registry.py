@@ -1,0 +1,91 @@
+"""Every dataset and year this code runs, in one place: what each is and where its knowledge lives.
+
+Adding a year of the first-shot task (DCASE 2027) is one `FirstShotYear` line in REGISTRY: the dataset
+folder `firstshot/` serves every year with the year as a setting, `aegan.reproduce --dataset dcase2027` and
+`aegan.synth --year 2027` read it from here, and the config's paths name the year through `{year}`. A dataset
+with another file-name or evaluation rule is a dataset folder (its `datasets.py` DatasetSpec, a `defaults.yaml`
+that `_extends` another's and holds what differs, the three thin scripts) and one `Dataset` line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import AeganError
+
+ROOT = Path(__file__).resolve().parents[1]  # the repository: the dataset folders sit beside the package
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset: its folder (scripts, schema, DatasetSpec) and the synthetic layout tests and demos use."""
+
+    name: str  # "dcase2022": the --dataset name and the default output folders' name
+    folder: str  # the dataset folder, "dcase2022/"
+    layout: str  # aegan.synth's generator: "2020" | "2022" | "firstshot"
+
+    @property
+    def sets(self) -> list[str]:
+        """--set items that select this dataset in its folder (none: the folder is the dataset)."""
+        return []
+
+    @property
+    def root(self) -> Path:
+        return ROOT / self.folder
+
+    def spec(self):
+        """The folder's DatasetSpec (datasets.py, SPEC): file names, listing, evaluation rule."""
+        if str(ROOT) not in sys.path:  # the dataset folders are not part of the installed package
+            sys.path.insert(0, str(ROOT))
+        return importlib.import_module(f"{self.folder}.datasets").SPEC
+
+
+@dataclass(frozen=True)
+class FirstShotYear(Dataset):
+    """A year of the first-shot task (DCASE 2023 on): one section per machine type, the machine types from the
+    dataset folder, the evaluation test clips renamed from `first_eval_number` on."""
+
+    year: int = 0
+    first_eval_number: int = 1  # section_00_0000.wav (2023) or section_00_0001.wav (2024 on)
+    eval_channels: int = 1  # the evaluation clips' channels (2026: two)
+
+    @property
+    def sets(self) -> list[str]:
+        return [f"year={self.year}"]
+
+
+def _first_shot(year: int, first_eval_number: int = 1, eval_channels: int = 1) -> FirstShotYear:
+    return FirstShotYear(f"dcase{year}", "firstshot", "firstshot", year, first_eval_number, eval_channels)
+
+
+REGISTRY: dict[str, Dataset] = {d.name: d for d in (
+    Dataset("dcase2020", "dcase2020", "2020"),
+    Dataset("dcase2022", "dcase2022", "2022"),
+    _first_shot(2023, first_eval_number=0),
+    _first_shot(2024),
+    _first_shot(2025),
+    _first_shot(2026, eval_channels=2),
+)}
+
+
+def register(entry: Dataset) -> None:
+    """Add a dataset or year (a test registers a fictitious year this way; a real one is a line above)."""
+    REGISTRY[entry.name] = entry
+
+
+def dataset(name: str) -> Dataset:
+    if name not in REGISTRY:
+        raise AeganError(f"unknown dataset {name!r}: one of {', '.join(REGISTRY)}")
+    return REGISTRY[name]
+
+
+def first_shot_year(year: object) -> FirstShotYear:
+    """The registered first-shot year `year`, or one line listing them."""
+    entry = REGISTRY.get(f"dcase{year}")
+    if not isinstance(entry, FirstShotYear):
+        years = ", ".join(str(d.year) for d in REGISTRY.values() if isinstance(d, FirstShotYear))
+        raise AeganError(f"year must be one of {years}, got {year!r}")
+    return entry
