@@ -38,6 +38,7 @@ IGNORED = ("repre", "mt", "card_id")
 # ones: each dataset's schema has its own spelling and takes the other as an alias.
 ALIASES = {"train.bs": "batch_size", "train.batch_size": "bs"}
 EXTENDS = "_extends"
+RENAME = "_rename"  # in a schema file that extends another: {inherited key: this dataset's name for it}
 # Settings with a few allowed values. The critic must use ln: a batch-coupled norm would break the
 # per-sample gradient penalty.
 CHOICES = {"train_set": ("dev", "eval", "deval", "auto"), "net.normalize.g": ("ln", "bn"), "net.normalize.d": ("ln",),
@@ -326,6 +327,8 @@ def load_config(dataset_root: Path, mt: str, config_file: str | None = None, set
     for path in schema:  # the schema's own files may add keys; every later layer may only set them
         layer = _resolve_paths(read_yaml(path), dataset_root)
         layer.pop(EXTENDS, None)
+        for old, new in layer.pop(RENAME, {}).items():  # the dataset's own spelling of an inherited key
+            cfg = _renamed(cfg, old, new)
         cfg = _update(cfg, layer)
     explicit: set[str] = set()
     sources = [str(f) for f in schema]
@@ -344,6 +347,19 @@ def load_config(dataset_root: Path, mt: str, config_file: str | None = None, set
     for key in PATH_KEYS:  # a path may name a top-level setting: ../data/dcase{year} (the first-shot years)
         cfg[key] = _fill(cfg[key], cfg, key)
     return Resolved(cfg, sources, explicit, ignored)
+
+
+def _renamed(cfg: dict, old: str, new: str) -> dict:
+    """`old` (a dotted key) renamed to `new` in the same mapping, in the same place."""
+    out = copy.deepcopy(cfg)
+    *parents, leaf = old.split(".")
+    node = out
+    for part in parents:
+        node = node[part]
+    items = list(node.items())
+    node.clear()
+    node.update((new.rsplit(".", 1)[-1] if k == leaf else k, v) for k, v in items)
+    return out
 
 
 def _fill(path: str, cfg: dict, key: str) -> str:

@@ -215,3 +215,16 @@ def test_a_key_with_a_line_break_stays_a_one_line_error():
         with pytest.raises(AeganError) as e:
             merge(read_yaml(ROOT / "dcase2022" / "defaults.yaml"), parse_set(text), "--set")
         assert "\n" not in str(e.value) and "\r" not in str(e.value) and "unknown key" in str(e.value)
+
+
+def test_dcase2020_schema_is_dcase2022_with_what_differs():
+    """One schema: dcase2020/defaults.yaml extends 2022's and holds only the differences, its batch key renamed."""
+    from aegan.artifact import _leaves
+
+    a = dict(_leaves(load_config(ROOT / "dcase2020", "x").cfg))
+    b = dict(_leaves(load_config(ROOT / "dcase2022", "x").cfg))
+    paths = {"dataset_dir", "model_dir", "spec_dir", "log_dir", "detect_dir", "result_dir", "loc_dir"}
+    assert {k for k in a.keys() & b.keys() if a[k] != b[k]} == paths | {"train.epoch", "train.wgan.feat_match_eff"}
+    assert a.keys() ^ b.keys() == {"train.bs", "train.batch_size"} and a["train.bs"] == b["train.batch_size"]
+    assert all(a[k].endswith("dcase2020") for k in paths)
+    assert list(load_config(ROOT / "dcase2020", "x").cfg["train"])[:5] == ["lrD", "lrG", "beta1", "epoch", "bs"]
