@@ -6,8 +6,8 @@
 data file. The record is checked on every read: a truncated, corrupted or half-written cache, or one built
 for other clips, is rebuilt, never used.
 
-Hashing the clips' bytes costs about 0.3 ms per 10 s clip on this machine (1.3 GB/s, bench/run.py), a few
-hundredths of extracting its features.
+Hashing the clips' bytes costs 0.24 ms per 10 s clip on a 2-core Xeon, 0.8% of extracting its log-mel
+features (29.9 ms; bench/clip_hash.py, both in one run).
 """
 
 from __future__ import annotations
