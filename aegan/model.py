@@ -26,6 +26,7 @@ from .data.cache import clip_features
 from .data.clips import DatasetSpec
 from .data.scaling import minmax, scaled_tensor
 from .decision import fit_threshold
+from .device import apply_precision, model_precision
 from .errors import AeganError, shown
 from .nets import Discriminator, Generator, build_nets
 from .scores import EmbeddingDetectors, embed_clips, reference_order, score_clips, training_scores
@@ -190,6 +191,7 @@ def load(path: str | Path, device: torch.device, resolved: Resolved | None = Non
                              f"{sidecar_path(path).name}: score it once with its dataset's test.py, which "
                              "derives what scoring needs from the training clips and keeps it there")
     cfg.setdefault("detect", {}).setdefault("amp", "fp32")
+    apply_precision(model_precision(state.get("config"), cfg, resolved.explicit if resolved else set()), device)
     side = read_sidecar(path, digest, cfg)
     netG, netD = _nets(state, cfg["net"], first_norm_of(state["netG"]), path, device)
     emb = state.get("train_emb", side.get("train_emb"))
