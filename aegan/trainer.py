@@ -48,14 +48,17 @@ G_TERMS = ("lossG", "recon", "feat_match")  # logged once per generator step, no
 # A machine type without a labelled dev test set (a first-shot evaluation type) gives no metric to select:
 # its scores use detect.metric, else D_lof, the metric the paper's configurations choose most often (3 of 11).
 UNLABELLED_METRIC = "D_lof"
+LOG_EVERY = 25  # training iterations between reads of the losses (each read waits for the device)
 
 
 def train_epoch(nets: Nets, sampler: SegmentSampler, wgan: dict, amp: str, device: torch.device, rank: int,
                 world: int, desc: str, last_path: Path) -> dict:
-    """One pass over the shuffled training segments; the mean of each logged loss term."""
+    """One pass over the shuffled training segments; the mean of each logged loss term. The losses stay on the
+    device and are read every LOG_EVERY iterations (one host sync, not six per iteration)."""
     nets.netG.train()
     nets.netD.train()
     sums: dict[str, float] = {}
+    pending: list[tuple[int, dict]] = []
     bar = tqdm(sampler.epoch(), total=len(sampler), desc=desc, leave=False, disable=rank > 0)
     with torch.autocast(device.type, torch.bfloat16, enabled=amp == "bf16"):
         for i, x in enumerate(bar):
@@ -65,14 +68,34 @@ def train_epoch(nets: Nets, sampler: SegmentSampler, wgan: dict, amp: str, devic
                 losses = ddp_train_step(nets.ddp[1], nets.ddp[0], nets.optD, nets.optG, x, wgan, rank, world, g_update)
             else:
                 losses = train_step(nets.netD, nets.gen, nets.optD, nets.optG, x, wgan, g_update)
-            if not all(math.isfinite(v) for v in losses.values()):
-                raise AeganError(f"{desc}, batch {i}: loss is not finite ({losses}); stopped, the last good "
-                                 f"checkpoint {last_path} is kept (lower train.lrD/lrG?)")
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + v
-            bar.set_postfix(lossD=f"{losses['lossD']:.3f}", lossG=f"{losses.get('lossG', float('nan')):.3f}")
+            pending.append((i, losses))
+            if len(pending) == LOG_EVERY:
+                _show(bar, read_losses(pending, sums, desc, last_path))
+                pending = []
+    if pending:
+        _show(bar, read_losses(pending, sums, desc, last_path))
     n_g = len(range(0, len(sampler), wgan["ncritic"]))
     return {k: v / (n_g if k in G_TERMS else len(sampler)) for k, v in sums.items()}
+
+
+def read_losses(pending: list[tuple[int, dict]], sums: dict[str, float], desc: str, last_path: Path) -> dict:
+    """The pending iterations' losses in one host sync, added to `sums` as Python floats in iteration order (the
+    epoch means of reading each with .item(), to the bit); the first non-finite one stops training. Returns the
+    last iteration's losses."""
+    flat = iter(torch.stack([v.float() for _, losses in pending for v in losses.values()]).tolist())
+    row: dict[str, float] = {}
+    for i, losses in pending:
+        row = {k: next(flat) for k in losses}
+        if not all(math.isfinite(v) for v in row.values()):
+            raise AeganError(f"{desc}, batch {i}: loss is not finite ({row}); stopped, the last good "
+                             f"checkpoint {last_path} is kept (lower train.lrD/lrG?)")
+        for k, v in row.items():
+            sums[k] = sums.get(k, 0.0) + v
+    return row
+
+
+def _show(bar: tqdm, row: dict) -> None:
+    bar.set_postfix(lossD=f"{row['lossD']:.3f}", lossG=f"{row.get('lossG', float('nan')):.3f}")
 
 
 def evaluate(spec: DatasetSpec, cfg: dict, nets: Nets, data: Data, device: torch.device) -> tuple[dict, np.ndarray]:
