@@ -97,7 +97,7 @@ def load_data(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, main:
 def build(cfg: dict, first_norm: bool, device: torch.device) -> Nets:
     """G, D (in the original's order of random draws) and their Adam optimizers, with the speed options."""
     tcfg = cfg["train"]
-    netG, netD = build_nets(cfg["net"], first_norm)
+    netG, netD = build_nets(cfg["net"], first_norm, tcfg["depthwise_sum"])
     apply_precision(tcfg["tf32"], device)  # for training and its per-epoch evaluation (README, Performance)
     fmt = torch.channels_last if tcfg["channels_last"] else torch.contiguous_format
     netG.to(device, memory_format=fmt)
