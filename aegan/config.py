@@ -42,7 +42,10 @@ RENAME = "_rename"  # in a schema file that extends another: {inherited key: thi
 # Settings with a few allowed values. The critic must use ln: a batch-coupled norm would break the
 # per-sample gradient penalty.
 CHOICES = {"train_set": ("dev", "eval", "deval", "auto"), "net.normalize.g": ("ln", "bn"), "net.normalize.d": ("ln",),
-           "train.select": ("best", "metric", "last"), "train.amp": ("fp32", "bf16"), "detect.amp": ("fp32", "bf16")}
+           "train.select": ("best", "metric", "last"), "train.amp": ("fp32", "bf16"), "detect.amp": ("fp32", "bf16"),
+           "train.tf32": ("original", "fp32", "tf32")}
+# Settings that were booleans in older config files, with the choice each boolean now means.
+LEGACY_BOOLS = {"train.tf32": {True: "tf32", False: "fp32"}}
 # Settings in an interval: (low, high, low included, high included). detect.p is the pAUC's max FPR.
 RANGES = {"train.beta1": (0, 1, True, False), "detect.p": (0, 1, False, True),
           "detect.decision_percentile": (0, 1, False, False), "train.wgan.lambda_gp": (0, math.inf, True, False),
@@ -147,6 +150,8 @@ def _merge_value(default: Any, value: Any, name: str, source: str) -> Any:
         if not isinstance(value, dict):
             raise AeganError(f"{source}: {shown(name)} must be a mapping, got {short(value)}")
         return merge(default, value, source, f"{name}.")
+    if name in LEGACY_BOOLS and isinstance(value, bool):
+        value = LEGACY_BOOLS[name][value]
     if default is None or name in NULLABLE:
         want = NULLABLE.get(name)
         if want is float and isinstance(value, int) and not isinstance(value, bool):

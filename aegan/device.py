@@ -25,6 +25,46 @@ def select_device(card_id: int | None) -> torch.device:
     return dev
 
 
+# train.tf32: what CUDA may compute in TF32 (10-bit mantissa on tensor cores) instead of exact fp32, as
+# (cuDNN convolutions, matmuls). "original" is PyTorch's own default, which the original code never changes:
+# on an Ampere or newer card its convolutions run in TF32 and its Linear layers in fp32.
+PRECISIONS = {"original": (True, False), "fp32": (False, False), "tf32": (True, True)}
+# The boolean of older config files and checkpoints: true allowed TF32 in both, false in neither.
+LEGACY_TF32 = {True: "tf32", False: "fp32"}
+
+
+def precision_name(value: str | bool | None) -> str:
+    """A train.tf32 value as one of PRECISIONS (a boolean maps as LEGACY_TF32; absent is "original")."""
+    if value is None:
+        return "original"
+    if isinstance(value, bool):
+        return LEGACY_TF32[value]
+    if value not in PRECISIONS:
+        raise AeganError(f"train.tf32 must be {', '.join(PRECISIONS)} (or true/false), got {value!r}")
+    return value
+
+
+def apply_precision(value: str | bool | None, device: torch.device | None = None) -> str:
+    """Set both TF32 flags for the whole process (every command calls this, so training, its evaluation,
+    test.py, loc.py and aegan.score compute alike). The flags exist on a CPU build too; only CUDA reads them."""
+    name = precision_name(value)
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = PRECISIONS[name]
+    if device is not None and device.type == "cuda":
+        conv, mm = PRECISIONS[name]
+        print(f"precision: train.tf32={name} (convolutions {'TF32' if conv else 'fp32'}, matmuls "
+              f"{'TF32' if mm else 'fp32'})")
+    return name
+
+
+def model_precision(saved_cfg: dict | None, run_cfg: dict, explicit: set[str] | frozenset = frozenset()) -> str:
+    """Scoring a saved model computes as its training did: the checkpoint's train.tf32, unless the user set
+    train.tf32 (--set, --config) or the checkpoint has none (the original's: then the run's, "original")."""
+    saved = ((saved_cfg or {}).get("train") or {}).get("tf32")
+    if saved is None or "train.tf32" in explicit:
+        return precision_name((run_cfg.get("train") or {}).get("tf32"))
+    return precision_name(saved)
+
+
 def seed_everything(seed: int) -> None:
     """Python, NumPy and torch seeded; cuDNN deterministic (the API calls, not attribute typos)."""
     random.seed(seed)

@@ -11,6 +11,8 @@ Each term's log tag is the stem of its weight's config key: `gp` is weighted by 
 written as the original code writes it: the same operations in the same order give the same autograd
 graph, hence the same gradients to the last bit (tests/test_oracle.py trains both side by side).
 fast_steps.py runs the same two steps with less work (fused, distributed), proven equal by tests.
+The steps return their loss terms as 0-d tensors left on the device (no host sync per iteration); the
+training loop reads them once per logging interval (trainer.train_epoch).
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def critic_update(optD: torch.optim.Optimizer, pred_real: torch.Tensor, pred_fak
     optD.step()
     with torch.no_grad():
         wdist = pred_real.mean() - pred_fake.mean()
-    return {"lossD": loss.item(), "wdist": wdist.item(), "gp": gp.item()}
+    return {"lossD": loss.detach(), "wdist": wdist, "gp": gp.detach()}
 
 
 def critic_step(netD: nn.Module, optD: torch.optim.Optimizer, x: torch.Tensor, fake: torch.Tensor, wgan: dict
@@ -97,7 +99,7 @@ def generator_step(netD: nn.Module, optG: torch.optim.Optimizer, recon: torch.Te
     loss.backward()
     netD.requires_grad_(True)
     optG.step()
-    return {"lossG": loss.item(), "recon": recon_loss.item(), "feat_match": fm.item()}
+    return {"lossG": loss.detach(), "recon": recon_loss.detach(), "feat_match": fm.detach()}
 
 
 def iteration(netD: nn.Module, netG: nn.Module, optD: torch.optim.Optimizer, optG: torch.optim.Optimizer,

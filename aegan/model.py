@@ -26,6 +26,7 @@ from .data.cache import clip_features
 from .data.clips import DatasetSpec
 from .data.scaling import minmax, scaled_tensor
 from .decision import fit_threshold
+from .device import apply_precision, model_precision
 from .errors import AeganError, shown
 from .nets import Discriminator, Generator, build_nets
 from .scores import (
@@ -152,12 +153,14 @@ def load(path: str | Path, device: torch.device) -> Model:
     digest = artifact.file_digest(path)
     if mf is not None:
         cfg = copy.deepcopy(mf.config)
+        apply_precision(model_precision(mf.config, cfg), device)
         return _from_file(mf, cfg, state, path, device, digest)
     side = artifact.read_sidecar(path, digest)
     if side is None or side.train_emb is None or side.config is None:
         raise AeganError(f"checkpoint {shown(path)} is in the original's format and has no sidecar "
                          f"{artifact.sidecar_path(path).name}: score it once with its dataset's test.py, which "
                          "derives what scoring needs from the training clips and keeps it there")
+    apply_precision(model_precision(None, side.config), device)
     return _from_sidecar(state, side, copy.deepcopy(side.config), path, device, digest)
 
 
@@ -189,6 +192,7 @@ def prepare(spec: DatasetSpec, resolved: Resolved, mt: str, device: torch.device
         cfg, changed = from_checkpoint(resolved, mf.config, path)
         if changed:
             print(f"config: from the checkpoint: {', '.join(f'{k}={get(cfg, k)!r}' for k in changed)}")
+    apply_precision(model_precision(mf.config if mf else None, cfg, resolved.explicit), device)
     train_clips = spec.train_clips(cfg, mt)
     expected = spec.identity(cfg, mt, train_clips)
 

@@ -98,8 +98,10 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """Critic: x -> (critic value (B, 1), embedding f(x) (B, C)) with C = ndf * isize / 8 (512)."""
 
-    def __init__(self, isize: int = 128, ndf: int = 32):
+    def __init__(self, isize: int = 128, ndf: int = 32, depthwise_sum: bool = False):
         super().__init__()
+        # train.depthwise_sum: in training, the depthwise layer as a product and sum (README, Performance)
+        self.depthwise_sum = depthwise_sum
         self.main = nn.ModuleList(
             nn.Sequential(nn.Conv2d(cin, cout, 4, 2, 1, bias=False), _norm("ln", cout, size),
                           nn.LeakyReLU(0.2, inplace=True))
@@ -113,11 +115,23 @@ class Discriminator(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.main:
             x = block(x)
+        if self.depthwise_sum and self.training:
+            return depthwise_as_sum(x, self.feat_extract_layer[0].weight)
         return self.feat_extract_layer(x)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feat = self.embed(x)
         return self.output_layer(feat), feat
+
+
+def depthwise_as_sum(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The critic's depthwise conv (groups = channels) where its kernel covers the whole map: per channel the sum
+    of input times kernel, (B, C, k, k) -> (B, C). The same value as the grouped conv up to float rounding (the
+    sum's order differs), but its double backward (the gradient penalty) is a few elementwise kernels on CUDA
+    instead of one convolution per channel."""
+    if x.shape[-2:] != weight.shape[-2:]:
+        raise ValueError(f"depthwise_as_sum needs a kernel covering the map: {tuple(x.shape)} vs {tuple(weight.shape)}")
+    return (x * weight.squeeze(1)).sum(dim=(2, 3))
 
 
 def weights_init(m: nn.Module) -> None:
@@ -129,11 +143,11 @@ def weights_init(m: nn.Module) -> None:
         nn.init.zeros_(m.bias)
 
 
-def build_nets(net_cfg: dict, first_norm: bool) -> tuple[Generator, Discriminator]:
+def build_nets(net_cfg: dict, first_norm: bool, depthwise_sum: bool = False) -> tuple[Generator, Discriminator]:
     """G and D from the `net` config section, initialised in the original's order: D is built before G
     and initialised before G, so the same seed draws the same weights (PyTorch's default init of every
     layer and the DCGAN init both draw from the global generator)."""
-    d = Discriminator(net_cfg["isize"], net_cfg["ndf"])
+    d = Discriminator(net_cfg["isize"], net_cfg["ndf"], depthwise_sum)
     g = Generator(net_cfg["isize"], net_cfg["nz"], net_cfg["ndf"], net_cfg["ngf"], net_cfg["normalize"]["g"],
                   first_norm)
     d.apply(weights_init)

@@ -7,7 +7,7 @@ critic embedding against the training clips' embeddings.
 Every number is computed as the original code computes it, so that near-ties between clips break the
 same way (tests/test_oracle.py compares each clip's 19 scores with the original's): one forward per clip
 over all of its segments (a convolution's last bit can depend on the batch it runs in), float32
-embeddings in the original's order, and the detectors queried one clip at a time.
+embeddings in the original's order, and each clip's detector scores as one query of that clip gives them.
 """
 
 from __future__ import annotations
@@ -183,17 +183,38 @@ class EmbeddingDetectors:
                                       novelty=True).fit(train_emb)
         self.mean_t = torch.from_numpy(self.mean)
 
-    def score_one(self, emb: np.ndarray) -> dict[str, float]:
-        """The four scores of one clip's embedding (1, C), each computed as the original does."""
+    def one(self, metric: str, emb: np.ndarray) -> float:
+        """One critic metric of one clip's embedding (1, C), computed as the original does."""
+        if metric == "D_maha":
+            return float(self.maha.pairwise([self.mean], emb)[0][0])
+        if metric == "D_knn":
+            return float(self.knn.kneighbors(emb)[0].sum(-1)[0])
+        if metric == "D_lof":
+            return float(-self.lof.score_samples(emb)[0].sum(-1))
         cos = 1 - torch.cosine_similarity(torch.from_numpy(emb), self.mean_t.repeat(emb.shape[0], 1)).numpy()
-        return {"D_maha": float(self.maha.pairwise([self.mean], emb)[0][0]),
-                "D_knn": float(self.knn.kneighbors(emb)[0].sum(-1)[0]),
-                "D_lof": float(-self.lof.score_samples(emb)[0].sum(-1)),
-                "D_cos": float(cos[0])}
+        return float(cos[0])
 
-    def score(self, emb: np.ndarray) -> dict[str, np.ndarray]:
-        rows = [self.score_one(np.asarray(e, dtype=np.float32)[None]) for e in emb]
-        return {m: np.array([r[m] for r in rows], dtype=np.float64) for m in D_METRICS}
+    def score_one(self, emb: np.ndarray) -> dict[str, float]:
+        """The four scores of one clip's embedding (1, C)."""
+        return {m: self.one(m, emb) for m in D_METRICS}
+
+    def score(self, emb: np.ndarray, metrics: tuple[str, ...] = D_METRICS) -> dict[str, np.ndarray]:
+        """`metrics` of every clip, each row equal to score_one's to the bit (tests/test_scores.py). D_maha and
+        D_cos are queried in one batch: each row is computed on its own (sklearn's per-pair loop, torch's per-row
+        reduction), so the batch changes no bit. D_knn and D_lof stay one clip at a time: a batch's distances
+        come from a matrix product (sgemm) whose last bits differ from one row's (gemv) in most rows."""
+        emb = np.asarray(emb, dtype=np.float32)
+        out: dict[str, np.ndarray] = {}
+        if "D_maha" in metrics:
+            out["D_maha"] = self.maha.pairwise([self.mean], emb)[0] if len(emb) else np.zeros(0)
+        if "D_cos" in metrics:
+            x = torch.from_numpy(emb)
+            out["D_cos"] = (1 - torch.cosine_similarity(x, self.mean_t.repeat(x.shape[0], 1)).numpy()).astype(
+                np.float64)
+        for m in ("D_knn", "D_lof"):
+            if m in metrics:
+                out[m] = np.array([self.one(m, e[None]) for e in emb], dtype=np.float64)
+        return {m: np.asarray(out[m], dtype=np.float64) for m in D_METRICS if m in metrics}
 
 
 def reference_order(clips: list[Clip]) -> list[int]:
@@ -208,5 +229,6 @@ def training_scores(metric: str, netG: nn.Module, detectors: EmbeddingDetectors,
     fitted detectors and the stored embeddings; only a generator metric runs G over the training clips
     (`train_specs` is called for them then)."""
     if metric in D_METRICS:
-        return np.nan_to_num(detectors.score(train_emb)[metric], nan=NAN_SCORE, posinf=NAN_SCORE)
+        scores = detectors.score(train_emb, (metric,))[metric]  # only this metric's detector is queried
+        return np.nan_to_num(scores, nan=NAN_SCORE, posinf=NAN_SCORE)
     return score_clips(netG, None, None, train_specs(), feat, device, amp, desc="training clips' scores").scores[metric]

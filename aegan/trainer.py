@@ -60,14 +60,17 @@ SELECT_NOTE = {
     "last": "model selection: the last epoch (the test set is only reported, never used to choose)",
 }
 G_TERMS = ("lossG", "recon", "feat_match")  # logged once per generator step, not per critic step
+LOG_EVERY = 25  # training iterations between reads of the losses (each read waits for the device)
 
 
 def train_epoch(nets: Nets, sampler: SegmentSampler, wgan: dict, amp: str, device: torch.device, rank: int,
                 world: int, desc: str, last_path: Path) -> dict:
-    """One pass over the shuffled training segments; the mean of each logged loss term."""
+    """One pass over the shuffled training segments; the mean of each logged loss term. The losses stay on the
+    device and are read every LOG_EVERY iterations (one host sync, not six per iteration)."""
     nets.netG.train()
     nets.netD.train()
     sums: dict[str, float] = {}
+    pending: list[tuple[int, dict]] = []
     bar = tqdm(sampler.epoch(), total=len(sampler), desc=desc, leave=False, disable=rank > 0)
     with torch.autocast(device.type, torch.bfloat16, enabled=amp == "bf16"):
         for i, x in enumerate(bar):
@@ -77,16 +80,36 @@ def train_epoch(nets: Nets, sampler: SegmentSampler, wgan: dict, amp: str, devic
                 losses = ddp_train_step(nets.ddp[1], nets.ddp[0], nets.optD, nets.optG, x, wgan, rank, world, g_update)
             else:
                 losses = train_step(nets.netD, nets.gen, nets.optD, nets.optG, x, wgan, g_update)
-            if not all(math.isfinite(v) for v in losses.values()):
-                kept = (f"the last good run state {last_path} is kept" if last_path.exists() else
-                        "no run state was written yet")
-                raise AeganError(f"{desc}, batch {i}: loss is not finite ({losses}); stopped, {kept} (lower "
-                                 "train.lrD/lrG, or train.wgan.lambda_gp?)")
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + v
-            bar.set_postfix(lossD=f"{losses['lossD']:.3f}", lossG=f"{losses.get('lossG', float('nan')):.3f}")
+            pending.append((i, losses))
+            if len(pending) == LOG_EVERY:
+                _show(bar, read_losses(pending, sums, desc, last_path))
+                pending = []
+    if pending:
+        _show(bar, read_losses(pending, sums, desc, last_path))
     n_g = len(range(0, len(sampler), wgan["ncritic"]))
     return {k: v / (n_g if k in G_TERMS else len(sampler)) for k, v in sums.items()}
+
+
+def read_losses(pending: list[tuple[int, dict]], sums: dict[str, float], desc: str, last_path: Path) -> dict:
+    """The pending iterations' losses in one host sync, added to `sums` as Python floats in iteration order (the
+    epoch means of reading each with .item(), to the bit); the first non-finite one stops training. Returns the
+    last iteration's losses."""
+    flat = iter(torch.stack([v.float() for _, losses in pending for v in losses.values()]).tolist())
+    row: dict[str, float] = {}
+    for i, losses in pending:
+        row = {k: next(flat) for k in losses}
+        if not all(math.isfinite(v) for v in row.values()):
+            kept = (f"the last good run state {last_path} is kept" if last_path.exists() else
+                    "no run state was written yet")
+            raise AeganError(f"{desc}, batch {i}: loss is not finite ({row}); stopped, {kept} (lower "
+                             "train.lrD/lrG, or train.wgan.lambda_gp?)")
+        for k, v in row.items():
+            sums[k] = sums.get(k, 0.0) + v
+    return row
+
+
+def _show(bar: tqdm, row: dict) -> None:
+    bar.set_postfix(lossD=f"{row['lossD']:.3f}", lossG=f"{row.get('lossG', float('nan')):.3f}")
 
 
 @dataclass

@@ -21,6 +21,7 @@ from .artifact import Identity
 from .data.cache import clip_features
 from .data.clips import Clip, DatasetSpec
 from .data.scaling import minmax, scaled_tensor
+from .device import apply_precision
 from .errors import AeganError
 from .nets import build_nets
 
@@ -111,10 +112,8 @@ def load_data(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, main:
 def build(cfg: dict, first_norm: bool, device: torch.device) -> Nets:
     """G, D (in the original's order of random draws) and their Adam optimizers, with the speed options."""
     tcfg = cfg["train"]
-    netG, netD = build_nets(cfg["net"], first_norm)
-    if device.type == "cuda":  # README, Performance; the defaults are the exact fp32 computation
-        torch.backends.cuda.matmul.allow_tf32 = tcfg["tf32"]
-        torch.backends.cudnn.allow_tf32 = tcfg["tf32"]
+    netG, netD = build_nets(cfg["net"], first_norm, tcfg["depthwise_sum"])
+    apply_precision(tcfg["tf32"], device)  # for training and its per-epoch evaluation (README, Performance)
     fmt = torch.channels_last if tcfg["channels_last"] else torch.contiguous_format
     netG.to(device, memory_format=fmt)
     netD.to(device, memory_format=fmt)

@@ -33,3 +33,22 @@ def test_versus_original_quick_runs_and_writes_ratios(tmp_path):
     res = json.loads(out.read_text())
     assert set(res["ratios"]) == {"train_epoch", "test_first", "test_later", "test_later_no_plots", "loc"}
     assert all(v > 0 for v in res["ratios"].values())
+
+
+@pytest.mark.slow
+@needs_original
+def test_gpu_bench_runs_at_a_tiny_size_on_the_cpu(tmp_path):
+    """bench/gpu.py, the prepared GPU command, end to end on the CPU: ours (two variants; bf16 is slow on a CPU
+    without AMX) and the original's train.py (its CPU copy), a table and the JSON."""
+    out = tmp_path / "gpu.json"
+    r = subprocess.run([sys.executable, "bench/gpu.py", "--tiny", "--device", "cpu", "--iters", "2", "--variants",
+                        "fp32 exact,original (TF32 convs)", "--out", str(out)], cwd=ROOT, capture_output=True,
+                       text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert res["device"] == "cpu" and set(res["ours"]) == {"fp32 exact", "original (TF32 convs)"}
+    for v in res["ours"].values():
+        assert v["segments_per_s"] > 0 and v["evaluation_s"] > 0 and 0 < v["evaluation_share_estimate"] < 1
+        assert v["real_epoch_estimate_s"]["total"] > v["real_epoch_estimate_s"]["train"]
+    assert set(res["original"]["run_seconds"]) == {"features", "1", "3"} and "CPU copy" in res["original"]["code"]
+    assert "an ESTIMATE" in r.stdout and "fp32 exact" in r.stdout

@@ -1,11 +1,19 @@
 """The fast paths are the method: train_step (G(x) reused where exact) equals method.iteration to the bit."""
 
+import copy
+import math
+from pathlib import Path
+
 import pytest
 import torch
 
+from aegan import trainer
+from aegan.data.segments import SegmentSampler
+from aegan.errors import AeganError
 from aegan.fast_steps import has_batchnorm, train_step
 from aegan.method import iteration
 from aegan.nets import build_nets
+from aegan.training_setup import Nets
 
 NET = {"isize": 32, "nz": 16, "ndf": 8, "ngf": 8, "normalize": {"g": "ln", "d": "ln"}}
 WGAN = {"lambda_gp": 10.0, "feat_match_eff": 0.1, "match_item": {"mu": 1, "sigma": 1}, "ncritic": 1}
@@ -28,7 +36,63 @@ def test_train_step_equals_the_originals_iteration(norm, g_update):
         state = torch.get_rng_state()
         ref = iteration(d, g, opts[0], opts[1], x, WGAN, g_update)
         torch.set_rng_state(state)
-        assert train_step(d2, g2, opts[2], opts[3], x, WGAN, g_update) == ref
+        got = train_step(d2, g2, opts[2], opts[3], x, WGAN, g_update)
+        assert got.keys() == ref.keys() and all(torch.equal(got[k], ref[k]) for k in ref)
     for a, b in ((g, g2), (d, d2)):
         for (k, v), v2 in zip(a.state_dict().items(), b.state_dict().values()):
             assert torch.equal(v2, v), k
+
+
+def _nets(seed: int = 0) -> Nets:
+    torch.manual_seed(seed)
+    g, d = build_nets(NET, True)
+    optD, optG = (torch.optim.Adam(m.parameters(), lr=2e-4, betas=(0.5, 0.999)) for m in (d, g))
+    return Nets(g, d, g, optD, optG, torch.contiguous_format)
+
+
+def _losses_read_every_iteration(nets: Nets, sampler: SegmentSampler, wgan: dict) -> tuple[dict, int | None]:
+    """The loop as it was: each loss read with .item() after its iteration and summed; (means, first non-finite
+    batch)."""
+    sums, bad = {}, None
+    for i, x in enumerate(sampler.epoch()):
+        losses = {k: v.item() for k, v in train_step(nets.netD, nets.gen, nets.optD, nets.optG, x, wgan,
+                                                      i % wgan["ncritic"] == 0).items()}
+        if bad is None and not all(math.isfinite(v) for v in losses.values()):
+            bad = i
+        for k, v in losses.items():
+            sums[k] = sums.get(k, 0.0) + v
+    n_g = len(range(0, len(sampler), wgan["ncritic"]))
+    return {k: v / (n_g if k in trainer.G_TERMS else len(sampler)) for k, v in sums.items()}, bad
+
+
+def test_epoch_means_read_once_per_interval_equal_reading_every_iteration():
+    """Losses kept on the device and read every LOG_EVERY iterations give the epoch means of reading each one at
+    once, to the float, over more iterations than one interval and not a multiple of it."""
+    specs = torch.rand(6, 32, 40) * 2 - 1
+    wgan = {**WGAN, "ncritic": 2}
+    sampler = SegmentSampler(specs, 32, 1, 2)
+    assert len(sampler) > trainer.LOG_EVERY and len(sampler) % trainer.LOG_EVERY
+    nets, ref_nets = _nets(), _nets()
+    state = torch.get_rng_state()
+    mean = trainer.train_epoch(nets, sampler, wgan, "fp32", torch.device("cpu"), 0, 1, "epoch 1/1", Path("x.pth"))
+    torch.set_rng_state(state)
+    ref, _ = _losses_read_every_iteration(ref_nets, sampler, wgan)
+    assert mean == ref and set(mean) == {"lossD", "wdist", "gp", "lossG", "recon", "feat_match"}
+
+
+def test_a_non_finite_loss_names_the_batch_it_happened_in():
+    """The check at the read points stops training naming the first non-finite batch, as the check after every
+    iteration did."""
+    specs = torch.rand(6, 32, 40) * 2 - 1
+    specs[4, 3, 10] = math.nan  # only the batches holding a segment of clip 4 over frame 10
+    sampler = SegmentSampler(specs, 32, 1, 4)
+    nets = _nets()
+    ref_nets = copy.deepcopy(nets)
+    state = torch.get_rng_state()
+    with pytest.raises(AeganError) as e:
+        trainer.train_epoch(nets, sampler, WGAN, "fp32", torch.device("cpu"), 0, 1, "epoch 1/1", Path("m_last.pth"))
+    torch.set_rng_state(state)
+    _, bad = _losses_read_every_iteration(ref_nets, sampler, WGAN)
+    assert bad is not None and bad > 0
+    assert str(e.value).startswith(f"epoch 1/1, batch {bad}: loss is not finite ({{'lossD': ")
+    assert "m_last.pth is kept" in str(e.value) and "\n" not in str(e.value)

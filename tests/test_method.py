@@ -78,7 +78,7 @@ def test_each_step_changes_only_its_network_and_the_generator_loss_is_the_formul
         expect = F.mse_loss(recon, x) + 0.1 * F.mse_loss(d(recon)[1].mean(0), d(x)[1].mean(0))
     d1 = [p.detach().clone() for p in d.parameters()]
     lg = generator_step(d, optG, g(x), x, WGAN)
-    assert lg["lossG"] == pytest.approx(expect.item(), rel=1e-5)
+    assert lg["lossG"].item() == pytest.approx(expect.item(), rel=1e-5)
     assert any(not torch.equal(a, b) for a, b in zip(g0, g.parameters()))
     assert all(torch.equal(a, b) for a, b in zip(d1, d.parameters()))  # generator step leaves D alone
     assert all(p.requires_grad for p in d.parameters())

@@ -71,3 +71,32 @@ def test_d_is_built_and_initialised_before_g():
     g2, d2 = build_nets(net, True)
     for a, b in ((g, g2), (d, d2)):
         assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_depthwise_sum_option_keeps_keys_and_is_the_conv_to_float_rounding():
+    """train.depthwise_sum: the same state_dict keys (checkpoints load either way); in training the grouped
+    conv's values to float rounding (1e-5 of the largest: forward, the penalty's double backward, weight
+    gradients); outside training (evaluation, scoring) exactly the grouped conv."""
+    from aegan.method import penalty
+    from aegan.nets import Discriminator, depthwise_as_sum
+
+    torch.manual_seed(0)
+    conv, summed = Discriminator(32, 8), Discriminator(32, 8, depthwise_sum=True)
+    assert list(conv.state_dict()) == list(summed.state_dict())
+    summed.load_state_dict(conv.state_dict())
+    x = torch.rand(6, 1, 32, 32) * 2 - 1
+    results = []
+    for net in (conv, summed):
+        xi = x.clone().requires_grad_(True)
+        out, feat = net(xi)
+        gp = penalty(out, xi)
+        (out.mean() + 10 * gp).backward()
+        results.append([feat.detach(), out.detach(), gp.detach(), *[p.grad.clone() for p in net.parameters()]])
+    for a, b in zip(*results):
+        assert (a - b).abs().max() <= 1e-5 * a.abs().max()
+    conv.eval()
+    summed.eval()
+    with torch.no_grad():
+        assert torch.equal(conv(x)[1], summed(x)[1])
+    with pytest.raises(ValueError, match="covering"):
+        depthwise_as_sum(torch.rand(1, 4, 5, 5), torch.rand(4, 1, 4, 4))

@@ -89,3 +89,71 @@ def test_nan_scores_become_largest_float32():
     assert list(out) == metric_names()
     assert out["G_x_2_sum"][1] == NAN_SCORE == np.finfo(np.float32).max and out["D_lof"][1] == NAN_SCORE
     assert all(np.isfinite(v[0]) and v[0] < NAN_SCORE for v in out.values())
+
+
+def _one_at_a_time(det: EmbeddingDetectors, emb: np.ndarray, metrics) -> dict[str, np.ndarray]:
+    """The original's way: every clip queried alone."""
+    emb = np.asarray(emb, dtype=np.float32)
+    return {m: np.array([det.one(m, e[None]) for e in emb], dtype=np.float64) for m in metrics}
+
+
+def _embeddings_of_a_trained_critic(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Clip embeddings (512-d, as at the paper's size) from a critic trained a few steps on synthetic segments."""
+    from aegan.method import iteration
+    net = {"isize": 32, "nz": 16, "ndf": 128, "ngf": 8, "normalize": {"g": "ln", "d": "ln"}}  # 128*32/8 = 512
+    torch.manual_seed(3)
+    g, d = build_nets(net, True)
+    opts = [torch.optim.Adam(m.parameters(), lr=2e-4, betas=(0.5, 0.999)) for m in (d, g)]
+    base = torch.rand(1, 32, 34) * 2 - 1  # one "machine sound"; its clips are noisy copies
+    wgan = {"lambda_gp": 10.0, "feat_match_eff": 0.1, "match_item": {"mu": 1}, "ncritic": 1}
+    for _ in range(3):
+        iteration(d, g, *opts, base[None, :, :, :32] + 0.1 * torch.randn(8, 1, 32, 32), wgan)
+    with torch.no_grad():  # one segment per clip: its embedding is the clip's
+        emb = d.eval().embed(base[None, :, :, :32] + 0.1 * torch.randn(n, 1, 32, 32)).numpy()
+    assert emb.shape == (n, 512) and emb.dtype == np.float32
+    return emb[: n * 3 // 4], emb[n * 3 // 4:]
+
+
+@pytest.mark.parametrize("source", ["trained", "random"])
+def test_batched_detector_queries_equal_one_clip_at_a_time_to_the_bit(source):
+    """score() queries D_maha and D_cos in one batch (the decision fit over every training clip, the evaluation
+    of the test clips); each row equals the original's one-clip query to the bit, on 512-d float32 embeddings
+    of a trained critic (more training clips than dimensions: the inverse covariance) and on random ones."""
+    if source == "trained":
+        train, test = _embeddings_of_a_trained_critic(720)
+    else:
+        rng = np.random.default_rng(0)
+        train = (rng.normal(size=(1, 512)) + 0.3 * rng.normal(size=(3000, 512))).astype(np.float32)
+        test = (rng.normal(size=(1, 512)) + 0.4 * rng.normal(size=(200, 512))).astype(np.float32)
+    det = EmbeddingDetectors(train)
+    for emb in (train, test):
+        got = det.score(emb, ("D_maha", "D_cos"))
+        ref = _one_at_a_time(det, emb, ("D_maha", "D_cos"))
+        for m in ("D_maha", "D_cos"):
+            assert got[m].dtype == np.float64 and np.array_equal(got[m], ref[m]), m
+    sub = test[:40]  # all four on a few rows: the neighbour metrics stay one clip at a time
+    got, ref = det.score(sub), _one_at_a_time(det, sub, ("D_maha", "D_knn", "D_lof", "D_cos"))
+    assert list(got) == ["D_maha", "D_knn", "D_lof", "D_cos"]
+    assert all(np.array_equal(got[m], ref[m]) for m in ref)
+
+
+def test_neighbour_metrics_in_a_batch_are_not_exact():
+    """Why D_knn and D_lof are not batched: sklearn's batch query differs in the last bits from one clip's."""
+    rng = np.random.default_rng(1)
+    train = (rng.normal(size=(1, 512)) + 0.3 * rng.normal(size=(1000, 512))).astype(np.float32)
+    det = EmbeddingDetectors(train)
+    q = train[:100]
+    ref = _one_at_a_time(det, q, ("D_knn", "D_lof"))
+    assert not np.array_equal(det.knn.kneighbors(q)[0].sum(-1), ref["D_knn"])
+    assert not np.array_equal(-det.lof.score_samples(q), ref["D_lof"])
+
+
+def test_training_scores_query_only_the_metric_and_empty_sets_work():
+    from aegan.scores import training_scores
+    rng = np.random.default_rng(2)
+    train = rng.normal(size=(30, 8)).astype(np.float32)
+    det = EmbeddingDetectors(train)
+    for m in ("D_maha", "D_knn", "D_lof", "D_cos"):
+        got = training_scores(m, None, det, train, None, {}, torch.device("cpu"))
+        assert np.array_equal(got, _one_at_a_time(det, train, (m,))[m])
+    assert all(v.shape == (0,) for v in det.score(np.zeros((0, 8), np.float32)).values())
