@@ -160,24 +160,40 @@ def _t(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a))
 
 
-def start_evaluation(run: Run, epoch: int, mean: dict, seconds: float) -> Pending:
-    """The scoring pass of this epoch's weights over the dev test set, its critic detectors handed to a thread."""
-    cfg, nets, data, device = run.cfg, run.nets, run.data, run.device
+def score_epoch(cfg: dict, nets: Nets, data: Data, device: torch.device
+                ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """The evaluation's device part: the training clips' critic embeddings (the detectors' reference set) and the
+    scoring pass over the dev test clips without the detectors: (generator scores, test and training embeddings)."""
     feat = cfg["feat"]
     train_emb = embed_clips(nets.netD, data.train_specs, feat["frame_num"], feat["graph_hop_f"], device,
                             cfg["detect"]["amp"], "evaluation: training embeddings")[reference_order(data.train_clips)]
     scored = score_clips(nets.netG, nets.netD, None, data.test_specs, feat, device, cfg["detect"]["amp"],
                          desc="evaluation: dev test clips")
+    return scored.scores, scored.emb, train_emb
+
+
+def critic_results(spec: DatasetSpec, cfg: dict, test_clips: list, g_scores: dict[str, np.ndarray],
+                   test_emb: np.ndarray, train_emb: np.ndarray) -> dict:
+    """The evaluation's CPU part (it may run beside the next epoch): the detectors fitted and queried, then the
+    19 metrics' results."""
+    scores = with_critic_scores(g_scores, test_emb, EmbeddingDetectors(train_emb))
+    return evaluate_all(spec, test_clips, scores, cfg["detect"]["p"])
+
+
+def evaluate(spec: DatasetSpec, cfg: dict, nets: Nets, data: Data, device: torch.device) -> dict:
+    """One epoch's evaluation, waited for: all 19 metrics on the labelled dev test set (bench/gpu.py times it)."""
+    return critic_results(spec, cfg, data.test_clips, *score_epoch(cfg, nets, data, device))
+
+
+def start_evaluation(run: Run, epoch: int, mean: dict, seconds: float) -> Pending:
+    """This epoch's weights scored on the device now; the critic detectors handed to the evaluation thread."""
+    nets = run.nets
+    g_scores, test_emb, train_emb = score_epoch(run.cfg, nets, run.data, run.device)
     weights = {"netG": _copy(nets.netG.state_dict()), "netD": _copy(nets.netD.state_dict())}
-    pending = Pending(epoch, mean, seconds, scored.scores, scored.emb, train_emb, weights)
-    pending.future = run.pool.submit(critic_results, run, pending)
+    pending = Pending(epoch, mean, seconds, g_scores, test_emb, train_emb, weights)
+    pending.future = run.pool.submit(critic_results, run.spec, run.cfg, run.data.test_clips, g_scores, test_emb,
+                                     train_emb)
     return pending
-
-
-def critic_results(run: Run, p: Pending) -> dict:
-    """The 19 metrics' results of a pending epoch (CPU only: the detectors fitted and queried)."""
-    scores = with_critic_scores(p.g_scores, p.test_emb, EmbeddingDetectors(p.train_emb))
-    return evaluate_all(run.spec, run.data.test_clips, scores, run.cfg["detect"]["p"])
 
 
 def settle(run: Run) -> None:
@@ -186,7 +202,8 @@ def settle(run: Run) -> None:
     p, run.pending = run.pending, None
     if p is None:
         return
-    results = p.future.result() if p.future else critic_results(run, p)
+    results = (p.future.result() if p.future else
+               critic_results(run.spec, run.cfg, run.data.test_clips, p.g_scores, p.test_emb, p.train_emb))
     cfg, progress, spec = run.cfg, run.progress, run.spec
     shown, value, improved = select(results, spec, cfg, progress)
     top = best_metric(results, spec.summary_key)
