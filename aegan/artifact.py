@@ -1,7 +1,8 @@
 """The trained model as one file, and the files beside it in model_dir: this module alone writes and reads them.
 
 - `<mt>.pth`, the model: the weights (under the original's key names, so its test.py loads them too),
-  `format` and `version`, `identity` (below), the resolved settings, `first_norm`, the feature scaling, the
+  `format` and `version`, `identity` (below), the resolved settings (the network's in `config.net`), the
+  feature scaling, the
   critic's reference set (the training clips' embeddings), `thresholds`, the selected epoch and metric, the
   history. Written once, atomically, when a training run finishes.
 - `<mt>_last.pth`, the run's resumable state: weights, optimizers, random generators, the selected epoch's
@@ -152,7 +153,6 @@ class ModelFile:
     netD: dict
     config: dict
     identity: Identity
-    first_norm: bool
     feat_max: float
     feat_min: float
     train_emb: np.ndarray  # (training clips, C) float32, in the original's reference order
@@ -174,7 +174,7 @@ def threshold_key(metric: str, percentile: float) -> str:
 def write_model(path: Path, m: ModelFile) -> None:
     """The model, in one atomic step."""
     state = {"format": FORMAT, "version": VERSION, "netG": m.netG, "netD": m.netD, m.best_key: m.value,
-             "config": m.config, "identity": m.identity.as_dict(), "first_norm": m.first_norm,
+             "config": m.config, "identity": m.identity.as_dict(),
              "feat_max": float(m.feat_max), "feat_min": float(m.feat_min),
              "train_emb": torch.from_numpy(np.ascontiguousarray(m.train_emb, dtype=np.float32)),
              "sample_rate": int(m.sample_rate), "epoch": int(m.epoch), "metric": m.metric,
@@ -197,7 +197,7 @@ def model_from_state(state: dict, path: Path) -> ModelFile:
         raise AeganError(f"model {shown(path)} has format version {state.get('version')!r}; this code reads "
                          f"version {VERSION}: train it again with this version")
     best_key = next((k for k in ("best_hmean", "best_aver") if k in state), None)
-    checks = {"config": isinstance(state.get("config"), dict), "first_norm": isinstance(state.get("first_norm"), bool),
+    checks = {"config": isinstance(state.get("config"), dict) and isinstance(state["config"].get("net"), dict),
               "feat_max": _finite(state.get("feat_max")), "feat_min": _finite(state.get("feat_min")),
               "train_emb": isinstance(state.get("train_emb"), torch.Tensor) and state["train_emb"].dim() == 2,
               "sample_rate": isinstance(state.get("sample_rate"), int) and state["sample_rate"] > 0,
@@ -215,7 +215,7 @@ def model_from_state(state: dict, path: Path) -> ModelFile:
     if state["train_emb"].shape[0] != len(identity.clips):
         raise _damaged(path, "train_emb (one row per training clip)")
     thresholds = check_thresholds(state["thresholds"], path)
-    return ModelFile(state["netG"], state["netD"], state["config"], identity, state["first_norm"],
+    return ModelFile(state["netG"], state["netD"], state["config"], identity,
                      float(state["feat_max"]), float(state["feat_min"]), state["train_emb"].float().numpy(),
                      state["sample_rate"], state["epoch"], state["metric"], float(state[best_key]), best_key,
                      thresholds, state["history"], int(state.get("seed", 0)), str(state.get("run_id", "")))
@@ -268,7 +268,6 @@ class Sidecar:
     identity: Identity | None  # of the data it was derived from (None: derived nothing, only thresholds)
     settings: dict  # DERIVED_SETTINGS at derivation
     config: dict | None = None
-    first_norm: bool | None = None
     feat_max: float | None = None
     feat_min: float | None = None
     train_emb: np.ndarray | None = None
@@ -308,8 +307,8 @@ def read_sidecar(path: Path, digest: str, expected: Identity | None = None, cfg:
         thresholds = check_thresholds(data.get("thresholds", {}), side)
         emb = data.get("train_emb")
         emb = emb.float().numpy() if isinstance(emb, torch.Tensor) else None
-        out = Sidecar(data["checkpoint_sha256"], identity, data["settings"], data.get("config"), data.get("first_norm"),
-                      data.get("feat_max"), data.get("feat_min"), emb, data.get("sample_rate"), thresholds)
+        out = Sidecar(data["checkpoint_sha256"], identity, data["settings"], data.get("config"), data.get("feat_max"),
+                      data.get("feat_min"), emb, data.get("sample_rate"), thresholds)
     except Exception:  # noqa: BLE001 - a cache that cannot be read is derived again
         print(f"model: sidecar {side} is unreadable or of another version; deriving it again")
         return None

@@ -66,9 +66,9 @@ def model_paths(cfg: dict, mt: str) -> tuple[Path, Path]:
     return d / f"{mt}.pth", d / f"{mt}_last.pth"
 
 
-def describe_arch(net_cfg: dict, first_norm: bool) -> str:
-    return (f"net.isize={net_cfg['isize']}, net.nz={net_cfg['nz']}, net.ndf={net_cfg['ndf']}, "
-            f"net.ngf={net_cfg['ngf']}, net.normalize.g={net_cfg['normalize']['g']}, first_norm={first_norm}")
+def describe_arch(net_cfg: dict) -> str:
+    """The network settings, as a mismatch error names them."""
+    return ", ".join(f"net.{k}={v}" for k, v in net_cfg.items() if k != "act")
 
 
 def _hint(net: nn.Module, sd: dict) -> str:

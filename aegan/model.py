@@ -58,7 +58,6 @@ class Model:
     info: dict = field(default_factory=dict)  # epoch and metric selected in training, dataset, machine type
     thresholds: dict[str, dict] = field(default_factory=dict)  # "<metric>@<percentile>" -> fitted rule
     identity: Identity | None = None
-    first_norm: bool = True
     stored: set[str] = field(default_factory=set)  # threshold keys the model file itself holds
 
     def scaled(self, raw: np.ndarray) -> torch.Tensor:
@@ -120,9 +119,9 @@ def _leaves(tree: dict, prefix: str = ""):
             yield f"{prefix}{k}", v
 
 
-def _nets(state: dict, net_cfg: dict, first_norm: bool, path: Path, device: torch.device):
-    netG, netD = build_nets(net_cfg, first_norm)
-    arch = checkpoint.describe_arch(net_cfg, first_norm)
+def _nets(state: dict, net_cfg: dict, path: Path, device: torch.device):
+    netG, netD = build_nets(net_cfg)
+    arch = checkpoint.describe_arch(net_cfg)
     checkpoint.load_weights(netG, state["netG"], path, "netG", arch)
     checkpoint.load_weights(netD, state["netD"], path, "netD", arch)
     return netG.to(device).eval(), netD.to(device).eval()
@@ -130,20 +129,20 @@ def _nets(state: dict, net_cfg: dict, first_norm: bool, path: Path, device: torc
 
 def _from_file(mf: artifact.ModelFile, cfg: dict, state: dict, path: Path, device: torch.device, digest: str
                ) -> Model:
-    netG, netD = _nets(state, cfg["net"], mf.first_norm, path, device)
+    netG, netD = _nets(state, cfg["net"], path, device)
     info = {"epoch": mf.epoch, "metric": mf.metric, "dataset": mf.identity.dataset, "mt": mf.identity.mt}
     side = artifact.read_sidecar(path, digest)  # thresholds fitted later for other metrics, if any
     thresholds = {**(side.thresholds if side else {}), **mf.thresholds}
     return Model(netG, netD, cfg, np.float32(mf.feat_max), np.float32(mf.feat_min), mf.train_emb, path, device,
-                 digest, mf.sample_rate, info, thresholds, mf.identity, mf.first_norm, set(mf.thresholds))
+                 digest, mf.sample_rate, info, thresholds, mf.identity, set(mf.thresholds))
 
 
 def _from_sidecar(state: dict, side: Sidecar, cfg: dict, path: Path, device: torch.device, digest: str) -> Model:
-    netG, netD = _nets(state, cfg["net"], bool(side.first_norm), path, device)
+    netG, netD = _nets(state, cfg["net"], path, device)
     ident = side.identity
     info = {"dataset": ident.dataset, "mt": ident.mt} if ident else {}
     return Model(netG, netD, cfg, np.float32(side.feat_max), np.float32(side.feat_min), side.train_emb, path, device,
-                 digest, int(side.sample_rate), info, dict(side.thresholds), ident, bool(side.first_norm))
+                 digest, int(side.sample_rate), info, dict(side.thresholds), ident)
 
 
 def load(path: str | Path, device: torch.device) -> Model:
@@ -175,7 +174,7 @@ def save_thresholds(model: Model) -> Path:
 
 
 def _derived(model: Model, thresholds: dict) -> Sidecar:
-    return Sidecar(model.digest, model.identity, artifact.derived_settings(model.cfg), model.cfg, model.first_norm,
+    return Sidecar(model.digest, model.identity, artifact.derived_settings(model.cfg), model.cfg,
                    float(model.vmax), float(model.vmin), model.train_emb, model.sample_rate, thresholds)
 
 
@@ -221,12 +220,11 @@ def _derive(spec: DatasetSpec, cfg: dict, mt: str, state: dict, path: Path, devi
     vmax, vmin = minmax(raw)
     print(f"features: the checkpoint holds no max/min; computed from {len(train_clips)} training clips "
           f"({cfg['train_set']}): max {vmax:.4f} min {vmin:.4f}")
-    first_norm = spec.first_norm(mt)
-    netG, netD = _nets(state, cfg["net"], first_norm, path, device)
+    netG, netD = _nets(state, cfg["net"], path, device)
     feat = cfg["feat"]
     emb = embed_clips(netD, scaled_tensor(raw, vmax, vmin, device), feat["frame_num"], feat["graph_hop_f"], device,
                       cfg["detect"]["amp"], "training clips' critic embeddings")[reference_order(train_clips)]
     model = Model(netG, netD, cfg, vmax, vmin, emb, path, device, digest, sf.info(str(train_clips[0].path)).samplerate,
-                  {"dataset": expected.dataset, "mt": mt}, {}, expected, first_norm)
+                  {"dataset": expected.dataset, "mt": mt}, {}, expected)
     print(f"model: kept what scoring needs in {artifact.write_sidecar(path, _derived(model, {}))}")
     return model

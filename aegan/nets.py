@@ -30,7 +30,18 @@ def _pyramid(isize: int, width: int) -> list[tuple[int, int, int]]:
 
 
 class Encoder(nn.Module):
-    """x (B, 1, isize, isize) -> z (B, nz, 1, 1)."""
+    """x (B, 1, isize, isize) -> z (B, nz, 1, 1).
+
+    `main` at the paper's size (isize 128, ndf 32, nz 256); the index is the checkpoint key
+    (`netG.Encoder.main.<i>.weight`), and net.first_norm=false drops index 1, shifting the rest down by one:
+         0 Conv2d 1->32        32 x 64 x 64      1 norm     2 LeakyReLU
+         3 Conv2d 32->64       64 x 32 x 32      4 norm     5 LeakyReLU
+         6 Conv2d 64->128     128 x 16 x 16      7 norm     8 LeakyReLU
+         9 Conv2d 128->256    256 x 8 x 8       10 norm    11 LeakyReLU
+        12 Conv2d 256->512    512 x 4 x 4       13 norm    14 LeakyReLU
+        15 Conv2d 512->nz     256 x 1 x 1
+    Each halving of isize removes one stage (isize 64: five fewer indices).
+    """
 
     def __init__(self, isize: int = 128, nz: int = 256, ndf: int = 32, norm: str = "ln", first_norm: bool = True):
         super().__init__()
@@ -51,7 +62,16 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """z (B, nz, 1, 1) -> x^ (B, 1, isize, isize) in [-1, 1]."""
+    """z (B, nz, 1, 1) -> x^ (B, 1, isize, isize) in [-1, 1].
+
+    `main` at the paper's size (`netG.Decoder.main.<i>`):
+         0 ConvT nz->512      512 x 4 x 4        1 norm     2 ReLU
+         3 ConvT 512->256     256 x 8 x 8        4 norm     5 ReLU
+         6 ConvT 256->128     128 x 16 x 16      7 norm     8 ReLU
+         9 ConvT 128->64       64 x 32 x 32     10 norm    11 ReLU
+        12 ConvT 64->32        32 x 64 x 64     13 norm    14 ReLU
+        15 ConvT 32->1          1 x 128 x 128   16 Tanh
+    """
 
     def __init__(self, isize: int = 128, nz: int = 256, ngf: int = 32, norm: str = "ln"):
         super().__init__()
@@ -96,7 +116,15 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """Critic: x -> (critic value (B, 1), embedding f(x) (B, C)) with C = ndf * isize / 8 (512)."""
+    """Critic: x -> (critic value (B, 1), embedding f(x) (B, C)) with C = ndf * isize / 8 (512).
+
+    At the paper's size (`netD.main.<j>.<i>`: i = 0 Conv2d, 1 LayerNorm, 2 LeakyReLU in each block j):
+        main.0   1->32     32 x 64 x 64         main.3  128->256   256 x 8 x 8
+        main.1  32->64     64 x 32 x 32         main.4  256->512   512 x 4 x 4
+        main.2  64->128   128 x 16 x 16
+        feat_extract_layer.0  depthwise Conv2d 4x4, groups 512   512 x 1 x 1 -> (flatten) 512: the embedding
+        output_layer.0 LayerNorm(512), .1 LeakyReLU, .2 Linear 512->1: the critic value
+    """
 
     def __init__(self, isize: int = 128, ndf: int = 32, depthwise_sum: bool = False):
         super().__init__()
@@ -143,13 +171,14 @@ def weights_init(m: nn.Module) -> None:
         nn.init.zeros_(m.bias)
 
 
-def build_nets(net_cfg: dict, first_norm: bool, depthwise_sum: bool = False) -> tuple[Generator, Discriminator]:
-    """G and D from the `net` config section, initialised in the original's order: D is built before G
+def build_nets(net_cfg: dict, depthwise_sum: bool = False) -> tuple[Generator, Discriminator]:
+    """G and D from the `net` config section (its every key is the network's: a new variant is a key of that
+    section and its use here), initialised in the original's order: D is built before G
     and initialised before G, so the same seed draws the same weights (PyTorch's default init of every
     layer and the DCGAN init both draw from the global generator)."""
     d = Discriminator(net_cfg["isize"], net_cfg["ndf"], depthwise_sum)
     g = Generator(net_cfg["isize"], net_cfg["nz"], net_cfg["ndf"], net_cfg["ngf"], net_cfg["normalize"]["g"],
-                  first_norm)
+                  net_cfg["first_norm"])
     d.apply(weights_init)
     g.apply(weights_init)
     return g, d

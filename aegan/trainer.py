@@ -124,7 +124,6 @@ class Run:
     data: Data
     nets: Nets
     progress: Progress
-    first_norm: bool
     logger: logging.Logger
     pool: ThreadPoolExecutor | None = None  # the evaluation's background thread
     pending: Pending | None = None
@@ -238,7 +237,7 @@ def end_epoch(run: Run, epoch: int, mean: dict, seconds: float) -> None:
     if not run.cfg["train"]["eval_overlap"]:
         settle(run)
     save_last(run.paths[1], run.cfg, run.seed, run.nets, run.data, run.progress, epoch + 1, run.device,
-              run.first_norm, run.pending.state() if run.pending else None)
+              run.pending.state() if run.pending else None)
 
 
 def _epoch_line(cfg: dict, epoch: int, mean: dict, seconds: float) -> str:
@@ -255,7 +254,7 @@ def end_unlabelled_epoch(run: Run, epoch: int, mean: dict, seconds: float) -> No
     run.progress.history.append({"epoch": epoch + 1, **mean})
     run.progress.best = {"value": math.nan, "epoch": epoch + 1, "metric": choose_metric(cfg["detect"]["metric"])}
     run.progress.keep({"netG": _copy(nets.netG.state_dict()), "netD": _copy(nets.netD.state_dict())}, train_emb)
-    save_last(run.paths[1], cfg, run.seed, nets, data, run.progress, epoch + 1, run.device, run.first_norm)
+    save_last(run.paths[1], cfg, run.seed, nets, data, run.progress, epoch + 1, run.device)
     run.logger.info(f"{_epoch_line(cfg, epoch, mean, seconds)} *selected")
 
 
@@ -273,7 +272,7 @@ def finish(run: Run) -> None:
     percentile = cfg["detect"]["decision_percentile"]
     rule = {"metric": metric, **fit_threshold(scores, percentile)}
     best_path = run.paths[0]
-    write_model(best_path, model_file(run.spec, cfg, run.seed, run.data, progress, run.first_norm,
+    write_model(best_path, model_file(run.spec, cfg, run.seed, run.data, progress,
                                       {threshold_key(metric, percentile): rule}))
     run.logger.info(f"decision threshold of {metric}: {rule['threshold']:.6g} "
                     f"(gamma fit, {rule['percentile']:.0%} of the training clips' scores)")
@@ -326,15 +325,14 @@ def setup(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int
                     f"{batch_size(cfg)} = {world} x {batch_size(cfg) // world}")
     logger.info(f"{mt}: {len(data.train_clips)} training clips ({'+'.join(spec.train_parts(cfg, mt))}), "
                 f"{len(data.test_clips)} dev test clips, feature max {data.vmax:.4f} min {data.vmin:.4f}")
-    first_norm = spec.first_norm(mt)
-    nets = build(cfg, first_norm, device)
+    nets = build(cfg, device)
     progress = Progress()
     if resume_run:
         last_path = checkpoint.model_paths(cfg, mt)[1]
-        progress = resume(nets, last_path, checkpoint.describe_arch(cfg["net"], first_norm), device, cfg, seed,
+        progress = resume(nets, last_path, checkpoint.describe_arch(cfg["net"]), device, cfg, seed,
                           data.identity)
         logger.info(f"resuming from {last_path} at epoch {progress.start + 1}")
-    run = Run(spec, cfg, mt, seed, device, data, nets, progress, first_norm, logger)
+    run = Run(spec, cfg, mt, seed, device, data, nets, progress, logger)
     if progress.pending and main:  # the last epoch's evaluation was still running when the run stopped
         p = progress.pending
         run.pending = Pending(p["epoch"], p["mean"], p["seconds"], {k: v.numpy() for k, v in p["g_scores"].items()},

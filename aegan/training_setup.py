@@ -109,10 +109,10 @@ def load_data(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, main:
     return Data(train_clips, train_specs, vmax, vmin, test_clips, test_specs, rate, spec.identity(cfg, mt, train_clips))
 
 
-def build(cfg: dict, first_norm: bool, device: torch.device) -> Nets:
+def build(cfg: dict, device: torch.device) -> Nets:
     """G, D (in the original's order of random draws) and their Adam optimizers, with the speed options."""
     tcfg = cfg["train"]
-    netG, netD = build_nets(cfg["net"], first_norm, tcfg["depthwise_sum"])
+    netG, netD = build_nets(cfg["net"], tcfg["depthwise_sum"])
     apply_precision(tcfg["tf32"], device)  # for training and its per-epoch evaluation (README, Performance)
     fmt = torch.channels_last if tcfg["channels_last"] else torch.contiguous_format
     netG.to(device, memory_format=fmt)
@@ -147,24 +147,24 @@ def resume(nets: Nets, last_path: Path, arch: str, device: torch.device, cfg: di
 
 
 def save_last(path: Path, cfg: dict, seed: int, nets: Nets, data: Data, progress: Progress, epoch: int,
-              device: torch.device, first_norm: bool, pending: dict | None = None) -> None:
+              device: torch.device, pending: dict | None = None) -> None:
     """The run state after `epoch` epochs, with the selected epoch's weights: what --resume continues from and
     what the model file is written from when the run finishes."""
     last = {"netD": nets.netD.state_dict(), "netG": nets.netG.state_dict(), "optD": nets.optD.state_dict(),
             "optG": nets.optG.state_dict(), "epoch": epoch, "best": progress.best, "history": progress.history,
             "selected": progress.selected, "rng_cpu": torch.get_rng_state(), "feat_max": float(data.vmax),
             "feat_min": float(data.vmin), "config": cfg, "seed": seed, "identity": data.identity.as_dict(),
-            "run_id": progress.run_id, "first_norm": first_norm, "pending": pending}
+            "run_id": progress.run_id, "pending": pending}
     if device.type == "cuda":
         last["rng_cuda"] = torch.cuda.get_rng_state(device)
     artifact.write_last(path, last)
 
 
-def model_file(spec: DatasetSpec, cfg: dict, seed: int, data: Data, progress: Progress, first_norm: bool,
-               thresholds: dict) -> artifact.ModelFile:
+def model_file(spec: DatasetSpec, cfg: dict, seed: int, data: Data, progress: Progress, thresholds: dict
+               ) -> artifact.ModelFile:
     """The finished run's model file: the selected epoch's weights and everything scoring needs."""
     sel, best = progress.selected, progress.best
     return artifact.ModelFile(
-        sel["netG"], sel["netD"], copy.deepcopy(cfg), data.identity, first_norm, float(data.vmax), float(data.vmin),
+        sel["netG"], sel["netD"], copy.deepcopy(cfg), data.identity, float(data.vmax), float(data.vmin),
         sel["train_emb"].numpy(), data.sample_rate, best["epoch"], best["metric"], float(best["value"]),
         spec.best_key, thresholds, progress.history, seed, progress.run_id)

@@ -146,7 +146,7 @@ def time_variant(name: str, spec, cfg: dict, device, data, s: dict) -> dict:
     cuda = device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     seed_everything(42)
-    nets = build(cfg, spec.first_norm(MT), device)
+    nets = build(cfg, device)
     sampler = SegmentSampler(data.train_specs, s["isize"], 1, s["batch"])
     wgan = cfg["train"]["wgan"]
 

@@ -231,7 +231,7 @@ def main() -> None:
     x = next(iter(sampler.epoch())).to(device)
 
     def fresh():
-        g, d = build_nets(net_cfg, True)
+        g, d = build_nets({**net_cfg, "first_norm": True})
         g, d = g.to(device), d.to(device)
         return (g, d, torch.optim.Adam(d.parameters(), 2e-4, betas=(0.5, 0.999)),
                 torch.optim.Adam(g.parameters(), 2e-4, betas=(0.5, 0.999)))

@@ -13,9 +13,6 @@ from aegan.evaluation import evaluate_sections, official_sections
 
 # section_01_target_test_anomaly_0003_f-n_B.wav (attributes optional, values may hold "." or "_")
 LABELLED = re.compile(r"^section_(\d{2})_(source|target)_(train|test)_(normal|anomaly)_(\d{4})(?:_(.*))?\.wav$")
-# The paper's bearing, fan and ToyCar models have no norm after the encoder's first conv (their
-# checkpoints' Encoder.main indices are shifted by one): the original's net.py decides it by machine type.
-NO_FIRST_NORM = ("bearing", "fan", "ToyCar")
 # eval test: section_03_0000.wav
 UNLABELLED = re.compile(r"^section_(\d{2})_(\d{4})\.wav$")
 
@@ -46,9 +43,6 @@ class DCASE2022(DatasetSpec):
             return Clip(path, m.group(1), None, None, number=m.group(2))
         raise AeganError(f"{shown(path)}: file name does not follow DCASE 2022 naming "
                          "(section_<SS>_<source|target>_<train|test>_<normal|anomaly>_<NNNN>_<attributes>.wav)")
-
-    def first_norm(self, mt: str) -> bool:
-        return mt not in NO_FIRST_NORM
 
     def evaluate(self, clips: list[Clip], scores: np.ndarray, max_fpr: float) -> tuple[list[dict], dict]:
         if any(c.label is None or c.domain is None for c in clips):

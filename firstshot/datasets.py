@@ -26,8 +26,5 @@ class FirstShot(DCASE2022):
                  for p in (root / part).iterdir() if p.is_dir()}
         return tuple(sorted(found, key=str.lower))
 
-    def first_norm(self, mt: str) -> bool:
-        return True  # the paper's per machine type exception (DCASE 2022 bearing, fan, ToyCar) is tuning
-
 
 SPEC = FirstShot()

@@ -49,7 +49,7 @@ def test_bad_file_names_are_named(tmp_path, name, split, message):
 def test_pretrain_settings_match_the_paper_table(mt, train_set, g_norm, fme, match, metric):
     cfg = load_config(D20, mt).cfg
     assert cfg["train_set"] == train_set and cfg["train"]["epoch"] == 50
-    assert cfg["net"]["normalize"]["g"] == g_norm and SPEC.first_norm(mt)
+    assert cfg["net"]["normalize"]["g"] == g_norm and cfg["net"]["first_norm"]
     assert cfg["train"]["wgan"]["feat_match_eff"] == fme and cfg["train"]["wgan"]["match_item"] == match
     assert cfg["detect"]["metric"] == metric
 

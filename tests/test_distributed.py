@@ -36,7 +36,7 @@ def _rank(rank, world, x, port, out):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     torch.manual_seed(0)
-    g, d = build_nets(NET, True)
+    g, d = build_nets({**NET, "first_norm": True})
     dg, dd = DDP(g), DDP(d)
     oD, oG = _opt(d.parameters()), _opt(g.parameters())
     torch.manual_seed(1)
@@ -51,7 +51,7 @@ def test_ddp_step_equals_single_process_step_on_the_global_batch(tmp_path):
     x = torch.rand(8, 1, 32, 32) * 2 - 1
     mp.spawn(_rank, args=(2, x, free_port(), str(tmp_path / "ddp.pt")), nprocs=2)
     torch.manual_seed(0)
-    g, d = build_nets(NET, True)
+    g, d = build_nets({**NET, "first_norm": True})
     init = {key: {k: v.clone() for k, v in net.state_dict().items()} for key, net in (("g", g), ("d", d))}
     oD, oG = _opt(d.parameters()), _opt(g.parameters())
     torch.manual_seed(1)

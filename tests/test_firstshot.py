@@ -71,7 +71,7 @@ def test_no_machine_specific_settings():
     """First-shot tasks forbid tuning per machine type: every name resolves to the same settings."""
     a = load_config(SPEC.root, "fan").cfg
     assert a == load_config(SPEC.root, "ToyCar").cfg == load_config(SPEC.root, "Polisher").cfg
-    assert SPEC.first_norm("fan") and SPEC.first_norm("ToyCar")
+    assert a["net"]["first_norm"]  # the paper's exception for DCASE 2022 bearing, fan, ToyCar is tuning
     assert a["train"]["epoch"] == 60 and a["train"]["wgan"]["feat_match_eff"] == 0.1 and a["detect"]["metric"] is None
 
 

@@ -61,7 +61,7 @@ def test_feature_matching_against_hand_computation():
 
 def test_each_step_changes_only_its_network_and_the_generator_loss_is_the_formula():
     torch.manual_seed(0)
-    g, d = build_nets(NET, True)
+    g, d = build_nets({**NET, "first_norm": True})
     optD = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
     optG = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
     x = torch.rand(8, 1, 32, 32) * 2 - 1
@@ -86,7 +86,7 @@ def test_each_step_changes_only_its_network_and_the_generator_loss_is_the_formul
 
 def test_iteration_without_generator_update_leaves_g_alone():
     torch.manual_seed(1)
-    g, d = build_nets(NET, True)
+    g, d = build_nets({**NET, "first_norm": True})
     optD = torch.optim.Adam(d.parameters(), lr=2e-4)
     optG = torch.optim.Adam(g.parameters(), lr=2e-4)
     g0 = [p.detach().clone() for p in g.parameters()]

@@ -49,7 +49,8 @@ def test_forward_shapes():
 
 
 def test_dcgan_init_really_runs():
-    g, d = build_nets({"isize": 128, "nz": 256, "ndf": 32, "ngf": 32, "normalize": {"g": "bn", "d": "ln"}}, True)
+    g, d = build_nets({"isize": 128, "nz": 256, "ndf": 32, "ngf": 32, "normalize": {"g": "bn", "d": "ln"},
+                       "first_norm": True})
     for net in (g, d):
         for m in net.modules():
             if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) and m.weight.numel() > 5000:
@@ -68,7 +69,7 @@ def test_d_is_built_and_initialised_before_g():
     d.apply(weights_init)
     g.apply(weights_init)
     torch.manual_seed(5)
-    g2, d2 = build_nets(net, True)
+    g2, d2 = build_nets({**net, "first_norm": True})
     for a, b in ((g, g2), (d, d2)):
         assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 

@@ -20,7 +20,7 @@ def test_metric_names_are_the_19():
 
 def test_generator_scores_equal_a_direct_per_clip_loop():
     torch.manual_seed(0)
-    g, d = build_nets(NET, True)
+    g, d = build_nets({**NET, "first_norm": True})
     g.eval()
     d.eval()
     specs = torch.rand(3, 16, 22) * 2 - 1  # 3 clips, 22 frames -> 4 segments of 16 with hop 2
@@ -80,7 +80,7 @@ def test_mahalanobis_pseudo_inverse_when_clips_do_not_outnumber_dimensions():
 def test_nan_scores_become_largest_float32():
     """A clip whose features hold NaN: every score it gets is the largest float32, in the table's order."""
     torch.manual_seed(0)
-    g, d = build_nets(NET, True)
+    g, d = build_nets({**NET, "first_norm": True})
     specs = torch.rand(2, 16, 16) * 2 - 1
     specs[1, 3, 4] = float("nan")
     feat = {"frame_num": 16, "graph_hop_f": 1}
@@ -102,7 +102,7 @@ def _embeddings_of_a_trained_critic(n: int) -> tuple[np.ndarray, np.ndarray]:
     from aegan.method import iteration
     net = {"isize": 32, "nz": 16, "ndf": 128, "ngf": 8, "normalize": {"g": "ln", "d": "ln"}}  # 128*32/8 = 512
     torch.manual_seed(3)
-    g, d = build_nets(net, True)
+    g, d = build_nets({**net, "first_norm": True})
     opts = [torch.optim.Adam(m.parameters(), lr=2e-4, betas=(0.5, 0.999)) for m in (d, g)]
     base = torch.rand(1, 32, 34) * 2 - 1  # one "machine sound"; its clips are noisy copies
     wgan = {"lambda_gp": 10.0, "feat_match_eff": 0.1, "match_item": {"mu": 1}, "ncritic": 1}

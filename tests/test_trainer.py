@@ -27,7 +27,8 @@ def test_training_writes_log_and_checkpoints(trained2022):
     assert "epoch 3/3" in log and "AUC_source" in log and "hmean" in log and "LABELLED" in log
     state = checkpoint.load(out / "model" / "fan.pth")
     assert {"netD", "netG", "best_hmean", "feat_max", "feat_min", "config", "epoch", "metric", "train_emb",
-            "history", "identity", "first_norm", "thresholds", "format", "version"} <= set(state)
+            "history", "identity", "thresholds", "format", "version"} <= set(state)
+    assert state["config"]["net"]["first_norm"] is False  # fan: saved, not guessed from the weights
     assert state["config"]["net"]["isize"] == 64 and state["feat_max"] > state["feat_min"]
     assert state["train_emb"].shape == (72, 128) and state["identity"]["dataset"] == "dcase2022"
     assert state["identity"]["mt"] == "fan" and len(state["identity"]["clips"]) == 72

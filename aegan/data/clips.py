@@ -45,9 +45,6 @@ class DatasetSpec:
     def parse(self, path: Path, split: str, source: str) -> Clip:
         raise NotImplementedError
 
-    def first_norm(self, mt: str) -> bool:
-        return True
-
     def evaluate(self, clips: list[Clip], scores: np.ndarray, max_fpr: float) -> tuple[list[dict], dict]:
         raise NotImplementedError
 
