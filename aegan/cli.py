@@ -15,19 +15,13 @@ from . import distributed
 from .config import Resolved, batch_size, dump, load_config
 from .data.clips import DatasetSpec
 from .device import select_device, tune_allocator
-from .errors import AeganError
+from .errors import AeganError, Parser
 from .testing import run_test
 from .trainer import train
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not the usage block
-        print(f"error: {message} (see --help)", file=sys.stderr)
-        sys.exit(2)
-
-
 def _parser(spec: DatasetSpec, what: str) -> argparse.ArgumentParser:
-    p = _Parser(prog=f"{spec.name}/{what}.py", description=f"AEGAN-AD {what} on {spec.name.upper()} Task 2")
+    p = Parser(prog=f"{spec.name}/{what}.py", description=f"AEGAN-AD {what} on {spec.name.upper()} Task 2")
     p.add_argument("--mt", required=True, help=f"machine type: {', '.join(spec.machines) or spec.machines_help}")
     p.add_argument("-c", "--card_id", type=int, default=0, help="CUDA device index (CPU when CUDA is absent)")
     p.add_argument("--config", help="YAML file applied on top of the defaults and pretrain/<dataset>/<mt>.yaml")

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from . import registry
 from .config import load_config, output_settings
-from .errors import AeganError, shown
+from .errors import AeganError, Parser, shown
 from .files import write_text
 from .launchers import Job, gpu_slots, key, queue_states, run_local, submit_slurm
 
@@ -100,12 +100,6 @@ def summarize(dataset: str, machines: list[str], seeds: list[int], out: Path) ->
 
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not the usage block
-        print(f"error: {message} (see --help)", file=sys.stderr)
-        sys.exit(2)
-
-
 def minutes(text: str) -> int:
     """--time as Slurm writes it ([D-]H:MM[:SS]) or plain minutes, in whole minutes (submitit's unit)."""
     m = re.fullmatch(r"(?:(\d+)-)?(\d+):(\d{2})(?::(\d{2}))?|(\d+)", text.strip())
@@ -126,7 +120,7 @@ def key_value(text: str) -> tuple[str, str]:
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    p = _Parser(prog="python -m aegan.reproduce", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python -m aegan.reproduce", description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", choices=list(registry.REGISTRY), required=True)
     p.add_argument("--mt", default="all", help="comma-separated machine types, or all")
     p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1")

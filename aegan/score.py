@@ -20,10 +20,10 @@ import sys
 from pathlib import Path
 
 from .artifact import sidecar_path
-from .cli import _Parser, run_guarded
+from .cli import run_guarded
 from .detector import MAX_SECONDS, Detector, Result, expand
 from .device import select_device
-from .errors import AeganError, shown
+from .errors import AeganError, Parser, shown
 from .files import write_text
 from .scores import metric_names
 
@@ -57,7 +57,7 @@ def check_output(out: Path, inputs: list[Path]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = _Parser(prog="python -m aegan.score", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python -m aegan.score", description=__doc__.split("\n\n")[0])
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="WAV files or folders of them")
     p.add_argument("--model", required=True, help="a checkpoint (ours, or the original's with its .scoring.pt)")
     p.add_argument("--metric", help="one of the 19 metrics (default: the model's)")

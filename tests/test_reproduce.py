@@ -3,6 +3,7 @@ the paper's numbers (read from pretrain/<dataset>/<mt>.yaml); the local launcher
 
 import argparse
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -60,7 +61,9 @@ def test_reproduce_runner_summary_for_two_machine_types(tmp_path):
     rows = list(csv.DictReader((out / "summary.csv").open()))
     assert [x["machine"] for x in rows] == ["fan", "ToyTrain"] and all(x["seeds"] == "1" for x in rows)
     assert rows[0]["paper"] == "65.83" and rows[0]["paper_metric"] == "G_z_cos_min" and rows[1]["paper"] == ""
-    assert 0 <= float(rows[1]["best_mean"]) <= 100 and float(rows[0]["metric_std"]) >= 0
+    assert 0 <= float(rows[1]["best_mean"]) <= 100 and float(rows[0]["metric_std"]) == 0.0  # one seed
+    record = json.loads((out / "fan" / "seed0" / "result" / "fan" / "run.json").read_text())
+    assert float(rows[0]["metric_mean"]) == pytest.approx(100 * record["value"], abs=0.006)  # the job's own number
     md = (out / "summary.md").read_text()
     assert "| fan | 1 | G_z_cos_min | 65.83 |" in md and "Missing" not in md
     r = run(args)  # resumable: nothing to redo
