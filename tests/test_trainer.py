@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 def test_training_writes_log_and_checkpoints(trained2022):
     out, _, stdout = trained2022
-    assert "CUDA is not available" in stdout or "device: cuda" in stdout
+    assert ("device: cuda" if torch.cuda.is_available() else "device: CUDA is not available") in stdout
     assert "LABELLED dev test set" in stdout
     log = (out / "log" / "fan" / "train.log").read_text()
     assert "epoch 3/3" in log and "AUC_source" in log and "hmean" in log and "LABELLED" in log
@@ -92,7 +92,7 @@ def test_sigint_ends_like_sigterm(tmp_path, synth2022):
     proc.send_signal(signal.SIGINT)
     err = _finish(proc, err)
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err[-2000:]
-    assert checkpoint.load(tmp_path / "model" / "fan_last.pth")["epoch"] >= 1
+    assert checkpoint.load(tmp_path / "model" / "fan_last.pth")["epoch"] == 1  # as SIGTERM: epoch 2 not written
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, synth2022, trained2022, capsys):
