@@ -211,3 +211,24 @@ def test_detect_metric_is_checked_before_any_work(synth2022, tmp_path, capsys):
                                                   "detect.metric=G_x_2_avg"], capsys)
     one_line_error(code, err, "detect.metric 'G_x_2_avg' is not one of the 19 metrics")
     assert not any(tmp_path.iterdir())
+
+
+def test_a_run_killed_before_its_model_file_finishes_on_resume(trained2022, synth2022, tmp_path, capsys):
+    """SIGKILL at the moment the finished run is about to write its model file (after its last run state):
+    no model file, no temp file left; --resume writes the model the uninterrupted run wrote."""
+    out = tmp_path / "run"
+    args = [*TRAINED_ARGS, *small_sets(out, synth2022)]
+    code = ("import os, signal, sys; sys.argv = ['train.py', *sys.argv[1:]]\n"
+            "from aegan import artifact, trainer\n"
+            "def killed(*a, **k):\n    os.kill(os.getpid(), signal.SIGKILL)\n"
+            "trainer.write_model = killed  # the kill lands exactly where the model file would be written\n"
+            "from aegan.cli import train_main\nfrom dcase2022.datasets import SPEC\ntrain_main(SPEC)\n")
+    r = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
+    assert (out / "model" / "fan_last.pth").is_file() and not (out / "model" / "fan.pth").exists()
+    code, stdout, err = run_cli(cli.train_main, SPEC, [*args, "--resume"], capsys)
+    assert code == 0, err[-2000:]
+    ours, ref = (artifact.read(p / "model" / "fan.pth")[1] for p in (out, trained2022[0]))
+    assert ours.thresholds == ref.thresholds and ours.epoch == ref.epoch and ours.history == ref.history
+    assert all(torch.equal(ours.netG[k], ref.netG[k]) for k in ref.netG)
+    assert not [p for p in (out / "model").iterdir() if p.name.startswith(".")]

@@ -4,6 +4,8 @@ ground truth, the settings taken from the checkpoint, and the permissions of wha
 import csv
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -111,3 +113,43 @@ def test_settings_come_from_the_checkpoint_and_a_conflict_is_named(trained2022, 
     path.write_bytes(path.read_bytes()[:5000])
     code, _, err = run_cli(cli.test_main, SPEC, plain, capsys)
     one_line_error(code, err, "truncated")
+
+
+def test_a_rerun_replaces_the_whole_set_of_submission_files(trained2022, synth2022, tmp_path, capsys):
+    """A section without test clips in the rerun: its score and decision files of the earlier run are removed, so
+    detect/ holds exactly the rerun's set."""
+    out = tmp_path / "run"
+    for part in ("model", "spec"):
+        shutil.copytree(trained2022[0] / part, out / part)
+    data = tmp_path / "data"
+    shutil.copytree(synth2022, data)
+    args = ["--mt", "fan", "-d", "--no-plots", *out_sets(out, data), "--config", str(ROOT / "demo" / "small.yaml")]
+    code, _, err = run_cli(cli.test_main, SPEC, args, capsys)
+    assert code == 0, err[-2000:]
+    names = sorted(p.name for p in (out / "detect").iterdir() if not p.name.startswith("."))
+    assert len(names) == 6 and "anomaly_score_fan_section_02_test.csv" in names
+    for clip in (data / "dev_data" / "fan" / "test").glob("section_02_*"):
+        clip.unlink()
+    code, _, err = run_cli(cli.test_main, SPEC, args, capsys)
+    assert code == 0, err[-2000:]
+    assert sorted(p.name for p in (out / "detect").iterdir() if not p.name.startswith(".")) == [
+        n for n in names if "section_02" not in n]
+
+
+def test_a_full_disk_during_test_py_is_one_line_and_publishes_no_partial_set(trained2022, synth2022, tmp_path):
+    """RLIMIT_FSIZE makes a write past a size fail as a full disk does: one line naming the file, and the
+    submission files are all or none."""
+    out = tmp_path / "run"
+    for part in ("model", "spec"):
+        shutil.copytree(trained2022[0] / part, out / part)
+    args = ["dcase2022/test.py", "--mt", "fan", "-d", "--no-plots", *out_sets(out, synth2022), "--config",
+            str(ROOT / "demo" / "small.yaml")]
+    code = ("import resource, runpy, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (300, 300)); sys.argv = sys.argv[1:]; "
+            "runpy.run_path(sys.argv[0], run_name='__main__')")
+    r = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True)
+    line = one_line_error(r.returncode, r.stderr, "could not write", "free some space")
+    assert "Traceback" not in r.stderr and str(out) in line
+    written = [p.name for p in (out / "detect").iterdir()] if (out / "detect").exists() else []
+    assert written == [] or len([n for n in written if not n.startswith(".")]) == 6, written
+    assert not [n for n in written if n.endswith(".tmp")]
