@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from . import checkpoint
-from .config import get
+from .config import get, leaves
 from .errors import AeganError, shown
 
 FORMAT = "aegan-ad model"
@@ -125,17 +125,9 @@ def _clip_difference(old: tuple, new: tuple) -> str:
 
 
 # ---- settings ------------------------------------------------------------------------------------------
-def _leaves(tree: dict, prefix: str = "") -> Iterator[tuple[str, object]]:
-    for k, v in tree.items():
-        if isinstance(v, dict) and f"{prefix}{k}" != "train.wgan.match_item":
-            yield from _leaves(v, f"{prefix}{k}.")
-        else:
-            yield f"{prefix}{k}", v
-
-
 def setting_differences(stored: dict, now: dict, free: tuple[str, ...] = FREE_SETTINGS) -> list[str]:
     """'key: stored -> now' for every setting that changes the numbers and differs."""
-    a, b = dict(_leaves(stored)), dict(_leaves(now))
+    a, b = dict(leaves(stored)), dict(leaves(now))
     out = []
     for key in sorted(set(a) | set(b)):
         if key in free or a.get(key, "<absent>") == b.get(key, "<absent>"):
@@ -323,14 +315,6 @@ def read_sidecar(path: Path, digest: str, expected: Identity | None = None, cfg:
         print(f"model: sidecar {side} was derived with other settings; deriving it again")
         return None
     return out
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ---- the run's resumable state -----------------------------------------------------------------------

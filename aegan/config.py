@@ -18,6 +18,7 @@ import difflib
 import math
 import re
 import reprlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,16 +212,19 @@ def parse_set(item: str) -> dict:
     return root
 
 
-def _keys(layer: dict, prefix: str = "") -> set[str]:
-    """Dotted names of every leaf a layer sets (an open mapping counts as one leaf)."""
-    out = set()
-    for k, v in layer.items():
+def leaves(tree: dict, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted name, value) of every leaf of a settings tree (an open mapping counts as one leaf)."""
+    for k, v in tree.items():
         name = f"{prefix}{k}"
         if isinstance(v, dict) and name not in OPEN_MAPPINGS:
-            out |= _keys(v, f"{name}.")
+            yield from leaves(v, f"{name}.")
         else:
-            out.add(name)
-    return out
+            yield name, v
+
+
+def _keys(layer: dict) -> set[str]:
+    """Dotted names of every leaf a layer sets."""
+    return {name for name, _ in leaves(layer)}
 
 
 def _drop_ignored(layer: dict, source: str, ignored: list[str]) -> dict:

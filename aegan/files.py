@@ -9,6 +9,7 @@ successful run. Temp files of live processes, and of other hosts sharing the fol
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import socket
@@ -57,15 +58,30 @@ def remove_stale_temps(folder: Path) -> list[Path]:
     return removed
 
 
+def _temp_beside(path: Path) -> tuple[int, Path]:
+    """(open descriptor, name) of a new temp file beside `path`, named for this host and process; the dead
+    processes' temps in that folder are removed first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{HOST}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    return fd, Path(tmp)
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes, read in blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path next to `path`; rename it over `path` only if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{HOST}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_path = _temp_beside(path)
     os.close(fd)
-    tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.chmod(tmp_path, MODE)
@@ -97,13 +113,10 @@ def publish(files: dict[Path, str]) -> None:
     temps: dict[Path, Path] = {}
     try:
         for path, text in files.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            remove_stale_temps(path.parent)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{HOST}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
-            temps[path] = Path(tmp)
+            fd, temps[path] = _temp_beside(path)
             with os.fdopen(fd, "w") as f:
                 f.write(text)
-            os.chmod(tmp, MODE)
+            os.chmod(temps[path], MODE)
     except OSError as e:
         for tmp in temps.values():
             tmp.unlink(missing_ok=True)

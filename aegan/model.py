@@ -21,13 +21,14 @@ import torch
 
 from . import artifact, checkpoint
 from .artifact import Identity, Sidecar, threshold_key
-from .config import OPEN_MAPPINGS, Resolved, get
+from .config import Resolved, get, leaves
 from .data.cache import clip_features
 from .data.clips import DatasetSpec
 from .data.scaling import minmax, scaled_tensor
 from .decision import fit_threshold
 from .device import apply_precision, model_precision
 from .errors import AeganError, shown
+from .files import sha256
 from .nets import Discriminator, Generator, build_nets
 from .scores import (
     EmbeddingDetectors,
@@ -96,7 +97,7 @@ def from_checkpoint(resolved: Resolved, saved: dict, path: object) -> tuple[dict
     another value is an error naming both values: the weights only make sense with their own settings."""
     cfg = copy.deepcopy(resolved.cfg)
     changed = []
-    for name, value in _leaves({k: saved[k] for k in MODEL_KEYS if k in saved}):
+    for name, value in leaves({k: saved[k] for k in MODEL_KEYS if k in saved}):
         *parents, leaf = name.split(".")
         node = cfg
         for part in parents:
@@ -109,14 +110,6 @@ def from_checkpoint(resolved: Resolved, saved: dict, path: object) -> tuple[dict
         node[leaf] = value
         changed.append(name)
     return cfg, changed
-
-
-def _leaves(tree: dict, prefix: str = ""):
-    for k, v in tree.items():
-        if isinstance(v, dict) and f"{prefix}{k}" not in OPEN_MAPPINGS:
-            yield from _leaves(v, f"{prefix}{k}.")
-        else:
-            yield f"{prefix}{k}", v
 
 
 def _nets(state: dict, net_cfg: dict, path: Path, device: torch.device):
@@ -149,7 +142,7 @@ def load(path: str | Path, device: torch.device) -> Model:
     """A model that stands alone (scoring new recordings): ours, or the original's with its sidecar."""
     path = Path(path)
     state, mf = artifact.read(path, device)
-    digest = artifact.file_digest(path)
+    digest = sha256(path)
     if mf is not None:
         cfg = copy.deepcopy(mf.config)
         apply_precision(model_precision(mf.config, cfg), device)
@@ -185,7 +178,7 @@ def prepare(spec: DatasetSpec, resolved: Resolved, mt: str, device: torch.device
     from the cache only when called)."""
     path, _ = checkpoint.model_paths(resolved.cfg, mt)
     state, mf = artifact.read(path, device)
-    digest = artifact.file_digest(path)
+    digest = sha256(path)
     cfg = resolved.cfg
     if mf is not None:
         cfg, changed = from_checkpoint(resolved, mf.config, path)

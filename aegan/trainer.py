@@ -42,13 +42,13 @@ from .training_setup import (
     Data,
     Nets,
     Progress,
-    _copy,
     build,
     get_logger,
     load_data,
     model_file,
     resume,
     save_last,
+    snapshot,
 )
 
 SELECT_NOTE = {
@@ -154,6 +154,12 @@ class Pending:
         return {"epoch": self.epoch, "mean": self.mean, "seconds": self.seconds, "test_emb": _t(self.test_emb),
                 "train_emb": _t(self.train_emb), "g_scores": {k: _t(v) for k, v in self.g_scores.items()}}
 
+    @classmethod
+    def from_state(cls, p: dict, weights: dict) -> Pending:
+        """The pending epoch kept by state(), with its weights (a resumed run's nets hold them)."""
+        return cls(p["epoch"], p["mean"], p["seconds"], {k: v.numpy() for k, v in p["g_scores"].items()},
+                   p["test_emb"].numpy(), p["train_emb"].numpy(), weights)
+
 
 def _t(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a))
@@ -188,8 +194,7 @@ def start_evaluation(run: Run, epoch: int, mean: dict, seconds: float) -> Pendin
     """This epoch's weights scored on the device now; the critic detectors handed to the evaluation thread."""
     nets = run.nets
     g_scores, test_emb, train_emb = score_epoch(run.cfg, nets, run.data, run.device)
-    weights = {"netG": _copy(nets.netG.state_dict()), "netD": _copy(nets.netD.state_dict())}
-    pending = Pending(epoch, mean, seconds, g_scores, test_emb, train_emb, weights)
+    pending = Pending(epoch, mean, seconds, g_scores, test_emb, train_emb, snapshot(nets))
     pending.future = run.pool.submit(critic_results, run.spec, run.cfg, run.data.test_clips, g_scores, test_emb,
                                      train_emb)
     return pending
@@ -253,7 +258,7 @@ def end_unlabelled_epoch(run: Run, epoch: int, mean: dict, seconds: float) -> No
                             cfg["detect"]["amp"], "training embeddings")[reference_order(data.train_clips)]
     run.progress.history.append({"epoch": epoch + 1, **mean})
     run.progress.best = {"value": math.nan, "epoch": epoch + 1, "metric": choose_metric(cfg["detect"]["metric"])}
-    run.progress.keep({"netG": _copy(nets.netG.state_dict()), "netD": _copy(nets.netD.state_dict())}, train_emb)
+    run.progress.keep(snapshot(nets), train_emb)
     save_last(run.paths[1], cfg, run.seed, nets, data, run.progress, epoch + 1, run.device)
     run.logger.info(f"{_epoch_line(cfg, epoch, mean, seconds)} *selected")
 
@@ -302,12 +307,13 @@ def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int
     lock = training_lock(cfg["model_dir"], mt) if rank == 0 else contextlib.nullcontext()
     with lock:
         run = setup(spec, cfg, mt, device, seed, resume_run, rank, world)
-        if run.progress.start < cfg["train"]["epoch"]:
+        trained = run.progress.start < cfg["train"]["epoch"]
+        if trained:
             train_epochs(run, rank, world)
-        elif rank == 0 and finished(best_path, run.progress):
+        if rank == 0 and not trained and finished(best_path, run.progress):
             run.logger.info(f"nothing to do: {last_path} already holds {run.progress.start} of "
                             f"train.epoch={cfg['train']['epoch']} epochs, and {best_path} is its model")
-        if rank == 0 and not finished(best_path, run.progress):
+        elif rank == 0:
             finish(run)
         distributed.finish(world)
     return run.progress.best
@@ -334,10 +340,7 @@ def setup(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int
         logger.info(f"resuming from {last_path} at epoch {progress.start + 1}")
     run = Run(spec, cfg, mt, seed, device, data, nets, progress, logger)
     if progress.pending and main:  # the last epoch's evaluation was still running when the run stopped
-        p = progress.pending
-        run.pending = Pending(p["epoch"], p["mean"], p["seconds"], {k: v.numpy() for k, v in p["g_scores"].items()},
-                              p["test_emb"].numpy(), p["train_emb"].numpy(),
-                              {"netG": _copy(nets.netG.state_dict()), "netD": _copy(nets.netD.state_dict())})
+        run.pending = Pending.from_state(progress.pending, snapshot(nets))  # the nets hold its weights
         settle(run)
     progress.pending = None
     return run

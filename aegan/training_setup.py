@@ -63,8 +63,10 @@ class Progress:
         self.selected = {**weights, "train_emb": torch.from_numpy(np.ascontiguousarray(train_emb, dtype=np.float32))}
 
 
-def _copy(sd: dict) -> dict:
-    return {k: v.detach().clone() for k, v in sd.items()}
+def snapshot(nets: Nets) -> dict:
+    """A copy of both networks' weights as they are now ({'netG', 'netD'} state dicts)."""
+    return {name: {k: v.detach().clone() for k, v in net.state_dict().items()}
+            for name, net in (("netG", nets.netG), ("netD", nets.netD))}
 
 
 def get_logger(log_dir: Path, mt: str, active: bool = True) -> logging.Logger:

@@ -218,10 +218,10 @@ def test_a_key_with_a_line_break_stays_a_one_line_error():
 
 def test_dcase2020_schema_is_dcase2022_with_what_differs():
     """One schema: dcase2020/defaults.yaml extends 2022's and holds only the differences, its batch key renamed."""
-    from aegan.artifact import _leaves
+    from aegan.config import leaves
 
-    a = dict(_leaves(load_config(ROOT / "dcase2020", "x").cfg))
-    b = dict(_leaves(load_config(ROOT / "dcase2022", "x").cfg))
+    a = dict(leaves(load_config(ROOT / "dcase2020", "x").cfg))
+    b = dict(leaves(load_config(ROOT / "dcase2022", "x").cfg))
     paths = {"dataset_dir", "model_dir", "spec_dir", "log_dir", "detect_dir", "result_dir", "loc_dir"}
     assert {k for k in a.keys() & b.keys() if a[k] != b[k]} == paths | {"train.epoch", "train.wgan.feat_match_eff"}
     assert a.keys() ^ b.keys() == {"train.bs", "train.batch_size"} and a["train.bs"] == b["train.batch_size"]

@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import AeganError
-from ..files import atomic_path
+from ..files import atomic_path, sha256
 from .audio import extract
 from .clips import Clip
 from .segments import num_segments
@@ -41,11 +41,7 @@ def clip_digest(path: str | os.PathLike) -> str:
     st = os.stat(path)
     memo = (str(Path(path).resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     if memo not in _DIGESTS:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _DIGESTS[memo] = h.hexdigest()[:16]
+        _DIGESTS[memo] = sha256(path)[:16]
     return _DIGESTS[memo]
 
 
