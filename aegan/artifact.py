@@ -345,9 +345,13 @@ def training_lock(model_dir: str | Path, mt: str) -> Iterator[Path]:
     however it dies, so the lock of a killed run is taken over; the file is removed when the run ends."""
     path = lock_path(model_dir, mt)
     created = not path.parent.exists()
-    path.parent.mkdir(parents=True, exist_ok=True)
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise AeganError(f"cannot write in model_dir {shown(path.parent)}: {e.strerror or e} (make it writable, "
+                             "or set model_dir to a folder you can write)") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -232,3 +232,17 @@ def test_a_run_killed_before_its_model_file_finishes_on_resume(trained2022, synt
     assert ours.thresholds == ref.thresholds and ours.epoch == ref.epoch and ours.history == ref.history
     assert all(torch.equal(ours.netG[k], ref.netG[k]) for k in ref.netG)
     assert not [p for p in (out / "model").iterdir() if p.name.startswith(".")]
+
+
+def test_a_read_only_model_dir_is_one_line(synth2022, tmp_path, capsys):
+    """As root, permissions do not stop a write: the folder is made immutable (chattr +i) instead."""
+    out = tmp_path / "run"
+    (out / "model").mkdir(parents=True)
+    if subprocess.run(["chattr", "+i", str(out / "model")], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is refused on this filesystem: no read-only folder for root")
+    try:
+        code, _, err = run_cli(cli.train_main, SPEC, [*TRAINED_ARGS, *small_sets(out, synth2022)], capsys)
+    finally:
+        subprocess.run(["chattr", "-i", str(out / "model")], check=True)
+    one_line_error(code, err, f"cannot write in model_dir {out / 'model'}", "model_dir")
+    assert list((out / "model").iterdir()) == []
