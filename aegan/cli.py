@@ -1,4 +1,5 @@
-"""`train.py` and `test.py` of each dataset folder are thin calls into `train_main` / `test_main` here."""
+"""`train.py`, `test.py` and `loc.py` of each dataset folder are thin calls into `train_main` / `test_main` /
+`loc_main` here, with the folder's DatasetSpec (and, for test.py, which test set it scores by default)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from .trainer import train
 
 def _parser(spec: DatasetSpec, what: str) -> argparse.ArgumentParser:
     p = Parser(prog=f"{spec.name}/{what}.py", description=f"AEGAN-AD {what} on {spec.name.upper()} Task 2")
-    p.add_argument("--mt", required=True, help=f"machine type: {', '.join(spec.machines) or spec.machines_help}")
+    known = ", ".join(spec.machines) or "a folder of <dataset_dir>/dev_data/ or eval_data/"
+    p.add_argument("--mt", required=True, help=f"machine type: {known}")
     p.add_argument("-c", "--card_id", type=int, default=0, help="CUDA device index (CPU when CUDA is absent)")
     p.add_argument("--config", help="YAML file applied on top of the defaults and pretrain/<dataset>/<mt>.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -95,13 +97,15 @@ def train_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
     run_guarded(run, args)
 
 
-def test_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
+def test_main(spec: DatasetSpec, argv: list[str] | None = None, default: str = "eval") -> None:
+    """`default`: the test set scored without -d/-e, "eval" (the original's DCASE 2022 script) or "dev" (2020's)."""
     p = _parser(spec, "test")
+    default_dev = default == "dev"
     which = p.add_mutually_exclusive_group()
     which.add_argument("-d", "--dev", action="store_true", help="evaluate on the development test set (labels known)"
-                       + (" (the default)" if spec.default_dev else ""))
+                       + (" (the default)" if default_dev else ""))
     which.add_argument("-e", "--eval", action="store_true", help="score the evaluation test set"
-                       + ("" if spec.default_dev else " (the default)"))
+                       + ("" if default_dev else " (the default)"))
     p.add_argument("--ground-truth", metavar="DIR", help="folder of the released ground_truth_<mt>_..._test.csv "
                    "files: evaluate the evaluation test set with them")
     if spec.has_domains:
@@ -111,7 +115,7 @@ def test_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
     p.add_argument("--embedding-map", choices=("pca", "tsne"), default="pca",
                    help="how the critic embeddings are mapped to 2-D in embeddings_<map>.png")
     args = p.parse_args(argv)
-    args.dev = (args.dev or (spec.default_dev and not args.eval)) and not args.ground_truth
+    args.dev = (args.dev or (default_dev and not args.eval)) and not args.ground_truth
 
     def run(a: argparse.Namespace) -> None:
         resolved = _config(spec, a)

@@ -1,14 +1,21 @@
-"""AUC / pAUC per section (DCASE 2022 domain rule) or per machine ID (DCASE 2020), and summaries."""
+"""The evaluation rules: AUC / pAUC per section (DCASE 2022 domain rule) or per machine ID (DCASE 2020), their
+summaries, the challenge's system score, and the submission files' names its evaluator reads.
+
+A dataset names its rule in aegan/registry.py; the commands pass the `Rule` to what reports, selects or
+summarizes, and nothing else of the dataset."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import hmean
 from sklearn.metrics import roc_auc_score
 
-from .data.clips import Clip, DatasetSpec
+from .data.clips import Clip
+from .errors import AeganError
 
 EPS = sys.float_info.epsilon
 Results = dict[str, tuple[list[dict], dict]]  # metric -> (per section/ID rows, machine-type summary)
@@ -65,11 +72,6 @@ def evaluate_ids(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, max
     return rows, {"AUC": auc, "pAUC": pauc, "average": (auc + pauc) / 2}
 
 
-def evaluate_all(spec: DatasetSpec, clips: list[Clip], scores: dict[str, np.ndarray], max_fpr: float) -> Results:
-    """Every metric's per-group rows and summary, with the dataset's protocol (spec.evaluate)."""
-    return {name: spec.evaluate(clips, s, max_fpr) for name, s in scores.items()}
-
-
 def best_metric(results: Results, summary_key: str) -> str:
     """The metric with the highest summary (hmean / average); ties go to the first in table order, as in the
     original (np.where(... == max)[0][0]); nan never wins."""
@@ -91,3 +93,60 @@ def official_ids(rows_by_machine: list[list[dict]]) -> dict[str, float]:
     auc = _mean([_mean([r["AUC"] for r in rows]) for rows in rows_by_machine])
     pauc = _mean([_mean([r["pAUC"] for r in rows]) for rows in rows_by_machine])
     return {"AUC": auc, "pAUC": pauc, "official": (auc + pauc) / 2}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How a dataset's test results are scored and named: per-group rows, the machine type's summary, the system
+    score over machine types, and the challenge's file names."""
+
+    group: str  # the rows' group column: "section" / "id"
+    row_columns: tuple[str, ...]  # per-group measures
+    summary_columns: tuple[str, ...]  # all_metrics.csv's header after "metric"
+    summary_key: str  # the number a model and a metric are selected on: "hmean" / "average"
+    summary_label: str  # how the console names it
+    best_key: str  # the original's checkpoint key for it: "best_hmean" / "best_aver"
+    domains: bool  # rows need each clip's source/target domain
+    score_file: str  # the submission file of one group, as the evaluator names it ({mt}, {group})
+    per_group: Callable  # (scores, labels, domains or None, groups, max_fpr) -> (rows, summary)
+    system: Callable  # (rows of every machine type) -> {"official": ..., and its parts}
+
+    @property
+    def aggregate(self) -> str:
+        """How the table's summary row combines groups."""
+        return "hmean" if self.summary_key == "hmean" else "mean"
+
+    def evaluate(self, clips: list[Clip], scores: np.ndarray, max_fpr: float) -> tuple[list[dict], dict]:
+        """One metric's per-group rows and summary; unlabelled clips (the eval test set) are an error."""
+        if any(c.label is None or self.domains and c.domain is None for c in clips):
+            what = "labels/domains" if self.domains else "labels"
+            raise AeganError(f"the test clips carry no {what}: evaluation needs the dev test set (-d) or the "
+                             "released ground truth (--ground-truth)")
+        domains = np.array([c.domain for c in clips]) if self.domains else None
+        return self.per_group(scores, np.array([c.label for c in clips]), domains,
+                              np.array([c.group for c in clips]), max_fpr)
+
+    def evaluate_all(self, clips: list[Clip], scores: dict[str, np.ndarray], max_fpr: float) -> Results:
+        """Every metric's per-group rows and summary."""
+        return {name: self.evaluate(clips, s, max_fpr) for name, s in scores.items()}
+
+    def best_metric(self, results: Results) -> str:
+        return best_metric(results, self.summary_key)
+
+    def official(self, rows_by_machine: list[list[dict]]) -> dict[str, float]:
+        """The challenge's score of a system from every machine type's per-group rows ("official" and parts)."""
+        return self.system(rows_by_machine)
+
+    def score_name(self, mt: str, group: str, kind: str = "anomaly_score") -> str:
+        """anomaly_score_... or decision_result_... file name of one group."""
+        return self.score_file.format(mt=mt, group=group).replace("anomaly_score", kind, 1)
+
+
+SECTIONS = Rule("section", ("AUC_source", "AUC_target", "pAUC"), ("AUC_source", "AUC_target", "pAUC", "hmean"),
+                "hmean", "hmean of all sections' AUC_source, AUC_target and pAUC", "best_hmean", True,
+                "anomaly_score_{mt}_section_{group}_test.csv", evaluate_sections, official_sections)
+IDS = Rule("id", ("AUC", "pAUC"), ("AUC", "pAUC", "average"), "average",
+           "average of the mean AUC and the mean pAUC over IDs", "best_aver", False,
+           "anomaly_score_{mt}_id_{group}.csv",
+           lambda scores, labels, _domains, groups, max_fpr: evaluate_ids(scores, labels, groups, max_fpr),
+           official_ids)

@@ -143,7 +143,17 @@ def normal_average(train_specs: torch.Tensor, train_clips: list[Clip]) -> torch.
     return chosen.float().mean(0).cpu()
 
 
-def draw_maps(spec: DatasetSpec, model: Model, normal: torch.Tensor, clips: list[Clip], specs: torch.Tensor,
+GROUP_TAGS = {"section": "sec"}  # how figure names shorten a group's name; others are written whole ("id")
+
+
+def figure_name(clip: Clip, group: str) -> str:
+    """A clip's figure: its group, domain (when it has one), true label and own number, e.g.
+    sec01_source_true1_0003.png (DCASE 2022 sections) or id02_true1_00000012.png (DCASE 2020 machine IDs)."""
+    domain = f"_{clip.domain}" if clip.domain else ""
+    return f"{GROUP_TAGS.get(group, group)}{clip.group}{domain}_true{clip.label}_{clip.number}.png"
+
+
+def draw_maps(group: str, model: Model, normal: torch.Tensor, clips: list[Clip], specs: torch.Tensor,
               metric: str, out: Path, kind: str = "recon", limit: int | None = None, top: int = 4) -> int:
     """One figure per dev test clip, plus the summary of the `top` highest-scoring ones; returns the count.
     Earlier figures in `out` are removed first, so a rerun never mixes old and new maps."""
@@ -160,7 +170,7 @@ def draw_maps(spec: DatasetSpec, model: Model, normal: torch.Tensor, clips: list
         norm01 = to_unit(normal[:, : recon.shape[1]])
         amap = localization_map(recon, normal) if kind == "recon" else resid / 2  # /2: in [0, 1] units
         figure = figure or ClipFigure(tuple(amap.shape), sr, feat["frame_hop"])
-        figure.draw(out / spec.loc_name(clips[i]), to_unit(recon).numpy(), norm01.numpy(), amap.numpy(),
+        figure.draw(out / figure_name(clips[i], group), to_unit(recon).numpy(), norm01.numpy(), amap.numpy(),
                     f"{clips[i].path.name}   {metric} = {scores[i]:.4g}")
         maps[i] = amap.numpy()
     figure.close()
@@ -182,7 +192,7 @@ def run_loc(spec: DatasetSpec, resolved, mt: str, device: torch.device, kind: st
     specs = model.scaled(clip_features(cfg, mt, clips, "test_dev"))
     metric = model.metric()
     out = Path(cfg["loc_dir"]) / mt
-    written = draw_maps(spec, model, normal_average(train_specs(), train_clips), clips, specs, metric, out, kind,
-                        limit, top)
+    normal = normal_average(train_specs(), train_clips)
+    written = draw_maps(spec.group_name, model, normal, clips, specs, metric, out, kind, limit, top)
     print(f"wrote {written} figures ({kind} maps) to {out}")
     return out

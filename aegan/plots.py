@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
 
-from .data.clips import Clip, DatasetSpec  # noqa: E402
+from .data.clips import Clip  # noqa: E402
 from .files import atomic_path  # noqa: E402
 
 COLORS = {"normal": "tab:blue", "anomaly": "tab:red"}
@@ -27,17 +27,17 @@ def _save(fig, path: Path, dpi: int = 90) -> Path:
     return path
 
 
-def _panels(spec: DatasetSpec, clips: list[Clip]) -> list[tuple[str, str | None]]:
+def _panels(clips: list[Clip]) -> list[tuple[str, str | None]]:
     """(group, domain) of each panel: one per section and domain (DCASE 2022), one per machine ID (2020)."""
     groups = sorted({c.group for c in clips})
     domains = sorted({c.domain for c in clips if c.domain}, key=lambda d: d != "source") or [None]
     return [(g, d) for g in groups for d in domains]
 
 
-def score_distributions(path: Path, spec: DatasetSpec, clips: list[Clip], scores: np.ndarray, metric: str,
+def score_distributions(path: Path, group: str, clips: list[Clip], scores: np.ndarray, metric: str,
                         threshold: float, title: str) -> Path:
     """Histograms of normal and anomalous clips' scores per section/ID and domain, with the threshold."""
-    panels = _panels(spec, clips)
+    panels = _panels(clips)
     ncols = 2 if panels[0][1] else min(3, len(panels))
     nrows = -(-len(panels) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 2.8 * nrows), squeeze=False)
@@ -47,7 +47,7 @@ def score_distributions(path: Path, spec: DatasetSpec, clips: list[Clip], scores
             s = [v for c, v in zip(clips, scores) if c.group == g and c.domain == d and c.label == label]
             ax.hist(s, bins=bins, alpha=0.6, color=COLORS[name], histtype="stepfilled", label=f"{name} ({len(s)})")
         ax.axvline(threshold, color="black", ls="--", lw=1, label="decision threshold")
-        ax.set_title(f"{spec.group_name} {g}" + (f", {d}" if d else ""), fontsize=9)
+        ax.set_title(f"{group} {g}" + (f", {d}" if d else ""), fontsize=9)
         ax.set_xlabel(f"{metric} score", fontsize=8)
         ax.set_ylabel("clips", fontsize=8)
         ax.legend(fontsize=7)
@@ -58,12 +58,12 @@ def score_distributions(path: Path, spec: DatasetSpec, clips: list[Clip], scores
     return _save(fig, path)
 
 
-def roc_curves(path: Path, spec: DatasetSpec, clips: list[Clip], scores: np.ndarray, metric: str, max_fpr: float,
+def roc_curves(path: Path, group: str, clips: list[Clip], scores: np.ndarray, metric: str, max_fpr: float,
                title: str) -> Path:
-    return _save(roc_figure(spec, clips, scores, metric, max_fpr, title), path)
+    return _save(roc_figure(group, clips, scores, metric, max_fpr, title), path)
 
 
-def roc_figure(spec: DatasetSpec, clips: list[Clip], scores: np.ndarray, metric: str, max_fpr: float, title: str):
+def roc_figure(group: str, clips: list[Clip], scores: np.ndarray, metric: str, max_fpr: float, title: str):
     """ROC per section/ID; with domains, one curve per domain (its normal clips against all anomalies of the
     section, the challenge's rule) with its AUC; the shaded band is the pAUC's FPR range, with the pAUC."""
     groups = sorted({c.group for c in clips})
@@ -83,7 +83,7 @@ def roc_figure(spec: DatasetSpec, clips: list[Clip], scores: np.ndarray, metric:
         y, s = np.array([c.label for c, _ in members]), np.array([v for _, v in members])
         pauc = f"pAUC {roc_auc_score(y, s, max_fpr=max_fpr):.3f}" if len(set(y)) == 2 else "pAUC nan"
         ax.axvspan(0, max_fpr, color="grey", alpha=0.12, label=f"{pauc} (FPR <= {max_fpr})")
-        ax.set_title(f"{spec.group_name} {g}", fontsize=9)
+        ax.set_title(f"{group} {g}", fontsize=9)
         ax.set_xlabel("false positive rate", fontsize=8)
         ax.set_ylabel("true positive rate", fontsize=8)
         ax.set_aspect("equal")

@@ -3,8 +3,9 @@
 Adding a year of the first-shot task (DCASE 2027) is one `FirstShotYear` line in REGISTRY: the dataset
 folder `firstshot/` serves every year with the year as a setting, `aegan.reproduce --dataset dcase2027` and
 `aegan.synth --year 2027` read it from here, and the config's paths name the year through `{year}`. A dataset
-with another file-name or evaluation rule is a dataset folder (its `datasets.py` DatasetSpec, a `defaults.yaml`
-that `_extends` another's and holds what differs, the three thin scripts) and one `Dataset` line here.
+with other file names is a dataset folder (its `datasets.py` DatasetSpec, a `defaults.yaml` that `_extends`
+another's and holds what differs, the three thin scripts) and one `Dataset` line here naming its evaluation rule
+(aegan/evaluation.py: SECTIONS, IDS, or a new `Rule` there).
 """
 
 from __future__ import annotations
@@ -15,17 +16,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import AeganError
+from .evaluation import IDS, SECTIONS, Rule
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository: the dataset folders sit beside the package
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """A dataset: its folder (scripts, schema, DatasetSpec) and the synthetic layout tests and demos use."""
+    """A dataset: its folder (scripts, schema, DatasetSpec), its evaluation rule and the synthetic layout tests and
+    demos use."""
 
     name: str  # "dcase2022": the --dataset name and the default output folders' name
     folder: str  # the dataset folder, "dcase2022/"
     layout: str  # aegan.synth's generator: "2020" | "2022" | "firstshot"
+    rule: Rule  # how its results are scored and its submission files named (aegan/evaluation.py)
 
     @property
     def sets(self) -> list[str]:
@@ -58,12 +62,12 @@ class FirstShotYear(Dataset):
 
 
 def _first_shot(year: int, first_eval_number: int = 1, eval_channels: int = 1) -> FirstShotYear:
-    return FirstShotYear(f"dcase{year}", "firstshot", "firstshot", year, first_eval_number, eval_channels)
+    return FirstShotYear(f"dcase{year}", "firstshot", "firstshot", SECTIONS, year, first_eval_number, eval_channels)
 
 
 REGISTRY: dict[str, Dataset] = {d.name: d for d in (
-    Dataset("dcase2020", "dcase2020", "2020"),
-    Dataset("dcase2022", "dcase2022", "2022"),
+    Dataset("dcase2020", "dcase2020", "2020", IDS),
+    Dataset("dcase2022", "dcase2022", "2022", SECTIONS),
     _first_shot(2023, first_eval_number=0),
     _first_shot(2024),
     _first_shot(2025),
@@ -80,6 +84,11 @@ def dataset(name: str) -> Dataset:
     if name not in REGISTRY:
         raise AeganError(f"unknown dataset {name!r}: one of {', '.join(REGISTRY)}")
     return REGISTRY[name]
+
+
+def of(spec, cfg: dict) -> Dataset:
+    """The entry of the dataset a run is on: its folder's, or the first-shot year's that cfg names."""
+    return dataset(spec.dataset_id(cfg))
 
 
 def first_shot_year(year: object) -> FirstShotYear:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.clips import Clip, DatasetSpec
+from .data.clips import Clip
+from .evaluation import Rule
 from .files import write_text
 
 
@@ -23,19 +24,18 @@ def dataset_title(spec_name: str, cfg: dict) -> str:
     return f"DCASE {year}" if year else spec_name.upper().replace("DCASE", "DCASE ")
 
 
-def table(spec: DatasetSpec, metric: str, rows: list[dict], summary: dict, title: str = "") -> str:
+def table(rule: Rule, metric: str, rows: list[dict], summary: dict, title: str = "") -> str:
     """Per-group table (values in %), then the machine-type summary line(s)."""
-    cols = spec.row_columns
-    head = f"{spec.group_name:>8}  " + "  ".join(f"{c:>10}" for c in cols)
+    cols, group = rule.row_columns, rule.group
+    head = f"{group:>8}  " + "  ".join(f"{c:>10}" for c in cols)
     lines = [f"{metric}{'  (' + title + ')' if title else ''}", head]
     for r in rows:
-        lines.append(f"{r[spec.group_name]:>8}  " + "  ".join(f"{_fmt(r[c]):>10}" for c in cols))
-    agg = "hmean" if spec.summary_key == "hmean" else "mean"
-    lines.append(f"{agg:>8}  " + "  ".join(f"{_fmt(summary[c]):>10}" for c in cols))
-    lines.append(f"{spec.summary_label}: {_fmt(summary[spec.summary_key]).strip()}")
-    undefined = [r[spec.group_name] for r in rows if any(np.isnan(r[c]) for c in cols)]
+        lines.append(f"{r[group]:>8}  " + "  ".join(f"{_fmt(r[c]):>10}" for c in cols))
+    lines.append(f"{rule.aggregate:>8}  " + "  ".join(f"{_fmt(summary[c]):>10}" for c in cols))
+    lines.append(f"{rule.summary_label}: {_fmt(summary[rule.summary_key]).strip()}")
+    undefined = [r[group] for r in rows if any(np.isnan(r[c]) for c in cols)]
     if undefined:
-        lines.append(f"nan: {spec.group_name} {', '.join(undefined)} has test clips of one class only; AUC is "
+        lines.append(f"nan: {group} {', '.join(undefined)} has test clips of one class only; AUC is "
                      "undefined there and left out of the summary")
     return "\n".join(lines)
 
@@ -49,29 +49,29 @@ def _csv(header: list[str], rows: list[list]) -> str:
     return buf.getvalue()
 
 
-def write_results(spec: DatasetSpec, results: dict[str, tuple[list[dict], dict]], out_dir: Path) -> list[Path]:
+def write_results(rule: Rule, results: dict[str, tuple[list[dict], dict]], out_dir: Path) -> list[Path]:
     """all_metrics.csv (machine-type summary per metric, full precision) and per_<group>.csv."""
-    summary_rows = [[m] + [repr(float(s[c])) for c in spec.summary_columns] for m, (_, s) in results.items()]
-    group_rows = [[m, r[spec.group_name]] + [repr(float(r[c])) for c in spec.row_columns]
+    summary_rows = [[m] + [repr(float(s[c])) for c in rule.summary_columns] for m, (_, s) in results.items()]
+    group_rows = [[m, r[rule.group]] + [repr(float(r[c])) for c in rule.row_columns]
                   for m, (rows, _) in results.items() for r in rows]
     a = out_dir / "all_metrics.csv"
-    b = out_dir / f"per_{spec.group_name}.csv"
-    write_text(a, _csv(["metric", *spec.summary_columns], summary_rows))
-    write_text(b, _csv(["metric", spec.group_name, *spec.row_columns], group_rows))
+    b = out_dir / f"per_{rule.group}.csv"
+    write_text(a, _csv(["metric", *rule.summary_columns], summary_rows))
+    write_text(b, _csv(["metric", rule.group, *rule.row_columns], group_rows))
     return [a, b]
 
 
-def write_clip_scores(spec: DatasetSpec, clips: list[Clip], scores: dict[str, np.ndarray], out_dir: Path) -> Path:
+def write_clip_scores(group: str, clips: list[Clip], scores: dict[str, np.ndarray], out_dir: Path) -> Path:
     """clip_scores.csv: every clip's 19 scores at full precision, with its section/ID, domain and label."""
     names = list(scores)
     rows = [[c.path.name, c.group, c.domain or "", "" if c.label is None else c.label]
             + [repr(float(scores[m][i])) for m in names] for i, c in enumerate(clips)]
     path = out_dir / "clip_scores.csv"
-    write_text(path, _csv(["file", spec.group_name, "domain", "label", *names], rows))
+    write_text(path, _csv(["file", group, "domain", "label", *names], rows))
     return path
 
 
-def score_files(spec: DatasetSpec, mt: str, clips: list[Clip], values: np.ndarray, out_dir: Path,
+def score_files(rule: Rule, mt: str, clips: list[Clip], values: np.ndarray, out_dir: Path,
                 kind: str = "anomaly_score") -> dict[Path, str]:
     """Official submission files (path -> text), one per group, headerless `file name,value` rows: anomaly
     scores, or 0/1 decisions with kind="decision_result"."""
@@ -79,28 +79,28 @@ def score_files(spec: DatasetSpec, mt: str, clips: list[Clip], values: np.ndarra
     fmt = (lambda v: repr(float(v))) if kind == "anomaly_score" else (lambda v: str(int(v)))
     for g in sorted({c.group for c in clips}):
         rows = [[c.path.name, fmt(v)] for c, v in zip(clips, values) if c.group == g]
-        files[out_dir / spec.score_file(mt, g).replace("anomaly_score", kind, 1)] = _csv([], rows)
+        files[out_dir / rule.score_name(mt, g, kind)] = _csv([], rows)
     return files
 
 
 DECISION_COLUMNS = ("precision", "recall", "F1")
 
 
-def decision_table(spec: DatasetSpec, rows: list[dict], summary: dict) -> str:
+def decision_table(group: str, rows: list[dict], summary: dict) -> str:
     lines = ["decisions (threshold on the configured metric)",
-             f"{spec.group_name:>8}  {'domain':>8}  " + "  ".join(f"{c:>10}" for c in DECISION_COLUMNS)]
+             f"{group:>8}  {'domain':>8}  " + "  ".join(f"{c:>10}" for c in DECISION_COLUMNS)]
     for r in rows:
-        lines.append(f"{r[spec.group_name]:>8}  {r['domain']:>8}  "
+        lines.append(f"{r[group]:>8}  {r['domain']:>8}  "
                      + "  ".join(f"{_fmt(r[c]):>10}" for c in DECISION_COLUMNS))
     lines.append(f"{'hmean':>8}  {'':>8}  " + "  ".join(f"{_fmt(summary[c]):>10}" for c in DECISION_COLUMNS))
     return "\n".join(lines)
 
 
-def write_decision_metrics(spec: DatasetSpec, rows: list[dict], summary: dict, out_dir: Path) -> Path:
+def write_decision_metrics(group: str, rows: list[dict], summary: dict, out_dir: Path) -> Path:
     """decision_metrics.csv: precision, recall, F1 per group and domain, then their harmonic means."""
-    body = [[r[spec.group_name], r["domain"]] + [repr(float(r[c])) for c in DECISION_COLUMNS] for r in rows]
+    body = [[r[group], r["domain"]] + [repr(float(r[c])) for c in DECISION_COLUMNS] for r in rows]
     # the hmean floors values at machine epsilon (the official evaluator's rule): a 0 comes out as ~3e-16
     body.append(["hmean", ""] + [repr(0.0 if summary[c] < 1e-12 else float(summary[c])) for c in DECISION_COLUMNS])
     path = out_dir / "decision_metrics.csv"
-    write_text(path, _csv([spec.group_name, "domain", *DECISION_COLUMNS], body))
+    write_text(path, _csv([group, "domain", *DECISION_COLUMNS], body))
     return path

@@ -57,7 +57,7 @@ def job_sets(out: Path) -> list[str]:
 
 def summarize(dataset: str, machines: list[str], seeds: list[int], out: Path) -> tuple[Path, Path, list[str]]:
     """summary.csv and summary.md from the jobs that finished; returns them and the jobs missing from them."""
-    key = registry.dataset(dataset).spec().summary_key
+    key = registry.dataset(dataset).rule.summary_key
     rows, missing = [], []
     for mt in machines:
         paper_metric, result = paper(dataset, mt)

@@ -12,45 +12,44 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.clips import DatasetSpec
-from .evaluation import Results, best_metric
+from .evaluation import Results, Rule
 from .files import write_text
 from .report import dataset_title
 
 
-def record_run(out: Path, mt: str, part: str, metric: str, configured: bool, results: Results, summary_key: str,
+def record_run(out: Path, mt: str, part: str, metric: str, configured: bool, results: Results, rule: Rule,
                model_info: dict) -> Path:
     """run.json: what the summary needs of one test.py run (full-precision values)."""
-    top = best_metric(results, summary_key)
+    top, key = rule.best_metric(results), rule.summary_key
     record = {"machine": mt, "part": part, "metric": metric, "configured": configured,
-              "value": results[metric][1][summary_key], "rows": results[metric][0], "best_metric": top,
-              "best_value": results[top][1][summary_key], **model_info}
+              "value": results[metric][1][key], "rows": results[metric][0], "best_metric": top,
+              "best_value": results[top][1][key], **model_info}
     path = out / "run.json"
     write_text(path, json.dumps(record, indent=1, default=float))
     return path
 
 
-def _own(spec: DatasetSpec, record: dict) -> bool:
+def _own(rule: Rule, name: str, record: dict) -> bool:
     """A record of this dataset: its name when it has one (older records have none), and this dataset's columns."""
     rows = record.get("rows")
-    return (record.get("dataset", spec.name) == spec.name and isinstance(rows, list)
-            and all(isinstance(r, dict) and set(spec.row_columns) <= set(r) for r in rows))
+    return (record.get("dataset", name) == name and isinstance(rows, list)
+            and all(isinstance(r, dict) and set(rule.row_columns) <= set(r) for r in rows))
 
 
-def write_summary(spec: DatasetSpec, result_dir: Path, part: str) -> tuple[Path, Path]:
+def write_summary(rule: Rule, name: str, result_dir: Path, part: str) -> tuple[Path, Path]:
     """summary.csv / summary.md (summary_eval.* for the evaluation set) over every recorded machine type."""
     records = []
     for mt_dir in sorted(p for p in result_dir.iterdir() if p.is_dir()):
         f = mt_dir / ("run.json" if part == "dev" else "eval/run.json")
         if f.is_file():
             record = json.loads(f.read_text())
-            if _own(spec, record):
+            if _own(rule, name, record):
                 records.append(record)
             else:
                 print(f"summary: left out {f}: a record of {record.get('dataset', 'another dataset')}, not "
-                      f"{spec.name} (give each dataset its own result_dir)")
-    key = spec.summary_key
-    official = spec.official([r["rows"] for r in records])
+                      f"{name} (give each dataset its own result_dir)")
+    key = rule.summary_key
+    official = rule.official([r["rows"] for r in records])
     cols = ["machine", "metric", "configured", key, "best_metric", f"best_{key}", "paper", "model"]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -62,7 +61,7 @@ def write_summary(spec: DatasetSpec, result_dir: Path, part: str) -> tuple[Path,
     stem = "summary" if part == "dev" else "summary_eval"
     csv_path, md_path = result_dir / f"{stem}.csv", result_dir / f"{stem}.md"
     write_text(csv_path, buf.getvalue())
-    write_text(md_path, _markdown(spec, records, official, part))
+    write_text(md_path, _markdown(key, name, records, official, part))
     return csv_path, md_path
 
 
@@ -70,9 +69,8 @@ def _pct(v) -> str:
     return "nan" if v is None or np.isnan(v) else f"{100 * v:.2f}"
 
 
-def _markdown(spec: DatasetSpec, records: list[dict], official: dict, part: str) -> str:
-    key = spec.summary_key
-    title = next((r["title"] for r in records if r.get("title")), dataset_title(spec.name, {}))
+def _markdown(key: str, name: str, records: list[dict], official: dict, part: str) -> str:
+    title = next((r["title"] for r in records if r.get("title")), dataset_title(name, {}))
     lines = [f"# {title}: {key} (%) per machine type, {part} test set", "",
              f"| machine | metric | {key} | best metric | best {key} | paper |", "|---|---|---|---|---|---|"]
     for r in records:

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import registry
 from .data.cache import clip_features
 from .data.clips import Clip, DatasetSpec, attach_ground_truth
 from .decision import decide, decision_metrics
-from .evaluation import Results, best_metric, evaluate_all
+from .evaluation import Results, Rule
 from .files import replace_set
 from .model import Model, prepare, save_thresholds
 from .report import (
@@ -45,39 +46,39 @@ def test_set(spec: DatasetSpec, cfg: dict, mt: str, dev: bool, truth: str | None
     return TestSet(clips, "dev" if dev else "eval", dev or bool(truth))
 
 
-def report_results(spec: DatasetSpec, results: Results, configured: str | None, out: Path) -> str:
+def report_results(rule: Rule, results: Results, configured: str | None, out: Path) -> str:
     """Print the best and the configured metric's tables, write the result files; return the best metric on
     this test set."""
-    top = best_metric(results, spec.summary_key)
-    print(table(spec, top, *results[top], "best metric on this test set"))
+    top = rule.best_metric(results)
+    print(table(rule, top, *results[top], "best metric on this test set"))
     if configured:
-        print(table(spec, configured, *results[configured], "configured metric"))
-    for f in write_results(spec, results, out):
+        print(table(rule, configured, *results[configured], "configured metric"))
+    for f in write_results(rule, results, out):
         print(f"wrote {f}")
     return top
 
 
-def write_decisions(spec: DatasetSpec, mt: str, model: Model, tests: TestSet, scores: np.ndarray, metric: str,
+def write_decisions(rule: Rule, mt: str, model: Model, tests: TestSet, scores: np.ndarray, metric: str,
                     train_specs, detect_dir: Path, out: Path) -> float:
     """Score and decision files in the challenge's format, published as one set (all or none), replacing the
     previous run's set for this machine type and test set; with labels, precision / recall / F1. Returns the
     decision threshold."""
-    rule, fitted = model.threshold(metric, train_specs)
+    decision, fitted = model.threshold(metric, train_specs)
     if fitted:
         print(f"decision: fitted the gamma threshold of {metric} on the training clips; kept in "
               f"{save_thresholds(model)}")
-    decisions = decide(scores, rule["threshold"])
-    files = {**score_files(spec, mt, tests.clips, scores, detect_dir),
-             **score_files(spec, mt, tests.clips, decisions, detect_dir, "decision_result")}
+    decisions = decide(scores, decision["threshold"])
+    files = {**score_files(rule, mt, tests.clips, scores, detect_dir),
+             **score_files(rule, mt, tests.clips, decisions, detect_dir, "decision_result")}
     replace_set(detect_dir / f".{mt}_{tests.part}.written", files)
     n = len(files) // 2
-    print(f"wrote {n} anomaly score and {n} decision files ({metric}, threshold {rule['threshold']:.6g}) "
+    print(f"wrote {n} anomaly score and {n} decision files ({metric}, threshold {decision['threshold']:.6g}) "
           f"to {detect_dir}")
     if tests.labelled:
-        rows, summary = decision_metrics(tests.clips, decisions, spec.group_name)
-        print(decision_table(spec, rows, summary))
-        print(f"wrote {write_decision_metrics(spec, rows, summary, out)}")
-    return rule["threshold"]
+        rows, summary = decision_metrics(tests.clips, decisions, rule.group)
+        print(decision_table(rule.group, rows, summary))
+        print(f"wrote {write_decision_metrics(rule.group, rows, summary, out)}")
+    return decision["threshold"]
 
 
 def draw(spec: DatasetSpec, mt: str, model: Model, tests: TestSet, scores: dict[str, np.ndarray], test_emb: np.ndarray,
@@ -90,11 +91,11 @@ def draw(spec: DatasetSpec, mt: str, model: Model, tests: TestSet, scores: dict[
     title = f"{mt} ({dataset_title(spec.name, cfg)}, {tests.part} test set), model {model.path.name}{epoch}"
     train_clips = spec.train_clips(cfg, mt)
     train_clips = [train_clips[i] for i in reference_order(train_clips)]  # the order of model.train_emb
-    drawn = []
+    drawn, group = [], spec.group_name
     if tests.labelled:
-        drawn.append(plots.score_distributions(out / f"scores_{metric}.png", spec, tests.clips, scores[metric], metric,
+        drawn.append(plots.score_distributions(out / f"scores_{metric}.png", group, tests.clips, scores[metric], metric,
                                                threshold, title))
-        drawn.append(plots.roc_curves(out / f"roc_{metric}.png", spec, tests.clips, scores[metric], metric,
+        drawn.append(plots.roc_curves(out / f"roc_{metric}.png", group, tests.clips, scores[metric], metric,
                                       cfg["detect"]["p"], title))
     drawn.append(plots.embedding_map(out / f"embeddings_{embedding}.png", model.train_emb, train_clips, test_emb,
                                      tests.clips, title, embedding))
@@ -106,26 +107,27 @@ def run_test(spec: DatasetSpec, resolved, mt: str, device: torch.device, dev: bo
     """test.py: returns the 19 scores of every test clip."""
     model, train_specs = prepare(spec, resolved, mt, device)
     cfg = model.cfg
+    rule = registry.of(spec, cfg).rule  # how results are scored and submission files named
     tests = test_set(spec, cfg, mt, dev, truth, domain_truth)
     specs = model.scaled(clip_features(cfg, mt, tests.clips, f"test_{tests.part}"))
     print(f"scoring {len(tests.clips)} {tests.part} test clips with all 19 metrics")
     scored = model.score(specs)
     scores, test_emb = scored.scores, scored.emb
     out = Path(cfg["result_dir"]) / mt / ("" if dev else "eval")
-    print(f"wrote {write_clip_scores(spec, tests.clips, scores, out)}")
+    print(f"wrote {write_clip_scores(spec.group_name, tests.clips, scores, out)}")
     configured = resolve_metric(cfg["detect"]["metric"]) if cfg["detect"]["metric"] else None
     results, top = None, None
     if tests.labelled:
-        results = evaluate_all(spec, tests.clips, scores, cfg["detect"]["p"])
-        top = report_results(spec, results, configured, out)
+        results = rule.evaluate_all(tests.clips, scores, cfg["detect"]["p"])
+        top = report_results(rule, results, configured, out)
     metric = model.metric(top if tests.part == "dev" else None)  # eval labels evaluate, never choose
-    threshold = write_decisions(spec, mt, model, tests, scores[metric], metric, train_specs, Path(cfg["detect_dir"]),
+    threshold = write_decisions(rule, mt, model, tests, scores[metric], metric, train_specs, Path(cfg["detect_dir"]),
                                 out)
     if results:
-        record_run(out, mt, tests.part, metric, configured is not None, results, spec.summary_key,
+        record_run(out, mt, tests.part, metric, configured is not None, results, rule,
                    {"paper": cfg.get("paper_result"), "model": str(model.path), "epoch": model.info.get("epoch"),
                     "dataset": spec.name, "title": dataset_title(spec.name, cfg)})
-        for f in write_summary(spec, Path(cfg["result_dir"]), tests.part):
+        for f in write_summary(rule, spec.name, Path(cfg["result_dir"]), tests.part):
             print(f"wrote {f}")
     if pictures:
         for f in draw(spec, mt, model, tests, scores, test_emb, metric, threshold, out, embedding):

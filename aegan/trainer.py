@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import checkpoint, distributed
+from . import checkpoint, distributed, registry
 from .artifact import read as read_model
 from .artifact import threshold_key, training_lock, write_model
 from .config import batch_size
@@ -26,7 +26,7 @@ from .data.segments import SegmentSampler, skip_loader_draw
 from .decision import fit_threshold
 from .device import seed_everything
 from .errors import AeganError
-from .evaluation import best_metric, evaluate_all
+from .evaluation import Rule
 from .fast_steps import ddp_train_step, train_step
 from .scores import (
     EmbeddingDetectors,
@@ -116,7 +116,7 @@ def _show(bar: tqdm, row: dict) -> None:
 class Run:
     """One training run of one machine type: what every step after the setup needs."""
 
-    spec: DatasetSpec
+    rule: Rule  # how the dev test results are scored: selects the epoch and the metric
     cfg: dict
     mt: str
     seed: int
@@ -177,17 +177,17 @@ def score_epoch(cfg: dict, nets: Nets, data: Data, device: torch.device
     return scored.scores, scored.emb, train_emb
 
 
-def critic_results(spec: DatasetSpec, cfg: dict, test_clips: list, g_scores: dict[str, np.ndarray],
+def critic_results(rule: Rule, cfg: dict, test_clips: list, g_scores: dict[str, np.ndarray],
                    test_emb: np.ndarray, train_emb: np.ndarray) -> dict:
     """The evaluation's CPU part (it may run beside the next epoch): the detectors fitted and queried, then the
     19 metrics' results."""
     scores = with_critic_scores(g_scores, test_emb, EmbeddingDetectors(train_emb))
-    return evaluate_all(spec, test_clips, scores, cfg["detect"]["p"])
+    return rule.evaluate_all(test_clips, scores, cfg["detect"]["p"])
 
 
-def evaluate(spec: DatasetSpec, cfg: dict, nets: Nets, data: Data, device: torch.device) -> dict:
+def evaluate(rule: Rule, cfg: dict, nets: Nets, data: Data, device: torch.device) -> dict:
     """One epoch's evaluation, waited for: all 19 metrics on the labelled dev test set (bench/gpu.py times it)."""
-    return critic_results(spec, cfg, data.test_clips, *score_epoch(cfg, nets, data, device))
+    return critic_results(rule, cfg, data.test_clips, *score_epoch(cfg, nets, data, device))
 
 
 def start_evaluation(run: Run, epoch: int, mean: dict, seconds: float) -> Pending:
@@ -195,7 +195,7 @@ def start_evaluation(run: Run, epoch: int, mean: dict, seconds: float) -> Pendin
     nets = run.nets
     g_scores, test_emb, train_emb = score_epoch(run.cfg, nets, run.data, run.device)
     pending = Pending(epoch, mean, seconds, g_scores, test_emb, train_emb, snapshot(nets))
-    pending.future = run.pool.submit(critic_results, run.spec, run.cfg, run.data.test_clips, g_scores, test_emb,
+    pending.future = run.pool.submit(critic_results, run.rule, run.cfg, run.data.test_clips, g_scores, test_emb,
                                      train_emb)
     return pending
 
@@ -207,27 +207,26 @@ def settle(run: Run) -> None:
     if p is None:
         return
     results = (p.future.result() if p.future else
-               critic_results(run.spec, run.cfg, run.data.test_clips, p.g_scores, p.test_emb, p.train_emb))
-    cfg, progress, spec = run.cfg, run.progress, run.spec
-    shown, value, improved = select(results, spec, cfg, progress)
-    top = best_metric(results, spec.summary_key)
+               critic_results(run.rule, run.cfg, run.data.test_clips, p.g_scores, p.test_emb, p.train_emb))
+    cfg, progress, rule = run.cfg, run.progress, run.rule
+    shown, value, improved = select(results, rule, cfg, progress)
+    top = rule.best_metric(results)
     progress.history.append({"epoch": p.epoch + 1, **p.mean, "best_metric": top, "metric": shown, "value": value,
-                             "best_value": float(results[top][1][spec.summary_key])})
+                             "best_value": float(results[top][1][rule.summary_key])})
     if improved:
         progress.best = {"value": value, "epoch": p.epoch + 1, "metric": shown}
         progress.keep(p.weights, p.train_emb)
     summ = results[shown][1]
     run.logger.info(f"{_epoch_line(cfg, p.epoch, p.mean, p.seconds)} | {shown}: "
-                    + " ".join(f"{c} {100 * summ[c]:.2f}" for c in spec.summary_columns)
+                    + " ".join(f"{c} {100 * summ[c]:.2f}" for c in rule.summary_columns)
                     + (" *selected" if improved else ""))
 
 
-def select(results: dict, spec: DatasetSpec, cfg: dict, progress: Progress) -> tuple[str, float, bool]:
+def select(results: dict, rule: Rule, cfg: dict, progress: Progress) -> tuple[str, float, bool]:
     """(metric shown, its value, whether this epoch becomes the selected model) under train.select."""
     how = cfg["train"]["select"]
-    top = best_metric(results, spec.summary_key)
-    shown = resolve_metric(cfg["detect"]["metric"]) if how == "metric" else top
-    value = float(results[shown][1][spec.summary_key])
+    shown = resolve_metric(cfg["detect"]["metric"]) if how == "metric" else rule.best_metric(results)
+    value = float(results[shown][1][rule.summary_key])
     # nan (no group with both classes) never beats a number, but the first epoch is always kept
     improved = how == "last" or progress.best["epoch"] == 0 or value > progress.best["value"]
     return shown, value, improved
@@ -275,14 +274,14 @@ def finish(run: Run) -> None:
     scores = training_scores(metric, run.nets.netG, EmbeddingDetectors(emb), emb, lambda: run.data.train_specs,
                              cfg["feat"], run.device, cfg["detect"]["amp"])
     percentile = cfg["detect"]["decision_percentile"]
-    rule = {"metric": metric, **fit_threshold(scores, percentile)}
+    decision = {"metric": metric, **fit_threshold(scores, percentile)}
     best_path = run.paths[0]
-    write_model(best_path, model_file(run.spec, cfg, run.seed, run.data, progress,
-                                      {threshold_key(metric, percentile): rule}))
-    run.logger.info(f"decision threshold of {metric}: {rule['threshold']:.6g} "
-                    f"(gamma fit, {rule['percentile']:.0%} of the training clips' scores)")
+    write_model(best_path, model_file(run.rule.best_key, cfg, run.seed, run.data, progress,
+                                      {threshold_key(metric, percentile): decision}))
+    run.logger.info(f"decision threshold of {metric}: {decision['threshold']:.6g} "
+                    f"(gamma fit, {decision['percentile']:.0%} of the training clips' scores)")
     best = progress.best
-    value = "" if math.isnan(best["value"]) else f", {run.spec.summary_key} {100 * best['value']:.2f}"
+    value = "" if math.isnan(best["value"]) else f", {run.rule.summary_key} {100 * best['value']:.2f}"
     run.logger.info(f"selected model: epoch {best['epoch']}, metric {best['metric']}{value} -> {best_path}")
 
 
@@ -338,7 +337,7 @@ def setup(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int
         progress = resume(nets, last_path, checkpoint.describe_arch(cfg["net"]), device, cfg, seed,
                           data.identity)
         logger.info(f"resuming from {last_path} at epoch {progress.start + 1}")
-    run = Run(spec, cfg, mt, seed, device, data, nets, progress, logger)
+    run = Run(registry.of(spec, cfg).rule, cfg, mt, seed, device, data, nets, progress, logger)
     if progress.pending and main:  # the last epoch's evaluation was still running when the run stopped
         run.pending = Pending.from_state(progress.pending, snapshot(nets))  # the nets hold its weights
         settle(run)
@@ -348,14 +347,14 @@ def setup(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int
 
 def train_epochs(run: Run, rank: int, world: int) -> None:
     """The epochs from where the run stands to train.epoch."""
-    cfg, spec, data, nets, tcfg = run.cfg, run.spec, run.data, run.nets, run.cfg["train"]
+    cfg, data, nets, tcfg = run.cfg, run.data, run.nets, run.cfg["train"]
     if world > 1:  # after loading: DDP broadcasts rank 0's weights, which are the same here
         ddpG, ddpD = distributed.wrap(nets.netG, run.device), distributed.wrap(nets.netD, run.device)
         nets.netG, nets.netD, nets.gen, nets.ddp = ddpG.module, ddpD.module, ddpG.module, (ddpG, ddpD)
     sampler = SegmentSampler(data.train_specs, cfg["feat"]["frame_num"], cfg["feat"]["graph_hop_f"], batch_size(cfg),
                              rank, world)
     if data.test_clips:
-        run.logger.info(SELECT_NOTE[tcfg["select"]].format(key=spec.summary_key, metric=cfg["detect"]["metric"]))
+        run.logger.info(SELECT_NOTE[tcfg["select"]].format(key=run.rule.summary_key, metric=cfg["detect"]["metric"]))
     else:
         run.logger.info(f"{run.mt} has no labelled dev test set (an evaluation machine type): no evaluation during "
                         f"training, the last epoch is kept, and its scores use {choose_metric(cfg['detect']['metric'])}"

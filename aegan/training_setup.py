@@ -162,11 +162,11 @@ def save_last(path: Path, cfg: dict, seed: int, nets: Nets, data: Data, progress
     artifact.write_last(path, last)
 
 
-def model_file(spec: DatasetSpec, cfg: dict, seed: int, data: Data, progress: Progress, thresholds: dict
+def model_file(best_key: str, cfg: dict, seed: int, data: Data, progress: Progress, thresholds: dict
                ) -> artifact.ModelFile:
     """The finished run's model file: the selected epoch's weights and everything scoring needs."""
     sel, best = progress.selected, progress.best
     return artifact.ModelFile(
         sel["netG"], sel["netD"], copy.deepcopy(cfg), data.identity, float(data.vmax), float(data.vmin),
         sel["train_emb"].numpy(), data.sample_rate, best["epoch"], best["metric"], float(best["value"]),
-        spec.best_key, thresholds, progress.history, seed, progress.run_id)
+        best_key, thresholds, progress.history, seed, progress.run_id)

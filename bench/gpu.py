@@ -136,6 +136,7 @@ def time_variant(name: str, spec, cfg: dict, device, data, s: dict) -> dict:
 
     from aegan.data.segments import SegmentSampler
     from aegan.device import seed_everything
+    from aegan.evaluation import SECTIONS
     from aegan.fast_steps import train_step
     from aegan.trainer import evaluate
     from aegan.training_setup import build
@@ -176,7 +177,7 @@ def time_variant(name: str, spec, cfg: dict, device, data, s: dict) -> dict:
     sync()
     train_s = time.perf_counter() - t
     t = time.perf_counter()
-    evaluate(spec, cfg, nets, data, device)
+    evaluate(SECTIONS, cfg, nets, data, device)
     sync()
     eval_s = time.perf_counter() - t
     segs = s["iters"] * s["batch"] / train_s

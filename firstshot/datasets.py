@@ -14,7 +14,6 @@ from dcase2022.datasets import DCASE2022
 class FirstShot(DCASE2022):
     name = "firstshot"
     machines = ()
-    machines_help = "a folder of <dataset_dir>/dev_data/ or eval_data/ (any name: the evaluation types are new)"
     root = Path(__file__).resolve().parent
 
     def machine_types(self, cfg: dict) -> tuple[str, ...]:

@@ -14,6 +14,7 @@ from scipy.stats import hmean
 
 from aegan import checkpoint, cli, registry, synth
 from aegan.config import load_config, output_settings
+from aegan.evaluation import SECTIONS
 from conftest import HANG_GUARD, ROOT, TINY, one_line_error, run_cli
 from firstshot.datasets import SPEC
 
@@ -103,7 +104,7 @@ def test_reproduce_runs_a_whole_year_through_the_scripts(tmp_path):
 def test_a_new_year_is_one_registry_entry(tmp_path, capsys, monkeypatch):
     """DCASE 2027 (fictitious: evaluation clips renamed from 0005, three channels) registered as its one line in
     aegan/registry.py would be: synth lays it out, train.py and test.py run it end to end, paths name it."""
-    year = registry.FirstShotYear("dcase2027", "firstshot", "firstshot", 2027, first_eval_number=5,
+    year = registry.FirstShotYear("dcase2027", "firstshot", "firstshot", SECTIONS, 2027, first_eval_number=5,
                                   eval_channels=3)
     monkeypatch.setitem(registry.REGISTRY, year.name, year)
     data, out = tmp_path / "data", tmp_path / "out"

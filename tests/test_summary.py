@@ -14,12 +14,11 @@ from scipy.stats import hmean
 from aegan import plots
 from aegan.data.clips import Clip
 from aegan.decision import decision_metrics
+from aegan.evaluation import IDS, SECTIONS
 from aegan.localization import summary_layout
 from aegan.report import dataset_title, decision_table, write_decision_metrics
 from aegan.summary import record_run, write_summary
 from conftest import ROOT, run_script
-from dcase2020.datasets import SPEC as SPEC20
-from dcase2022.datasets import SPEC as SPEC22
 
 
 def _results(key, rows, summary):
@@ -32,9 +31,9 @@ def test_dcase2022_official_score_is_the_harmonic_mean_of_everything(tmp_path):
          {"section": "01", "AUC_source": 0.65, "AUC_target": 0.75, "pAUC": 0.52}]
     for mt, rows in (("fan", a), ("valve", b)):
         summ = {"hmean": hmean([r[k] for r in rows for k in ("AUC_source", "AUC_target", "pAUC")])}
-        record_run(tmp_path / mt, mt, "dev", "G_x_2_sum", True, _results("hmean", rows, summ), "hmean",
+        record_run(tmp_path / mt, mt, "dev", "G_x_2_sum", True, _results("hmean", rows, summ), SECTIONS,
                    {"paper": 65.83 if mt == "fan" else None})
-    csv_path, md = write_summary(SPEC22, tmp_path, "dev")
+    csv_path, md = write_summary(SECTIONS, "dcase2022", tmp_path, "dev")
     rows = list(csv.DictReader(csv_path.open()))
     assert [r["machine"] for r in rows] == ["fan", "valve", "official"] and rows[0]["best_metric"] == "G_x_2_sum"
     everything = [r[k] for r in a + b for k in ("AUC_source", "AUC_target", "pAUC")]
@@ -47,8 +46,8 @@ def test_dcase2020_official_score_averages_auc_and_pauc(tmp_path):
     b = [{"id": "01", "AUC": 0.6, "pAUC": 0.5}]
     for mt, rows in (("fan", a), ("pump", b)):
         record_run(tmp_path / mt, mt, "dev", "G_x_2_sum", False, _results("average", rows, {"average": 0.7}),
-                   "average", {})
-    rows = list(csv.DictReader(write_summary(SPEC20, tmp_path, "dev")[0].open()))
+                   IDS, {})
+    rows = list(csv.DictReader(write_summary(IDS, "dcase2020", tmp_path, "dev")[0].open()))
     auc, pauc = np.mean([0.85, 0.6]), np.mean([0.7, 0.5])  # an undefined (nan) ID value is left out
     assert float(rows[-1]["average"]) == pytest.approx((auc + pauc) / 2, rel=1e-12)
 
@@ -58,24 +57,22 @@ def test_records_of_another_dataset_are_left_out(tmp_path, capsys):
     KeyError 'AUC' when the other dataset's run.json was there)."""
     rows22 = [{"section": "00", "AUC_source": 0.9, "AUC_target": 0.6, "pAUC": 0.55}]
     rows20 = [{"id": "00", "AUC": 0.9, "pAUC": 0.7}]
-    record_run(tmp_path / "fan", "fan", "dev", "G_x_2_sum", True, _results("hmean", rows22, {"hmean": 0.6}), "hmean",
+    record_run(tmp_path / "fan", "fan", "dev", "G_x_2_sum", True, _results("hmean", rows22, {"hmean": 0.6}), SECTIONS,
                {"dataset": "dcase2022"})
     record_run(tmp_path / "pump", "pump", "dev", "D_lof", True, _results("average", rows20, {"average": 0.8}),
-               "average", {"dataset": "dcase2020"})
-    rows = list(csv.DictReader(write_summary(SPEC20, tmp_path, "dev")[0].open()))
+               IDS, {"dataset": "dcase2020"})
+    rows = list(csv.DictReader(write_summary(IDS, "dcase2020", tmp_path, "dev")[0].open()))
     assert [r["machine"] for r in rows] == ["pump", "official"]
     assert "left out" in capsys.readouterr().out
-    rows = list(csv.DictReader(write_summary(SPEC22, tmp_path, "dev")[0].open()))
+    rows = list(csv.DictReader(write_summary(SECTIONS, "dcase2022", tmp_path, "dev")[0].open()))
     assert [r["machine"] for r in rows] == ["fan", "official"]
 
 
 def test_first_shot_summary_names_the_year(tmp_path):
-    from firstshot.datasets import SPEC as SPECFS
-
     rows = [{"section": "00", "AUC_source": 0.9, "AUC_target": 0.6, "pAUC": 0.55}]
-    record_run(tmp_path / "fan", "fan", "dev", "G_x_2_sum", True, _results("hmean", rows, {"hmean": 0.6}), "hmean",
+    record_run(tmp_path / "fan", "fan", "dev", "G_x_2_sum", True, _results("hmean", rows, {"hmean": 0.6}), SECTIONS,
                {"dataset": "firstshot", "title": dataset_title("firstshot", {"year": 2025})})
-    md = write_summary(SPECFS, tmp_path, "dev")[1].read_text()
+    md = write_summary(SECTIONS, "firstshot", tmp_path, "dev")[1].read_text()
     assert md.startswith("# DCASE 2025: hmean") and "firstshot" not in md
     assert dataset_title("dcase2020", {}) == "DCASE 2020"
 
@@ -86,9 +83,9 @@ def test_zero_decision_hmean_is_written_as_zero(tmp_path):
     clips = [Clip(Path(f"{i}.wav"), "00", "source", i % 2) for i in range(4)]
     rows, summary = decision_metrics(clips, np.array([1 - c.label for c in clips]), "section")
     assert 0 < summary["F1"] < 1e-12  # the floored hmean
-    body = list(csv.reader(write_decision_metrics(SPEC22, rows, summary, tmp_path).open()))
+    body = list(csv.reader(write_decision_metrics("section", rows, summary, tmp_path).open()))
     assert body[-1] == ["hmean", "", "0.0", "0.0", "0.0"]
-    assert decision_table(SPEC22, rows, summary).splitlines()[-1].split()[1:] == ["0.00", "0.00", "0.00"]
+    assert decision_table("section", rows, summary).splitlines()[-1].split()[1:] == ["0.00", "0.00", "0.00"]
 
 
 def _clips20():
@@ -98,8 +95,8 @@ def _clips20():
 def test_roc_legend_gives_auc_and_the_tables_pauc():
     clips = _clips20()
     scores = np.array([i + (3 * c.label) for i, c in enumerate(clips)], dtype=float)
-    fig = plots.roc_figure(SPEC20, clips, scores, "D_lof", 0.1, "fan (DCASE 2020, dev test set)")
-    rows, _ = SPEC20.evaluate(clips, scores, 0.1)  # the table's numbers
+    fig = plots.roc_figure("id", clips, scores, "D_lof", 0.1, "fan (DCASE 2020, dev test set)")
+    rows, _ = IDS.evaluate(clips, scores, 0.1)  # the table's numbers
     for ax, row in zip(fig.axes, rows):
         texts = [t.get_text() for t in ax.get_legend().get_texts()]
         assert f"all: AUC {row['AUC']:.3f}" in texts and f"pAUC {row['pAUC']:.3f} (FPR <= 0.1)" in texts

@@ -1,7 +1,9 @@
-"""What a DCASE dataset folder must say about itself, and the clip listing they share.
+"""What a DCASE dataset says about its files, and the clip listing every dataset shares.
 
-dcase2022/datasets.py and dcase2020/datasets.py subclass `DatasetSpec` with their file-name parsing,
-grouping (section or machine ID), evaluation protocol and output names; everything else is shared.
+dcase2022/datasets.py and dcase2020/datasets.py subclass `DatasetSpec` with their file-name parsing, grouping
+(section or machine ID) and ground-truth file names; everything else is shared. What is done with the clips
+lives where it is used: the evaluation rule and the submission files' names in aegan/evaluation.py (a dataset
+names its rule in aegan/registry.py), the localization figures' names in aegan/localization.py.
 """
 
 from __future__ import annotations
@@ -9,8 +11,6 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass, replace
 from pathlib import Path
-
-import numpy as np
 
 from ..errors import AeganError
 
@@ -27,40 +27,19 @@ class Clip:
 
 
 class DatasetSpec:
-    """Base class; subclasses fill the class attributes and the parse/evaluate methods."""
+    """Base class; subclasses fill the class attributes, `parse` and `ground_truth_file`."""
 
     name: str  # "dcase2022"
     machines: tuple[str, ...]  # fixed lists; empty where the dataset folder says (machine_types)
-    machines_help = ""
-    group_name: str  # "section" / "id"
-    best_key: str  # the original's checkpoint key: "best_hmean" / "best_aver"
-    summary_key: str  # the number a model is selected on: "hmean" / "average"
-    summary_label: str  # how the console names the summary value
-    summary_columns: tuple[str, ...]  # header of all_metrics.csv after "metric"
-    row_columns: tuple[str, ...]  # per-group measures
+    group_name: str  # what the file names group clips by: "section" / "id"
     root: Path  # the dataset folder (holds config.yaml)
     has_domains: bool = False  # clips carry source/target domains (DCASE 2022)
-    default_dev: bool = False  # what test.py scores without -d/-e: the eval test set (2022) or dev (2020)
 
     def parse(self, path: Path, split: str, source: str) -> Clip:
         raise NotImplementedError
 
-    def evaluate(self, clips: list[Clip], scores: np.ndarray, max_fpr: float) -> tuple[list[dict], dict]:
-        raise NotImplementedError
-
-    def official(self, rows_by_machine: list[list[dict]]) -> dict[str, float]:
-        """The challenge's score of a system from every machine type's per-group rows ("official" and parts)."""
-        raise NotImplementedError
-
-    def score_file(self, mt: str, group: str) -> str:
-        raise NotImplementedError
-
     def sort_key(self, path: Path):
         return path.name
-
-    def loc_name(self, clip: Clip) -> str:
-        """File name of a clip's localization figure: group, domain, true label, the clip's own number."""
-        raise NotImplementedError
 
     def ground_truth_file(self, mt: str, group: str) -> str:
         """Name of the official ground-truth CSV of one section/ID of the evaluation test set."""
