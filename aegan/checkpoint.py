@@ -7,17 +7,21 @@ scalar needs are allowed, under their numpy 2 and numpy 1 module names.
 
 from __future__ import annotations
 
+import copy
 import os
 import pickle
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from .config import CHOICES, get, leaves
 from .errors import AeganError, shown
 from .files import atomic_path
+from .nets import build_nets
 
 _scalar = np._core.multiarray.scalar
 # the float64 scalar, the dtype it is built from, and that dtype's class (set on BUILD)
@@ -71,29 +75,59 @@ def describe_arch(net_cfg: dict) -> str:
     return ", ".join(f"net.{k}={v}" for k, v in net_cfg.items() if k != "act")
 
 
-def _hint(net: nn.Module, sd: dict) -> str:
-    """Name the setting most likely at fault from how the key sets differ."""
-    own = net.state_dict()
-    if any(k.endswith("running_mean") for k in sd) != any(k.endswith("running_mean") for k in own):
-        return "norm type differs (checkpoint is {} , config is {})".format(
-            "bn" if any(k.endswith("running_mean") for k in sd) else "ln",
-            "bn" if any(k.endswith("running_mean") for k in own) else "ln")
-    if ("Encoder.main.1.weight" in sd) != ("Encoder.main.1.weight" in own):
-        return "first_norm differs (a norm after the encoder's first conv: {} in the checkpoint, {} here)".format(
-            "Encoder.main.1.weight" in sd, "Encoder.main.1.weight" in own)
-    if set(sd) != set(own):
-        return f"number of layers differs ({len(sd)} tensors in the checkpoint, {len(own)} here; net.isize?)"
-    for k in own:
-        if tuple(own[k].shape) != tuple(sd[k].shape):
-            return (f"{k} has shape {tuple(sd[k].shape)} in the checkpoint, {tuple(own[k].shape)} here "
-                    "(isize/nz/ndf/ngf?)")
+def _shapes(sd: dict) -> dict[str, tuple]:
+    return {k: tuple(v.shape) for k, v in sd.items()}
+
+
+def _alternatives(net_cfg: dict) -> Iterator[tuple[str, object, dict]]:
+    """(setting, other value, net config with it) for every net setting with a few values: its choices in
+    config.CHOICES, or true/false. A network variant declared there is tried here without naming it."""
+    for name, value in leaves(net_cfg, "net."):
+        for other in CHOICES.get(name, (True, False) if isinstance(value, bool) else ()):
+            if other != value:
+                alt = {"net": copy.deepcopy(net_cfg)}
+                parent, leaf = name.rsplit(".", 1)
+                get(alt, parent)[leaf] = other
+                yield name, other, alt["net"]
+
+
+def _first_difference(net: nn.Module, sd: dict) -> str:
+    """The first layer, in the network's order, whose tensors differ in name or shape, described both ways."""
+    def layers(shapes: dict) -> dict[str, dict[str, tuple]]:
+        out: dict[str, dict[str, tuple]] = {}
+        for k, shape in shapes.items():
+            layer, _, tensor = k.rpartition(".")
+            out.setdefault(layer, {})[tensor] = shape
+        return out
+
+    def tensors(t: dict | None) -> str:
+        return ", ".join(f"{k} {s}" for k, s in t.items() if k != "num_batches_tracked") if t else "no tensors"
+
+    own, theirs = layers(_shapes(net.state_dict())), layers(_shapes(sd))
+    for layer in [*own, *(k for k in theirs if k not in own)]:
+        if own.get(layer) != theirs.get(layer):
+            here = f"a {type(net.get_submodule(layer)).__name__} with {tensors(own[layer])}" if layer in own else \
+                "no tensors"
+            return f"layer {layer} holds {tensors(theirs.get(layer))} in the checkpoint, {here} here"
     return "unknown difference"
 
 
-def load_weights(net: nn.Module, sd: dict, path: str | os.PathLike, what: str, arch: str) -> None:
-    """strict=True load; a mismatch is one line naming the setting, not a 40-line key dump."""
+def _hint(net: nn.Module, sd: dict, what: str, net_cfg: dict) -> str:
+    """The setting at fault when another value of one net setting builds the checkpoint's network; else the
+    first layer that differs (isize, nz, ndf and ngf show in its shapes)."""
+    wanted = _shapes(sd)
+    for name, other, alt in _alternatives(net_cfg):
+        with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave the run's generator alone
+            g, d = build_nets(alt)
+        if _shapes({"netG": g, "netD": d}[what].state_dict()) == wanted:
+            return f"the checkpoint's {what} was built with {name}={other!r}, not {get({'net': net_cfg}, name)!r}"
+    return _first_difference(net, sd)
+
+
+def load_weights(net: nn.Module, sd: dict, path: str | os.PathLike, what: str, net_cfg: dict) -> None:
+    """strict=True load; a mismatch is one line naming the setting or the layer, not a 40-line key dump."""
     try:
         net.load_state_dict(sd, strict=True)
     except RuntimeError:
         raise AeganError(f"checkpoint {path}: {what} does not match the network built from the config "
-                         f"({arch}): {_hint(net, sd)}") from None
+                         f"({describe_arch(net_cfg)}): {_hint(net, sd, what, net_cfg)}") from None

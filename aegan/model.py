@@ -114,9 +114,8 @@ def from_checkpoint(resolved: Resolved, saved: dict, path: object) -> tuple[dict
 
 def _nets(state: dict, net_cfg: dict, path: Path, device: torch.device):
     netG, netD = build_nets(net_cfg)
-    arch = checkpoint.describe_arch(net_cfg)
-    checkpoint.load_weights(netG, state["netG"], path, "netG", arch)
-    checkpoint.load_weights(netD, state["netD"], path, "netD", arch)
+    checkpoint.load_weights(netG, state["netG"], path, "netG", net_cfg)
+    checkpoint.load_weights(netD, state["netD"], path, "netD", net_cfg)
     return netG.to(device).eval(), netD.to(device).eval()
 
 

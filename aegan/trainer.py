@@ -334,7 +334,7 @@ def setup(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int
     progress = Progress()
     if resume_run:
         last_path = checkpoint.model_paths(cfg, mt)[1]
-        progress = resume(nets, last_path, checkpoint.describe_arch(cfg["net"]), device, cfg, seed,
+        progress = resume(nets, last_path, device, cfg, seed,
                           data.identity)
         logger.info(f"resuming from {last_path} at epoch {progress.start + 1}")
     run = Run(registry.of(spec, cfg).rule, cfg, mt, seed, device, data, nets, progress, logger)

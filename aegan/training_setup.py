@@ -124,7 +124,7 @@ def build(cfg: dict, device: torch.device) -> Nets:
     return Nets(netG, netD, torch.compile(netG) if tcfg["compile"] else netG, optD, optG, fmt)
 
 
-def resume(nets: Nets, last_path: Path, arch: str, device: torch.device, cfg: dict, seed: int, identity: Identity
+def resume(nets: Nets, last_path: Path, device: torch.device, cfg: dict, seed: int, identity: Identity
            ) -> Progress:
     """The state after the last completed epoch (weights, optimizers, random generators, the selected epoch),
     when it is the same run: other training clips, seed or settings that change the numbers are refused, each
@@ -137,8 +137,8 @@ def resume(nets: Nets, last_path: Path, arch: str, device: torch.device, cfg: di
     if diffs:
         raise AeganError(f"--resume: {last_path} is a run with other settings ({'; '.join(diffs)}): resume with the "
                          "run's settings, or train anew without --resume")
-    checkpoint.load_weights(nets.netG, state["netG"], last_path, "netG", arch)
-    checkpoint.load_weights(nets.netD, state["netD"], last_path, "netD", arch)
+    checkpoint.load_weights(nets.netG, state["netG"], last_path, "netG", cfg["net"])
+    checkpoint.load_weights(nets.netD, state["netD"], last_path, "netD", cfg["net"])
     nets.optG.load_state_dict(state["optG"])
     nets.optD.load_state_dict(state["optD"])
     torch.set_rng_state(state["rng_cpu"].cpu())

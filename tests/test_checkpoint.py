@@ -7,7 +7,15 @@ import pytest
 import torch
 
 from aegan import checkpoint
-from aegan.nets import Discriminator, Generator
+from aegan.nets import Discriminator, Generator, build_nets
+
+NET = {"isize": 128, "nz": 256, "ndf": 32, "ngf": 32, "normalize": {"d": "ln", "g": "ln"}, "first_norm": True}
+
+
+def net(**changes) -> dict:
+    """The paper's `net` section with some settings changed (normalize_g sets normalize.g)."""
+    out = {**NET, **{k: v for k, v in changes.items() if k != "normalize_g"}}
+    return {**out, "normalize": {"d": "ln", "g": changes.get("normalize_g", "ln")}}
 
 
 @pytest.mark.parametrize("norm, first_norm, key", [("ln", False, "best_hmean"), ("bn", True, "best_aver")])
@@ -21,8 +29,9 @@ def test_original_format_checkpoint_loads_strict(tmp_path, norm, first_norm, key
     state = checkpoint.load(path)
     assert isinstance(state[key], np.float64) and state[key] == 0.731
     g2, d2 = Generator(norm=norm, first_norm=first_norm), Discriminator()
-    checkpoint.load_weights(g2, state["netG"], path, "netG", "test")
-    checkpoint.load_weights(d2, state["netD"], path, "netD", "test")
+    cfg = net(normalize_g=norm, first_norm=first_norm)
+    checkpoint.load_weights(g2, state["netG"], path, "netG", cfg)
+    checkpoint.load_weights(d2, state["netD"], path, "netD", cfg)
     for a, b in zip(g.state_dict().values(), g2.state_dict().values()):
         assert torch.equal(a, b)
 
@@ -41,14 +50,19 @@ def test_checkpoint_refuses_code_and_names_mismatch(tmp_path):
     path = tmp_path / "ln.pth"
     torch.save({"netG": Generator(norm="ln").state_dict(), "netD": Discriminator().state_dict()}, path)
     state = checkpoint.load(path)
-    with pytest.raises(checkpoint.AeganError, match="norm type differs"):
-        checkpoint.load_weights(Generator(norm="bn"), state["netG"], path, "netG", "bn")
-    with pytest.raises(checkpoint.AeganError, match="first_norm"):
-        checkpoint.load_weights(Generator(norm="ln", first_norm=False), state["netG"], path, "netG", "ln")
-    with pytest.raises(checkpoint.AeganError, match="net.isize"):
-        checkpoint.load_weights(Generator(isize=64), state["netG"], path, "netG", "64")
-    with pytest.raises(checkpoint.AeganError, match="shape"):
-        checkpoint.load_weights(Generator(nz=128), state["netG"], path, "netG", "nz128")
+    # a net setting with a few values (config.CHOICES, or a boolean) is named with both values
+    for changed, named in ((net(normalize_g="bn"), "built with net.normalize.g='ln', not 'bn'"),
+                           (net(first_norm=False), "built with net.first_norm=True, not False")):
+        with pytest.raises(checkpoint.AeganError, match=named):
+            checkpoint.load_weights(build_nets(changed)[0], state["netG"], path, "netG", changed)
+    # a size is shown by the first layer that differs, both ways
+    for changed, named in ((net(isize=64), "layer Encoder.main.1 holds weight (32, 64, 64), bias (32, 64, 64) in "
+                            "the checkpoint, a LayerNorm with weight (32, 32, 32), bias (32, 32, 32) here"),
+                           (net(nz=128), "layer Encoder.main.15 holds weight (256, 512, 4, 4) in the checkpoint, "
+                            "a Conv2d with weight (128, 512, 4, 4) here")):
+        with pytest.raises(checkpoint.AeganError) as e:
+            checkpoint.load_weights(build_nets(changed)[0], state["netG"], path, "netG", changed)
+        assert named in str(e.value) and "net.isize=" in str(e.value)
     trunc = tmp_path / "trunc.pth"
     trunc.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(checkpoint.AeganError, match="truncated"):
