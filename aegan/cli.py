@@ -23,7 +23,8 @@ from .trainer import train
 
 def _parser(spec: DatasetSpec, what: str) -> argparse.ArgumentParser:
     p = Parser(prog=f"{spec.name}/{what}.py", description=f"AEGAN-AD {what} on {spec.name.upper()} Task 2")
-    known = ", ".join(spec.machines) or "a folder of <dataset_dir>/dev_data/ or eval_data/"
+    known = ", ".join(spec.machines) or ("a folder of <dataset_dir>/dev_data/ or eval_data/ (any name: the "
+                                          "evaluation types are new)")
     p.add_argument("--mt", required=True, help=f"machine type: {known}")
     p.add_argument("-c", "--card_id", type=int, default=0, help="CUDA device index (CPU when CUDA is absent)")
     p.add_argument("--config", help="YAML file applied on top of the defaults and pretrain/<dataset>/<mt>.yaml")

@@ -201,11 +201,11 @@ def prepare(spec: DatasetSpec, resolved: Resolved, mt: str, device: torch.device
     if side is not None and side.train_emb is not None:
         model = _from_sidecar(state, side, cfg, path, device, digest)
     else:
-        model = _derive(spec, cfg, mt, state, path, device, digest, train_clips, expected)
+        model = _derive(cfg, mt, state, path, device, digest, train_clips, expected)
     return model, train_specs
 
 
-def _derive(spec: DatasetSpec, cfg: dict, mt: str, state: dict, path: Path, device: torch.device, digest: str,
+def _derive(cfg: dict, mt: str, state: dict, path: Path, device: torch.device, digest: str,
             train_clips: list, expected: Identity) -> Model:
     """What an original checkpoint lacks, from its training clips: the scaling and the critic's reference set."""
     raw = clip_features(cfg, mt, train_clips, f"train_{cfg['train_set']}")

@@ -193,16 +193,23 @@ def test_temp_files_of_a_killed_write_are_removed_by_the_next_write(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["result.csv"]
 
 
-@pytest.mark.parametrize("target", ["model", "input", "table.wav"])
+@pytest.mark.parametrize("target", ["model", "input", "table.wav", "model link.csv", "input hard link.csv"])
 def test_score_out_never_destroys_an_input(trained2022, synth2022, tmp_path, target):
+    """A name that is not a table is refused by its suffix; a .csv name that is an input under another name (a
+    symbolic or hard link) by what it is."""
     model = trained2022[0] / "model" / "fan.pth"
     clip = tmp_path / "clip.wav"
     shutil.copy(sorted((synth2022 / "dev_data" / "fan" / "test").glob("*.wav"))[0], clip)
-    out = {"model": model, "input": clip, "table.wav": tmp_path / "table.wav"}[target]
+    out = {"model": model, "input": clip, "table.wav": tmp_path / "table.wav", "model link.csv": tmp_path / "m.csv",
+           "input hard link.csv": tmp_path / "c.csv"}[target]
+    if target == "model link.csv":
+        out.symlink_to(model)
+    if target == "input hard link.csv":
+        os.link(clip, out)
     before = {p: p.read_bytes() for p in (model, clip)}
     r = subprocess.run([sys.executable, "-m", "aegan.score", "--model", str(model), "--out", str(out), str(clip)],
                        cwd=ROOT, capture_output=True, text=True)
-    one_line_error(r.returncode, r.stderr, "--out")
+    one_line_error(r.returncode, r.stderr, "an input of this run" if "link" in target else "the rows are a CSV table")
     assert all(p.read_bytes() == b for p, b in before.items()) and not (tmp_path / "table.wav").exists()
 
 

@@ -83,7 +83,7 @@ def test_clips_that_cannot_be_used_are_named(tmp_path):
         extract([bad], FEAT)
     cut = tmp_path / "cut.wav"
     cut.write_bytes(a.read_bytes()[:30])  # truncated inside the header
-    with pytest.raises(AeganError, match="cut.wav"):
+    with pytest.raises(AeganError, match="cannot read audio file .*cut.wav"):
         logmel(cut, **FEAT)
     nan = tmp_path / "nan.wav"
     sf.write(nan, np.full(1000, np.nan), 16000, subtype="FLOAT")

@@ -32,8 +32,9 @@ def test_original_format_checkpoint_loads_strict(tmp_path, norm, first_norm, key
     cfg = net(normalize_g=norm, first_norm=first_norm)
     checkpoint.load_weights(g2, state["netG"], path, "netG", cfg)
     checkpoint.load_weights(d2, state["netD"], path, "netD", cfg)
-    for a, b in zip(g.state_dict().values(), g2.state_dict().values()):
-        assert torch.equal(a, b)
+    for ours, theirs in ((g2, g), (d2, d)):
+        mine, original = ours.state_dict(), theirs.state_dict()
+        assert list(mine) == list(original) and all(torch.equal(mine[k], original[k]) for k in original)
 
 
 def test_checkpoint_refuses_code_and_names_mismatch(tmp_path):

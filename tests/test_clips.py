@@ -32,7 +32,8 @@ def test_listing_is_sorted_and_skips_what_is_not_a_wav(tmp_path, capsys):
 @pytest.mark.parametrize("breakage, message", [
     (lambda d: __import__("shutil").rmtree(d / "dev_data" / "fan"), "dev_data/fan/train does not exist"),
     (lambda d: [p.unlink() for p in (d / "dev_data" / "fan" / "train").iterdir()], "holds no .wav clips"),
-    (lambda d: (d / "dev_data" / "fan" / "train" / "normal_0001.wav").write_bytes(b"x"), "normal_0001.wav"),
+    (lambda d: (d / "dev_data" / "fan" / "train" / "normal_0001.wav").write_bytes(b"x"),
+     "normal_0001.wav: file name does not follow DCASE 2022 naming"),
 ])
 def test_a_broken_dataset_folder_is_named(tmp_path, breakage, message):
     d = synth.make_2022(tmp_path / "d", "fan", seconds=0.5, n_train=2, n_train_target=1, n_test=1, seed=1)

@@ -45,7 +45,9 @@ def test_each_rank_takes_its_slice_of_every_global_batch():
     torch.manual_seed(3)
     order = wide.permutation()
     torch.manual_seed(3)
-    for b, batch in enumerate(wide.epoch()):
+    batches = list(wide.epoch())
+    assert len(batches) == 3  # 21 segments, 3 whole global batches of 6, rank 1's half of each
+    for b, batch in enumerate(batches):
         assert torch.equal(batch[:, 0], torch.stack([view[i // 7, i % 7] for i in order[6 * b + 3:6 * b + 6].tolist()]))
 
 
@@ -54,4 +56,5 @@ def test_a_non_contiguous_input_gives_the_same_segments():
     torch.manual_seed(0)
     a = list(SegmentSampler(t, 8, 2, 5).epoch())
     torch.manual_seed(0)
-    assert all(torch.equal(x, y) for x, y in zip(a, SegmentSampler(t.contiguous(), 8, 2, 5).epoch()))
+    b = list(SegmentSampler(t.contiguous(), 8, 2, 5).epoch())
+    assert len(a) == len(b) == 4 and all(torch.equal(x, y) for x, y in zip(a, b))

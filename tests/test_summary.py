@@ -97,6 +97,7 @@ def test_roc_legend_gives_auc_and_the_tables_pauc():
     scores = np.array([i + (3 * c.label) for i, c in enumerate(clips)], dtype=float)
     fig = plots.roc_figure("id", clips, scores, "D_lof", 0.1, "fan (DCASE 2020, dev test set)")
     rows, _ = IDS.evaluate(clips, scores, 0.1)  # the table's numbers
+    assert len(fig.axes) == len(rows) == 3  # one panel per machine ID
     for ax, row in zip(fig.axes, rows):
         texts = [t.get_text() for t in ax.get_legend().get_texts()]
         assert f"all: AUC {row['AUC']:.3f}" in texts and f"pAUC {row['pAUC']:.3f} (FPR <= 0.1)" in texts
