@@ -107,9 +107,13 @@ class Rule:
     summary_label: str  # how the console names it
     best_key: str  # the original's checkpoint key for it: "best_hmean" / "best_aver"
     domains: bool  # rows need each clip's source/target domain
-    score_file: str  # the submission file of one group, as the evaluator names it ({mt}, {group})
+    score_file: str  # the submission file of one group, as the evaluator names it ({kind}, {mt}, {group})
     per_group: Callable  # (scores, labels, domains or None, groups, max_fpr) -> (rows, summary)
     system: Callable  # (rows of every machine type) -> {"official": ..., and its parts}
+
+    def __post_init__(self) -> None:
+        if "{kind}" not in self.score_file:  # else the decision files would replace the score files of a group
+            raise ValueError(f"Rule.score_file {self.score_file!r} must name {{kind}} (anomaly_score, decision_result)")
 
     @property
     def aggregate(self) -> str:
@@ -139,14 +143,14 @@ class Rule:
 
     def score_name(self, mt: str, group: str, kind: str = "anomaly_score") -> str:
         """anomaly_score_... or decision_result_... file name of one group."""
-        return self.score_file.format(mt=mt, group=group).replace("anomaly_score", kind, 1)
+        return self.score_file.format(kind=kind, mt=mt, group=group)
 
 
 SECTIONS = Rule("section", ("AUC_source", "AUC_target", "pAUC"), ("AUC_source", "AUC_target", "pAUC", "hmean"),
                 "hmean", "hmean of all sections' AUC_source, AUC_target and pAUC", "best_hmean", True,
-                "anomaly_score_{mt}_section_{group}_test.csv", evaluate_sections, official_sections)
+                "{kind}_{mt}_section_{group}_test.csv", evaluate_sections, official_sections)
 IDS = Rule("id", ("AUC", "pAUC"), ("AUC", "pAUC", "average"), "average",
            "average of the mean AUC and the mean pAUC over IDs", "best_aver", False,
-           "anomaly_score_{mt}_id_{group}.csv",
+           "{kind}_{mt}_id_{group}.csv",
            lambda scores, labels, _domains, groups, max_fpr: evaluate_ids(scores, labels, groups, max_fpr),
            official_ids)

@@ -27,7 +27,7 @@ class Dataset:
     demos use."""
 
     name: str  # "dcase2022": the --dataset name and the default output folders' name
-    folder: str  # the dataset folder, "dcase2022/"
+    folder: str  # the dataset folder: "dcase2022" beside the package, or an absolute path anywhere
     layout: str  # aegan.synth's generator: "2020" | "2022" | "firstshot"
     rule: Rule  # how its results are scored and its submission files named (aegan/evaluation.py)
 
@@ -41,10 +41,11 @@ class Dataset:
         return ROOT / self.folder
 
     def spec(self):
-        """The folder's DatasetSpec (datasets.py, SPEC): file names, listing, evaluation rule."""
-        if str(ROOT) not in sys.path:  # the dataset folders are not part of the installed package
-            sys.path.insert(0, str(ROOT))
-        return importlib.import_module(f"{self.folder}.datasets").SPEC
+        """The folder's DatasetSpec (datasets.py, SPEC): file names, grouping, listing."""
+        parent = str(self.root.parent)  # the dataset folders are not part of the installed package
+        if parent not in sys.path:
+            sys.path.insert(0, parent)
+        return importlib.import_module(f"{self.root.name}.datasets").SPEC
 
 
 @dataclass(frozen=True)
