@@ -45,7 +45,12 @@ class Dataset:
         parent = str(self.root.parent)  # the dataset folders are not part of the installed package
         if parent not in sys.path:
             sys.path.insert(0, parent)
-        return importlib.import_module(f"{self.root.name}.datasets").SPEC
+        module = importlib.import_module(f"{self.root.name}.datasets")
+        found = Path(module.__file__).resolve().parent
+        if found != self.root.resolve():  # a folder named like another dataset's: Python would give that one
+            raise AeganError(f"dataset {self.name}: its folder {self.root} has the name of the dataset folder {found}, "
+                             "which is loaded instead; give the folder a name of its own")
+        return module.SPEC
 
 
 @dataclass(frozen=True)

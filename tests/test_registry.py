@@ -4,6 +4,7 @@ shared code without a change to it."""
 
 import csv
 import re
+import sys
 import textwrap
 
 import numpy as np
@@ -58,6 +59,15 @@ def system(rows_by_machine):
 
 UNITS = Rule("unit", ("AUC",), ("AUC",), "AUC", "mean AUC over units", "best_auc", False,
              "{kind}_{mt}_unit{group}.csv", per_unit, system)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_imports(monkeypatch):
+    """Each test's dcase2099/ is a new folder: forget the last one's module and sys.path entry afterwards."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    yield
+    for name in ("dcase2099.datasets", "dcase2099"):
+        sys.modules.pop(name, None)
 
 
 def _dataset(tmp_path):
@@ -118,3 +128,14 @@ def test_an_unregistered_dataset_is_one_line(tmp_path, capsys):
     code, _, err = run_cli(cli.train_main, spec, ["--mt", "pump", *out_sets(tmp_path / "out", data),
                                                   *(x for s in TINY for x in ("--set", s))], capsys)
     one_line_error(code, err, "unknown dataset 'dcase2099'")
+
+
+def test_a_folder_named_like_another_dataset_is_refused(tmp_path):
+    """Python imports a module once by name: a second dcase2020/ elsewhere would silently get the repository's."""
+    clash = tmp_path / "dcase2020"
+    clash.mkdir()
+    (clash / "datasets.py").write_text(textwrap.dedent(DATASETS_PY))
+    registry.dataset("dcase2020").spec()  # the repository's, imported first
+    with pytest.raises(registry.AeganError, match=f"its folder {clash} has the name of the dataset folder "
+                       f"{ROOT / 'dcase2020'}, which is loaded instead"):
+        registry.Dataset("dcase2099", str(clash), "2020", UNITS).spec()
