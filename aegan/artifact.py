@@ -189,7 +189,8 @@ def model_from_state(state: dict, path: Path) -> ModelFile:
         raise AeganError(f"model {shown(path)} has format version {state.get('version')!r}; this code reads "
                          f"version {VERSION}: train it again with this version")
     # the selected value under the original's key, named by the evaluation rule (evaluation.Rule.best_key)
-    best_key = next((k for k in state if isinstance(k, str) and k.startswith("best_")), None)
+    best = [k for k in state if isinstance(k, str) and k.startswith("best_")]
+    best_key = best[0] if len(best) == 1 else None
     checks = {"config": isinstance(state.get("config"), dict) and isinstance(state["config"].get("net"), dict),
               "feat_max": _finite(state.get("feat_max")), "feat_min": _finite(state.get("feat_min")),
               "train_emb": isinstance(state.get("train_emb"), torch.Tensor) and state["train_emb"].dim() == 2,

@@ -8,6 +8,7 @@ scalar needs are allowed, under their numpy 2 and numpy 1 module names.
 from __future__ import annotations
 
 import copy
+import itertools
 import os
 import pickle
 import re
@@ -79,16 +80,20 @@ def _shapes(sd: dict) -> dict[str, tuple]:
     return {k: tuple(v.shape) for k, v in sd.items()}
 
 
-def _alternatives(net_cfg: dict) -> Iterator[tuple[str, object, dict]]:
-    """(setting, other value, net config with it) for every net setting with a few values: its choices in
-    config.CHOICES, or true/false. A network variant declared there is tried here without naming it."""
-    for name, value in leaves(net_cfg, "net."):
-        for other in CHOICES.get(name, (True, False) if isinstance(value, bool) else ()):
-            if other != value:
-                alt = {"net": copy.deepcopy(net_cfg)}
-                parent, leaf = name.rsplit(".", 1)
-                get(alt, parent)[leaf] = other
-                yield name, other, alt["net"]
+def _alternatives(net_cfg: dict) -> Iterator[tuple[list[tuple[str, object]], dict]]:
+    """([(setting, other value)], net config with them): each other value of every net setting with a few values
+    (its choices in config.CHOICES, or true/false), then each two of them together (a DCASE 2020 checkpoint, bn
+    with first_norm, loaded under a 2022 fan setting, ln without). A network variant declared there is tried here
+    without naming it."""
+    options = [(name, other) for name, value in leaves(net_cfg, "net.")
+               for other in CHOICES.get(name, (True, False) if isinstance(value, bool) else ()) if other != value]
+    pairs = [[a, b] for a, b in itertools.combinations(options, 2) if a[0] != b[0]]
+    for changes in [*([o] for o in options), *pairs]:
+        alt = {"net": copy.deepcopy(net_cfg)}
+        for name, other in changes:
+            parent, leaf = name.rsplit(".", 1)
+            get(alt, parent)[leaf] = other
+        yield changes, alt["net"]
 
 
 def _first_difference(net: nn.Module, sd: dict) -> str:
@@ -113,14 +118,15 @@ def _first_difference(net: nn.Module, sd: dict) -> str:
 
 
 def _hint(net: nn.Module, sd: dict, what: str, net_cfg: dict) -> str:
-    """The setting at fault when another value of one net setting builds the checkpoint's network; else the
-    first layer that differs (isize, nz, ndf and ngf show in its shapes)."""
+    """The settings at fault when other values of one or two net settings build the checkpoint's network; else
+    the first layer that differs (isize, nz, ndf and ngf show in its shapes)."""
     wanted = _shapes(sd)
-    for name, other, alt in _alternatives(net_cfg):
+    for changes, alt in _alternatives(net_cfg):
         with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave the run's generator alone
             g, d = build_nets(alt)
         if _shapes({"netG": g, "netD": d}[what].state_dict()) == wanted:
-            return f"the checkpoint's {what} was built with {name}={other!r}, not {get({'net': net_cfg}, name)!r}"
+            return f"the checkpoint's {what} was built with " + ", ".join(
+                f"{name}={other!r} (here {get({'net': net_cfg}, name)!r})" for name, other in changes)
     return _first_difference(net, sd)
 
 

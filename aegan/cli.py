@@ -100,6 +100,8 @@ def train_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
 
 def test_main(spec: DatasetSpec, argv: list[str] | None = None, default: str = "eval") -> None:
     """`default`: the test set scored without -d/-e, "eval" (the original's DCASE 2022 script) or "dev" (2020's)."""
+    if default not in ("dev", "eval"):
+        raise ValueError(f"test_main(default=...) is 'dev' or 'eval', not {default!r}")
     p = _parser(spec, "test")
     default_dev = default == "dev"
     which = p.add_mutually_exclusive_group()

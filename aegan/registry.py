@@ -45,7 +45,12 @@ class Dataset:
         parent = str(self.root.parent)  # the dataset folders are not part of the installed package
         if parent not in sys.path:
             sys.path.insert(0, parent)
-        module = importlib.import_module(f"{self.root.name}.datasets")
+        try:
+            module = importlib.import_module(f"{self.root.name}.datasets")
+        except ImportError as e:  # no datasets.py there, or the folder's name is taken by an installed package
+            raise AeganError(f"dataset {self.name}: cannot import {self.root / 'datasets.py'} as "
+                             f"{self.root.name}.datasets ({e}); check the folder, or give it a name of its own"
+                             ) from None
         found = Path(module.__file__).resolve().parent
         if found != self.root.resolve():  # a folder named like another dataset's: Python would give that one
             raise AeganError(f"dataset {self.name}: its folder {self.root} has the name of the dataset folder {found}, "
@@ -93,8 +98,13 @@ def dataset(name: str) -> Dataset:
 
 
 def of(spec, cfg: dict) -> Dataset:
-    """The entry of the dataset a run is on: its folder's, or the first-shot year's that cfg names."""
-    return dataset(spec.dataset_id(cfg))
+    """The entry of the dataset a run is on: its folder's, or the first-shot year's that cfg names. Its rule must
+    group results as the dataset's files group clips (per_<group>.csv beside clip_scores.csv)."""
+    entry = dataset(spec.dataset_id(cfg))
+    if entry.rule.group != spec.group_name:
+        raise AeganError(f"dataset {entry.name} groups its clips by {spec.group_name}, but its evaluation rule writes "
+                         f"{entry.rule.group} rows: give it a Rule with group {spec.group_name!r} (aegan/registry.py)")
+    return entry
 
 
 def first_shot_year(year: object) -> FirstShotYear:

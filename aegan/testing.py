@@ -105,6 +105,7 @@ def draw(spec: DatasetSpec, mt: str, model: Model, tests: TestSet, scores: dict[
 def run_test(spec: DatasetSpec, resolved, mt: str, device: torch.device, dev: bool, truth: str | None = None,
              domain_truth: str | None = None, pictures: bool = True, embedding: str = "pca") -> dict[str, np.ndarray]:
     """test.py: returns the 19 scores of every test clip."""
+    registry.of(spec, resolved.cfg)  # before any work: an unregistered dataset is one line
     model, train_specs = prepare(spec, resolved, mt, device)
     cfg = model.cfg
     rule = registry.of(spec, cfg).rule  # how results are scored and submission files named

@@ -299,13 +299,14 @@ def finished(best_path: Path, progress: Progress) -> bool:
 
 def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int, resume_run: bool = False) -> dict:
     """Train one machine type; returns {'epoch', 'metric', 'value'} of the selected model."""
+    rule = registry.of(spec, cfg).rule  # before any work: an unregistered dataset is one line
     best_path, last_path = checkpoint.model_paths(cfg, mt)
     if resume_run and not last_path.exists():
         raise AeganError(f"--resume: no resumable checkpoint {last_path} (train without --resume first)")
     device, rank, world = distributed.init(device)
     lock = training_lock(cfg["model_dir"], mt) if rank == 0 else contextlib.nullcontext()
     with lock:
-        run = setup(spec, cfg, mt, device, seed, resume_run, rank, world)
+        run = setup(spec, rule, cfg, mt, device, seed, resume_run, rank, world)
         trained = run.progress.start < cfg["train"]["epoch"]
         if trained:
             train_epochs(run, rank, world)
@@ -318,8 +319,8 @@ def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int
     return run.progress.best
 
 
-def setup(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int, resume_run: bool, rank: int,
-          world: int) -> Run:
+def setup(spec: DatasetSpec, rule: Rule, cfg: dict, mt: str, device: torch.device, seed: int, resume_run: bool,
+          rank: int, world: int) -> Run:
     """Data, networks and progress of a new run, or of the run in <mt>_last.pth (--resume)."""
     main = rank == 0
     seed_everything(seed)  # the same seed on every rank: same permutations and interpolation weights
@@ -337,7 +338,7 @@ def setup(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int
         progress = resume(nets, last_path, device, cfg, seed,
                           data.identity)
         logger.info(f"resuming from {last_path} at epoch {progress.start + 1}")
-    run = Run(registry.of(spec, cfg).rule, cfg, mt, seed, device, data, nets, progress, logger)
+    run = Run(rule, cfg, mt, seed, device, data, nets, progress, logger)
     if progress.pending and main:  # the last epoch's evaluation was still running when the run stopped
         run.pending = Pending.from_state(progress.pending, snapshot(nets))  # the nets hold its weights
         settle(run)

@@ -162,6 +162,7 @@ def test_an_original_checkpoints_sidecar_follows_its_training_clips(trained2022,
     ("train_emb", torch.zeros(3, 4), "train_emb (one row per training clip)"),
     ("identity", {"mt": "fan"}, "identity"),
     ("config", "x", "config"),
+    ("best_aver", 0.5, "best value"),  # a second selected value beside best_hmean: which one is meant?
 ])
 def test_a_damaged_model_file_is_one_line(trained2022, synth2022, tmp_path, capsys, entry, value, named):
     out = _copy_run(trained2022, tmp_path)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from aegan import checkpoint, cli, registry, synth
-from aegan.evaluation import Rule, _auc
+from aegan.evaluation import IDS, Rule, _auc
 from conftest import ROOT, TINY, one_line_error, out_sets, run_cli
 
 pytestmark = pytest.mark.slow
@@ -122,12 +122,36 @@ def test_a_rule_must_keep_score_and_decision_files_apart():
         Rule("unit", ("AUC",), ("AUC",), "AUC", "", "best_auc", False, "scores_{mt}_{group}.csv", per_unit, system)
 
 
-def test_an_unregistered_dataset_is_one_line(tmp_path, capsys):
+def test_an_unregistered_dataset_is_one_line_before_any_work(tmp_path, capsys):
     folder, data = _dataset(tmp_path)
     spec = registry.Dataset("dcase2099", str(folder), "2020", UNITS).spec()
-    code, _, err = run_cli(cli.train_main, spec, ["--mt", "pump", *out_sets(tmp_path / "out", data),
-                                                  *(x for s in TINY for x in ("--set", s))], capsys)
-    one_line_error(code, err, "unknown dataset 'dcase2099'")
+    sets = [*out_sets(tmp_path / "out", data), *(x for s in TINY for x in ("--set", s))]
+    for main, args in ((cli.train_main, []), (cli.test_main, ["-d"])):
+        code, _, err = run_cli(main, spec, ["--mt", "pump", *args, *sets], capsys)
+        one_line_error(code, err, "unknown dataset 'dcase2099'")
+    assert not (tmp_path / "out").exists()  # no feature cache, log or model folder was made first
+
+
+def test_a_rule_that_groups_otherwise_than_the_files_is_refused(tmp_path, capsys, monkeypatch):
+    """DCASE 2099 groups by unit; the 2020 rule would write per_id.csv rows beside a clip_scores.csv of units."""
+    folder, data = _dataset(tmp_path)
+    monkeypatch.setitem(registry.REGISTRY, "dcase2099", registry.Dataset("dcase2099", str(folder), "2020", IDS))
+    code, _, err = run_cli(cli.train_main, registry.dataset("dcase2099").spec(),
+                           ["--mt", "pump", *out_sets(tmp_path / "out", data)], capsys)
+    one_line_error(code, err, "dataset dcase2099 groups its clips by unit, but its evaluation rule writes id rows")
+
+
+def test_a_folder_that_cannot_be_imported_is_one_line(tmp_path):
+    """No datasets.py, or a folder named like an installed package (yaml) that has no datasets module."""
+    for name in ("dcase2098", "yaml"):
+        (tmp_path / name).mkdir()
+        with pytest.raises(registry.AeganError, match=f"dataset x: cannot import {tmp_path / name / 'datasets.py'}"):
+            registry.Dataset("x", str(tmp_path / name), "2020", UNITS).spec()
+
+
+def test_test_main_names_its_default_set():
+    with pytest.raises(ValueError, match="'dev' or 'eval', not 'Dev'"):
+        cli.test_main(registry.dataset("dcase2020").spec(), ["--mt", "fan"], default="Dev")
 
 
 def test_a_folder_named_like_another_dataset_is_refused(tmp_path):

@@ -107,7 +107,7 @@ def test_settings_come_from_the_checkpoint_and_a_conflict_is_named(trained2022, 
              "feat.graph_hop_f=2", "--set", "net.isize=64", "--set", "net.ndf=16", "--set", "net.ngf=16"]
     code, _, err = run_cli(cli.test_main, SPEC, [*plain, *small, "--set", "net.nz=64", "--set", "net.normalize.g=bn"],
                            capsys)
-    one_line_error(code, err, "built with net.normalize.g='ln', not 'bn'")
+    one_line_error(code, err, "built with net.normalize.g='ln' (here 'bn')")
     code, _, err = run_cli(cli.test_main, SPEC, [*plain, *small, "--set", "net.nz=32"], capsys)
     one_line_error(code, err, "layer Encoder.main.11 holds weight (64, 128, 4, 4) in the checkpoint, a Conv2d with "
                    "weight (32, 128, 4, 4) here")
