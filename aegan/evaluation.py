@@ -147,15 +147,15 @@ class Rule:
         return self.score_file.format(kind=kind, mt=mt, group=group)
 
 
-SECTIONS = Rule("section", ("AUC_source", "AUC_target", "pAUC"), ("AUC_source", "AUC_target", "pAUC", "hmean"),
-                "hmean", "hmean of all sections' AUC_source, AUC_target and pAUC", "best_hmean", True,
-                "{kind}_{mt}_section_{group}_test.csv", evaluate_sections, official_sections)
 def _per_id(scores: np.ndarray, labels: np.ndarray, _domains: None, groups: np.ndarray, max_fpr: float
             ) -> tuple[list[dict], dict]:
+    """evaluate_ids under the Rule's signature (machine IDs carry no domains)."""
     return evaluate_ids(scores, labels, groups, max_fpr)
 
 
+SECTIONS = Rule("section", ("AUC_source", "AUC_target", "pAUC"), ("AUC_source", "AUC_target", "pAUC", "hmean"),
+                "hmean", "hmean of all sections' AUC_source, AUC_target and pAUC", "best_hmean", True,
+                "{kind}_{mt}_section_{group}_test.csv", evaluate_sections, official_sections)
 IDS = Rule("id", ("AUC", "pAUC"), ("AUC", "pAUC", "average"), "average",
            "average of the mean AUC and the mean pAUC over IDs", "best_aver", False,
-           "{kind}_{mt}_id_{group}.csv",
-           _per_id, official_ids)
+           "{kind}_{mt}_id_{group}.csv", _per_id, official_ids)
