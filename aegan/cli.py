@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -13,10 +12,10 @@ from collections.abc import Callable
 from tqdm import tqdm
 
 from . import distributed
-from .config import Resolved, batch_size, dump, load_config
+from .config import Resolved, batch_key, batch_size, dump, load_config
 from .data.clips import DatasetSpec
 from .device import select_device, tune_allocator
-from .errors import AeganError, Parser
+from .errors import AeganError, Parser, sigterm_as_interrupt
 from .testing import run_test
 from .trainer import train
 
@@ -34,10 +33,6 @@ def _parser(spec: DatasetSpec, what: str) -> argparse.ArgumentParser:
     return p
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt  # SIGTERM ends a run like Ctrl-C: checkpoints are only ever replaced atomically
-
-
 def _close_bars() -> None:
     """End any progress bar an error cut short, so that the error starts on a line of its own."""
     for bar in list(getattr(tqdm, "_instances", [])):
@@ -47,7 +42,7 @@ def _close_bars() -> None:
 def run_guarded(fn: Callable[[argparse.Namespace], None], args: argparse.Namespace) -> None:
     """Run a command: every failure one line on stderr (the traceback with --debug), Ctrl-C and SIGTERM exit 130."""
     tune_allocator()
-    signal.signal(signal.SIGTERM, _interrupt)
+    sigterm_as_interrupt()
     try:
         try:
             fn(args)
@@ -92,7 +87,7 @@ def train_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
         if distributed.rank() > 0:  # torchrun: only rank 0 talks; errors still reach stderr
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
         cfg = _config(spec, a).cfg
-        distributed.check_batch(batch_size(cfg), "train.batch_size" if "batch_size" in cfg["train"] else "train.bs")
+        distributed.check_batch(batch_size(cfg), batch_key(cfg))
         train(spec, cfg, a.mt, select_device(a.card_id), a.seed, a.resume)
 
     run_guarded(run, args)

@@ -259,10 +259,13 @@ def output_settings(root: Path) -> list[str]:
     return [f"{key}={Path(root) / key.removesuffix('_dir')}" for key in PATH_KEYS if key != "dataset_dir"]
 
 
+def batch_key(cfg: dict) -> str:
+    """The training batch's key: `train.batch_size` (the original's DCASE 2022 key) or `train.bs` (DCASE 2020)."""
+    return "train.batch_size" if "batch_size" in cfg["train"] else "train.bs"
+
+
 def batch_size(cfg: dict) -> int:
-    """The training batch: `train.batch_size` (the original's DCASE 2022 key) or `train.bs` (DCASE 2020)."""
-    train = cfg["train"]
-    return train["batch_size"] if "batch_size" in train else train["bs"]
+    return get(cfg, batch_key(cfg))
 
 
 def _numbers(cfg: dict, prefix: str = "") -> list[tuple[str, float]]:
@@ -292,11 +295,10 @@ def validate(cfg: dict) -> None:
         raise AeganError(f"feat.mel_bin ({feat['mel_bin']}) must equal net.isize ({isize}): segments are square")
     if feat["frame_num"] != isize:
         raise AeganError(f"feat.frame_num ({feat['frame_num']}) must equal net.isize ({isize}): segments are square")
-    batch = "train.batch_size" if "batch_size" in train else "train.bs"
     positive = {
         "feat.fft_num": feat["fft_num"], "feat.frame_hop": feat["frame_hop"], "feat.graph_hop_f": feat["graph_hop_f"],
         "net.nz": net["nz"], "net.ndf": net["ndf"], "net.ngf": net["ngf"], "train.epoch": train["epoch"],
-        batch: batch_size(cfg), "train.wgan.ncritic": train["wgan"]["ncritic"],
+        batch_key(cfg): batch_size(cfg), "train.wgan.ncritic": train["wgan"]["ncritic"],
         "train.lrD": train["lrD"], "train.lrG": train["lrG"],
     }
     for name, value in positive.items():

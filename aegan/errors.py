@@ -1,7 +1,8 @@
-"""One exception type for every user-facing failure, so the CLI can print it as one line, and the commands'
-argument parser, whose errors are one line too."""
+"""One exception type for every user-facing failure, so the CLI can print it as one line, the commands'
+argument parser, whose errors are one line too, and how a command is stopped."""
 
 import argparse
+import signal
 import sys
 
 
@@ -21,3 +22,13 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:
         print(f"error: {message} (see --help)", file=sys.stderr)
         sys.exit(2)
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def sigterm_as_interrupt() -> None:
+    """SIGTERM (scancel, kill, torchrun ending a rank) stops a command as Ctrl-C does: the command's own
+    KeyboardInterrupt handling runs, and files are only ever replaced whole."""
+    signal.signal(signal.SIGTERM, _raise_interrupt)

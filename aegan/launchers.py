@@ -28,8 +28,8 @@ from pathlib import Path
 
 from .errors import AeganError, shown
 from .files import write_text
+from .registry import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 _LIVE: set[subprocess.Popen] = set()  # the train.py / test.py processes of this process's running jobs
 _LIVE_LOCK = threading.Lock()
 STOP = threading.Event()  # set when the run is interrupted: jobs stop, none starts

@@ -22,7 +22,6 @@ import csv
 import json
 import math
 import re
-import signal
 import statistics
 import sys
 import tempfile
@@ -31,11 +30,11 @@ from pathlib import Path
 
 from . import registry
 from .config import load_config, output_settings
-from .errors import AeganError, Parser, shown
+from .errors import AeganError, Parser, shown, sigterm_as_interrupt
 from .files import write_text
 from .launchers import Job, gpu_slots, key, queue_states, run_local, submit_slurm
 
-ROOT = Path(__file__).resolve().parents[1]
+
 def paper(dataset: str, mt: str) -> tuple[str | None, float | None]:
     """(the paper's metric, its result in %) from pretrain/<dataset>/<mt>.yaml; (None, None) without one."""
     entry = registry.dataset(dataset)
@@ -98,8 +97,6 @@ def summarize(dataset: str, machines: list[str], seeds: list[int], out: Path) ->
     return csv_path, md_path, missing
 
 
-
-
 def minutes(text: str) -> int:
     """--time as Slurm writes it ([D-]H:MM[:SS]) or plain minutes, in whole minutes (submitit's unit)."""
     m = re.fullmatch(r"(?:(\d+)-)?(\d+):(\d{2})(?::(\d{2}))?|(\d+)", text.strip())
@@ -157,7 +154,7 @@ def plan(a: argparse.Namespace) -> tuple[list[Job], list[str], Path]:
     unknown = [m for m in machines if m not in known]
     if unknown:
         raise AeganError(f"--mt: unknown machine type {unknown[0]} (known: {', '.join(known)})")
-    out = Path(a.out) if a.out else ROOT / "reproduce" / a.dataset
+    out = Path(a.out) if a.out else registry.ROOT / "reproduce" / a.dataset
     jobs = [Job(mt, s, out / mt / f"seed{s}", entry.root, (*extra, *job_sets(out / mt / f"seed{s}")),
                 tuple(test_args(spec, cfg, mt)), max(a.gpus_per_job, 1)) for mt in machines for s in range(a.seeds)]
     return jobs, machines, out
@@ -265,26 +262,21 @@ def reproduce(a: argparse.Namespace) -> int:
     else:
         status(jobs, out)
     try:
-        paths = summarize(a.dataset, machines, list(range(a.seeds)), out)
+        csv_path, md_path, missing = summarize(a.dataset, machines, list(range(a.seeds)), out)
     except OSError as e:
         raise AeganError(f"cannot write the summary in {shown(out)}: {e.strerror or e}") from None
-    for f in paths[:2]:
-        print(f"wrote {f}")
-    print(paths[0].parent.joinpath("summary.md").read_text())
-    if paths[2] and not a.status:
-        raise AeganError(f"{len(paths[2])} of {len(jobs)} jobs did not finish: {', '.join(paths[2])} (--status "
+    print(f"wrote {csv_path}\nwrote {md_path}")
+    print(md_path.read_text())
+    if missing and not a.status:
+        raise AeganError(f"{len(missing)} of {len(jobs)} jobs did not finish: {', '.join(missing)} (--status "
                          "says why and names their logs; rerun the command to run them again)")
     return 0
-
-
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt  # SIGTERM stops a run as Ctrl-C does
 
 
 def main(argv: list[str] | None = None) -> None:
     """Every failure one line on stderr; Ctrl-C and SIGTERM exit 130 with the running jobs stopped cleanly."""
     a = parse(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
+    sigterm_as_interrupt()
     try:
         sys.exit(reproduce(a))
     except AeganError as e:

@@ -105,10 +105,11 @@ def draw(spec: DatasetSpec, mt: str, model: Model, tests: TestSet, scores: dict[
 def run_test(spec: DatasetSpec, resolved, mt: str, device: torch.device, dev: bool, truth: str | None = None,
              domain_truth: str | None = None, pictures: bool = True, embedding: str = "pca") -> dict[str, np.ndarray]:
     """test.py: returns the 19 scores of every test clip."""
-    registry.of(spec, resolved.cfg)  # before any work: an unregistered dataset is one line
+    # how results are scored and submission files named; looked up before any work (an unregistered dataset is
+    # one line), from settings the model cannot change (it fixes only model.MODEL_KEYS)
+    rule = registry.of(spec, resolved.cfg).rule
     model, train_specs = prepare(spec, resolved, mt, device)
     cfg = model.cfg
-    rule = registry.of(spec, cfg).rule  # how results are scored and submission files named
     tests = test_set(spec, cfg, mt, dev, truth, domain_truth)
     specs = model.scaled(clip_features(cfg, mt, tests.clips, f"test_{tests.part}"))
     print(f"scoring {len(tests.clips)} {tests.part} test clips with all 19 metrics")

@@ -165,14 +165,20 @@ def _t(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a))
 
 
+def train_embeddings(cfg: dict, nets: Nets, data: Data, device: torch.device, desc: str) -> np.ndarray:
+    """The training clips' critic embeddings in the original's reference order: the critic detectors'
+    reference set, kept with the selected model."""
+    feat = cfg["feat"]
+    return embed_clips(nets.netD, data.train_specs, feat["frame_num"], feat["graph_hop_f"], device,
+                       cfg["detect"]["amp"], desc)[reference_order(data.train_clips)]
+
+
 def score_epoch(cfg: dict, nets: Nets, data: Data, device: torch.device
                 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """The evaluation's device part: the training clips' critic embeddings (the detectors' reference set) and the
     scoring pass over the dev test clips without the detectors: (generator scores, test and training embeddings)."""
-    feat = cfg["feat"]
-    train_emb = embed_clips(nets.netD, data.train_specs, feat["frame_num"], feat["graph_hop_f"], device,
-                            cfg["detect"]["amp"], "evaluation: training embeddings")[reference_order(data.train_clips)]
-    scored = score_clips(nets.netG, nets.netD, None, data.test_specs, feat, device, cfg["detect"]["amp"],
+    train_emb = train_embeddings(cfg, nets, data, device, "evaluation: training embeddings")
+    scored = score_clips(nets.netG, nets.netD, None, data.test_specs, cfg["feat"], device, cfg["detect"]["amp"],
                          desc="evaluation: dev test clips")
     return scored.scores, scored.emb, train_emb
 
@@ -252,9 +258,7 @@ def _epoch_line(cfg: dict, epoch: int, mean: dict, seconds: float) -> str:
 def end_unlabelled_epoch(run: Run, epoch: int, mean: dict, seconds: float) -> None:
     """Without a labelled dev test set the last epoch is the model; its training embeddings are kept."""
     cfg, nets, data = run.cfg, run.nets, run.data
-    feat = cfg["feat"]
-    train_emb = embed_clips(nets.netD, data.train_specs, feat["frame_num"], feat["graph_hop_f"], run.device,
-                            cfg["detect"]["amp"], "training embeddings")[reference_order(data.train_clips)]
+    train_emb = train_embeddings(cfg, nets, data, run.device, "training embeddings")
     run.progress.history.append({"epoch": epoch + 1, **mean})
     run.progress.best = {"value": math.nan, "epoch": epoch + 1, "metric": choose_metric(cfg["detect"]["metric"])}
     run.progress.keep(snapshot(nets), train_emb)
@@ -291,7 +295,7 @@ def finished(best_path: Path, progress: Progress) -> bool:
     if not best_path.exists():
         return False
     try:
-        state, mf = read_model(best_path)
+        _, mf = read_model(best_path)
     except AeganError:
         return False
     return mf is not None and mf.run_id == progress.run_id and len(mf.history) == len(progress.history)
@@ -335,8 +339,7 @@ def setup(spec: DatasetSpec, rule: Rule, cfg: dict, mt: str, device: torch.devic
     progress = Progress()
     if resume_run:
         last_path = checkpoint.model_paths(cfg, mt)[1]
-        progress = resume(nets, last_path, device, cfg, seed,
-                          data.identity)
+        progress = resume(nets, last_path, device, cfg, seed, data.identity)
         logger.info(f"resuming from {last_path} at epoch {progress.start + 1}")
     run = Run(rule, cfg, mt, seed, device, data, nets, progress, logger)
     if progress.pending and main:  # the last epoch's evaluation was still running when the run stopped

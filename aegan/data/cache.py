@@ -51,9 +51,10 @@ def clip_records(paths: list[Path]) -> list[list[str]]:
                                                         disable=len(paths) < 500)]
 
 
-def cache_key(records: list[list[str]], feat_cfg: dict) -> str:
-    """Hash of every feature setting and of each clip's name and content: a change gives another cache file."""
-    blob = json.dumps({"v": CACHE_VERSION, "feat": {k: feat_cfg[k] for k in FEAT_KEYS}, "clips": records})
+def cache_key(records: list[list[str]], settings: dict) -> str:
+    """Hash of every feature setting (FEAT_KEYS) and of each clip's name and content: a change gives another
+    cache file."""
+    blob = json.dumps({"v": CACHE_VERSION, "feat": settings, "clips": records})
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -64,7 +65,7 @@ def load_or_extract(paths: list[Path], feat_cfg: dict, cache_dir: str | os.PathL
         raise AeganError(f"no clips to extract features from for {name}")
     records = clip_records(paths)
     settings = {k: feat_cfg[k] for k in FEAT_KEYS}
-    cache = Path(cache_dir) / f"{name}_{cache_key(records, feat_cfg)}.npy"
+    cache = Path(cache_dir) / f"{name}_{cache_key(records, settings)}.npy"
     record = cache.with_suffix(".json")
     if cache.exists():
         arr = _read_cache(cache, record, records, settings)
