@@ -16,8 +16,9 @@ from .config import Resolved, batch_key, batch_size, dump, load_config
 from .data.clips import DatasetSpec
 from .device import select_device, tune_allocator
 from .errors import AeganError, Parser, sigterm_as_interrupt
+from .model import model_settings
 from .testing import run_test
-from .trainer import train
+from .trainer import run_settings, train
 
 
 def _parser(spec: DatasetSpec, what: str) -> argparse.ArgumentParser:
@@ -29,6 +30,8 @@ def _parser(spec: DatasetSpec, what: str) -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML file applied on top of the defaults and pretrain/<dataset>/<mt>.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting, e.g. --set train.epoch=3 (repeatable)")
+    p.add_argument("--print-config", action="store_true", help="print the settings this command would run with "
+                   "(every layer resolved) and stop")
     p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     return p
 
@@ -71,24 +74,31 @@ def _config(spec: DatasetSpec, args: argparse.Namespace) -> Resolved:
     if resolved.ignored:
         print(f"config: ignored (keys of the original code that this code does not use): "
               f"{', '.join(resolved.ignored)}")
-    print(dump(resolved.cfg))
     return resolved
+
+
+def _print_config(cfg: dict) -> None:
+    """--print-config: the settings the command would run with, and nothing run."""
+    print(dump(cfg))
 
 
 def train_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
     p = _parser(spec, "train")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--resume", action="store_true", help="continue from model_dir/<mt>_last.pth")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default 42; --resume: the run's)")
+    p.add_argument("--resume", action="store_true", help="continue from model_dir/<mt>_last.pth, with the run's "
+                   "settings")
     args = p.parse_args(argv)
-    if not 0 <= args.seed < 2**32:  # numpy's seed range
+    if args.seed is not None and not 0 <= args.seed < 2**32:  # numpy's seed range
         p.error(f"argument --seed: must be a whole number in [0, 2**32), got {args.seed}")
 
     def run(a: argparse.Namespace) -> None:
         if distributed.rank() > 0:  # torchrun: only rank 0 talks; errors still reach stderr
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
-        cfg = _config(spec, a).cfg
+        cfg, seed, state = run_settings(_config(spec, a), a.mt, a.seed, a.resume)
+        if a.print_config:
+            return _print_config(cfg)
         distributed.check_batch(batch_size(cfg), batch_key(cfg))
-        train(spec, cfg, a.mt, select_device(a.card_id), a.seed, a.resume)
+        train(spec, cfg, a.mt, select_device(a.card_id), seed, state)
 
     run_guarded(run, args)
 
@@ -117,6 +127,8 @@ def test_main(spec: DatasetSpec, argv: list[str] | None = None, default: str = "
 
     def run(a: argparse.Namespace) -> None:
         resolved = _config(spec, a)
+        if a.print_config:
+            return _print_config(model_settings(resolved, a.mt))
         run_test(spec, resolved, a.mt, select_device(a.card_id), a.dev, a.ground_truth,
                  getattr(a, "ground_truth_domain", None), not a.no_plots, a.embedding_map)
 
@@ -136,6 +148,9 @@ def loc_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
 
         if a.limit is not None and a.limit < 1 or a.top < 1:
             raise AeganError("--limit and --top must be at least 1")
-        run_loc(spec, _config(spec, a), a.mt, select_device(a.card_id), a.map, a.limit, a.top)
+        resolved = _config(spec, a)
+        if a.print_config:
+            return _print_config(model_settings(resolved, a.mt))
+        run_loc(spec, resolved, a.mt, select_device(a.card_id), a.map, a.limit, a.top)
 
     run_guarded(run, args)

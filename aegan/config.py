@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from .errors import AeganError, shown
+from .files import write_text
 
 PATH_KEYS = ("dataset_dir", "model_dir", "spec_dir", "log_dir", "detect_dir", "result_dir", "loc_dir")
 # Mappings whose keys are data, not schema: the feature-matching weights.
@@ -70,8 +71,9 @@ class Resolved:
 
     cfg: dict
     sources: list[str]
-    explicit: set[str] = field(default_factory=set)
+    explicit: set[str] = field(default_factory=set)  # keys of --config and --set
     ignored: list[str] = field(default_factory=list)
+    user: set[str] = field(default_factory=set)  # keys of every layer the user writes: config.yaml, --config, --set
 
 
 def _expanded_nodes(node: yaml.Node, memo: dict[int, int]) -> int:
@@ -222,9 +224,24 @@ def leaves(tree: dict, prefix: str = "") -> Iterator[tuple[str, Any]]:
             yield name, v
 
 
-def _keys(layer: dict) -> set[str]:
-    """Dotted names of every leaf a layer sets."""
-    return {name for name, _ in leaves(layer)}
+def _keys(layer: dict, cfg: dict) -> set[str]:
+    """Dotted names of every leaf a layer sets, as the merged config names them (an alias, train.bs in a DCASE
+    2022 run, under the dataset's own spelling)."""
+    out = set()
+    for name, _ in leaves(layer):
+        parent, _, leaf = name.rpartition(".")
+        if name in ALIASES and not _has(cfg, name):
+            name = f"{parent}.{ALIASES[name]}" if parent else ALIASES[name]
+        out.add(name)
+    return out
+
+
+def _has(cfg: dict, name: str) -> bool:
+    try:
+        get(cfg, name)
+    except (KeyError, TypeError):
+        return False
+    return True
 
 
 def _drop_ignored(layer: dict, source: str, ignored: list[str]) -> dict:
@@ -279,8 +296,18 @@ def _numbers(cfg: dict, prefix: str = "") -> list[tuple[str, float]]:
     return out
 
 
-def validate(cfg: dict) -> None:
-    """Cross-field checks that the type check cannot see."""
+def validate(cfg: dict, source: str | None = None) -> None:
+    """Cross-field checks that the type check cannot see; `source` names where the settings came from when they
+    are not the files and flags of this run (a model's or run state's stored settings)."""
+    try:
+        _validate(cfg)
+    except AeganError as e:
+        if source is None:
+            raise
+        raise AeganError(f"{source}: {e}") from None
+
+
+def _validate(cfg: dict) -> None:
     for name, value in _numbers(cfg):  # NaN passes every comparison below: refuse it (and inf) first
         if not math.isfinite(value):
             raise AeganError(f"{name} must be a finite number, got {value}")
@@ -342,22 +369,25 @@ def load_config(dataset_root: Path, mt: str, config_file: str | None = None, set
             cfg = _renamed(cfg, old, new)
         cfg = _update(cfg, layer)
     explicit: set[str] = set()
+    user: set[str] = set()
     sources = [str(f) for f in schema]
     for source, path, is_explicit in layers:
         layer = _resolve_paths(_drop_ignored(read_yaml(path), shown(source), ignored), dataset_root)
         cfg = merge(cfg, layer, shown(source))
-        explicit |= _keys(layer) if is_explicit else set()
+        explicit |= _keys(layer, cfg) if is_explicit else set()
+        user |= _keys(layer, cfg) if is_explicit or path.name == "config.yaml" else set()
         sources.append(source)
     for item in sets or []:
         source = f"--set {item}"
         layer = _resolve_paths(_drop_ignored(parse_set(item), shown(source), ignored), cwd or Path.cwd())
         cfg = merge(cfg, layer, shown(source))
-        explicit |= _keys(layer)
+        explicit |= _keys(layer, cfg)
+        user |= _keys(layer, cfg)
         sources.append(source)
     validate(cfg)
     for key in PATH_KEYS:  # a path may name a top-level setting: ../data/dcase{year} (the first-shot years)
         cfg[key] = _fill(cfg[key], cfg, key)
-    return Resolved(cfg, sources, explicit, ignored)
+    return Resolved(cfg, sources, explicit, ignored, user)
 
 
 def _renamed(cfg: dict, old: str, new: str) -> dict:
@@ -397,11 +427,33 @@ def _schema_files(defaults: Path) -> list[Path]:
     return [*_schema_files((defaults.parent / parent).resolve()), defaults] if parent else [defaults]
 
 
+def put(cfg: dict, name: str, value: Any) -> None:
+    """Set the value of a dotted key (`train.epoch`) in place."""
+    *parents, leaf = name.split(".")
+    for part in parents:
+        cfg = cfg[part]
+    cfg[leaf] = value
+
+
 def get(cfg: dict, name: str) -> Any:
     """The value of a dotted key (`feat.mel_bin`)."""
     for part in name.split("."):
         cfg = cfg[part]
     return cfg
+
+
+def settings_file(cfg: dict, mt: str, command: str) -> Path:
+    """Where a command records the settings it ran with: <log_dir>/<mt>/<command>.settings.yaml, beside the log."""
+    return Path(cfg["log_dir"]) / mt / f"{command}.settings.yaml"
+
+
+def record_settings(cfg: dict, mt: str, command: str) -> Path:
+    """Write the settings a command runs with to its settings file and say where (the console shows one line, not
+    the whole tree; --print-config prints it)."""
+    path = settings_file(cfg, mt, command)
+    write_text(path, f"# the settings {command}.py ran with for {mt}, resolved from every layer\n{dump(cfg)}\n")
+    print(f"settings: {path} (--print-config prints them)")
+    return path
 
 
 def dump(cfg: dict) -> str:

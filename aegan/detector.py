@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
-from tqdm import tqdm
 
 from .artifact import threshold_key
 from .data.audio import logmel_of, read_audio
@@ -31,6 +30,7 @@ from .data.segments import num_segments
 from .decision import decide
 from .errors import AeganError, shown
 from .model import Model, load
+from .progress import Bar, on_terminal
 from .scores import D_METRICS, resolve_metric
 
 MAX_SECONDS = 600.0  # longest recording scored: all its segments go through the networks at once
@@ -51,9 +51,9 @@ class Detector:
     def __init__(self, model: Model, metric: str | None = None, max_seconds: float = MAX_SECONDS):
         self.model = model
         if not max_seconds > 0:
-            raise AeganError(f"--max-seconds must be a positive number of seconds, got {max_seconds}")
+            raise AeganError(f"max_seconds must be a positive number of seconds, got {max_seconds}")
         self.max_seconds = float(max_seconds)
-        self.metric = resolve_metric(metric) if metric else model.metric()
+        self.metric = resolve_metric(metric, "metric") if metric else model.metric()
         self.threshold = self._threshold()
 
     @classmethod
@@ -92,11 +92,12 @@ class Detector:
         if sr != self.model.sample_rate:
             raise AeganError(f"{name} has sample rate {sr} Hz; the model was trained on {self.model.sample_rate} Hz "
                              "clips (resample it first)")
-        with threadpool_limits(1):  # as the feature cache computes them: the mel product's last bit depends on it
-            spec = logmel_of(y, sr, feat["fft_num"], feat["frame_hop"], feat["mel_bin"])
-        if num_segments(spec.shape[1], feat["frame_num"], feat["graph_hop_f"]) == 0:
+        frames = 1 + len(y) // feat["frame_hop"]  # librosa's centred frames: checked before any feature work
+        if num_segments(frames, feat["frame_num"], feat["graph_hop_f"]) == 0:
             raise AeganError(f"{name} is {len(y) / sr:.2f} s long, shorter than one segment of "
                              f"{feat['frame_num']} frames")
+        with threadpool_limits(1):  # as the feature cache computes them: the mel product's last bit depends on it
+            spec = logmel_of(y, sr, feat["fft_num"], feat["frame_hop"], feat["mel_bin"])
         scores = self.model.score(self.model.scaled(spec[None]), desc=None).scores
         value = float(scores[self.metric][0])
         return Result(name, value, int(decide(np.array([value]), self.threshold)[0]),
@@ -109,8 +110,8 @@ class Detector:
         stderr (None: only when stderr is a terminal, so a redirected run's output holds no bar)."""
         out = []
         files = expand([paths] if isinstance(paths, (str, os.PathLike)) else paths)
-        for p in tqdm(files, desc="scoring files", unit="file", leave=False,
-                      disable=None if progress is None else not progress):
+        shown = on_terminal() if progress is None else progress
+        for p in Bar(files, "scoring files", unit="files", disable=not shown):
             try:
                 y, sr = read_audio(p, self.max_seconds)
                 out.append(self._score_waveform(y, sr, str(p)))

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from .errors import AeganError, shown
 from .files import write_text
+from .progress import epochs_file, epochs_line, read_epochs
 from .registry import ROOT
 
 _LIVE: set[subprocess.Popen] = set()  # the train.py / test.py processes of this process's running jobs
@@ -56,6 +57,11 @@ class Job:
     def log(self) -> Path:
         return self.out / "run.log"
 
+    @property
+    def epochs(self) -> Path:
+        """The epochs file its train.py rewrites after each epoch (aegan/progress.py): what the launcher reports."""
+        return epochs_file(self.out / "log", self.mt)
+
     def __call__(self) -> str:
         return run_job(self)
 
@@ -80,8 +86,9 @@ def test_command(job: Job) -> list[str]:
     return [sys.executable, str(job.script / "test.py"), "--mt", job.mt, *job.test, *job.sets]
 
 
-def run_job(job: Job) -> str:
-    """Train (or resume) then test one job; returns what happened in a few words. Output goes to run.log."""
+def run_job(job: Job, report=None) -> str:
+    """Train (or resume) then test one job; returns what happened in a few words. Output goes to run.log;
+    `report(job, what)`, when given, hears each step's start and each epoch trained."""
     if (job.out / "done").exists():
         return "done before"
     try:
@@ -97,7 +104,11 @@ def run_job(job: Job) -> str:
                 cmd = command(job)
                 log.write(f"reproduce: {' '.join(cmd)}\n")
                 log.flush()
-                code = run_child(cmd, log, job.env)
+                tick = None
+                if report:
+                    report(job, f"{'training' if what == 'train' else 'testing'} (log: {shown(job.log)})")
+                    tick = _epoch_reporter(job, report) if what == "train" else None
+                code = run_child(cmd, log, job.env, tick)
                 if code == 130 or code < 0 or STOP.is_set():  # Ctrl-C, SIGTERM, a signal: not a failure
                     return "interrupted"
                 if code:
@@ -110,10 +121,27 @@ def run_job(job: Job) -> str:
     return "done"
 
 
-def run_child(cmd: list[str], log, env: dict) -> int:
+def _epoch_reporter(job: Job, report):
+    """A function that reports the job's epochs file when it changes (called every TICK seconds while it trains)."""
+    seen = [read_epochs(job.epochs)]  # a resumed job's earlier record is not news
+
+    def tick() -> None:
+        now = read_epochs(job.epochs)
+        if now is not None and now != seen[0]:
+            seen[0] = now
+            report(job, epochs_line(now))
+
+    return tick
+
+
+TICK = 2.0  # seconds between looks at a running job's epochs file
+
+
+def run_child(cmd: list[str], log, env: dict, tick=None) -> int:
     """Run one script, registered so that an interrupt can stop it. Its own session: Ctrl-C reaches only us, and
     we send it one SIGTERM. SIGUSR2 ignored: on Slurm that signal is for submitit's handler in this process (which
-    stops the script), but slurmstepd sends it to every process of the job."""
+    stops the script), but slurmstepd sends it to every process of the job. `tick()` runs every TICK seconds
+    while it runs."""
     wrapped = ["/bin/sh", "-c", 'trap "" USR2; exec "$@"', "sh", *cmd]
     with _LIVE_LOCK:
         if STOP.is_set():
@@ -122,7 +150,15 @@ def run_child(cmd: list[str], log, env: dict) -> int:
                              env={**os.environ, **env}, start_new_session=True)
         _LIVE.add(p)
     try:
-        return p.wait()
+        while True:
+            try:
+                code = p.wait(TICK if tick else None)
+                break
+            except subprocess.TimeoutExpired:
+                tick()
+        if tick:
+            tick()  # the last epoch, written within the last TICK
+        return code
     finally:
         with _LIVE_LOCK:
             _LIVE.discard(p)
@@ -183,7 +219,7 @@ def run_local(jobs: list[Job], slots: list[dict], report) -> None:
                     return
                 job = queue.pop(0)
             try:
-                status = run_job(replace(job, env=env))
+                status = run_job(replace(job, env=env), report)
             except Exception as e:  # noqa: BLE001 - one job's failure is reported; the others go on
                 status = f"failed: {e}"
             report(job, status)

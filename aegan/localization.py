@@ -20,13 +20,14 @@ import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
+from .config import record_settings  # noqa: E402
 from .data.cache import clip_features  # noqa: E402
 from .data.clips import Clip, DatasetSpec  # noqa: E402
 from .data.segments import clip_segments  # noqa: E402
-from .files import atomic_path  # noqa: E402
 from .model import Model, prepare  # noqa: E402
+from .plots import save_png  # noqa: E402
+from .progress import Bar  # noqa: E402
 
 
 def overlap_average(segments: torch.Tensor, hop: int) -> torch.Tensor:
@@ -109,8 +110,7 @@ class ClipFigure:
         self.curve_ax.relim()
         self.curve_ax.autoscale_view()
         self.title.set_text(title)
-        with atomic_path(path) as tmp:
-            self.fig.savefig(tmp, format="png", dpi=self.dpi)
+        save_png(self.fig, path, self.dpi, close=False)
 
     def close(self) -> None:
         plt.close(self.fig)
@@ -119,10 +119,7 @@ class ClipFigure:
 def summary_figure(path: Path, maps: list[tuple[str, np.ndarray]], sr: int, hop_length: int, dpi: int = 80,
                    title: str = "") -> None:
     """The maps of the k highest-scoring clips, one row each, on one colour scale, under `title`."""
-    fig = summary_layout(maps, sr, hop_length, title)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi)
-    plt.close(fig)
+    save_png(summary_layout(maps, sr, hop_length, title), path, dpi)
 
 
 def summary_layout(maps: list[tuple[str, np.ndarray]], sr: int, hop_length: int, title: str = ""):
@@ -165,7 +162,7 @@ def draw_maps(group: str, model: Model, normal: torch.Tensor, clips: list[Clip],
     chosen = list(range(len(clips)))[:limit]
     maps, scores = {}, {}
     figure = None
-    for i in tqdm(chosen, desc="localization", unit="clip"):
+    for i in Bar(chosen, "localization", unit="clips"):
         recon, resid, scores[i] = maps_and_score(model, specs, i, metric)
         norm01 = to_unit(normal[:, : recon.shape[1]])
         amap = localization_map(recon, normal) if kind == "recon" else resid / 2  # /2: in [0, 1] units
@@ -175,10 +172,12 @@ def draw_maps(group: str, model: Model, normal: torch.Tensor, clips: list[Clip],
         maps[i] = amap.numpy()
     figure.close()
     best = sorted(chosen, key=lambda i: -scores[i])[:top]
+    among = (f"of all {len(clips)} dev test clips" if len(chosen) == len(clips) else
+             f"of the first {len(chosen)} of {len(clips)} dev test clips (--limit {limit}), the only ones scored")
     summary_figure(out / f"summary_top{len(best)}.png",
                    [(f"{clips[i].path.name}  {metric} = {scores[i]:.4g}", maps[i]) for i in best], sr,
-                   feat["frame_hop"], title=f"localization maps of the {len(best)} dev test clips with the highest "
-                   f"{metric} scores (one colour scale)")
+                   feat["frame_hop"], title=f"localization maps of the {len(best)} highest {metric} scores\n{among} "
+                   "(one colour scale)")
     return len(chosen) + 1
 
 
@@ -195,4 +194,5 @@ def run_loc(spec: DatasetSpec, resolved, mt: str, device: torch.device, kind: st
     normal = normal_average(train_specs(), train_clips)
     written = draw_maps(spec.group_name, model, normal, clips, specs, metric, out, kind, limit, top)
     print(f"wrote {written} figures ({kind} maps) to {out}")
+    record_settings(cfg, mt, "loc")
     return out

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,8 +34,8 @@ from .nets import Discriminator, Generator, build_nets
 from .scores import (
     EmbeddingDetectors,
     Scored,
-    choose_metric,
     embed_clips,
+    metric_choice,
     reference_order,
     score_clips,
     training_scores,
@@ -75,8 +76,13 @@ class Model:
                            self.cfg["detect"]["amp"], recon, desc)
 
     def metric(self, best_here: str | None = None) -> str:
-        """The metric whose scores are written (scores.choose_metric: the one rule)."""
-        return choose_metric(self.cfg["detect"]["metric"], best_here, self.info.get("metric"))
+        """The metric whose scores are written (scores.metric_choice: the one rule)."""
+        return self.metric_choice(best_here)[0]
+
+    def metric_choice(self, best_here: str | None = None) -> tuple[str, str]:
+        """(the metric whose scores are written, how it was chosen: scores.CHOSEN_BY)."""
+        return metric_choice(self.cfg["detect"]["metric"], best_here, self.info.get("metric"),
+                             self.info.get("chosen_by", "selected in training"))
 
     def threshold(self, metric: str, train_specs) -> tuple[dict, bool]:
         """(threshold of `metric` at detect.decision_percentile, whether it was fitted now). `train_specs` gives
@@ -89,6 +95,16 @@ class Model:
                                  self.device, self.cfg["detect"]["amp"])
         self.thresholds[key] = {"metric": metric, **fit_threshold(scores, percentile)}
         return self.thresholds[key], True
+
+
+def training_choice(mf: artifact.ModelFile) -> str:
+    """How training chose the model's metric, read from its stored settings: the best on the labelled dev test set
+    (train.select best or last), training's detect.metric (train.select metric, or no labelled dev test set to
+    choose on), or, with neither, the default."""
+    configured = (mf.config.get("detect") or {}).get("metric")
+    if math.isnan(mf.value) or (mf.config.get("train") or {}).get("select") == "metric":
+        return "detect.metric in training" if configured else "default"
+    return "selected in training"
 
 
 def from_checkpoint(resolved: Resolved, saved: dict, path: object) -> tuple[dict, list[str]]:
@@ -112,6 +128,16 @@ def from_checkpoint(resolved: Resolved, saved: dict, path: object) -> tuple[dict
     return cfg, changed
 
 
+def model_settings(resolved: Resolved, mt: str) -> dict:
+    """The settings test.py and loc.py run with: the run's, with the model's own network, feature and training-clip
+    settings (from_checkpoint; an original checkpoint stores none)."""
+    path = checkpoint.model_paths(resolved.cfg, mt)[0]
+    if not path.exists():  # --print-config before training: the settings from the files and flags
+        return resolved.cfg
+    _, mf = artifact.read(path)
+    return resolved.cfg if mf is None else from_checkpoint(resolved, mf.config, path)[0]
+
+
 def _nets(state: dict, net_cfg: dict, path: Path, device: torch.device):
     netG, netD = build_nets(net_cfg)
     checkpoint.load_weights(netG, state["netG"], path, "netG", net_cfg)
@@ -122,7 +148,8 @@ def _nets(state: dict, net_cfg: dict, path: Path, device: torch.device):
 def _from_file(mf: artifact.ModelFile, cfg: dict, state: dict, path: Path, device: torch.device, digest: str
                ) -> Model:
     netG, netD = _nets(state, cfg["net"], path, device)
-    info = {"epoch": mf.epoch, "metric": mf.metric, "dataset": mf.identity.dataset, "mt": mf.identity.mt}
+    info = {"epoch": mf.epoch, "metric": mf.metric, "chosen_by": training_choice(mf), "dataset": mf.identity.dataset,
+            "mt": mf.identity.mt}
     side = artifact.read_sidecar(path, digest)  # thresholds fitted later for other metrics, if any
     thresholds = {**(side.thresholds if side else {}), **mf.thresholds}
     return Model(netG, netD, cfg, np.float32(mf.feat_max), np.float32(mf.feat_min), mf.train_emb, path, device,

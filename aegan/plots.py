@@ -11,19 +11,27 @@ matplotlib.use("Agg")  # files only; no display needed
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
 
 from .data.clips import Clip  # noqa: E402
 from .files import atomic_path  # noqa: E402
+from .text import pct  # noqa: E402
 
 COLORS = {"normal": "tab:blue", "anomaly": "tab:red"}
 DOMAIN_COLORS = {"source": "tab:blue", "target": "tab:orange", None: "tab:green"}
 
 
-def _save(fig, path: Path, dpi: int = 90) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi)  # laid out by tight_layout already: no second layout pass
-    plt.close(fig)
+def save_png(fig, path: Path, dpi: int = 90, close: bool = True) -> Path:
+    """Every figure's one writer: a PNG written atomically, with its title (the figure's suptitle) and its panels'
+    titles in the file's Title and Description text chunks, so that what a picture claims to show can be read back
+    from the file (tests do)."""
+    title = fig._suptitle.get_text() if fig._suptitle else ""
+    panels = " | ".join(t for t in (ax.get_title() for ax in fig.axes) if t)
+    with atomic_path(path) as tmp:  # laid out by tight_layout already: no second layout pass
+        fig.savefig(tmp, format="png", dpi=dpi, metadata={"Title": title.replace("\n", " "), "Description": panels})
+    if close:
+        plt.close(fig)
     return path
 
 
@@ -36,15 +44,21 @@ def _panels(clips: list[Clip]) -> list[tuple[str, str | None]]:
 
 def score_distributions(path: Path, group: str, clips: list[Clip], scores: np.ndarray, metric: str,
                         threshold: float, title: str) -> Path:
-    """Histograms of normal and anomalous clips' scores per section/ID and domain, with the threshold."""
+    return save_png(score_figure(group, clips, scores, metric, threshold, title), path)
+
+
+def score_figure(group: str, clips: list[Clip], scores: np.ndarray, metric: str, threshold: float, title: str):
+    """Histograms of normal and anomalous clips' scores per section/ID and domain, with the threshold. Each panel
+    has the bins and x-range of its own clips (and the threshold): the domains' scores can lie far apart."""
     panels = _panels(clips)
     ncols = 2 if panels[0][1] else min(3, len(panels))
     nrows = -(-len(panels) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 2.8 * nrows), squeeze=False)
-    bins = np.histogram_bin_edges(np.append(scores, threshold), bins=30)
     for ax, (g, d) in zip(axes.flat, panels):
+        here = [(c.label, v) for c, v in zip(clips, scores) if c.group == g and c.domain == d]
+        bins = np.histogram_bin_edges(np.append([v for _, v in here], threshold), bins=30)
         for label, name in ((0, "normal"), (1, "anomaly")):
-            s = [v for c, v in zip(clips, scores) if c.group == g and c.domain == d and c.label == label]
+            s = [v for y, v in here if y == label]
             ax.hist(s, bins=bins, alpha=0.6, color=COLORS[name], histtype="stepfilled", label=f"{name} ({len(s)})")
         ax.axvline(threshold, color="black", ls="--", lw=1, label="decision threshold")
         ax.set_title(f"{group} {g}" + (f", {d}" if d else ""), fontsize=9)
@@ -55,40 +69,45 @@ def score_distributions(path: Path, group: str, clips: list[Clip], scores: np.nd
         ax.set_visible(False)
     fig.suptitle(f"{title}\n{metric} scores of normal and anomalous clips", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
 
 
 def roc_curves(path: Path, group: str, clips: list[Clip], scores: np.ndarray, metric: str, max_fpr: float,
                title: str) -> Path:
-    return _save(roc_figure(group, clips, scores, metric, max_fpr, title), path)
+    return save_png(roc_figure(group, clips, scores, metric, max_fpr, title), path)
 
 
 def roc_figure(group: str, clips: list[Clip], scores: np.ndarray, metric: str, max_fpr: float, title: str):
-    """ROC per section/ID; with domains, one curve per domain (its normal clips against all anomalies of the
-    section, the challenge's rule) with its AUC; the shaded band is the pAUC's FPR range, with the pAUC."""
+    """ROC per section/ID: with domains, one curve per domain (its normal clips against all anomalies of the
+    section, the challenge's rule) with its AUC, and the curve of all the section's clips, whose part at FPR <=
+    max_fpr (the shaded band) gives the pAUC; without domains, the one curve with its AUC and pAUC."""
     groups = sorted({c.group for c in clips})
     fig, axes = plt.subplots(1, len(groups), figsize=(3.6 * len(groups), 3.6), squeeze=False)
     for ax, g in zip(axes[0], groups):
         members = [(c, v) for c, v in zip(clips, scores) if c.group == g]
         domains = sorted({c.domain for c, _ in members if c.domain}, key=lambda d: d != "source") or [None]
-        for d in domains:
+        for d in domains if domains != [None] else []:
             sel = [(c.label, v) for c, v in members if c.label == 1 or c.domain == d]
             y, s = np.array([x[0] for x in sel]), np.array([x[1] for x in sel])
             if len(set(y)) < 2:
                 continue
             fpr, tpr, _ = roc_curve(y, s)
-            ax.plot(fpr, tpr, color=DOMAIN_COLORS[d], label=f"{d or 'all'}: AUC {roc_auc_score(y, s):.3f}")
-        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
+            ax.plot(fpr, tpr, color=DOMAIN_COLORS[d], label=f"{d}: AUC {pct(roc_auc_score(y, s))}")
         # the pAUC as the tables have it: over every clip of the section/ID, both domains together
         y, s = np.array([c.label for c, _ in members]), np.array([v for _, v in members])
-        pauc = f"pAUC {roc_auc_score(y, s, max_fpr=max_fpr):.3f}" if len(set(y)) == 2 else "pAUC nan"
-        ax.axvspan(0, max_fpr, color="grey", alpha=0.12, label=f"{pauc} (FPR <= {max_fpr})")
+        if len(set(y)) == 2:
+            fpr, tpr, _ = roc_curve(y, s)
+            auc = "" if domains != [None] else f"AUC {pct(roc_auc_score(y, s))}, "
+            ax.plot(fpr, tpr, color="black", lw=1.2, ls="--" if domains != [None] else "-",
+                    label=f"all clips: {auc}pAUC {pct(roc_auc_score(y, s, max_fpr=max_fpr))}")
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
+        ax.axvspan(0, max_fpr, color="grey", alpha=0.12, label=f"pAUC range (FPR <= {max_fpr})")
         ax.set_title(f"{group} {g}", fontsize=9)
         ax.set_xlabel("false positive rate", fontsize=8)
         ax.set_ylabel("true positive rate", fontsize=8)
         ax.set_aspect("equal")
         ax.legend(fontsize=7, loc="lower right")
-    fig.suptitle(f"{title}\nROC of {metric}", fontsize=10)
+    fig.suptitle(f"{title}\nROC of {metric} (AUC and pAUC in %)", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -108,7 +127,7 @@ def _colouring(clips: list[Clip]):
 
 def embedding_map(path: Path, train_emb: np.ndarray, train_clips: list[Clip], test_emb: np.ndarray,
                   test_clips: list[Clip], title: str, method: str = "pca") -> Path:
-    return _save(embedding_figure(train_emb, train_clips, test_emb, test_clips, title, method), path)
+    return save_png(embedding_figure(train_emb, train_clips, test_emb, test_clips, title, method), path)
 
 
 def embedding_figure(train_emb: np.ndarray, train_clips: list[Clip], test_emb: np.ndarray, test_clips: list[Clip],
@@ -120,9 +139,11 @@ def embedding_figure(train_emb: np.ndarray, train_clips: list[Clip], test_emb: n
         from sklearn.manifold import TSNE  # seconds to import: only when asked for
 
         xy = TSNE(2, perplexity=min(30.0, (len(both) - 1) / 3), init="pca", random_state=0).fit_transform(both)
-    else:  # PCA: the two leading right singular vectors of the centred embeddings
-        centred = both - both.mean(0)
-        xy = centred @ np.linalg.svd(centred, full_matrices=False)[2][:2].T
+        axis = ["t-SNE 1", "t-SNE 2"]
+    else:
+        pca = PCA(2, svd_solver="full").fit(both)
+        xy = pca.transform(both)
+        axis = [f"PC{i + 1} ({100 * r:.1f}% of the variance)" for i, r in enumerate(pca.explained_variance_ratio_)]
     tr, te = xy[:len(train_emb)], xy[len(train_emb):]
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     colour, word = _colouring(train_clips + test_clips)
@@ -137,9 +158,9 @@ def embedding_figure(train_emb: np.ndarray, train_clips: list[Clip], test_emb: n
                 style = {"color": k[1]} if marker == "x" else {"facecolors": "none", "edgecolors": k[1]}
                 ax.scatter(te[m, 0], te[m, 1], s=28, marker=marker, linewidths=1, **style,
                            label=f"test {word(k)} {kind}".replace("  ", " "))
-    ax.set_xlabel(f"{method.upper()} 1")
-    ax.set_ylabel(f"{method.upper()} 2")
+    ax.set_xlabel(axis[0])
+    ax.set_ylabel(axis[1])
     ax.legend(fontsize=7, markerscale=1.2)
-    ax.set_title(f"{title}\ncritic embeddings ({method.upper()})", fontsize=10)
+    ax.set_title(f"{title}\ncritic embeddings ({'PCA' if method == 'pca' else 't-SNE'})", fontsize=10)
     fig.tight_layout()
     return fig

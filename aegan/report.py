@@ -11,11 +11,16 @@ import numpy as np
 from .data.clips import Clip
 from .evaluation import Rule
 from .files import write_text
+from .text import pct
 
 
 def _fmt(v: float) -> str:
-    """A fraction as a percentage with two decimals; rounding noise (an hmean of 3.3e-16) shows as 0.00."""
-    return "   nan" if v is None or np.isnan(v) else f"{100 * v + 0.0:6.2f}".replace("-0.00", " 0.00")
+    return f"{pct(v):>6}"
+
+
+def fraction(column: str) -> str:
+    """The header of a full-precision column that holds a fraction, not a percentage: `hmean_fraction`."""
+    return f"{column}_fraction"
 
 
 def dataset_title(spec_name: str, cfg: dict) -> str:
@@ -50,14 +55,15 @@ def _csv(header: list[str], rows: list[list]) -> str:
 
 
 def write_results(rule: Rule, results: dict[str, tuple[list[dict], dict]], out_dir: Path) -> list[Path]:
-    """all_metrics.csv (machine-type summary per metric, full precision) and per_<group>.csv."""
+    """all_metrics.csv (machine-type summary per metric) and per_<group>.csv: full-precision fractions, for
+    programs (the console and summary.md give percentages)."""
     summary_rows = [[m] + [repr(float(s[c])) for c in rule.summary_columns] for m, (_, s) in results.items()]
     group_rows = [[m, r[rule.group]] + [repr(float(r[c])) for c in rule.row_columns]
                   for m, (rows, _) in results.items() for r in rows]
     a = out_dir / "all_metrics.csv"
     b = out_dir / f"per_{rule.group}.csv"
-    write_text(a, _csv(["metric", *rule.summary_columns], summary_rows))
-    write_text(b, _csv(["metric", rule.group, *rule.row_columns], group_rows))
+    write_text(a, _csv(["metric", *map(fraction, rule.summary_columns)], summary_rows))
+    write_text(b, _csv(["metric", rule.group, *map(fraction, rule.row_columns)], group_rows))
     return [a, b]
 
 
@@ -97,10 +103,10 @@ def decision_table(group: str, rows: list[dict], summary: dict) -> str:
 
 
 def write_decision_metrics(group: str, rows: list[dict], summary: dict, out_dir: Path) -> Path:
-    """decision_metrics.csv: precision, recall, F1 per group and domain, then their harmonic means."""
+    """decision_metrics.csv: precision, recall, F1 per group and domain, then their harmonic means (fractions)."""
     body = [[r[group], r["domain"]] + [repr(float(r[c])) for c in DECISION_COLUMNS] for r in rows]
     # the hmean floors values at machine epsilon (the official evaluator's rule): a 0 comes out as ~3e-16
     body.append(["hmean", ""] + [repr(0.0 if summary[c] < 1e-12 else float(summary[c])) for c in DECISION_COLUMNS])
     path = out_dir / "decision_metrics.csv"
-    write_text(path, _csv([group, "domain", *DECISION_COLUMNS], body))
+    write_text(path, _csv([group, "domain", *map(fraction, DECISION_COLUMNS)], body))
     return path

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import math
 import re
@@ -33,6 +34,8 @@ from .config import load_config, output_settings
 from .errors import AeganError, Parser, shown, sigterm_as_interrupt
 from .files import write_text
 from .launchers import Job, gpu_slots, key, queue_states, run_local, submit_slurm
+from .report import fraction
+from .text import pct, plural
 
 
 def paper(dataset: str, mt: str) -> tuple[str | None, float | None]:
@@ -67,34 +70,47 @@ def summarize(dataset: str, machines: list[str], seeds: list[int], out: Path) ->
             if f is None or not (out / mt / f"seed{s}" / "done").exists():
                 missing.append(f"{mt} seed {s}")
                 continue
-            table = {r["metric"]: float(r[key]) for r in csv.DictReader(f.open())}
-            best_vals.append(100 * max(table.values()))
+            table = {r["metric"]: float(r[fraction(key)]) for r in csv.DictReader(f.open())}
+            best_vals.append(max(table.values()))
             if paper_metric:
-                metric_vals.append(100 * table[paper_metric])
-
-        def ms(v):
-            return (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0) if v else (float("nan"),) * 2
-
+                metric_vals.append(table[paper_metric])
         rows.append({"machine": mt, "seeds": len(best_vals), "paper_metric": paper_metric or "",
-                     "paper": "" if result is None else f"{result:.2f}",
-                     "metric_mean": ms(metric_vals)[0], "metric_std": ms(metric_vals)[1],
-                     "best_mean": ms(best_vals)[0], "best_std": ms(best_vals)[1]})
+                     "paper": "" if result is None else f"{result:.2f}", "metric": metric_vals, "best": best_vals})
+    # percentages with two decimals, as the paper's table; the std only over two seeds or more
     cols = ["machine", "seeds", "paper_metric", "paper", "metric_mean", "metric_std", "best_mean", "best_std"]
-    body = "\n".join(",".join(str(r[c]) for c in cols) for r in rows)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(cols)
+    for r in rows:
+        w.writerow([r["machine"], r["seeds"], r["paper_metric"], r["paper"], *spread(r["metric"]), *spread(r["best"])])
     csv_path, md_path = out / "summary.csv", out / "summary.md"
-    write_text(csv_path, ",".join(cols) + "\n" + body + "\n")
-    md = [f"# {dataset}: {key} (%), mean ± std over seeds", "",
+    write_text(csv_path, buf.getvalue())
+    md = [f"# {dataset}: {key} (%), the mean over seeds (± their standard deviation, from two seeds on)", "",
           "| machine | seeds | paper metric | paper | this code (paper metric) | this code (best metric) |",
           "|---|---|---|---|---|---|"]
     for r in rows:
         md.append(f"| {r['machine']} | {r['seeds']} | {r['paper_metric'] or '-'} | {r['paper'] or '-'} | "
-                  f"{r['metric_mean']:.2f} ± {r['metric_std']:.2f} | {r['best_mean']:.2f} ± {r['best_std']:.2f} |")
+                  f"{mean_std(r['metric'])} | {mean_std(r['best'])} |")
     md += ["", "Epoch and best metric are selected on the labelled dev test set, as in the paper "
            "(train.select=best); pass --set train.select=last for numbers not tuned on it."]
     if missing:
         md += ["", f"**Missing** (not finished, left out of the means): {', '.join(missing)}."]
     write_text(md_path, "\n".join(md) + "\n")
     return csv_path, md_path, missing
+
+
+def spread(values: list[float]) -> tuple[str, str]:
+    """(mean, standard deviation) of fractions, as percentages with two decimals; no std for one value, "" for
+    none."""
+    if not values:
+        return "", ""
+    return pct(statistics.mean(values)), pct(statistics.stdev(values)) if len(values) > 1 else ""
+
+
+def mean_std(values: list[float]) -> str:
+    """'63.00 ± 1.25' over seeds, '63.00' for one, '-' for none."""
+    mean, std = spread(values)
+    return f"{mean} ± {std}" if std else mean or "-"
 
 
 def minutes(text: str) -> int:
@@ -224,8 +240,9 @@ def launch_slurm(a: argparse.Namespace, jobs: list[Job], out: Path, report) -> b
     if todo:
         record.update(submit_slurm(todo, out / "slurm", a.gpus_per_job, a.time, a.partition, dict(a.slurm)))
         write_text(out / "slurm" / "jobs.json", json.dumps(record, indent=1))
-        print(f"reproduce: submitted {len(todo)} jobs as Slurm array {record[key(todo[0])]['id'].split('_')[0]}; "
-              f"logs under {out / 'slurm'}", flush=True)
+        array = record[key(todo[0])]["id"].split("_")[0]
+        print(f"reproduce: submitted {plural(len(todo), 'job')} as Slurm array {array}; logs under {out / 'slurm'}",
+              flush=True)
     if a.no_wait:
         print("reproduce: the jobs run on the cluster; add --status to this command to follow them")
         return False
@@ -249,7 +266,8 @@ def reproduce(a: argparse.Namespace) -> int:
     if not a.status:
         check_writable(out)
         where = f"Slurm ({a.gpus_per_job} GPU(s) per job)" if a.launcher == "slurm" else "this machine"
-        print(f"reproduce: {len(jobs)} jobs ({len(machines)} machine types x {a.seeds} seeds) on {where}; "
+        print(f"reproduce: {plural(len(jobs), 'job')} ({plural(len(machines), 'machine type')} x "
+              f"{plural(a.seeds, 'seed')}) on {where}; "
               f"outputs under {out}", flush=True)
 
         def report(job: Job, what: str) -> None:
@@ -268,7 +286,7 @@ def reproduce(a: argparse.Namespace) -> int:
     print(f"wrote {csv_path}\nwrote {md_path}")
     print(md_path.read_text())
     if missing and not a.status:
-        raise AeganError(f"{len(missing)} of {len(jobs)} jobs did not finish: {', '.join(missing)} (--status "
+        raise AeganError(f"{len(missing)} of {plural(len(jobs), 'job')} did not finish: {', '.join(missing)} (--status "
                          "says why and names their logs; rerun the command to run them again)")
     return 0
 

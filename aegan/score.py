@@ -25,7 +25,8 @@ from .detector import MAX_SECONDS, Detector, Result, expand
 from .device import select_device
 from .errors import AeganError, Parser, shown
 from .files import write_text
-from .scores import metric_names
+from .scores import metric_names, resolve_metric
+from .text import plural
 
 
 def rows_csv(results: list[Result], metric: str, all_metrics: bool) -> str:
@@ -69,14 +70,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("-c", "--card_id", type=int, default=0, help="CUDA device index (CPU when CUDA is absent)")
     p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     args = p.parse_args(argv)
+    if not args.max_seconds > 0:
+        p.error(f"argument --max-seconds: must be a positive number of seconds, got {args.max_seconds}")
 
     def run(a: argparse.Namespace) -> None:
-        det = Detector.load(a.model, a.metric, select_device(a.card_id), a.max_seconds)
+        metric = resolve_metric(a.metric, "--metric") if a.metric else None  # named as typed, before any work
+        det = Detector.load(a.model, metric, select_device(a.card_id), a.max_seconds)
         files = expand(a.inputs)
         if a.out:
             check_output(Path(a.out), [Path(a.model), *files])
-        print(f"model: {det.model.path} ({det.metric}, threshold {det.threshold:.6g}); scoring {len(files)} files",
-              flush=True)  # before the bar starts on stderr: a console shows the two in order
+        # before the bar starts on stderr: a console shows the two in order
+        print(f"model: {det.model.path} ({det.metric}, threshold {det.threshold:.6g}); "
+              f"scoring {plural(len(files), 'file')}", flush=True)
         results = det.score(files)
         table = rows_csv(results, det.metric, a.all_metrics)
         print(table, end="")
@@ -87,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         for r in failed:
             print(f"error: {r.error}", file=sys.stderr)
         if failed:
-            print(f"error: {len(failed)} of {len(results)} files could not be scored", file=sys.stderr)
+            print(f"error: {len(failed)} of {plural(len(results), 'file')} could not be scored", file=sys.stderr)
             sys.exit(1)
 
     run_guarded(run, args)

@@ -20,11 +20,11 @@ import torch.nn.functional as F
 from sklearn.metrics import DistanceMetric
 from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
 from torch import nn
-from tqdm import tqdm
 
 from .data.clips import Clip
 from .data.segments import clip_segments
 from .errors import AeganError
+from .progress import Bar
 
 G_DISTS = (("x", "2"), ("x", "1"), ("z", "2"), ("z", "1"), ("z", "cos"))
 POOLS = ("sum", "min", "max")
@@ -37,15 +37,16 @@ def metric_names() -> list[str]:
     return list(D_METRICS) + [f"G_{dom}_{dist}_{pool}" for dom, dist in G_DISTS for pool in POOLS]
 
 
-def resolve_metric(name: str) -> str:
+def resolve_metric(name: str, what: str = "detect.metric") -> str:
     """One of the 19 metric names; `_mean` is accepted for `_sum` (the paper's DCASE 2020 names: the mean
-    over a clip's segments ranks clips like the sum, which the original computes)."""
+    over a clip's segments ranks clips like the sum, which the original computes). `what`: the setting or flag
+    the name came from, as the user typed it, for the error."""
     names = metric_names()
     if name in names:
         return name
     if name.endswith("_mean") and name[: -len("_mean")] + "_sum" in names:
         return name[: -len("_mean")] + "_sum"
-    raise AeganError(f"detect.metric {name!r} is not one of the 19 metrics: {', '.join(names)}")
+    raise AeganError(f"{what} {name!r} is not one of the 19 metrics: {', '.join(names)}")
 
 
 # The metric of a model with no labelled test set to choose on and no detect.metric: the metric the paper's
@@ -53,12 +54,23 @@ def resolve_metric(name: str) -> str:
 FALLBACK_METRIC = "D_lof"
 
 
-def choose_metric(configured: str | None, best_here: str | None = None, selected: str | None = None) -> str:
+def metric_choice(configured: str | None, best_here: str | None = None, selected: str | None = None,
+                  selected_by: str = "selected in training") -> tuple[str, str]:
     """THE rule for which metric's scores are written (test.py, loc.py, the Detector, the threshold fitted in
-    training): detect.metric when set; else the best metric on the labelled dev test set being scored (as the
-    original's test.py; released evaluation labels evaluate a model, they never choose its metric); else the
-    metric selected in training; else FALLBACK_METRIC."""
-    return resolve_metric(configured or best_here or selected or FALLBACK_METRIC)
+    training), and how it was chosen, in words the summaries show: detect.metric when set; else the best metric on
+    the labelled dev test set being scored (as the original's test.py; released evaluation labels evaluate a
+    model, they never choose its metric); else the model's own metric (`selected_by` says how training chose it:
+    model.training_choice); else FALLBACK_METRIC, "default"."""
+    for name, how in zip((configured, best_here, selected, FALLBACK_METRIC),
+                         ("detect.metric", "best on this test set", selected_by, "default")):
+        if name:
+            return resolve_metric(name), how
+    raise AssertionError("FALLBACK_METRIC is set")
+
+
+def choose_metric(configured: str | None, best_here: str | None = None, selected: str | None = None) -> str:
+    """The metric of metric_choice."""
+    return metric_choice(configured, best_here, selected)[0]
 
 
 def segment_scores(x: torch.Tensor, xh: torch.Tensor, z: torch.Tensor, zh: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -118,7 +130,7 @@ def score_clips(netG: nn.Module, netD: nn.Module | None, detectors: EmbeddingDet
     if netD is not None:
         netD.eval()
     rows, embs, recons = [], [], []
-    for i in tqdm(range(specs.shape[0]), desc=desc, leave=False, unit="clip", disable=desc is None):
+    for i in Bar(range(specs.shape[0]), desc or "", unit="clips", disable=desc is None):
         x = clip_segments(specs, i, feat["frame_num"], feat["graph_hop_f"], device)
         g, emb, xh = _clip_pass(netG, netD, x, amp, device)
         rows.append(g)
@@ -154,7 +166,7 @@ def embed_clips(netD: nn.Module, specs: torch.Tensor, frame_num: int, hop: int, 
     which needs no generator pass)."""
     netD.eval()
     out = []
-    for i in tqdm(range(specs.shape[0]), desc=desc, leave=False, unit="clip"):
+    for i in Bar(range(specs.shape[0]), desc, unit="clips"):
         x = clip_segments(specs, i, frame_num, hop, device)
         with torch.autocast(device.type, torch.bfloat16, enabled=amp == "bf16"):
             emb = netD.embed(x)

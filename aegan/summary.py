@@ -1,7 +1,8 @@
-"""The table a paper needs: every machine type tested so far, its configured and its best metric, and the
-dataset's official score. Each labelled test.py run records its machine type in `result/<dataset>/<mt>/run.json`
-(or `<mt>/eval/run.json`) and rewrites `result/<dataset>/summary.csv` and `summary.md` (`summary_eval.*`)
-from all the records, so the table is the same whichever order the machine types were tested in."""
+"""The table a paper needs: every machine type tested so far, the metric of its score files (and how that metric
+was chosen) and its best metric, in percent, and the dataset's official score. Each labelled test.py run records
+its machine type in `result/<dataset>/<mt>/run.json` (or `<mt>/eval/run.json`) and rewrites
+`result/<dataset>/summary.csv` and `summary.md` (`summary_eval.*`) from all the records, so the table is the
+same whichever order the machine types were tested in."""
 
 from __future__ import annotations
 
@@ -10,18 +11,19 @@ import io
 import json
 from pathlib import Path
 
-import numpy as np
-
 from .evaluation import Results, Rule
 from .files import write_text
 from .report import dataset_title
+from .scores import FALLBACK_METRIC
+from .text import pct, plural
 
 
-def record_run(out: Path, mt: str, part: str, metric: str, configured: bool, results: Results, rule: Rule,
+def record_run(out: Path, mt: str, part: str, metric: str, chosen_by: str, results: Results, rule: Rule,
                model_info: dict) -> Path:
-    """run.json: what the summary needs of one test.py run (full-precision values)."""
+    """run.json: what the summary needs of one test.py run (full-precision fractions); `chosen_by`: how the metric
+    of the score files was chosen (scores.CHOSEN_BY)."""
     top, key = rule.best_metric(results), rule.summary_key
-    record = {"machine": mt, "part": part, "metric": metric, "configured": configured,
+    record = {"machine": mt, "part": part, "metric": metric, "chosen_by": chosen_by,
               "value": results[metric][1][key], "rows": results[metric][0], "best_metric": top,
               "best_value": results[top][1][key], **model_info}
     path = out / "run.json"
@@ -50,14 +52,15 @@ def write_summary(rule: Rule, name: str, result_dir: Path, part: str) -> tuple[P
                       f"{name} (give each dataset its own result_dir)")
     key = rule.summary_key
     official = rule.official([r["rows"] for r in records])
-    cols = ["machine", "metric", "configured", key, "best_metric", f"best_{key}", "paper", "model"]
+    # percentages with two decimals, as the paper's table and summary.md (the paper's values are percentages)
+    cols = ["machine", "metric", "chosen_by", key, "best_metric", f"best_{key}", "paper", "model"]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(cols)
     for r in records:
-        w.writerow([r["machine"], r["metric"], r["configured"], repr(r["value"]), r["best_metric"],
-                    repr(r["best_value"]), "" if r.get("paper") is None else f"{r['paper']:.2f}", r.get("model", "")])
-    w.writerow(["official", "", "", repr(official["official"]), "", "", "", ""])
+        w.writerow([r["machine"], r["metric"], _chosen_by(r), pct(r["value"]), r["best_metric"], pct(r["best_value"]),
+                    "" if r.get("paper") is None else f"{r['paper']:.2f}", r.get("model", "")])
+    w.writerow(["official", "", "", pct(official["official"]), "", "", "", ""])
     stem = "summary" if part == "dev" else "summary_eval"
     csv_path, md_path = result_dir / f"{stem}.csv", result_dir / f"{stem}.md"
     write_text(csv_path, buf.getvalue())
@@ -65,23 +68,27 @@ def write_summary(rule: Rule, name: str, result_dir: Path, part: str) -> tuple[P
     return csv_path, md_path
 
 
-def _pct(v) -> str:
-    return "nan" if v is None or np.isnan(v) else f"{100 * v:.2f}"
+def _chosen_by(record: dict) -> str:
+    """How the record's metric was chosen; records of earlier versions say only whether it was configured."""
+    if "chosen_by" in record:
+        return record["chosen_by"]
+    return "detect.metric" if record.get("configured") else "best on this test set"
 
 
 def _markdown(key: str, name: str, records: list[dict], official: dict, part: str) -> str:
     title = next((r["title"] for r in records if r.get("title")), dataset_title(name, {}))
     lines = [f"# {title}: {key} (%) per machine type, {part} test set", "",
-             f"| machine | metric | {key} | best metric | best {key} | paper |", "|---|---|---|---|---|---|"]
+             f"| machine | metric (chosen by) | {key} | best metric | best {key} | paper |",
+             "|---|---|---|---|---|---|"]
     for r in records:
-        how = "" if r["configured"] else " (best)"
         paper = "-" if r.get("paper") is None else f"{r['paper']:.2f}"
-        lines.append(f"| {r['machine']} | {r['metric']}{how} | {_pct(r['value'])} | {r['best_metric']} | "
-                     f"{_pct(r['best_value'])} | {paper} |")
-    parts = ", ".join(f"{k} {_pct(v)}" for k, v in official.items() if k != "official")
-    n = f"{len(records)} machine type{'s' if len(records) != 1 else ''}"
-    lines += ["", f"**Official score** (the challenge's rule over the {n} above, each with its metric): "
-              f"{_pct(official['official'])} ({parts}).", "",
-              "A machine type's metric is its configured detect.metric, else the best on this test set (marked): "
-              "the best metric and, in training, the epoch are chosen on the labelled test set, as in the paper."]
+        lines.append(f"| {r['machine']} | {r['metric']} ({_chosen_by(r)}) | {pct(r['value'])} | {r['best_metric']} | "
+                     f"{pct(r['best_value'])} | {paper} |")
+    parts = ", ".join(f"{k} {pct(v)}" for k, v in official.items() if k != "official")
+    lines += ["", f"**Official score** (the challenge's rule over the {plural(len(records), 'machine type')} above, "
+              f"each with its metric): {pct(official['official'])} ({parts}).", "",
+              "A machine type's metric is the one its score files use: its detect.metric when set, else the best on "
+              "the labelled dev test set being scored, else the one selected in training, else "
+              f"{FALLBACK_METRIC}. The best metric and, in training, the epoch are chosen on the labelled test set, "
+              "as in the paper."]
     return "\n".join(lines) + "\n"

@@ -11,8 +11,6 @@ bursts, or a shifted fundamental. Everything is drawn from one seeded generator:
 
 from __future__ import annotations
 
-import argparse
-import sys
 import zlib
 from pathlib import Path
 
@@ -20,7 +18,9 @@ import numpy as np
 import soundfile as sf
 
 from . import registry
+from .errors import Parser
 from .files import atomic_path, write_text
+from .text import plural
 
 ANOMALY_KINDS = ("click", "tone", "burst", "shift")
 # Attribute parts of DCASE 2022 file names, per machine type and section (the eval sections 03-05 reuse
@@ -187,7 +187,7 @@ def make_2020(out: Path, machine: str, seconds: float = 3.0, sr: int = 16000, n_
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m aegan.synth", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python -m aegan.synth", description=__doc__.split("\n\n")[0])
     years = [int(name.removeprefix("dcase")) for name in registry.REGISTRY]
     p.add_argument("--year", type=int, choices=years, required=True)
     p.add_argument("--machine", required=True, help="machine type name used in the folder and hash")
@@ -201,8 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     if a.seconds <= 0 or a.sr < 1000:
-        print("error: --seconds must be positive and --sr at least 1000", file=sys.stderr)
-        sys.exit(2)
+        p.error("--seconds must be positive and --sr at least 1000")
     kw = {"seconds": a.seconds, "sr": a.sr, "seed": a.seed}
     if a.train is not None:
         kw["n_train"] = a.train
@@ -214,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         out = {"2022": make_2022, "2020": make_2020}[layout](Path(a.out), a.machine, **kw)
     n = sum(1 for _ in out.glob(f"*_data/{a.machine}/*/*.wav"))
-    print(f"synth: wrote {n} clips of {a.machine} (DCASE {a.year} layout) under {out}")
+    print(f"synth: wrote {plural(n, 'clip')} of {a.machine} (DCASE {a.year} layout) under {out}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from . import registry
+from .config import record_settings
 from .data.cache import clip_features
 from .data.clips import Clip, DatasetSpec, attach_ground_truth
 from .decision import decide, decision_metrics
@@ -25,8 +26,9 @@ from .report import (
     write_decision_metrics,
     write_results,
 )
-from .scores import reference_order, resolve_metric
+from .scores import reference_order
 from .summary import record_run, write_summary
+from .text import plural
 
 
 @dataclass
@@ -46,16 +48,15 @@ def test_set(spec: DatasetSpec, cfg: dict, mt: str, dev: bool, truth: str | None
     return TestSet(clips, "dev" if dev else "eval", dev or bool(truth))
 
 
-def report_results(rule: Rule, results: Results, configured: str | None, out: Path) -> str:
-    """Print the best and the configured metric's tables, write the result files; return the best metric on
-    this test set."""
+def report_results(rule: Rule, results: Results, metric: str, chosen_by: str, out: Path) -> None:
+    """Print the best metric's table and, when it is another, the table of `metric` (the score files'); write the
+    result files."""
     top = rule.best_metric(results)
     print(table(rule, top, *results[top], "best metric on this test set"))
-    if configured:
-        print(table(rule, configured, *results[configured], "configured metric"))
+    if metric != top:
+        print(table(rule, metric, *results[metric], f"metric of the score files: {chosen_by}"))
     for f in write_results(rule, results, out):
         print(f"wrote {f}")
-    return top
 
 
 def write_decisions(rule: Rule, mt: str, model: Model, tests: TestSet, scores: np.ndarray, metric: str,
@@ -112,21 +113,20 @@ def run_test(spec: DatasetSpec, resolved, mt: str, device: torch.device, dev: bo
     cfg = model.cfg
     tests = test_set(spec, cfg, mt, dev, truth, domain_truth)
     specs = model.scaled(clip_features(cfg, mt, tests.clips, f"test_{tests.part}"))
-    print(f"scoring {len(tests.clips)} {tests.part} test clips with all 19 metrics")
+    print(f"scoring {plural(len(tests.clips), f'{tests.part} test clip')} with all 19 metrics")
     scored = model.score(specs)
     scores, test_emb = scored.scores, scored.emb
     out = Path(cfg["result_dir"]) / mt / ("" if dev else "eval")
     print(f"wrote {write_clip_scores(spec.group_name, tests.clips, scores, out)}")
-    configured = resolve_metric(cfg["detect"]["metric"]) if cfg["detect"]["metric"] else None
-    results, top = None, None
-    if tests.labelled:
-        results = rule.evaluate_all(tests.clips, scores, cfg["detect"]["p"])
-        top = report_results(rule, results, configured, out)
-    metric = model.metric(top if tests.part == "dev" else None)  # eval labels evaluate, never choose
+    results = rule.evaluate_all(tests.clips, scores, cfg["detect"]["p"]) if tests.labelled else None
+    # the best metric on a labelled dev test set may choose; released evaluation labels evaluate, never choose
+    metric, chosen_by = model.metric_choice(rule.best_metric(results) if results and tests.part == "dev" else None)
+    if results:
+        report_results(rule, results, metric, chosen_by, out)
     threshold = write_decisions(rule, mt, model, tests, scores[metric], metric, train_specs, Path(cfg["detect_dir"]),
                                 out)
     if results:
-        record_run(out, mt, tests.part, metric, configured is not None, results, rule,
+        record_run(out, mt, tests.part, metric, chosen_by, results, rule,
                    {"paper": cfg.get("paper_result"), "model": str(model.path), "epoch": model.info.get("epoch"),
                     "dataset": spec.name, "title": dataset_title(spec.name, cfg)})
         for f in write_summary(rule, spec.name, Path(cfg["result_dir"]), tests.part):
@@ -134,4 +134,5 @@ def run_test(spec: DatasetSpec, resolved, mt: str, device: torch.device, dev: bo
     if pictures:
         for f in draw(spec, mt, model, tests, scores, test_emb, metric, threshold, out, embedding):
             print(f"wrote {f}")
+    record_settings(cfg, mt, "test")  # what the files above were made with
     return scores

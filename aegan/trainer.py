@@ -15,12 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from . import checkpoint, distributed, registry
+from .artifact import Identity, check_identity, read_last, threshold_key, training_lock, write_model
 from .artifact import read as read_model
-from .artifact import threshold_key, training_lock, write_model
-from .config import batch_size
+from .config import Resolved, batch_size, record_settings
 from .data.clips import DatasetSpec
 from .data.segments import SegmentSampler, skip_loader_draw
 from .decision import fit_threshold
@@ -28,6 +27,7 @@ from .device import seed_everything
 from .errors import AeganError
 from .evaluation import Rule
 from .fast_steps import ddp_train_step, train_step
+from .progress import Bar, epochs_file, write_epochs
 from .scores import (
     EmbeddingDetectors,
     choose_metric,
@@ -47,6 +47,7 @@ from .training_setup import (
     load_data,
     model_file,
     resume,
+    resumed_settings,
     save_last,
     snapshot,
 )
@@ -71,7 +72,7 @@ def train_epoch(nets: Nets, sampler: SegmentSampler, wgan: dict, amp: str, devic
     nets.netD.train()
     sums: dict[str, float] = {}
     pending: list[tuple[int, dict]] = []
-    bar = tqdm(sampler.epoch(), total=len(sampler), desc=desc, leave=False, disable=rank > 0)
+    bar = Bar(sampler.epoch(), desc, total=len(sampler), unit="batches", disable=rank > 0)
     with torch.autocast(device.type, torch.bfloat16, enabled=amp == "bf16"):
         for i, x in enumerate(bar):
             x = x.to(device, non_blocking=True).contiguous(memory_format=nets.fmt)
@@ -108,8 +109,8 @@ def read_losses(pending: list[tuple[int, dict]], sums: dict[str, float], desc: s
     return row
 
 
-def _show(bar: tqdm, row: dict) -> None:
-    bar.set_postfix(lossD=f"{row['lossD']:.3f}", lossG=f"{row.get('lossG', float('nan')):.3f}")
+def _show(bar: Bar, row: dict) -> None:
+    bar.note(lossD=f"{row['lossD']:.3f}", lossG=f"{row.get('lossG', float('nan')):.3f}")
 
 
 @dataclass
@@ -301,16 +302,28 @@ def finished(best_path: Path, progress: Progress) -> bool:
     return mf is not None and mf.run_id == progress.run_id and len(mf.history) == len(progress.history)
 
 
-def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int, resume_run: bool = False) -> dict:
-    """Train one machine type; returns {'epoch', 'metric', 'value'} of the selected model."""
+def run_settings(resolved: Resolved, mt: str, seed: int | None, resume_run: bool) -> tuple[dict, int, dict | None]:
+    """(settings, seed, run state) of a training run: the files' and flags', or with --resume the run's own
+    (training_setup.resumed_settings), checked before any feature work. `seed` None: not given (42 for a new run)."""
+    if not resume_run:
+        return resolved.cfg, 42 if seed is None else seed, None
+    last_path = checkpoint.model_paths(resolved.cfg, mt)[1]
+    if not last_path.exists():
+        raise AeganError(f"--resume: no resumable checkpoint {last_path} (train without --resume first)")
+    state = read_last(last_path, torch.device("cpu"))
+    cfg, seed = resumed_settings(resolved, state, last_path, seed)
+    return cfg, seed, state
+
+
+def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int, state: dict | None = None) -> dict:
+    """Train one machine type (continue the run whose run state is `state`, with its settings: run_settings);
+    returns {'epoch', 'metric', 'value'} of the selected model."""
     rule = registry.of(spec, cfg).rule  # before any work: an unregistered dataset is one line
     best_path, last_path = checkpoint.model_paths(cfg, mt)
-    if resume_run and not last_path.exists():
-        raise AeganError(f"--resume: no resumable checkpoint {last_path} (train without --resume first)")
     device, rank, world = distributed.init(device)
     lock = training_lock(cfg["model_dir"], mt) if rank == 0 else contextlib.nullcontext()
     with lock:
-        run = setup(spec, rule, cfg, mt, device, seed, resume_run, rank, world)
+        run = setup(spec, rule, cfg, mt, device, seed, state, rank, world)
         trained = run.progress.start < cfg["train"]["epoch"]
         if trained:
             train_epochs(run, rank, world)
@@ -323,13 +336,21 @@ def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int
     return run.progress.best
 
 
-def setup(spec: DatasetSpec, rule: Rule, cfg: dict, mt: str, device: torch.device, seed: int, resume_run: bool,
+def setup(spec: DatasetSpec, rule: Rule, cfg: dict, mt: str, device: torch.device, seed: int, state: dict | None,
           rank: int, world: int) -> Run:
-    """Data, networks and progress of a new run, or of the run in <mt>_last.pth (--resume)."""
+    """Data, networks and progress of a new run, or of the run whose state --resume read from <mt>_last.pth."""
     main = rank == 0
     seed_everything(seed)  # the same seed on every rank: same permutations and interpolation weights
-    data = load_data(spec, cfg, mt, device, main, world)
+    last_path = checkpoint.model_paths(cfg, mt)[1]
+
+    def same_clips(identity: Identity) -> None:  # before any feature work: other training clips are one line
+        if state is not None:
+            check_identity(last_path, state["identity"], identity, "the run in")
+
+    data = load_data(spec, cfg, mt, device, main, world, same_clips)
     logger = get_logger(Path(cfg["log_dir"]) / mt, mt, main)
+    if main:
+        record_settings(cfg, mt, "train")  # beside the log, once the data is there
     if world > 1:
         logger.info(f"distributed: {world} processes ({'nccl' if device.type == 'cuda' else 'gloo'}), global batch "
                     f"{batch_size(cfg)} = {world} x {batch_size(cfg) // world}")
@@ -337,9 +358,8 @@ def setup(spec: DatasetSpec, rule: Rule, cfg: dict, mt: str, device: torch.devic
                 f"{len(data.test_clips)} dev test clips, feature max {data.vmax:.4f} min {data.vmin:.4f}")
     nets = build(cfg, device)
     progress = Progress()
-    if resume_run:
-        last_path = checkpoint.model_paths(cfg, mt)[1]
-        progress = resume(nets, last_path, device, cfg, seed, data.identity)
+    if state is not None:
+        progress = resume(nets, state, last_path, device, cfg, data.identity)
         logger.info(f"resuming from {last_path} at epoch {progress.start + 1}")
     run = Run(rule, cfg, mt, seed, device, data, nets, progress, logger)
     if progress.pending and main:  # the last epoch's evaluation was still running when the run stopped
@@ -364,6 +384,7 @@ def train_epochs(run: Run, rank: int, world: int) -> None:
                         f"training, the last epoch is kept, and its scores use {choose_metric(cfg['detect']['metric'])}"
                         " (detect.metric)")
     last_path = run.paths[1]
+    epochs, start = epochs_file(cfg["log_dir"], run.mt), time.time()
     with ThreadPoolExecutor(1, thread_name_prefix="evaluation") as run.pool:
         for epoch in range(run.progress.start, tcfg["epoch"]):
             t0 = time.time()
@@ -372,5 +393,6 @@ def train_epochs(run: Run, rank: int, world: int) -> None:
             skip_loader_draw()  # the original's per-epoch dev test DataLoader: one draw on every rank
             if rank == 0:
                 end_epoch(run, epoch, mean, time.time() - t0)
+                write_epochs(epochs, epoch + 1, tcfg["epoch"], run.progress.start + 1, time.time() - start)
             distributed.barrier(world)
         settle(run)

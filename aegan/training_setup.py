@@ -18,12 +18,14 @@ from torch import nn
 
 from . import artifact, checkpoint, distributed
 from .artifact import Identity
+from .config import PATH_KEYS, Resolved, leaves, put, validate
 from .data.cache import clip_features
 from .data.clips import Clip, DatasetSpec
 from .data.scaling import minmax, scaled_tensor
 from .device import apply_precision
-from .errors import AeganError
+from .errors import AeganError, shown
 from .nets import build_nets
+from .text import plural
 
 
 @dataclass
@@ -87,12 +89,16 @@ def get_logger(log_dir: Path, mt: str, active: bool = True) -> logging.Logger:
     return logger
 
 
-def load_data(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, main: bool, world: int) -> Data:
+def load_data(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, main: bool, world: int,
+              check=lambda identity: None) -> Data:
     """Training features scaled with their own max/min, and (rank 0) the dev test set for the evaluation.
-    Rank 0 builds the feature caches first; the others then read them."""
+    Rank 0 builds the feature caches first; the others then read them. `check` sees the training clips' identity
+    before any feature is extracted."""
     if not main:
         distributed.barrier(world)
     train_clips = spec.train_clips(cfg, mt)
+    identity = spec.identity(cfg, mt, train_clips)
+    check(identity)
     raw = clip_features(cfg, mt, train_clips, f"train_{cfg['train_set']}")
     vmax, vmin = minmax(raw)
     train_specs = scaled_tensor(raw, vmax, vmin, device)
@@ -108,7 +114,7 @@ def load_data(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, main:
     if main:
         distributed.barrier(world)
     rate = sf.info(str(train_clips[0].path)).samplerate
-    return Data(train_clips, train_specs, vmax, vmin, test_clips, test_specs, rate, spec.identity(cfg, mt, train_clips))
+    return Data(train_clips, train_specs, vmax, vmin, test_clips, test_specs, rate, identity)
 
 
 def build(cfg: dict, device: torch.device) -> Nets:
@@ -124,17 +130,41 @@ def build(cfg: dict, device: torch.device) -> Nets:
     return Nets(netG, netD, torch.compile(netG) if tcfg["compile"] else netG, optD, optG, fmt)
 
 
-def resume(nets: Nets, last_path: Path, device: torch.device, cfg: dict, seed: int, identity: Identity
+def resumed_settings(resolved: Resolved, state: dict, last_path: Path, seed: int | None) -> tuple[dict, int]:
+    """(settings, seed) of the run in `state` that --resume continues: the run's own, stored in its run state, so
+    that resuming needs no --config or --set again. A setting the user gives now (in config.yaml, --config or
+    --set) that changes the numbers and differs from the run's, or another --seed, is refused, each named with
+    both values; one that may change (artifact.FREE_SETTINGS: output folders, train.epoch, ...) applies."""
+    now, cfg = dict(leaves(resolved.cfg)), copy.deepcopy(resolved.cfg)
+    stored = dict(leaves(state["config"]))
+    diffs = [f"--seed {state['seed']} -> {seed}"] if seed is not None and seed != state["seed"] else []
+    kept = []  # settings whose files' value differs from the run's: the run's value is kept
+    for key, value in stored.items():
+        if key not in now or key in PATH_KEYS or value == now[key]:
+            continue  # a setting this version no longer has; paths: where the command finds the run and writes
+        if key not in resolved.user:
+            put(cfg, key, value)
+            kept.append(f"{key}={value!r}")
+        elif key not in artifact.FREE_SETTINGS:
+            diffs.append(f"{key} {value!r} -> {now[key]!r}")
+    if diffs:
+        raise AeganError(f"--resume: {last_path} is a run with other settings ({'; '.join(diffs)}): resume with the "
+                         "run's settings (give none: --resume takes them from the run), or train anew without "
+                         "--resume")
+    validate(cfg, f"the settings stored in {shown(last_path)}")
+    print(f"resume: the settings of the run in {shown(last_path)}" + (
+        f"; {plural(len(kept), 'setting')} of the config files differ and keep the run's value: "
+        f"{', '.join(kept[:4])}{' ...' if len(kept) > 4 else ''}" if kept else ""))
+    return cfg, state["seed"]
+
+
+def resume(nets: Nets, state: dict, last_path: Path, device: torch.device, cfg: dict, identity: Identity
            ) -> Progress:
     """The state after the last completed epoch (weights, optimizers, random generators, the selected epoch),
-    when it is the same run: other training clips, seed or settings that change the numbers are refused, each
-    named with both values."""
-    state = artifact.read_last(last_path, device)
+    when it is the same run (resumed_settings took its settings): other training clips are refused."""
     artifact.check_identity(last_path, state["identity"], identity, "the run in")
     diffs = artifact.setting_differences(state["config"], cfg)
-    if state["seed"] != seed:
-        diffs.insert(0, f"--seed {state['seed']} -> {seed}")
-    if diffs:
+    if diffs:  # a setting the run's state lacks (written by an earlier version): its numbers could differ
         raise AeganError(f"--resume: {last_path} is a run with other settings ({'; '.join(diffs)}): resume with the "
                          "run's settings, or train anew without --resume")
     checkpoint.load_weights(nets.netG, state["netG"], last_path, "netG", cfg["net"])

@@ -64,11 +64,11 @@ def explain(out: Path, mt: str) -> None:
         print(f"demo: training kept {selected.split(' -> ')[0]} - the best of all 19 metrics on the labelled dev "
               "test set, chosen on its labels (optimistic)")
     if row:
-        how = ("the configured detect.metric (the paper's choice for this machine type)" if row["configured"] == "True"
-               else "the best metric of this test run (no detect.metric configured)")
-        print(f"demo: the files in {out / 'detect'} use {row['metric']}, {how}: {key} {100 * float(row[key]):.2f} "
-              f"on the dev test set; official score of the table {100 * float(rows['official'][key]):.2f} "
-              f"({out / 'result' / 'summary.md'})")
+        how = {"detect.metric": "the configured detect.metric (the paper's choice for this machine type)",
+               "best on this test set": "the best metric of this test run (no detect.metric configured)"
+               }.get(row["chosen_by"], row["chosen_by"])
+        print(f"demo: the files in {out / 'detect'} use {row['metric']}, {how}: {key} {row[key]} % on the dev test "
+              f"set; official score of the table {rows['official'][key]} % ({out / 'result' / 'summary.md'})")
 
 
 if __name__ == "__main__":

@@ -4,9 +4,10 @@ at fault (the full traceback only with --debug), with a non-zero exit status and
 import numpy as np
 import pytest
 import soundfile as sf
+import yaml
 
 from aegan import cli, synth
-from conftest import SMALL, one_line_error, out_sets, run_cli, run_script
+from conftest import SMALL, TINY, one_line_error, out_sets, run_cli, run_script
 from dcase2022.datasets import SPEC
 
 TRAIN = "dev_data/ToyTrain/train"
@@ -78,3 +79,19 @@ def test_test_without_checkpoint_is_one_line(tmp_path, synth2022, capsys):
 def test_debug_flag_shows_the_traceback(tmp_path):
     r = run_script("dcase2022/train.py", "--mt", "ToyTrain", "--set", f"dataset_dir={tmp_path}", "--debug")
     assert r.returncode == 1 and "Traceback" in r.stderr and r.stderr.strip().splitlines()[-1].startswith("error:")
+
+
+def test_a_run_prints_its_config_files_in_one_line_and_records_every_setting_beside_its_log(
+        tmp_path, small_data, capsys):
+    args = ["--mt", "ToyTrain", *out_sets(tmp_path, small_data), *[x for s in TINY for x in ("--set", s)]]
+    code, stdout, err = run_cli(cli.train_main, SPEC, ["--print-config", *args], capsys)
+    assert code == 0, err
+    printed = yaml.safe_load(stdout.split("\n", 1)[1])  # the line of merged config files, then the settings
+    assert printed["feat"]["fft_num"] == 1024 and printed["train"]["epoch"] == 1
+    assert not (tmp_path / "model").exists() and not (tmp_path / "log").exists()  # --print-config runs nothing
+    code, stdout, err = run_cli(cli.train_main, SPEC, args, capsys)
+    assert code == 0, err[-2000:]
+    path = tmp_path / "log" / "ToyTrain" / "train.settings.yaml"
+    assert f"settings: {path} (--print-config prints them)" in stdout
+    assert yaml.safe_load(path.read_text()) == printed  # what --print-config showed is what ran
+    assert stdout.splitlines()[0].startswith("config: ") and "fft_num:" not in stdout  # not the whole tree

@@ -70,14 +70,14 @@ def test_train_then_test_end_to_end(tmp_path, synth2020):
 
     r = run_script("dcase2020/test.py", "--mt", "valve", "-c", "0", *sets)  # no -d: dev evaluation for 2020
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "G_z_cos_sum  (configured metric)" in r.stdout
+    assert "G_z_cos_sum  (metric of the score files: detect.metric)" in r.stdout
     rows = list(csv.reader((tmp_path / "result" / "valve" / "all_metrics.csv").open()))
-    assert rows[0] == ["metric", "AUC", "pAUC", "average"] and len(rows) == 20
+    assert rows[0] == ["metric", "AUC_fraction", "pAUC_fraction", "average_fraction"] and len(rows) == 20
     assert [r[0] for r in rows[1:6]] == ["D_maha", "D_knn", "D_lof", "D_cos", "G_x_2_sum"]
     best = max(float(r[3]) for r in rows[1:])
     assert best > 0.8 and best == pytest.approx(state["best_aver"], abs=1e-5)
     per = list(csv.reader((tmp_path / "result" / "valve" / "per_id.csv").open()))
-    assert per[0] == ["metric", "id", "AUC", "pAUC"] and {r[1] for r in per[1:]} == {"00", "02", "04"}
+    assert per[0] == ["metric", "id", "AUC_fraction", "pAUC_fraction"] and {r[1] for r in per[1:]} == {"00", "02", "04"}
     assert (tmp_path / "result" / "valve" / "roc_G_z_cos_sum.png").is_file()
     summary = list(csv.DictReader((tmp_path / "result" / "summary.csv").open()))
     assert [x["machine"] for x in summary] == ["valve", "official"] and summary[0]["paper"] == "77.60"
@@ -86,12 +86,12 @@ def test_train_then_test_end_to_end(tmp_path, synth2020):
         assert len(lines) == 12 and lines[0].split(",")[0].endswith(".wav")
 
     r = run_script("dcase2020/test.py", "--mt", "valve", "-d", "-c", "0", *sets, "--no-plots")
-    assert r.returncode == 0 and "(configured metric)" in r.stdout
+    assert r.returncode == 0 and "(metric of the score files: detect.metric)" in r.stdout
     dec = (tmp_path / "detect" / "decision_result_valve_id_00.csv").read_text().splitlines()
     assert len(dec) == 12 and {x.split(",")[1] for x in dec} <= {"0", "1"}
     dm = list(csv.reader((tmp_path / "result" / "valve" / "decision_metrics.csv").open()))
-    assert dm[0] == ["id", "domain", "precision", "recall", "F1"] and [r[0] for r in dm[1:]] == ["00", "02", "04",
-                                                                                              "hmean"]
+    assert dm[0] == ["id", "domain", "precision_fraction", "recall_fraction", "F1_fraction"]
+    assert [r[0] for r in dm[1:]] == ["00", "02", "04", "hmean"]
     r = run_script("dcase2020/test.py", "--mt", "valve", "-e", "-c", "0", *sets, "--no-plots")
     assert r.returncode == 0, r.stderr[-2000:]
     lines = (tmp_path / "detect" / "anomaly_score_valve_id_01.csv").read_text().splitlines()
@@ -102,7 +102,7 @@ def test_train_then_test_end_to_end(tmp_path, synth2020):
                    "--no-plots")
     assert r.returncode == 0, r.stderr[-2000:]
     rows = list(csv.reader((tmp_path / "result" / "valve" / "eval" / "all_metrics.csv").open()))
-    assert rows[0] == ["metric", "AUC", "pAUC", "average"] and len(rows) == 20
+    assert rows[0] == ["metric", "AUC_fraction", "pAUC_fraction", "average_fraction"] and len(rows) == 20
     assert "      05  " in r.stdout
 
     r = run_script("dcase2020/loc.py", "--mt", "valve", *sets, "--limit", "2")

@@ -57,7 +57,8 @@ def test_ddp_step_equals_single_process_step_on_the_global_batch(tmp_path):
     torch.manual_seed(1)
     ref = train_step(d, g, oD, oG, x, WGAN)
     got = torch.load(tmp_path / "ddp.pt")
-    assert float(got["fm"]) == pytest.approx(float(ref["feat_match"]), rel=1e-4)  # feature matching on global batch statistics
+    # feature matching on global batch statistics
+    assert float(got["fm"]) == pytest.approx(float(ref["feat_match"]), rel=1e-4)
     for net, key in ((g, "g"), (d, "d")):
         for k, v in net.state_dict().items():
             update = (v - init[key][k]).abs().max().item()

@@ -2,11 +2,13 @@
 overlapping segments, the maps, loc.py's figures, and a map that points at injected anomalies."""
 
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from PIL import Image
 
 from aegan import cli, synth
 from aegan.config import load_config
@@ -67,6 +69,42 @@ def test_localization_figures(trained2022, capsys):
     assert code == 0, err[-2000:]
     assert sorted(p.name for p in (loc / "fan").iterdir()) == [
         "sec00_source_true1_0004.png", "sec00_source_true1_0005.png", "summary_top1.png"]
+
+
+def _png_text(path) -> dict[str, str]:
+    with Image.open(path) as im:
+        return dict(im.text)
+
+
+def _scored(text: str) -> tuple[str, float]:
+    """'section_00_....wav   G_z_cos_min = 0.1234' -> (clip, score)."""
+    name, score = text.split(" = ")
+    return name.split()[0], float(score)
+
+
+@pytest.mark.slow
+def test_the_summary_ranks_what_its_title_says(trained2022, capsys):
+    """The summary figure of --limit N ranks only the N clips drawn, and says so; without --limit it ranks all,
+    and its clips are the highest-scoring of every clip's own figure (each figure's text, read from the file)."""
+    out, sets, _ = trained2022
+    loc = out / "loc" / "fan"
+    code, _, err = run_cli(cli.loc_main, SPEC, ["--mt", "fan", *sets, "--limit", "3", "--top", "2"], capsys)
+    assert code == 0, err[-2000:]
+    n = len(list((trained2022_data(sets) / "dev_data" / "fan" / "test").glob("*.wav")))
+    summary = _png_text(loc / "summary_top2.png")
+    assert f"of the first 3 of {n} dev test clips (--limit 3), the only ones scored" in summary["Title"]
+    code, _, err = run_cli(cli.loc_main, SPEC, ["--mt", "fan", *sets, "--top", "2"], capsys)
+    assert code == 0, err[-2000:]
+    summary = _png_text(loc / "summary_top2.png")
+    assert f"highest G_z_cos_min scores of all {n} dev test clips" in summary["Title"]
+    every = dict(_scored(_png_text(p)["Title"]) for p in loc.glob("sec*.png"))
+    assert len(every) == n
+    top = sorted(every, key=every.get, reverse=True)[:2]
+    assert [_scored(t)[0] for t in summary["Description"].split(" | ")] == top
+
+
+def trained2022_data(sets: list[str]):
+    return Path(next(s.split("=", 1)[1] for s in sets if s.startswith("dataset_dir=")))
 
 
 @pytest.mark.slow

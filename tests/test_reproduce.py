@@ -13,7 +13,7 @@ import time
 import pytest
 
 from aegan import synth
-from aegan.reproduce import key_value, minutes, paper
+from aegan.reproduce import key_value, mean_std, minutes, paper, summarize
 from conftest import ROOT, TINY, one_line_error
 
 # A guard against a hang only: these runs take seconds to a minute on an idle machine, minutes on a busy one.
@@ -34,6 +34,25 @@ def test_slurm_time_and_options_are_read_as_sbatch_writes_them():
             minutes(bad)
     with pytest.raises(argparse.ArgumentTypeError):
         key_value("mem")
+
+
+def test_summary_reads_in_percent_with_two_decimals(tmp_path):
+    """A zero reads 0.00 (not 1.998e-13, the floored hmean in percent), one seed has no ±, two seeds have one."""
+    for seed, value in ((0, 2e-15), (1, 0.5)):
+        job = tmp_path / "bearing" / f"seed{seed}"
+        (job / "result" / "bearing").mkdir(parents=True)
+        (job / "result" / "bearing" / "all_metrics.csv").write_text(
+            f"metric,hmean_fraction\nG_z_1_sum,{value!r}\nD_lof,{value / 2!r}\n")
+        (job / "done").write_text("")
+    summarize("dcase2022", ["bearing"], [0], tmp_path)
+    row = next(csv.DictReader((tmp_path / "summary.csv").open()))
+    assert (row["metric_mean"], row["metric_std"], row["best_mean"], row["paper"]) == ("0.00", "", "0.00", "76.03")
+    assert "| bearing | 1 | G_z_1_sum | 76.03 | 0.00 | 0.00 |" in (tmp_path / "summary.md").read_text()
+    summarize("dcase2022", ["bearing"], [0, 1], tmp_path)
+    row = next(csv.DictReader((tmp_path / "summary.csv").open()))
+    assert (row["seeds"], row["metric_mean"], row["metric_std"]) == ("2", "25.00", "35.36")
+    assert "| 25.00 ± 35.36 |" in (tmp_path / "summary.md").read_text()
+    assert mean_std([]) == "-"
 
 
 def table(tmp_path, machines=("fan", "ToyTrain"), *more: str) -> tuple[list[str], object]:
@@ -61,13 +80,20 @@ def test_reproduce_runner_summary_for_two_machine_types(tmp_path):
     rows = list(csv.DictReader((out / "summary.csv").open()))
     assert [x["machine"] for x in rows] == ["fan", "ToyTrain"] and all(x["seeds"] == "1" for x in rows)
     assert rows[0]["paper"] == "65.83" and rows[0]["paper_metric"] == "G_z_cos_min" and rows[1]["paper"] == ""
-    assert float(rows[0]["metric_std"]) == 0.0  # one seed
+    assert rows[0]["metric_std"] == ""  # one seed: no std
     record = json.loads((out / "fan" / "seed0" / "result" / "fan" / "run.json").read_text())
-    assert float(rows[0]["metric_mean"]) == pytest.approx(100 * record["value"], abs=0.006)  # the job's own number
+    assert rows[0]["metric_mean"] == f"{100 * record['value']:.2f}"  # the job's own number, in percent
     toy = json.loads((out / "ToyTrain" / "seed0" / "result" / "ToyTrain" / "run.json").read_text())
-    assert float(rows[1]["best_mean"]) == pytest.approx(100 * toy["best_value"], rel=1e-12)  # its best of 19
+    assert rows[1]["best_mean"] == f"{100 * toy['best_value']:.2f}"  # its best of 19
     md = (out / "summary.md").read_text()
     assert "| fan | 1 | G_z_cos_min | 65.83 |" in md and "Missing" not in md
+    assert f"| {rows[0]['metric_mean']} | {rows[0]['best_mean']} |" in md and "±" not in md.split("\n", 1)[1]
+    # the launcher follows each job: where its log is, then every epoch trained; the log holds lines, no bar frames
+    log = out / "fan" / "seed0" / "run.log"
+    assert f"reproduce: fan seed 0: training (log: {log})" in r.stdout
+    assert "reproduce: fan seed 0: epoch 1/1, 0:" in r.stdout and "reproduce: fan seed 0: testing" in r.stdout
+    assert "\r" not in log.read_text() and "epoch 1/1: 0/" in log.read_text()
+    assert "reproduce: 2 jobs (2 machine types x 1 seed) on this machine" in r.stdout
     r = run(args)  # resumable: nothing to redo
     assert r.returncode == 0 and r.stdout.count("done before") == 2
     r = run([*args, "--status"])

@@ -5,6 +5,7 @@ import csv
 import shutil
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ import torch
 from aegan import checkpoint
 from aegan.detector import Detector
 from aegan.errors import AeganError
-from conftest import HANG_GUARD, ROOT, write_wav
+from conftest import HANG_GUARD, ROOT, one_line_error, write_wav
 
 pytestmark = pytest.mark.slow
 
@@ -113,3 +114,25 @@ def test_score_command_output_holds_no_progress_bar(trained2022, clips):
     head = lines.index("file,metric,score,decision")
     assert [x.split(" ")[0] for x in lines[:head]] == ["device:", "model:"], r.stdout
     assert [x.split(",")[0] for x in lines[head + 1:]] == [str(c) for c in clips] and "%|" not in r.stdout
+
+
+def test_flags_are_named_as_typed_and_counts_read_right(trained2022, clips):
+    model = str(trained2022[0] / "model" / "fan.pth")
+    r = subprocess.run([sys.executable, "-m", "aegan.score", "--model", model, "--metric", "Bogus", str(clips[0])],
+                       cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD)
+    line = one_line_error(r.returncode, r.stderr, "--metric 'Bogus' is not one of the 19 metrics")
+    assert "detect.metric" not in line
+    r = subprocess.run([sys.executable, "-m", "aegan.score", "--model", model, str(clips[0])], cwd=ROOT,
+                       capture_output=True, text=True, timeout=HANG_GUARD)
+    assert r.returncode == 0 and "scoring 1 file\n" in r.stdout, r.stderr[-2000:]
+    with pytest.raises(AeganError, match="metric 'Bogus' is not one"):
+        Detector.load(model, "Bogus")
+
+
+def test_a_too_short_waveform_is_our_one_error_with_no_warning_before_it(trained2022):
+    """librosa warns "n_fft=1024 is too large for input signal" on a short signal; the length is checked first."""
+    det = Detector.load(trained2022[0] / "model" / "fan.pth")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning would fail the call before our error
+        with pytest.raises(AeganError, match="shorter than one segment"):
+            det.score_array(np.full(600, 0.1, dtype=np.float32), 16000)

@@ -31,25 +31,25 @@ def test_dcase2022_official_score_is_the_harmonic_mean_of_everything(tmp_path):
          {"section": "01", "AUC_source": 0.65, "AUC_target": 0.75, "pAUC": 0.52}]
     for mt, rows in (("fan", a), ("valve", b)):
         summ = {"hmean": hmean([r[k] for r in rows for k in ("AUC_source", "AUC_target", "pAUC")])}
-        record_run(tmp_path / mt, mt, "dev", "G_x_2_sum", True, _results("hmean", rows, summ), SECTIONS,
+        record_run(tmp_path / mt, mt, "dev", "G_x_2_sum", "detect.metric", _results("hmean", rows, summ), SECTIONS,
                    {"paper": 65.83 if mt == "fan" else None})
     csv_path, md = write_summary(SECTIONS, "dcase2022", tmp_path, "dev")
     rows = list(csv.DictReader(csv_path.open()))
     assert [r["machine"] for r in rows] == ["fan", "valve", "official"] and rows[0]["best_metric"] == "G_x_2_sum"
     everything = [r[k] for r in a + b for k in ("AUC_source", "AUC_target", "pAUC")]
-    assert float(rows[2]["hmean"]) == pytest.approx(hmean(everything), rel=1e-12)
-    assert "| fan | G_x_2_sum | " in md.read_text() and "| 65.83 |" in md.read_text()
+    assert rows[2]["hmean"] == f"{100 * hmean(everything):.2f}"  # percent, as the paper's number beside it
+    assert "| fan | G_x_2_sum (detect.metric) | " in md.read_text() and "| 65.83 |" in md.read_text()
 
 
 def test_dcase2020_official_score_averages_auc_and_pauc(tmp_path):
     a = [{"id": "00", "AUC": 0.9, "pAUC": 0.7}, {"id": "02", "AUC": 0.8, "pAUC": float("nan")}]
     b = [{"id": "01", "AUC": 0.6, "pAUC": 0.5}]
     for mt, rows in (("fan", a), ("pump", b)):
-        record_run(tmp_path / mt, mt, "dev", "G_x_2_sum", False, _results("average", rows, {"average": 0.7}),
-                   IDS, {})
+        record_run(tmp_path / mt, mt, "dev", "G_x_2_sum", "best on this test set",
+                   _results("average", rows, {"average": 0.7}), IDS, {})
     rows = list(csv.DictReader(write_summary(IDS, "dcase2020", tmp_path, "dev")[0].open()))
     auc, pauc = np.mean([0.85, 0.6]), np.mean([0.7, 0.5])  # an undefined (nan) ID value is left out
-    assert float(rows[-1]["average"]) == pytest.approx((auc + pauc) / 2, rel=1e-12)
+    assert rows[-1]["average"] == f"{100 * (auc + pauc) / 2:.2f}"
 
 
 def test_records_of_another_dataset_are_left_out(tmp_path, capsys):
@@ -57,10 +57,10 @@ def test_records_of_another_dataset_are_left_out(tmp_path, capsys):
     KeyError 'AUC' when the other dataset's run.json was there)."""
     rows22 = [{"section": "00", "AUC_source": 0.9, "AUC_target": 0.6, "pAUC": 0.55}]
     rows20 = [{"id": "00", "AUC": 0.9, "pAUC": 0.7}]
-    record_run(tmp_path / "fan", "fan", "dev", "G_x_2_sum", True, _results("hmean", rows22, {"hmean": 0.6}), SECTIONS,
-               {"dataset": "dcase2022"})
-    record_run(tmp_path / "pump", "pump", "dev", "D_lof", True, _results("average", rows20, {"average": 0.8}),
-               IDS, {"dataset": "dcase2020"})
+    record_run(tmp_path / "fan", "fan", "dev", "G_x_2_sum", "detect.metric", _results("hmean", rows22, {"hmean": 0.6}),
+               SECTIONS, {"dataset": "dcase2022"})
+    record_run(tmp_path / "pump", "pump", "dev", "D_lof", "detect.metric",
+               _results("average", rows20, {"average": 0.8}), IDS, {"dataset": "dcase2020"})
     rows = list(csv.DictReader(write_summary(IDS, "dcase2020", tmp_path, "dev")[0].open()))
     assert [r["machine"] for r in rows] == ["pump", "official"]
     assert "left out" in capsys.readouterr().out
@@ -70,8 +70,8 @@ def test_records_of_another_dataset_are_left_out(tmp_path, capsys):
 
 def test_first_shot_summary_names_the_year(tmp_path):
     rows = [{"section": "00", "AUC_source": 0.9, "AUC_target": 0.6, "pAUC": 0.55}]
-    record_run(tmp_path / "fan", "fan", "dev", "G_x_2_sum", True, _results("hmean", rows, {"hmean": 0.6}), SECTIONS,
-               {"dataset": "firstshot", "title": dataset_title("firstshot", {"year": 2025})})
+    record_run(tmp_path / "fan", "fan", "dev", "G_x_2_sum", "detect.metric", _results("hmean", rows, {"hmean": 0.6}),
+               SECTIONS, {"dataset": "firstshot", "title": dataset_title("firstshot", {"year": 2025})})
     md = write_summary(SECTIONS, "firstshot", tmp_path, "dev")[1].read_text()
     assert md.startswith("# DCASE 2025: hmean") and "firstshot" not in md
     assert dataset_title("dcase2020", {}) == "DCASE 2020"
@@ -100,7 +100,8 @@ def test_roc_legend_gives_auc_and_the_tables_pauc():
     assert len(fig.axes) == len(rows) == 3  # one panel per machine ID
     for ax, row in zip(fig.axes, rows):
         texts = [t.get_text() for t in ax.get_legend().get_texts()]
-        assert f"all: AUC {row['AUC']:.3f}" in texts and f"pAUC {row['pAUC']:.3f} (FPR <= 0.1)" in texts
+        assert f"all clips: AUC {100 * row['AUC']:.2f}, pAUC {100 * row['pAUC']:.2f}" in texts  # percent, as the tables
+        assert "pAUC range (FPR <= 0.1)" in texts
     plt.close(fig)
 
 
@@ -144,4 +145,72 @@ def test_demo_ends_by_tying_the_selected_model_to_the_written_files(tmp_path, tr
     assert first.startswith("demo: training kept epoch ") and "chosen on its labels" in first
     row = next(x for x in csv.DictReader((out / "result" / "summary.csv").open()) if x["machine"] == "fan")
     assert f"use {row['metric']}, the configured detect.metric" in second
-    assert f"hmean {100 * float(row['hmean']):.2f} on the dev test set" in second and "official score" in second
+    assert f"hmean {row['hmean']} % on the dev test set" in second and "official score" in second
+
+
+def _clips22():
+    """Two sections, each with source and target normal clips and anomalies of both domains."""
+    return [Clip(Path(f"{g}_{d}_{i}.wav"), g, d, i % 2) for g in ("00", "01") for d in ("source", "target")
+            for i in range(8)]
+
+
+def test_roc_band_belongs_to_a_drawn_curve_with_the_tables_pauc():
+    """The shaded band is the pAUC's FPR range, and the pAUC it gives is that of a curve on the panel: the one of
+    all the section's clips (both domains), drawn beside each domain's own curve."""
+    clips = _clips22()
+    rng = np.random.default_rng(1)
+    scores = np.array([rng.normal() + 2 * c.label + (c.domain == "target") for c in clips])
+    fig = plots.roc_figure("section", clips, scores, "D_lof", 0.1, "fan (DCASE 2022, dev test set)")
+    rows, _ = SECTIONS.evaluate(clips, scores, 0.1)
+    for ax, row in zip(fig.axes, rows):
+        lines = {ln.get_label(): ln for ln in ax.get_lines()}
+        assert f"source: AUC {100 * row['AUC_source']:.2f}" in lines and f"target: AUC {100 * row['AUC_target']:.2f}" \
+            in lines
+        pooled = lines[f"all clips: pAUC {100 * row['pAUC']:.2f}"]
+        assert len(pooled.get_xdata()) > 2  # a real curve, not a marker
+        assert "pAUC range (FPR <= 0.1)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    plt.close(fig)
+
+
+def test_pca_axes_give_their_explained_variance():
+    rng = np.random.default_rng(2)
+    train = rng.normal(size=(20, 6)) * np.array([5, 2, 1, 1, 1, 1])
+    test = rng.normal(size=(10, 6))
+    clips = _clips20()  # 18 clips of three machine IDs
+    fig = plots.embedding_figure(train, [clips[i % 18] for i in range(20)], test, clips[:10], "t")
+    both = np.concatenate([train, test])
+    var = np.linalg.svd(both - both.mean(0), compute_uv=False) ** 2
+    share = 100 * var / var.sum()
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == f"PC1 ({share[0]:.1f}% of the variance)"
+    assert ax.get_ylabel() == f"PC2 ({share[1]:.1f}% of the variance)"
+    plt.close(fig)
+
+
+def test_each_score_panel_has_the_range_of_its_own_clips():
+    """Source and target scores far apart: each panel's x-range covers its own clips (and the threshold), so
+    neither is squeezed into a corner of a shared range."""
+    clips = _clips22()
+    scores = np.array([(0 if c.domain == "source" else 100) + c.label + 0.1 * i for i, c in enumerate(clips)])
+    threshold = 0.5
+    fig = plots.score_figure("section", clips, scores, "G_x_2_sum", threshold, "t")
+    for ax in fig.axes:
+        g, d = ax.get_title().replace("section ", "").split(", ")
+        own = [s for c, s in zip(clips, scores) if c.group == g and c.domain == d]
+        lo, hi = ax.get_xlim()
+        span = max(own + [threshold]) - min(own + [threshold])
+        assert lo >= min(own + [threshold]) - 0.1 * span and hi <= max(own + [threshold]) + 0.1 * span, ax.get_title()
+    plt.close(fig)
+
+
+def test_summary_says_how_each_metric_was_chosen(tmp_path):
+    """'best' marks only a metric chosen as the best: a first-shot evaluation type's D_lof is the default."""
+    rows = [{"section": "00", "AUC_source": 0.9, "AUC_target": 0.6, "pAUC": 0.55}]
+    results = {"D_maha": (rows, {"hmean": 0.92}), "D_lof": (rows, {"hmean": 0.6885})}
+    record_run(tmp_path / "Polisher" / "eval", "Polisher", "eval", "D_lof", "default", results, SECTIONS, {})
+    csv_path, md = write_summary(SECTIONS, "dcase2025", tmp_path, "eval")
+    row = next(csv.DictReader(csv_path.open()))
+    assert (row["metric"], row["chosen_by"], row["hmean"], row["best_metric"], row["best_hmean"]) == (
+        "D_lof", "default", "68.85", "D_maha", "92.00")
+    assert "| Polisher | D_lof (default) | 68.85 | D_maha | 92.00 | - |" in md.read_text()
+    assert "(best)" not in md.read_text()

@@ -17,20 +17,23 @@ from dcase2022.datasets import SPEC
 
 pytestmark = pytest.mark.slow
 
+# all_metrics.csv: fractions at full precision, and the header says so (the tables people read are in percent)
+FRACTIONS = ["AUC_source_fraction", "AUC_target_fraction", "pAUC_fraction", "hmean_fraction"]
 
 def test_dev_evaluation_tables_and_files(trained2022):
     out, sets, _ = trained2022
     r = run_script("test.py", "--mt", "fan", "-d", "-c", "0", *sets, cwd=ROOT / "dcase2022")  # from dcase2022/
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "best metric on this test set" in r.stdout and "G_z_cos_min  (configured metric)" in r.stdout
+    assert "best metric on this test set" in r.stdout
+    assert "G_z_cos_min  (metric of the score files: detect.metric)" in r.stdout
     rows = list(csv.reader((out / "result" / "fan" / "all_metrics.csv").open()))
-    assert rows[0] == ["metric", "AUC_source", "AUC_target", "pAUC", "hmean"] and len(rows) == 20
+    assert rows[0] == ["metric", *FRACTIONS] and len(rows) == 20
     best = max(float(r[4]) for r in rows[1:])
     assert best > 0.8, rows
     state = checkpoint.load(out / "model" / "fan.pth")
     assert best == state["best_hmean"]  # test.py reproduces training's evaluation, to the bit
     per = list(csv.reader((out / "result" / "fan" / "per_section.csv").open()))
-    assert per[0] == ["metric", "section", "AUC_source", "AUC_target", "pAUC"] and len(per) == 1 + 19 * 3
+    assert per[0] == ["metric", "section", *FRACTIONS[:3]] and len(per) == 1 + 19 * 3
     clip_rows = list(csv.DictReader((out / "result" / "fan" / "clip_scores.csv").open()))
     assert len(clip_rows) == 48 and list(clip_rows[0])[:5] == ["file", "section", "domain", "label", "D_maha"]
     for sec in ("00", "01", "02"):
@@ -42,7 +45,8 @@ def test_dev_evaluation_tables_and_files(trained2022):
         assert {x.split(",")[1] for x in dec} <= {"0", "1"}
     assert "decisions (threshold on the configured metric)" in r.stdout
     dm = list(csv.reader((out / "result" / "fan" / "decision_metrics.csv").open()))
-    assert dm[0] == ["section", "domain", "precision", "recall", "F1"] and len(dm) == 1 + 6 + 1
+    assert dm[0] == ["section", "domain", "precision_fraction", "recall_fraction", "F1_fraction"]
+    assert len(dm) == 1 + 6 + 1
     assert "fitted the gamma threshold" not in r.stdout  # the stored threshold is used
     # pictures of the configured metric, and the embedding map
     for name in ("scores_G_z_cos_min.png", "roc_G_z_cos_min.png", "embeddings_pca.png"):
@@ -52,8 +56,8 @@ def test_dev_evaluation_tables_and_files(trained2022):
     assert [row["machine"] for row in summary] == ["fan", "official"]
     assert summary[0]["metric"] == "G_z_cos_min" and summary[0]["paper"] == "65.83"
     values = [float(x[k]) for x in csv.DictReader((out / "result" / "fan" / "per_section.csv").open())
-              if x["metric"] == "G_z_cos_min" for k in ("AUC_source", "AUC_target", "pAUC")]
-    assert float(summary[1]["hmean"]) == pytest.approx(hmean(values), rel=1e-12)
+              if x["metric"] == "G_z_cos_min" for k in ("AUC_source_fraction", "AUC_target_fraction", "pAUC_fraction")]
+    assert summary[1]["hmean"] == f"{100 * hmean(values):.2f}"
     assert "**Official score**" in (out / "result" / "summary.md").read_text()
     # files get the permissions the umask gives (they are written through a 0600 temp file)
     mask = os.umask(0)
@@ -77,9 +81,9 @@ def test_eval_set_scores_and_ground_truth(trained2022, synth2022, tmp_path):
                    str(synth2022 / "ground_truth_data"))
     assert r.returncode == 0, r.stderr[-2000:]
     assert "ground truth: labels of 48 evaluation test clips" in r.stdout
-    assert "     03  " in r.stdout and "(configured metric)" in r.stdout
+    assert "     03  " in r.stdout and "(metric of the score files: detect.metric)" in r.stdout
     rows = list(csv.reader((out / "result" / "fan" / "eval" / "all_metrics.csv").open()))
-    assert rows[0] == ["metric", "AUC_source", "AUC_target", "pAUC", "hmean"] and len(rows) == 20
+    assert rows[0] == ["metric", *FRACTIONS] and len(rows) == 20
     assert max(float(r[4]) for r in rows[1:]) > 0.7
     assert (out / "result" / "summary_eval.csv").is_file() and (out / "result" / "fan" / "eval" / "run.json").is_file()
 

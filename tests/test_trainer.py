@@ -11,9 +11,10 @@ import time
 
 import pytest
 import torch
+import yaml
 
 from aegan import checkpoint, cli
-from conftest import HANG_GUARD, ROOT, TRAINED_ARGS, one_line_error, run_cli, run_script, small_sets
+from conftest import HANG_GUARD, ROOT, TRAINED_ARGS, one_line_error, out_sets, run_cli, run_script, small_sets
 from dcase2022.datasets import SPEC
 
 SELECTION = ("epoch", "metric", "best_hmean", "thresholds", "feat_max", "feat_min", "sample_rate")
@@ -44,22 +45,22 @@ def test_training_writes_log_and_checkpoints(trained2022):
 
 
 def _start_until(args: list[str], shown: bytes) -> tuple[subprocess.Popen, bytearray]:
-    """Start train.py and read its stderr as it streams until the run shows `shown` (a progress bar's label):
-    an event, not a number of seconds, so a busy machine only makes the wait longer."""
-    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    err = bytearray()
+    """Start train.py and read its stdout as it streams until the run shows `shown` (a progress line's label, off
+    a terminal): an event, not a number of seconds, so a busy machine only makes the wait longer."""
+    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out = bytearray()
     deadline = time.monotonic() + HANG_GUARD
-    while shown not in err:
-        ready, _, _ = select.select([proc.stderr], [], [], max(0.0, deadline - time.monotonic()))
-        chunk = os.read(proc.stderr.fileno(), 65536) if ready else b""
-        assert chunk, f"train.py ended or hung before showing {shown!r}: {err[-2000:].decode(errors='replace')}"
-        err += chunk
-    return proc, err
+    while shown not in out:
+        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        chunk = os.read(proc.stdout.fileno(), 65536) if ready else b""
+        assert chunk, f"train.py ended or hung before showing {shown!r}: {out[-2000:].decode(errors='replace')}"
+        out += chunk
+    return proc, out
 
 
-def _finish(proc: subprocess.Popen, err: bytearray) -> str:
-    err += proc.communicate(timeout=HANG_GUARD)[1]
-    return err.decode(errors="replace")
+def _finish(proc: subprocess.Popen, out: bytearray) -> str:
+    """Its stderr, once it has ended."""
+    return proc.communicate(timeout=HANG_GUARD)[1].decode(errors="replace")
 
 
 def test_interrupted_training_resumes_to_the_same_weights(tmp_path, synth2022, trained2022):
@@ -150,3 +151,25 @@ def test_evaluation_beside_the_next_epoch_gives_the_same_run(tmp_path, synth2022
     assert last_a["history"] == last_b["history"][:2]  # the third is in last_a["pending"], settled on resume
     assert model_a["thresholds"] == model_b["thresholds"] and model_a["metric"] == model_b["metric"]
     assert torch.equal(model_a["train_emb"], model_b["train_emb"])
+
+
+def test_resume_takes_the_runs_own_settings_and_names_a_changed_one_before_any_feature_work(
+        tmp_path, synth2022, trained2022, capsys):
+    """The run trained with --config demo/small.yaml and --set train.batch_size=8: --resume needs neither again
+    (it extracted features at the default size before, then stopped on a segment longer than the clips). A
+    setting given again with another value is named with both values before any feature is extracted."""
+    shutil.copytree(trained2022[0] / "model", tmp_path / "model")
+    sets = out_sets(tmp_path, synth2022)
+    code, _, err = run_cli(cli.train_main, SPEC, ["--mt", "fan", "--resume", *sets, "--set", "train.lrD=0.001"],
+                           capsys)
+    one_line_error(code, err, "train.lrD 0.0002 -> 0.001", "--resume")
+    assert not (tmp_path / "spec").exists()  # no feature work before the refusal
+    code, stdout, err = run_cli(cli.train_main, SPEC, ["--mt", "fan", "--resume", *sets, "--set", "train.epoch=4"],
+                                capsys)
+    assert code == 0, err[-2000:]
+    assert "resume: the settings of the run in" in stdout and "at epoch 4" in stdout
+    state = checkpoint.load(tmp_path / "model" / "fan.pth")
+    assert state["config"]["feat"]["mel_bin"] == 64 and state["config"]["train"]["batch_size"] == 8
+    assert state["seed"] == 42 and [h["epoch"] for h in state["history"]] == [1, 2, 3, 4]
+    settings = yaml.safe_load((tmp_path / "log" / "fan" / "train.settings.yaml").read_text())
+    assert settings["feat"]["mel_bin"] == 64 and settings["train"]["epoch"] == 4

@@ -20,10 +20,10 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ..errors import AeganError
 from ..files import atomic_path, sha256
+from ..progress import Bar
 from .audio import extract
 from .clips import Clip
 from .segments import num_segments
@@ -47,8 +47,7 @@ def clip_digest(path: str | os.PathLike) -> str:
 
 def clip_records(paths: list[Path]) -> list[list[str]]:
     """[file name, content digest] of each clip, in order: what a cache (or a model) was built from."""
-    return [[Path(p).name, clip_digest(p)] for p in tqdm(paths, desc="hashing clips", unit="clip", leave=False,
-                                                        disable=len(paths) < 500)]
+    return [[Path(p).name, clip_digest(p)] for p in Bar(paths, "hashing clips", unit="clips", disable=len(paths) < 500)]
 
 
 def cache_key(records: list[list[str]], settings: dict) -> str:
