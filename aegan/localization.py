@@ -81,24 +81,30 @@ def _panel(ax, data: np.ndarray, sr: int, hop_length: int, title: str, fig, vmin
     return img
 
 
+# the map panel's title: what each --map draws
+MAP_NAMES = {"recon": "localization map: |reconstruction - normal average|",
+             "residual": "residual map: |input - reconstruction| / 2"}
+
+
 class ClipFigure:
     """Three aligned panels (top, normal average, map) and the frame-wise anomaly curve under them. Built once
     and redrawn for every clip: laying out axes and colorbars anew for each clip cost more than drawing it."""
 
-    def __init__(self, shape: tuple[int, int], sr: int, hop_length: int, top_name: str = "reconstruction",
+    def __init__(self, shape: tuple[int, int], sr: int, hop_length: int, map_name: str = MAP_NAMES["recon"],
                  dpi: int = 80):
         self.dpi = dpi
         self.fig, axes = plt.subplots(4, 1, figsize=(8, 9), sharex=True, gridspec_kw={"height_ratios": [3, 3, 3, 1.4]})
         blank = np.zeros(shape, dtype=np.float32)
-        self.top = _panel(axes[0], blank, sr, hop_length, top_name, self.fig, 0, 1)
+        self.top = _panel(axes[0], blank, sr, hop_length, "reconstruction", self.fig, 0, 1)
         self.normal = _panel(axes[1], blank, sr, hop_length, "normal average (dev training clips)", self.fig, 0, 1)
-        self.map = _panel(axes[2], blank, sr, hop_length, "localization map (absolute difference)", self.fig, 0, 1)
+        self.map = _panel(axes[2], blank, sr, hop_length, map_name, self.fig, 0, 1)
         times = librosa.frames_to_time(np.arange(shape[1]), sr=sr, hop_length=hop_length)
         (self.curve,) = axes[3].plot(times, blank.mean(0), color="crimson", lw=1)
         self.curve_ax = axes[3]
         axes[3].set_ylabel("mean per frame", fontsize=8)
         axes[3].set_xlabel("Time (s)")
         self.fig.colorbar(plt.cm.ScalarMappable(), ax=axes[3]).ax.set_visible(False)  # the panels' width
+        self.fig.subplots_adjust(top=0.93, bottom=0.07)  # the title just above the panels
         self.title = self.fig.suptitle("", fontsize=10)
 
     def draw(self, path: Path, top: np.ndarray, normal: np.ndarray, amap: np.ndarray, title: str) -> None:
@@ -166,7 +172,7 @@ def draw_maps(group: str, model: Model, normal: torch.Tensor, clips: list[Clip],
         recon, resid, scores[i] = maps_and_score(model, specs, i, metric)
         norm01 = to_unit(normal[:, : recon.shape[1]])
         amap = localization_map(recon, normal) if kind == "recon" else resid / 2  # /2: in [0, 1] units
-        figure = figure or ClipFigure(tuple(amap.shape), sr, feat["frame_hop"])
+        figure = figure or ClipFigure(tuple(amap.shape), sr, feat["frame_hop"], MAP_NAMES[kind])
         figure.draw(out / figure_name(clips[i], group), to_unit(recon).numpy(), norm01.numpy(), amap.numpy(),
                     f"{clips[i].path.name}   {metric} = {scores[i]:.4g}")
         maps[i] = amap.numpy()
@@ -174,9 +180,10 @@ def draw_maps(group: str, model: Model, normal: torch.Tensor, clips: list[Clip],
     best = sorted(chosen, key=lambda i: -scores[i])[:top]
     among = (f"of all {len(clips)} dev test clips" if len(chosen) == len(clips) else
              f"of the first {len(chosen)} of {len(clips)} dev test clips (--limit {limit}), the only ones scored")
+    what = "localization" if kind == "recon" else "residual"
     summary_figure(out / f"summary_top{len(best)}.png",
                    [(f"{clips[i].path.name}  {metric} = {scores[i]:.4g}", maps[i]) for i in best], sr,
-                   feat["frame_hop"], title=f"localization maps of the {len(best)} highest {metric} scores\n{among} "
+                   feat["frame_hop"], title=f"{what} maps of the {len(best)} highest {metric} scores\n{among} "
                    "(one colour scale)")
     return len(chosen) + 1
 

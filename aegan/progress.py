@@ -2,9 +2,9 @@
 
 On a terminal a progress bar is tqdm's, on stderr. Anywhere else (a log file, a Slurm job's output, a pipe) a
 redrawn bar would leave one frame per refresh in the file, so there a bar is a few plain status lines on stdout,
-with the command's other status lines (stderr keeps only errors): one when it starts, one every LINE_EVERY seconds
-while it runs (done, elapsed, estimated time left), and one when it ends if it ran long enough to have printed
-any.
+with the command's other status lines (stderr keeps only errors): one every LINE_EVERY seconds while it runs
+(done, elapsed, estimated time left) and one when it ends if it printed any, so that a short bar prints nothing;
+a bar made with `start_line` (a training epoch) also says when it starts.
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ class Bar:
     `note(**values)` shows the latest values beside it (the bar's postfix, or the end of the next line)."""
 
     def __init__(self, items: Iterable[T], desc: str, total: int | None = None, unit: str = "it",
-                 disable: bool = False, initial: int = 0):
+                 disable: bool = False, initial: int = 0, start_line: bool = False):
         self.items, self.desc, self.unit, self.disable, self.done = items, desc, unit, disable, initial
+        self.start_line = start_line
         self.total = total if total is not None else _len(items)
         self.tqdm = None if disable or not on_terminal() else tqdm(
             items, desc=desc, total=self.total, unit=unit, leave=False, initial=initial)
@@ -68,7 +69,8 @@ class Bar:
         start = last = time.monotonic()
         total = self.total
         of = f"/{total}" if total is not None else ""
-        self._line(f"{self.done}{of} {self.unit}")
+        if self.start_line:
+            self._line(f"{self.done}{of} {self.unit}")
         wrote = False
         for item in self.items:
             yield item

@@ -92,8 +92,8 @@ def score_files(rule: Rule, mt: str, clips: list[Clip], values: np.ndarray, out_
 DECISION_COLUMNS = ("precision", "recall", "F1")
 
 
-def decision_table(group: str, rows: list[dict], summary: dict) -> str:
-    lines = ["decisions (threshold on the configured metric)",
+def decision_table(group: str, rows: list[dict], summary: dict, metric: str) -> str:
+    lines = [f"decisions (the threshold on {metric}, the metric of the score files)",
              f"{group:>8}  {'domain':>8}  " + "  ".join(f"{c:>10}" for c in DECISION_COLUMNS)]
     for r in rows:
         lines.append(f"{r[group]:>8}  {r['domain']:>8}  "

@@ -77,7 +77,7 @@ def write_decisions(rule: Rule, mt: str, model: Model, tests: TestSet, scores: n
           f"to {detect_dir}")
     if tests.labelled:
         rows, summary = decision_metrics(tests.clips, decisions, rule.group)
-        print(decision_table(rule.group, rows, summary))
+        print(decision_table(rule.group, rows, summary, metric))
         print(f"wrote {write_decision_metrics(rule.group, rows, summary, out)}")
     return decision["threshold"]
 

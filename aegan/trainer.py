@@ -72,7 +72,7 @@ def train_epoch(nets: Nets, sampler: SegmentSampler, wgan: dict, amp: str, devic
     nets.netD.train()
     sums: dict[str, float] = {}
     pending: list[tuple[int, dict]] = []
-    bar = Bar(sampler.epoch(), desc, total=len(sampler), unit="batches", disable=rank > 0)
+    bar = Bar(sampler.epoch(), desc, total=len(sampler), unit="batches", disable=rank > 0, start_line=True)
     with torch.autocast(device.type, torch.bfloat16, enabled=amp == "bf16"):
         for i, x in enumerate(bar):
             x = x.to(device, non_blocking=True).contiguous(memory_format=nets.fmt)

@@ -69,6 +69,9 @@ def test_localization_figures(trained2022, capsys):
     assert code == 0, err[-2000:]
     assert sorted(p.name for p in (loc / "fan").iterdir()) == [
         "sec00_source_true1_0004.png", "sec00_source_true1_0005.png", "summary_top1.png"]
+    panels = _png_text(loc / "fan" / "sec00_source_true1_0004.png")["Description"]  # the titles say what is drawn
+    assert "residual map: |input - reconstruction| / 2" in panels and "localization map" not in panels
+    assert _png_text(loc / "fan" / "summary_top1.png")["Title"].startswith("residual maps of the 1 highest")
 
 
 def _png_text(path) -> dict[str, str]:

@@ -85,7 +85,7 @@ def test_zero_decision_hmean_is_written_as_zero(tmp_path):
     assert 0 < summary["F1"] < 1e-12  # the floored hmean
     body = list(csv.reader(write_decision_metrics("section", rows, summary, tmp_path).open()))
     assert body[-1] == ["hmean", "", "0.0", "0.0", "0.0"]
-    assert decision_table("section", rows, summary).splitlines()[-1].split()[1:] == ["0.00", "0.00", "0.00"]
+    assert decision_table("section", rows, summary, "D_lof").splitlines()[-1].split()[1:] == ["0.00", "0.00", "0.00"]
 
 
 def _clips20():

@@ -43,7 +43,7 @@ def test_dev_evaluation_tables_and_files(trained2022):
         dec = (out / "detect" / f"decision_result_fan_section_{sec}_test.csv").read_text().splitlines()
         assert [x.split(",")[0] for x in dec] == [x.split(",")[0] for x in lines]
         assert {x.split(",")[1] for x in dec} <= {"0", "1"}
-    assert "decisions (threshold on the configured metric)" in r.stdout
+    assert "decisions (the threshold on G_z_cos_min, the metric of the score files)" in r.stdout
     dm = list(csv.reader((out / "result" / "fan" / "decision_metrics.csv").open()))
     assert dm[0] == ["section", "domain", "precision_fraction", "recall_fraction", "F1_fraction"]
     assert len(dm) == 1 + 6 + 1
