@@ -36,10 +36,11 @@ import numpy as np
 import torch
 
 from . import checkpoint
-from .config import get, leaves
+from .config import get, leaves, validate
 from .errors import AeganError, shown
 
 FORMAT = "aegan-ad model"
+RUN_STATE = FORMAT + " run state"
 VERSION = 2
 SIDECAR_VERSION = 2
 # Settings that a resumed run may change: where outputs go, how features are computed in parallel (not what
@@ -209,10 +210,20 @@ def model_from_state(state: dict, path: Path) -> ModelFile:
     if state["train_emb"].shape[0] != len(identity.clips):
         raise _damaged(path, "train_emb (one row per training clip)")
     thresholds = check_thresholds(state["thresholds"], path)
+    check_settings(state["config"], path)
     return ModelFile(state["netG"], state["netD"], state["config"], identity,
                      float(state["feat_max"]), float(state["feat_min"]), state["train_emb"].float().numpy(),
                      state["sample_rate"], state["epoch"], state["metric"], float(state[best_key]), best_key,
                      thresholds, state["history"], int(state.get("seed", 0)), str(state.get("run_id", "")))
+
+
+def check_settings(cfg: dict, path: Path) -> None:
+    """The settings a model or run state stores pass the checks of settings from a file (config.validate), the
+    message naming the file: a damaged value never reaches the features or the networks."""
+    try:
+        validate(cfg, f"the settings stored in {shown(path)}")
+    except (KeyError, TypeError):
+        raise _damaged(path, "config") from None
 
 
 def check_thresholds(raw: object, path: Path) -> dict[str, dict]:
@@ -246,6 +257,10 @@ def read(path: str | Path, device: torch.device | str = "cpu") -> tuple[dict, Mo
     state = checkpoint.load(path, device)
     if is_ours(state):
         return state, model_from_state(state, path)
+    if state.get("format") == RUN_STATE:
+        raise AeganError(f"{shown(path)} is the run state of a training run (train.py --resume continues from it), "
+                         f"not a model: give {path.name.removesuffix('_last.pth')}.pth, written when training "
+                         "finishes")
     if not is_original(state):
         raise AeganError(f"model {shown(path)} was written by an earlier version of AEGAN-AD (no format version): "
                          "train it again with this version")
@@ -322,17 +337,21 @@ def read_sidecar(path: Path, digest: str, expected: Identity | None = None, cfg:
 # ---- the run's resumable state -----------------------------------------------------------------------
 def write_last(path: Path, state: dict) -> None:
     """`<mt>_last.pth`: the run state after an epoch (built by training_setup.save_last), atomically."""
-    checkpoint.save(path, {"format": FORMAT + " run state", "version": VERSION, **state})
+    checkpoint.save(path, {"format": RUN_STATE, "version": VERSION, **state})
 
 
 def read_last(path: Path, device: torch.device) -> dict:
     state = checkpoint.load(path, device)
-    if state.get("format") != FORMAT + " run state" or state.get("version") != VERSION:
+    if is_ours(state) or is_original(state):
+        raise AeganError(f"{shown(path)} is a model file, not the run state of a training run: --resume continues "
+                         f"from the {path.name} that train.py writes after every epoch (train anew without --resume)")
+    if state.get("format") != RUN_STATE or state.get("version") != VERSION:
         raise AeganError(f"{shown(path)} is not a run state of this version of AEGAN-AD: train anew without --resume")
     for key in ("epoch", "config", "identity", "seed", "run_id", "optG", "optD", "rng_cpu", "best", "history"):
         if key not in state:
             raise _damaged(path, key)
     state["identity"] = _identity_from(state["identity"], path)
+    check_settings(state["config"], path)
     return state
 
 

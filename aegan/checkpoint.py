@@ -22,6 +22,7 @@ from torch import nn
 from .config import CHOICES, get, leaves
 from .errors import AeganError, shown
 from .files import atomic_path
+from .kinds import TORCH, sniff
 from .nets import build_nets
 
 _scalar = np._core.multiarray.scalar
@@ -38,13 +39,18 @@ def save(path: str | os.PathLike, state: dict) -> None:
             raise OSError(28, "the write failed (disk full?)") from e
 
 
-def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict:
+def read_torch(path: str | os.PathLike, device: str | torch.device = "cpu") -> object:
+    """What a PyTorch file holds, loaded as data only (weights_only; the original's numpy scalars allowed); a file
+    that is no PyTorch file, or would run code, is one line."""
     path = Path(path)
     if not path.exists():
         raise AeganError(f"checkpoint not found: {path} (train first, or copy a pretrained dict there)")
+    kind = sniff(path)
+    if kind not in (TORCH, None):
+        raise AeganError(f"{shown(path)} is {kind}, not a checkpoint: give a model file (model_dir/<mt>.pth)")
     try:
         with torch.serialization.safe_globals(NUMPY_SCALAR_GLOBALS):
-            state = torch.load(path, map_location=device, weights_only=True)
+            return torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # noqa: BLE001 - a damaged file raises any of a dozen types: one line for all
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
         if isinstance(e, pickle.UnpicklingError) and found:  # a well-formed pickle that names a callable
@@ -52,7 +58,15 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict:
                              f"({found.group(1)}); refused, as loading it would run code") from None
         raise AeganError(f"checkpoint {shown(path)} is truncated, damaged or not a PyTorch file "
                          f"({_reason(e)}); train again or restore it") from None
+
+
+def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict:
+    """A checkpoint: a dict with netG and netD (ours, or the original's)."""
+    state = read_torch(path, device)
     if not isinstance(state, dict) or "netG" not in state or "netD" not in state:
+        if isinstance(state, dict) and "checkpoint_sha256" in state:  # what artifact.write_sidecar writes
+            raise AeganError(f"{shown(path)} is the scoring sidecar of a model, not a model: give the model file "
+                             f"beside it ({Path(path).name.removesuffix('.scoring.pt')}.pth)")
         raise AeganError(f"checkpoint {path} has no netG/netD entries: not an AEGAN-AD checkpoint")
     return state
 
@@ -71,11 +85,6 @@ def model_paths(cfg: dict, mt: str) -> tuple[Path, Path]:
     return d / f"{mt}.pth", d / f"{mt}_last.pth"
 
 
-def describe_arch(net_cfg: dict) -> str:
-    """The network settings, as a mismatch error names them."""
-    return ", ".join(f"net.{k}={v}" for k, v in net_cfg.items() if k != "act")
-
-
 def _shapes(sd: dict) -> dict[str, tuple]:
     return {k: tuple(v.shape) for k, v in sd.items()}
 
@@ -83,12 +92,15 @@ def _shapes(sd: dict) -> dict[str, tuple]:
 def _alternatives(net_cfg: dict) -> Iterator[tuple[list[tuple[str, object]], dict]]:
     """([(setting, other value)], net config with them): each other value of every net setting with a few values
     (its choices in config.CHOICES, or true/false), then each two of them together (a DCASE 2020 checkpoint, bn
-    with first_norm, loaded under a 2022 fan setting, ln without). A network variant declared there is tried here
-    without naming it."""
+    with first_norm, loaded under a 2022 fan setting, ln without), then each size (isize, nz, ndf, ngf) at a
+    quarter, half, twice and four times its value. A network variant declared there is tried here without naming
+    it."""
     options = [(name, other) for name, value in leaves(net_cfg, "net.")
                for other in CHOICES.get(name, (True, False) if isinstance(value, bool) else ()) if other != value]
     pairs = [[a, b] for a, b in itertools.combinations(options, 2) if a[0] != b[0]]
-    for changes in [*([o] for o in options), *pairs]:
+    sizes = [[(name, other)] for name, value in leaves(net_cfg, "net.") if type(value) is int
+             for other in (value // 4, value // 2, value * 2, value * 4) if other >= 4]
+    for changes in [*([o] for o in options), *pairs, *sizes]:
         alt = {"net": copy.deepcopy(net_cfg)}
         for name, other in changes:
             parent, leaf = name.rsplit(".", 1)
@@ -122,8 +134,11 @@ def _hint(net: nn.Module, sd: dict, what: str, net_cfg: dict) -> str:
     the first layer that differs (isize, nz, ndf and ngf show in its shapes)."""
     wanted = _shapes(sd)
     for changes, alt in _alternatives(net_cfg):
-        with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave the run's generator alone
-            g, d = build_nets(alt)
+        try:  # on the meta device: shapes only, no memory, no draw from the run's random generator
+            with torch.device("meta"):
+                g, d = build_nets(alt)
+        except (ValueError, RuntimeError, ZeroDivisionError):  # a size the network cannot be built with
+            continue
         if _shapes({"netG": g, "netD": d}[what].state_dict()) == wanted:
             return f"the checkpoint's {what} was built with " + ", ".join(
                 f"{name}={other!r} (here {get({'net': net_cfg}, name)!r})" for name, other in changes)
@@ -135,5 +150,5 @@ def load_weights(net: nn.Module, sd: dict, path: str | os.PathLike, what: str, n
     try:
         net.load_state_dict(sd, strict=True)
     except RuntimeError:
-        raise AeganError(f"checkpoint {path}: {what} does not match the network built from the config "
-                         f"({describe_arch(net_cfg)}): {_hint(net, sd, what, net_cfg)}") from None
+        raise AeganError(f"checkpoint {shown(path)}: its {what} is not the network these settings build: "
+                         f"{_hint(net, sd, what, net_cfg)}") from None

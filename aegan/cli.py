@@ -11,13 +11,14 @@ from collections.abc import Callable
 
 from tqdm import tqdm
 
-from . import distributed
+from . import distributed, files
 from .config import Resolved, batch_key, batch_size, dump, load_config
 from .data.clips import DatasetSpec
 from .device import select_device, tune_allocator
 from .errors import AeganError, Parser, sigterm_as_interrupt
 from .model import model_settings
 from .testing import run_test
+from .text import plural
 from .trainer import run_settings, train
 
 
@@ -42,8 +43,30 @@ def _close_bars() -> None:
         bar.close()
 
 
-def run_guarded(fn: Callable[[argparse.Namespace], None], args: argparse.Namespace) -> None:
-    """Run a command: every failure one line on stderr (the traceback with --debug), Ctrl-C and SIGTERM exit 130."""
+TRAIN_INTERRUPTED = ("interrupted; the checkpoints of the last completed epoch are intact (train.py --resume "
+                     "continues from them)")
+
+
+def test_interrupted() -> str:
+    """test.py's interruption line: whether its score and decision files were published (all or none)."""
+    if not files.PUBLISHED:
+        return ("interrupted; nothing was published: the score and decision files in detect_dir are the previous "
+                "run's, unchanged")
+    return (f"interrupted after publishing this run's {plural(len(files.PUBLISHED), 'score and decision file')}; "
+            "the tables, summary and pictures after them may be the previous run's: rerun test.py")
+
+
+def loc_interrupted() -> str:
+    pngs = [p for p in files.WRITTEN if p.suffix == ".png"]
+    where = f" to {pngs[0].parent}" if pngs else ""
+    return (f"interrupted; {plural(len(pngs), 'figure')} of this run were written{where} (the previous run's were "
+            "removed first) and the summary figure was not: rerun loc.py for all of them")
+
+
+def run_guarded(fn: Callable[[argparse.Namespace], None], args: argparse.Namespace,
+                interrupted: Callable[[], str] = lambda: TRAIN_INTERRUPTED) -> None:
+    """Run a command: every failure one line on stderr (the traceback with --debug), Ctrl-C and SIGTERM exit 130
+    with `interrupted()`, the command's own line about what it had done."""
     tune_allocator()
     sigterm_as_interrupt()
     try:
@@ -57,8 +80,7 @@ def run_guarded(fn: Callable[[argparse.Namespace], None], args: argparse.Namespa
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
-        print("error: interrupted; the checkpoints of the last completed epoch are intact (train.py --resume "
-              "continues from them)", file=sys.stderr)
+        print(f"error: {interrupted()}", file=sys.stderr)
         sys.exit(130)
     except Exception as e:  # noqa: BLE001 - last resort: still one line unless --debug
         if args.debug:
@@ -132,7 +154,7 @@ def test_main(spec: DatasetSpec, argv: list[str] | None = None, default: str = "
         run_test(spec, resolved, a.mt, select_device(a.card_id), a.dev, a.ground_truth,
                  getattr(a, "ground_truth_domain", None), not a.no_plots, a.embedding_map)
 
-    run_guarded(run, args)
+    run_guarded(run, args, test_interrupted)
 
 
 def loc_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
@@ -153,4 +175,4 @@ def loc_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
             return _print_config(model_settings(resolved, a.mt))
         run_loc(spec, resolved, a.mt, select_device(a.card_id), a.map, a.limit, a.top)
 
-    run_guarded(run, args)
+    run_guarded(run, args, loc_interrupted)

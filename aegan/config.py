@@ -27,6 +27,7 @@ import yaml
 
 from .errors import AeganError, shown
 from .files import write_text
+from .kinds import TORCH, sniff
 
 PATH_KEYS = ("dataset_dir", "model_dir", "spec_dir", "log_dir", "detect_dir", "result_dir", "loc_dir")
 # Mappings whose keys are data, not schema: the feature-matching weights.
@@ -104,6 +105,11 @@ def _load_text(text: str, path: Path) -> Any:
 
 
 def read_yaml(path: Path) -> dict:
+    kind = sniff(path)
+    if kind not in (None, "a settings file (YAML)", "a JSON file"):  # JSON is YAML too
+        kind = "a PyTorch file (a model or a run state)" if kind == TORCH else kind
+        raise AeganError(f"config file {shown(path)} is {kind}, not a YAML file of settings: give a config file "
+                         "(e.g. pretrain/<dataset>/<mt>.yaml)")
     try:
         text = Path(path).read_bytes().decode("utf-8")
         data = _load_text(text, Path(path))

@@ -16,7 +16,7 @@ refused with one clear line: its features would not be the ones the model learne
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,29 +108,36 @@ class Detector:
         """One Result per file, in order; a file that cannot be scored gets its error, the others are scored.
         `paths`: one file or folder, or several; folders give their .wav files (`expand`). `progress`: a bar on
         stderr (None: only when stderr is a terminal, so a redirected run's output holds no bar)."""
-        out = []
+        return list(self.scores(paths, progress))
+
+    def scores(self, paths: str | os.PathLike | Iterable[str | os.PathLike], progress: bool | None = None
+               ) -> Iterator[Result]:
+        """score's Results one at a time, as each file is scored."""
         files = expand([paths] if isinstance(paths, (str, os.PathLike)) else paths)
         shown = on_terminal() if progress is None else progress
         for p in Bar(files, "scoring files", unit="files", disable=not shown):
             try:
                 y, sr = read_audio(p, self.max_seconds)
-                out.append(self._score_waveform(y, sr, str(p)))
+                yield self._score_waveform(y, sr, str(p))
             except AeganError as e:
-                out.append(Result(str(p), error=str(e)))
-        return out
+                yield Result(str(p), error=str(e))
 
 
-def expand(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+def expand(inputs: Iterable[str | os.PathLike], ignored: list[Path] | None = None) -> list[Path]:
     """WAV files and folders (their .wav files, recursively, sorted) as one list of files. Anything named .wav
-    that is not a folder is listed, a FIFO or device too, so that scoring refuses it by name."""
+    that is not a folder is listed, a FIFO, a device or a dangling link too, so that scoring refuses it by name;
+    the other files of the folders are appended to `ignored` when given (the command names them)."""
     files = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() == ".wav" and not p.is_dir())
+            entries = sorted(p for p in path.rglob("*") if not p.is_dir())
+            found = [p for p in entries if p.suffix.lower() == ".wav"]
             if not found:
                 raise AeganError(f"folder {shown(path)} holds no .wav files")
             files += found
+            if ignored is not None:
+                ignored += [p for p in entries if p.suffix.lower() != ".wav"]
         else:
             files.append(path)
     return files

@@ -12,12 +12,43 @@ import contextlib
 import hashlib
 import os
 import re
+import signal
 import socket
+import stat
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import AeganError, shown
+
+# What this process has written, in order (every atomic write, and each published set): a command's interruption
+# line says what it had finished from these.
+WRITTEN: list[Path] = []
+PUBLISHED: list[Path] = []
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the block has run (it must be short): a set of renames is never cut in two.
+    The interrupt then happens as it would have, as KeyboardInterrupt. Only the main thread receives signals."""
+    if threading.current_thread() is not threading.main_thread() or _DEFERRING:
+        yield  # signals go to the main thread; an outer block already defers them
+        return
+    caught: list[int] = []
+    _DEFERRING.append(True)
+    saved = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        _DEFERRING.pop()
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+    if caught:
+        raise KeyboardInterrupt
+
+
+_DEFERRING: list[bool] = []
 
 
 def _umask() -> int:
@@ -67,6 +98,21 @@ def _temp_beside(path: Path) -> tuple[int, Path]:
     return fd, Path(tmp)
 
 
+def check_regular(path: str | os.PathLike) -> None:
+    """A FIFO, device or folder named like a WAV would block or fail inside the decoder: refused unopened."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise AeganError(f"{shown(path)} is a symbolic link to {shown(os.readlink(path))}, which does not exist: "
+                             "restore the clip or remove the link") from None
+        raise AeganError(f"audio file not found: {shown(path)}") from None
+    except OSError as e:
+        raise AeganError(f"cannot read audio file {shown(path)}: {e.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise AeganError(f"{shown(path)} is not a regular file (a folder, FIFO or device): give a WAV file")
+
+
 def sha256(path: str | os.PathLike) -> str:
     """sha256 of a file's bytes, read in blocks."""
     h = hashlib.sha256()
@@ -86,6 +132,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         os.chmod(tmp_path, MODE)
         os.replace(tmp_path, path)
+        WRITTEN.append(path)
     except OSError as e:
         raise write_error(path, e) from None
     finally:
@@ -121,8 +168,11 @@ def publish(files: dict[Path, str]) -> None:
         for tmp in temps.values():
             tmp.unlink(missing_ok=True)
         raise write_error(path, e) from None
-    for path, tmp in temps.items():
-        os.replace(tmp, path)
+    with signals_deferred():  # renames need no space and cannot fail here; an interrupt waits until all are done
+        for path, tmp in temps.items():
+            os.replace(tmp, path)
+        PUBLISHED.extend(temps)
+        WRITTEN.extend(temps)
 
 
 def replace_set(manifest: Path, files: dict[Path, str]) -> list[Path]:
@@ -132,9 +182,10 @@ def replace_set(manifest: Path, files: dict[Path, str]) -> list[Path]:
     old = []
     if manifest.is_file():
         old = [manifest.parent / line for line in manifest.read_text().splitlines() if line and "/" not in line]
-    publish(files)
-    removed = [p for p in old if p not in files and p.exists()]
-    for p in removed:
-        p.unlink()
-    write_text(manifest, "".join(f"{p.name}\n" for p in files))
+    with signals_deferred():  # the new set, the old one's leftovers gone and the record of it: one step
+        publish(files)
+        removed = [p for p in old if p not in files and p.exists()]
+        for p in removed:
+            p.unlink()
+        write_text(manifest, "".join(f"{p.name}\n" for p in files))
     return removed

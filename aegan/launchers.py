@@ -34,6 +34,8 @@ from .registry import ROOT
 _LIVE: set[subprocess.Popen] = set()  # the train.py / test.py processes of this process's running jobs
 _LIVE_LOCK = threading.Lock()
 STOP = threading.Event()  # set when the run is interrupted: jobs stop, none starts
+RUNNING: set[str] = set()  # the names of the jobs the local launcher is running now
+STOPPED: list[str] = []  # those it was running when it was interrupted
 
 
 @dataclass(frozen=True)
@@ -218,10 +220,13 @@ def run_local(jobs: list[Job], slots: list[dict], report) -> None:
                 if not queue:
                     return
                 job = queue.pop(0)
+            RUNNING.add(job.name)
             try:
                 status = run_job(replace(job, env=env), report)
             except Exception as e:  # noqa: BLE001 - one job's failure is reported; the others go on
                 status = f"failed: {e}"
+            finally:
+                RUNNING.discard(job.name)
             report(job, status)
 
     threads = [threading.Thread(target=worker, args=(env,), daemon=True) for env in slots]
@@ -231,6 +236,7 @@ def run_local(jobs: list[Job], slots: list[dict], report) -> None:
         for t in threads:
             t.join()
     except KeyboardInterrupt:
+        STOPPED.extend(sorted(RUNNING))
         stop_children()
         for t in threads:
             t.join()

@@ -28,6 +28,7 @@ from .data.segments import clip_segments  # noqa: E402
 from .model import Model, prepare  # noqa: E402
 from .plots import save_png  # noqa: E402
 from .progress import Bar  # noqa: E402
+from .text import plural  # noqa: E402
 
 
 def overlap_average(segments: torch.Tensor, hop: int) -> torch.Tensor:
@@ -161,8 +162,11 @@ def draw_maps(group: str, model: Model, normal: torch.Tensor, clips: list[Clip],
     """One figure per dev test clip, plus the summary of the `top` highest-scoring ones; returns the count.
     Earlier figures in `out` are removed first, so a rerun never mixes old and new maps."""
     out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("*.png"):
-        old.unlink()
+    old = list(out.glob("*.png"))
+    for f in old:
+        f.unlink()
+    if old:
+        print(f"removed the previous run's {plural(len(old), 'figure')} from {out}")
     feat = model.cfg["feat"]
     sr = sf.info(str(clips[0].path)).samplerate
     chosen = list(range(len(clips)))[:limit]

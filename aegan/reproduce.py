@@ -33,7 +33,7 @@ from . import registry
 from .config import load_config, output_settings
 from .errors import AeganError, Parser, shown, sigterm_as_interrupt
 from .files import write_text
-from .launchers import Job, gpu_slots, key, queue_states, run_local, submit_slurm
+from .launchers import STOPPED, Job, gpu_slots, key, queue_states, run_local, submit_slurm
 from .report import fraction
 from .text import pct, plural
 
@@ -301,19 +301,21 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
-        print("error: " + INTERRUPTED[a.launcher], file=sys.stderr)
+        print("error: " + interrupted(a.launcher), file=sys.stderr)
         sys.exit(130)
     except Exception as e:  # noqa: BLE001 - last resort: still one line
         print(f"error: unexpected {type(e).__name__}: {e}", file=sys.stderr)
         sys.exit(1)
 
 
-INTERRUPTED = {
-    "local": "interrupted; the running jobs stopped at their last completed epoch and no summary was written: "
-             "rerun the same command to continue",
-    "slurm": "stopped following the jobs; they keep running on the cluster: add --status to the same command to "
-             "see them (scancel stops them)",
-}
+def interrupted(launcher: str) -> str:
+    """The interruption line: which jobs stopped (local) or go on (Slurm), and how to continue."""
+    if launcher == "slurm":
+        return ("stopped following the jobs; they keep running on the cluster: add --status to the same command to "
+                "see them (scancel stops them)")
+    running = ", ".join(STOPPED) or "none"
+    return (f"interrupted; the running jobs ({running}) stopped at their last completed epoch, none other started, "
+            "and no summary was written: rerun the same command to continue")
 
 
 if __name__ == "__main__":

@@ -72,17 +72,23 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if not args.max_seconds > 0:
         p.error(f"argument --max-seconds: must be a positive number of seconds, got {args.max_seconds}")
+    results: list[Result] = []
+    files: list[Path] = []
 
     def run(a: argparse.Namespace) -> None:
         metric = resolve_metric(a.metric, "--metric") if a.metric else None  # named as typed, before any work
         det = Detector.load(a.model, metric, select_device(a.card_id), a.max_seconds)
-        files = expand(a.inputs)
+        ignored: list[Path] = []
+        files.extend(expand(a.inputs, ignored))
+        if ignored:
+            names = ", ".join(shown(p) for p in ignored[:3]) + (" ..." if len(ignored) > 3 else "")
+            print(f"inputs: ignored {plural(len(ignored), 'file')} of the folders not named .wav: {names}")
         if a.out:
             check_output(Path(a.out), [Path(a.model), *files])
         # before the bar starts on stderr: a console shows the two in order
         print(f"model: {det.model.path} ({det.metric}, threshold {det.threshold:.6g}); "
               f"scoring {plural(len(files), 'file')}", flush=True)
-        results = det.score(files)
+        results.extend(det.scores(files))
         table = rows_csv(results, det.metric, a.all_metrics)
         print(table, end="")
         if a.out:
@@ -95,7 +101,12 @@ def main(argv: list[str] | None = None) -> None:
             print(f"error: {len(failed)} of {plural(len(results), 'file')} could not be scored", file=sys.stderr)
             sys.exit(1)
 
-    run_guarded(run, args)
+    def interrupted() -> str:
+        where = f" to {args.out}" if args.out else ""
+        return (f"interrupted after scoring {len(results)} of {plural(len(files), 'file')}; nothing was written"
+                f"{where}: rerun the command for all of them")
+
+    run_guarded(run, args, interrupted)
 
 
 if __name__ == "__main__":

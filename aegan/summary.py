@@ -11,6 +11,7 @@ import io
 import json
 from pathlib import Path
 
+from .errors import AeganError, shown
 from .evaluation import Results, Rule
 from .files import write_text
 from .report import dataset_title
@@ -38,18 +39,42 @@ def _own(rule: Rule, name: str, record: dict) -> bool:
             and all(isinstance(r, dict) and set(rule.row_columns) <= set(r) for r in rows))
 
 
+def _records(result_dir: Path, parts: tuple[str, ...]) -> list[tuple[Path, dict]]:
+    """(path, record) of every machine type's run.json of these test sets (dev: <mt>/run.json, eval: <mt>/eval/)."""
+    if not result_dir.is_dir():
+        return []
+    out = []
+    for mt_dir in sorted(p for p in result_dir.iterdir() if p.is_dir()):
+        for part in parts:
+            f = mt_dir / ("run.json" if part == "dev" else "eval/run.json")
+            if f.is_file():
+                try:
+                    out.append((f, json.loads(f.read_text())))
+                except (OSError, ValueError):
+                    raise AeganError(f"{f} is not a readable test.py record: remove it, or rerun test.py for "
+                                     f"{mt_dir.name}") from None
+    return out
+
+
+def check_result_dir(rule: Rule, name: str, result_dir: Path) -> None:
+    """Before test.py writes anything: result_dir holds no other dataset's results, whose machine types (fan is in
+    both DCASE 2020 and 2022) and summary this run would overwrite."""
+    for f, record in _records(result_dir, ("dev", "eval")):
+        if not _own(rule, name, record):
+            other = record.get("dataset", "another dataset")
+            raise AeganError(f"result_dir {shown(result_dir)} holds results of {other} ({f}), not {name}: give each "
+                             "dataset its own result_dir")
+
+
 def write_summary(rule: Rule, name: str, result_dir: Path, part: str) -> tuple[Path, Path]:
     """summary.csv / summary.md (summary_eval.* for the evaluation set) over every recorded machine type."""
     records = []
-    for mt_dir in sorted(p for p in result_dir.iterdir() if p.is_dir()):
-        f = mt_dir / ("run.json" if part == "dev" else "eval/run.json")
-        if f.is_file():
-            record = json.loads(f.read_text())
-            if _own(rule, name, record):
-                records.append(record)
-            else:
-                print(f"summary: left out {f}: a record of {record.get('dataset', 'another dataset')}, not "
-                      f"{name} (give each dataset its own result_dir)")
+    for f, record in _records(result_dir, (part,)):
+        if _own(rule, name, record):
+            records.append(record)
+        else:
+            print(f"summary: left out {f}: a record of {record.get('dataset', 'another dataset')}, not "
+                  f"{name} (give each dataset its own result_dir)")
     key = rule.summary_key
     official = rule.official([r["rows"] for r in records])
     # percentages with two decimals, as the paper's table and summary.md (the paper's values are percentages)

@@ -27,7 +27,7 @@ from .report import (
     write_results,
 )
 from .scores import reference_order
-from .summary import record_run, write_summary
+from .summary import check_result_dir, record_run, write_summary
 from .text import plural
 
 
@@ -71,7 +71,10 @@ def write_decisions(rule: Rule, mt: str, model: Model, tests: TestSet, scores: n
     decisions = decide(scores, decision["threshold"])
     files = {**score_files(rule, mt, tests.clips, scores, detect_dir),
              **score_files(rule, mt, tests.clips, decisions, detect_dir, "decision_result")}
-    replace_set(detect_dir / f".{mt}_{tests.part}.written", files)
+    removed = replace_set(detect_dir / f".{mt}_{tests.part}.written", files)
+    if removed:
+        print(f"removed the previous run's {plural(len(removed), 'file')} that this run does not write: "
+              + ", ".join(p.name for p in removed[:3]) + (" ..." if len(removed) > 3 else ""))
     n = len(files) // 2
     print(f"wrote {n} anomaly score and {n} decision files ({metric}, threshold {decision['threshold']:.6g}) "
           f"to {detect_dir}")
@@ -108,7 +111,9 @@ def run_test(spec: DatasetSpec, resolved, mt: str, device: torch.device, dev: bo
     """test.py: returns the 19 scores of every test clip."""
     # how results are scored and submission files named; looked up before any work (an unregistered dataset is
     # one line), from settings the model cannot change (it fixes only model.MODEL_KEYS)
-    rule = registry.of(spec, resolved.cfg).rule
+    entry = registry.of(spec, resolved.cfg)
+    rule = entry.rule
+    check_result_dir(rule, entry.name, Path(resolved.cfg["result_dir"]))  # before writing anything
     model, train_specs = prepare(spec, resolved, mt, device)
     cfg = model.cfg
     tests = test_set(spec, cfg, mt, dev, truth, domain_truth)
@@ -128,8 +133,8 @@ def run_test(spec: DatasetSpec, resolved, mt: str, device: torch.device, dev: bo
     if results:
         record_run(out, mt, tests.part, metric, chosen_by, results, rule,
                    {"paper": cfg.get("paper_result"), "model": str(model.path), "epoch": model.info.get("epoch"),
-                    "dataset": spec.name, "title": dataset_title(spec.name, cfg)})
-        for f in write_summary(rule, spec.name, Path(cfg["result_dir"]), tests.part):
+                    "dataset": entry.name, "title": dataset_title(spec.name, cfg)})
+        for f in write_summary(rule, entry.name, Path(cfg["result_dir"]), tests.part):
             print(f"wrote {f}")
     if pictures:
         for f in draw(spec, mt, model, tests, scores, test_emb, metric, threshold, out, embedding):

@@ -22,10 +22,13 @@ def test_listing_is_sorted_and_skips_what_is_not_a_wav(tmp_path, capsys):
     d = synth.make_2022(tmp_path / "d", "fan", seconds=0.5, n_train=3, n_train_target=1, n_test=1, seed=1)
     train = d / "dev_data" / "fan" / "train"
     (train / "README.txt").write_text("notes")
-    (train / "sub.wav").mkdir()
+    (train / "notes").mkdir()
     clips = SPEC22.list_clips(d, "fan", "dev", "train")
     assert [c.path.name for c in clips] == sorted(p.name for p in train.glob("*.wav") if p.is_file())
-    assert "ignored 2 entries that are not .wav files" in capsys.readouterr().out
+    assert "ignored 2 entries not named .wav: README.txt, notes" in capsys.readouterr().out
+    (train / "sub.wav").mkdir()  # named like a clip, but none: refused by name, never skipped
+    with pytest.raises(AeganError, match="sub.wav is not a regular file"):
+        SPEC22.list_clips(d, "fan", "dev", "train")
     assert {c.source for c in clips} == {"dev"} and clips[0].number == "0000"
 
 

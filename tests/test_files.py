@@ -1,12 +1,15 @@
 """Atomic writes: a failed write keeps the previous file and leaves nothing behind; a finished one gets the
 permissions a plain open() would give under the umask."""
 
+import os
+import signal
 import subprocess
 import sys
 
 import pytest
 
-from aegan.files import atomic_path, write_text
+from aegan.errors import sigterm_as_interrupt
+from aegan.files import atomic_path, replace_set, signals_deferred, write_text
 from conftest import ROOT
 
 
@@ -25,3 +28,24 @@ def test_finished_files_get_the_umask_permissions(tmp_path):
             "'x')")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
     assert (tmp_path / "b.csv").stat().st_mode & 0o777 == 0o640  # not the 0600 of its temp file
+
+
+def test_a_published_set_is_never_cut_in_two_by_an_interrupt(tmp_path):
+    """SIGTERM (and Ctrl-C) arriving while a set of files is renamed into place waits until every file of the set is
+    there, then stops the command as it would have: the folder holds the old set or the new one, never a mix."""
+    manifest = tmp_path / ".fan_dev.written"
+    replace_set(manifest, {tmp_path / f"s{i}.csv": "old\n" for i in range(3)})
+    sigterm_as_interrupt()
+    interrupted = []
+    try:
+        with signals_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)  # a real signal, delivered inside the block
+            replace_set(manifest, {tmp_path / f"s{i}.csv": "new\n" for i in range(2)})
+            interrupted.append(False)
+    except KeyboardInterrupt:
+        interrupted.append(True)
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    assert interrupted == [False, True]  # the block ran to its end, then the interrupt came
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".fan_dev.written", "s0.csv", "s1.csv"]
+    assert all(p.read_text() == "new\n" for p in tmp_path.glob("s*.csv"))

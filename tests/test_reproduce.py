@@ -112,7 +112,8 @@ def test_ctrl_c_stops_the_jobs_in_one_line_and_writes_nothing_half(tmp_path):
     p.send_signal(signal.SIGINT)  # as Ctrl-C: the jobs' scripts run in their own sessions and get it from us
     stdout, stderr = p.communicate(timeout=GUARD_S)
     assert p.returncode == 130
-    one_line_error(p.returncode, stderr, "interrupted", "rerun the same command")
+    one_line_error(p.returncode, stderr, "interrupted", "the running jobs (ToyTrain seed 0) stopped",
+                   "rerun the same command")
     assert not (out / "summary.csv").exists() and not (job / "done").exists() and not (job / "trained").exists()
     assert "error: interrupted" in (job / "run.log").read_text()  # train.py stopped as on Ctrl-C, and was waited for
     r = run([*args, "--status"])

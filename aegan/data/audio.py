@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import os
-import stat
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -18,19 +17,9 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from ..errors import AeganError, shown
+from ..files import check_regular
+from ..kinds import sniff
 from ..progress import Bar
-
-
-def check_regular(path: str | os.PathLike) -> None:
-    """A FIFO, device or folder named like a WAV would block or fail inside the decoder: refused unopened."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise AeganError(f"audio file not found: {shown(path)}") from None
-    except OSError as e:
-        raise AeganError(f"cannot read audio file {shown(path)}: {e.strerror}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise AeganError(f"{shown(path)} is not a regular file (a folder, FIFO or device): give a WAV file")
 
 
 def read_audio(path: str | os.PathLike, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
@@ -41,6 +30,9 @@ def read_audio(path: str | os.PathLike, max_seconds: float | None = None) -> tup
     try:
         info = sf.info(str(path))
     except Exception as e:  # not a file soundfile can open: not audio, or truncated in its header
+        kind = sniff(path)
+        if kind is not None and "recording" not in kind and "RIFF" not in kind:  # a broken WAV stays a WAV
+            raise AeganError(f"{shown(path)} is {kind}, not audio: give a WAV recording") from None
         raise AeganError(f"cannot read audio file {shown(path)}: {str(e).strip().splitlines()[0]}") from None
     if max_seconds is not None and info.duration > max_seconds:
         raise AeganError(f"audio file {shown(path)} is {info.duration:.0f} s long, more than the limit of "

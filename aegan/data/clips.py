@@ -12,7 +12,9 @@ import csv
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..errors import AeganError
+from ..errors import AeganError, shown
+from ..files import check_regular
+from ..text import plural
 
 
 @dataclass(frozen=True)
@@ -54,9 +56,13 @@ class DatasetSpec:
         if not folder.is_dir():
             raise AeganError(f"folder {folder} does not exist: expected <dataset_dir>/{source}_data/{mt}/{split}/")
         entries = list(folder.iterdir())
-        paths = sorted((p for p in entries if p.suffix.lower() == ".wav" and p.is_file()), key=self.sort_key)
-        if len(entries) > len(paths):
-            print(f"{folder}: ignored {len(entries) - len(paths)} entries that are not .wav files")
+        paths = sorted((p for p in entries if p.suffix.lower() == ".wav"), key=self.sort_key)
+        for p in paths:  # a clip that cannot be read is named, never skipped: the model would learn from fewer
+            check_regular(p)
+        others = sorted(p.name for p in entries if p.suffix.lower() != ".wav")
+        if others:
+            names = ", ".join(map(shown, others[:3])) + (" ..." if len(others) > 3 else "")
+            print(f"{folder}: ignored {plural(len(others), 'entry', 'entries')} not named .wav: {names}")
         if not paths:
             raise AeganError(f"folder {folder} holds no .wav clips")
         return [replace(self.parse(p, split, source), source=source) for p in paths]
@@ -149,6 +155,7 @@ def _truth_of_group(spec: DatasetSpec, mt: str, members: list[Clip], truth_dir: 
                                    members).items()}
         else:
             domains = {k: c.domain for k, c in originals.items()}
+            print(f"ground truth: {name} has no domain file; the domains come from {attributes}")
     out = []
     for c in members:
         label, dom = int(labels[c.path.name]), domains.get(c.path.name, c.domain)
