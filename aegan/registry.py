@@ -15,8 +15,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import AeganError
-from .evaluation import IDS, SECTIONS, Rule
+from aegan.core.errors import AeganError
+from aegan.scoring.evaluation import IDS, SECTIONS, Rule
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository: the dataset folders sit beside the package
 

@@ -29,13 +29,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import registry
-from .config import load_config, output_settings
-from .errors import AeganError, Parser, shown, sigterm_as_interrupt
-from .files import write_text
-from .launchers import STOPPED, Job, gpu_slots, key, queue_states, run_local, submit_slurm
-from .report import fraction
-from .text import pct, plural
+from aegan import registry
+from aegan.commands.report import fraction
+from aegan.core.errors import AeganError, Parser, shown, sigterm_as_interrupt
+from aegan.core.files import write_text
+from aegan.core.text import pct, plural
+from aegan.jobs.launchers import STOPPED, Job, gpu_slots, key, queue_states, run_local, submit_slurm
+from aegan.settings.layers import load_config, output_settings
 
 
 def paper(dataset: str, mt: str) -> tuple[str | None, float | None]:

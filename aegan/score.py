@@ -19,14 +19,14 @@ import os
 import sys
 from pathlib import Path
 
-from .artifact import sidecar_path
-from .cli import run_guarded
-from .detector import MAX_SECONDS, Detector, Result, expand
-from .device import select_device
-from .errors import AeganError, Parser, shown
-from .files import write_text
-from .scores import metric_names, resolve_metric
-from .text import plural
+from aegan.commands.cli import run_guarded
+from aegan.core.device import select_device
+from aegan.core.errors import AeganError, Parser, shown
+from aegan.core.files import write_text
+from aegan.core.text import plural
+from aegan.inference.detector import MAX_SECONDS, Detector, Result, expand
+from aegan.scoring.scores import metric_names, resolve_metric
+from aegan.store.artifact import sidecar_path
 
 
 def rows_csv(results: list[Result], metric: str, all_metrics: bool) -> str:

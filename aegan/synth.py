@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from . import registry
-from .errors import Parser
-from .files import atomic_path, write_text
-from .text import plural
+from aegan import registry
+from aegan.core.errors import Parser
+from aegan.core.files import atomic_path, write_text
+from aegan.core.text import plural
 
 ANOMALY_KINDS = ("click", "tone", "burst", "shift")
 # Attribute parts of DCASE 2022 file names, per machine type and section (the eval sections 03-05 reuse

@@ -20,8 +20,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from aegan.method import penalty  # noqa: E402
-from aegan.nets import Discriminator  # noqa: E402
+from aegan.method.nets import Discriminator  # noqa: E402
+from aegan.method.steps import penalty  # noqa: E402
 
 
 def run(net: Discriminator, x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -24,7 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from aegan.scores import D_METRICS, EmbeddingDetectors, training_scores  # noqa: E402
+from aegan.scoring.scores import D_METRICS, EmbeddingDetectors, training_scores  # noqa: E402
 
 
 def before(det: EmbeddingDetectors, emb: np.ndarray) -> dict[str, np.ndarray]:

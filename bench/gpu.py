@@ -119,8 +119,8 @@ def run_original(tmp: Path, data: Path, s: dict, device: str) -> dict:
 def our_setup(tmp: Path, data: Path, s: dict, device_name: str):
     import torch
 
-    from aegan.config import load_config, output_settings
-    from aegan.training_setup import load_data
+    from aegan.settings.layers import load_config, output_settings
+    from aegan.training.setup import load_data
     from dcase2022.datasets import SPEC
     sets = [f"{k}={v}" for k, v in settings(s).items()]
     sets += ["train_set=dev", f"dataset_dir={data}", *output_settings(tmp / "ours")]
@@ -134,12 +134,12 @@ def time_variant(name: str, spec, cfg: dict, device, data, s: dict) -> dict:
     """Training iterations of one variant timed with device synchronisation, then one evaluation."""
     import torch
 
+    from aegan.core.device import seed_everything
     from aegan.data.segments import SegmentSampler
-    from aegan.device import seed_everything
-    from aegan.evaluation import SECTIONS
-    from aegan.fast_steps import train_step
-    from aegan.trainer import evaluate
-    from aegan.training_setup import build
+    from aegan.method.fast_steps import train_step
+    from aegan.scoring.evaluation import SECTIONS
+    from aegan.training.setup import build
+    from aegan.training.trainer import evaluate
 
     tf32, amp, cl, comp, dws, _ = VARIANTS[name]
     cfg = copy.deepcopy(cfg)
@@ -238,7 +238,7 @@ def main() -> None:
     import torch
     sys.path.insert(0, str(ROOT))
     from aegan import synth
-    from aegan.device import tune_allocator
+    from aegan.core.device import tune_allocator
 
     tune_allocator()
     device_name = a.device or ("cuda:0" if torch.cuda.is_available() else "cpu")

@@ -31,14 +31,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from aegan import synth  # noqa: E402
+from aegan.core.device import tune_allocator  # noqa: E402
 from aegan.data.audio import extract  # noqa: E402
 from aegan.data.cache import load_or_extract  # noqa: E402
 from aegan.data.segments import SegmentSampler  # noqa: E402
-from aegan.device import tune_allocator  # noqa: E402
-from aegan.fast_steps import train_step  # noqa: E402
-from aegan.method import critic_step, feature_match  # noqa: E402
-from aegan.nets import build_nets  # noqa: E402
-from aegan.scores import embed_clips, score_clips  # noqa: E402
+from aegan.method.fast_steps import train_step  # noqa: E402
+from aegan.method.nets import build_nets  # noqa: E402
+from aegan.method.steps import critic_step, feature_match  # noqa: E402
+from aegan.scoring.scores import embed_clips, score_clips  # noqa: E402
 
 WGAN = {"lambda_gp": 10.0, "feat_match_eff": 0.1, "match_item": {"mu": 1}, "ncritic": 1}
 

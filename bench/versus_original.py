@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from aegan import synth  # noqa: E402
-from aegan.config import output_settings  # noqa: E402
+from aegan.settings.layers import output_settings  # noqa: E402
 from oracle import CPU_PATCHES, ENV, FOLDER, ORIGINAL, cpu_copy, original_config  # noqa: E402
 
 MT = "slider"  # a paper machine type with the default network (first_norm, LayerNorm)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from aegan.core.errors import AeganError, shown
 from aegan.data.clips import Clip, DatasetSpec
-from aegan.errors import AeganError, shown
 
 # train: normal_id_00_00000000.wav; dev test: anomaly_id_02_00000012.wav; eval test: id_05_00000000.wav
 LABELLED = re.compile(r"^(normal|anomaly)_id_(\d{2})_(\d{8})\.wav$")

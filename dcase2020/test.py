@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from dcase2020/ or the repo root
 
-from aegan.cli import test_main  # noqa: E402
+from aegan.commands.cli import test_main  # noqa: E402
 from dcase2020.datasets import SPEC  # noqa: E402
 
 if __name__ == "__main__":

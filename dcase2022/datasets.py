@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from aegan.core.errors import AeganError, shown
 from aegan.data.clips import Clip, DatasetSpec
-from aegan.errors import AeganError, shown
 
 # section_01_target_test_anomaly_0003_f-n_B.wav (attributes optional, values may hold "." or "_")
 LABELLED = re.compile(r"^section_(\d{2})_(source|target)_(train|test)_(normal|anomaly)_(\d{4})(?:_(.*))?\.wav$")

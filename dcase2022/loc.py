@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from dcase2022/ or the repo root
 
-from aegan.cli import loc_main  # noqa: E402
+from aegan.commands.cli import loc_main  # noqa: E402
 from dcase2022.datasets import SPEC  # noqa: E402
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from aegan import synth  # noqa: E402
-from aegan.config import output_settings  # noqa: E402
+from aegan.settings.layers import output_settings  # noqa: E402
 
 
 def main() -> None:

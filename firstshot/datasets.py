@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aegan.errors import AeganError
+from aegan.core.errors import AeganError
 from aegan.registry import first_shot_year
 from dcase2022.datasets import DCASE2022
 

@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 
 from aegan import synth
-from aegan.config import output_settings
+from aegan.settings.layers import output_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "real" / "dcase2020"

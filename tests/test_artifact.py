@@ -12,10 +12,11 @@ import pytest
 import soundfile as sf
 import torch
 
-from aegan import artifact, checkpoint, cli
-from aegan.config import load_config
-from aegan.files import HOST, write_text
-from aegan.model import prepare
+from aegan.commands import cli
+from aegan.core.files import HOST, write_text
+from aegan.inference.model import prepare
+from aegan.settings.layers import load_config
+from aegan.store import artifact, checkpoint
 from conftest import ROOT, SMALL, TRAINED_ARGS, one_line_error, out_sets, run_cli, small_sets
 from dcase2022.datasets import SPEC
 
@@ -177,7 +178,7 @@ def test_a_damaged_model_file_is_one_line(trained2022, synth2022, tmp_path, caps
 def test_temp_files_of_a_killed_write_are_removed_by_the_next_write(tmp_path):
     """SIGKILL in the middle of an atomic write leaves its temp file; the next write there removes it, and
     leaves the temp file of a live writer alone."""
-    code = ("import sys, time; from aegan.files import atomic_path\n"
+    code = ("import sys, time; from aegan.core.files import atomic_path\n"
             f"with atomic_path({str(tmp_path / 'fan.pth')!r}) as tmp:\n"
             "    tmp.write_bytes(b'half'); print(tmp, flush=True); time.sleep(3600)\n")
     killed = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)

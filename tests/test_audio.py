@@ -8,8 +8,8 @@ import pytest
 import soundfile as sf
 from threadpoolctl import threadpool_limits
 
+from aegan.core.errors import AeganError
 from aegan.data.audio import extract, logmel
-from aegan.errors import AeganError
 from conftest import REAL, ROOT, needs_real, write_wav
 
 FEAT = {"fft_num": 2048, "frame_hop": 512, "mel_bin": 128}

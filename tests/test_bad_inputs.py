@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from aegan import cli
 from aegan import score as score_cli
+from aegan.commands import cli
 from conftest import TINY, one_line_error, out_sets, run_cli
 from dcase2022.datasets import SPEC
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from aegan import checkpoint
-from aegan.nets import Discriminator, Generator, build_nets
+from aegan.method.nets import Discriminator, Generator, build_nets
+from aegan.store import checkpoint
 
 NET = {"isize": 128, "nz": 256, "ndf": 32, "ngf": 32, "normalize": {"d": "ln", "g": "ln"}, "first_norm": True}
 

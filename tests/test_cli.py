@@ -6,7 +6,8 @@ import pytest
 import soundfile as sf
 import yaml
 
-from aegan import cli, synth
+from aegan import synth
+from aegan.commands import cli
 from conftest import SMALL, TINY, one_line_error, out_sets, run_cli, run_script
 from dcase2022.datasets import SPEC
 

@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aegan import synth
+from aegan.core.errors import AeganError
 from aegan.data.clips import attach_ground_truth
-from aegan.errors import AeganError
 from dcase2020.datasets import SPEC as SPEC20
 from dcase2022.datasets import SPEC as SPEC22
 

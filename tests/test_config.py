@@ -8,9 +8,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aegan.config import Resolved, batch_size, load_config, merge, parse_set, read_yaml
-from aegan.errors import AeganError
-from aegan.model import from_checkpoint
+from aegan.core.errors import AeganError
+from aegan.inference.model import from_checkpoint
+from aegan.settings.layers import Resolved, batch_size, load_config, merge, parse_set, read_yaml
 from conftest import ROOT
 from oracle import ORIGINAL, needs_original
 
@@ -218,7 +218,7 @@ def test_a_key_with_a_line_break_stays_a_one_line_error():
 
 def test_dcase2020_schema_is_dcase2022_with_what_differs():
     """One schema: dcase2020/defaults.yaml extends 2022's and holds only the differences, its batch key renamed."""
-    from aegan.config import leaves
+    from aegan.settings.layers import leaves
 
     a = dict(leaves(load_config(ROOT / "dcase2020", "x").cfg))
     b = dict(leaves(load_config(ROOT / "dcase2022", "x").cfg))

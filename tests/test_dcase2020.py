@@ -5,11 +5,11 @@ import csv
 
 import pytest
 
-from aegan import checkpoint
-from aegan.config import load_config
+from aegan.core.errors import AeganError
 from aegan.data.audio import logmel
 from aegan.data.segments import num_segments
-from aegan.errors import AeganError
+from aegan.settings.layers import load_config
+from aegan.store import checkpoint
 from conftest import REAL, ROOT, needs_real, run_script, small_sets
 from dcase2020.datasets import SPEC
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from aegan.errors import AeganError
+from aegan.core.errors import AeganError
 from dcase2022.datasets import SPEC
 
 

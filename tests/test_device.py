@@ -4,9 +4,10 @@ flags exist there; only CUDA reads them). The default is PyTorch's own, which th
 import pytest
 import torch
 
-from aegan import cli, score
-from aegan.config import load_config
-from aegan.device import PRECISIONS, apply_precision, model_precision
+from aegan import score
+from aegan.commands import cli
+from aegan.core.device import PRECISIONS, apply_precision, model_precision
+from aegan.settings.layers import load_config
 from conftest import TINY, one_line_error, out_sets, run_cli
 from dcase2022.datasets import SPEC
 

@@ -13,9 +13,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from aegan import checkpoint
-from aegan.fast_steps import ddp_train_step, train_step
-from aegan.nets import build_nets
+from aegan.method.fast_steps import ddp_train_step, train_step
+from aegan.method.nets import build_nets
+from aegan.store import checkpoint
 from conftest import HANG_GUARD, ROOT, small_sets
 
 NET = {"isize": 32, "nz": 16, "ndf": 8, "ngf": 8, "normalize": {"g": "ln", "d": "ln"}}

@@ -5,7 +5,7 @@ import pytest
 from scipy.stats import hmean
 from sklearn.metrics import roc_auc_score
 
-from aegan.evaluation import evaluate_ids, evaluate_sections, harmonic
+from aegan.scoring.evaluation import evaluate_ids, evaluate_sections, harmonic
 
 
 def test_domain_rule_hand_worked():
@@ -76,7 +76,7 @@ def test_single_class_group_is_nan_not_a_number_and_left_out():
 
 def test_best_metric_ties_go_to_the_first_in_table_order():
     """The original picks np.where(values == max)[0][0]: critic metrics come first in its table."""
-    from aegan.evaluation import best_metric
+    from aegan.scoring.evaluation import best_metric
 
     results = {"D_maha": ([], {"hmean": 0.9}), "D_knn": ([], {"hmean": 1.0}), "G_x_2_sum": ([], {"hmean": 1.0}),
                "G_x_2_min": ([], {"hmean": float("nan")})}

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from aegan import trainer
+from aegan.core.errors import AeganError
 from aegan.data.segments import SegmentSampler
-from aegan.errors import AeganError
-from aegan.fast_steps import has_batchnorm, train_step
-from aegan.method import iteration
-from aegan.nets import build_nets
-from aegan.training_setup import Nets
+from aegan.method.fast_steps import has_batchnorm, train_step
+from aegan.method.nets import build_nets
+from aegan.method.steps import iteration
+from aegan.training import trainer
+from aegan.training.setup import Nets
 
 NET = {"isize": 32, "nz": 16, "ndf": 8, "ngf": 8, "normalize": {"g": "ln", "d": "ln"}}
 WGAN = {"lambda_gp": 10.0, "feat_match_eff": 0.1, "match_item": {"mu": 1, "sigma": 1}, "ncritic": 1}

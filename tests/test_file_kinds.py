@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from aegan import checkpoint, cli
 from aegan import score as score_cli
+from aegan.commands import cli
+from aegan.store import checkpoint
 from conftest import TINY, one_line_error, out_sets, run_cli
 from dcase2022.datasets import SPEC
 

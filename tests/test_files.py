@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from aegan.errors import sigterm_as_interrupt
-from aegan.files import atomic_path, replace_set, signals_deferred, write_text
+from aegan.core.errors import sigterm_as_interrupt
+from aegan.core.files import atomic_path, replace_set, signals_deferred, write_text
 from conftest import ROOT
 
 
@@ -24,8 +24,8 @@ def test_a_failed_write_keeps_the_previous_file(tmp_path):
 
 
 def test_finished_files_get_the_umask_permissions(tmp_path):
-    code = (f"import os; os.umask(0o027); from aegan.files import write_text; write_text({str(tmp_path / 'b.csv')!r}, "
-            "'x')")
+    code = ("import os; os.umask(0o027); from aegan.core.files import write_text; "
+            f"write_text({str(tmp_path / 'b.csv')!r}, 'x')")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
     assert (tmp_path / "b.csv").stat().st_mode & 0o777 == 0o640  # not the 0600 of its temp file
 

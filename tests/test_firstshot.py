@@ -12,9 +12,11 @@ import pytest
 import soundfile as sf
 from scipy.stats import hmean
 
-from aegan import checkpoint, cli, registry, synth
-from aegan.config import load_config, output_settings
-from aegan.evaluation import SECTIONS
+from aegan import registry, synth
+from aegan.commands import cli
+from aegan.scoring.evaluation import SECTIONS
+from aegan.settings.layers import load_config, output_settings
+from aegan.store import checkpoint
 from conftest import HANG_GUARD, ROOT, TINY, one_line_error, run_cli
 from firstshot.datasets import SPEC
 

@@ -10,12 +10,13 @@ import soundfile as sf
 import torch
 from PIL import Image
 
-from aegan import cli, synth
-from aegan.config import load_config
+from aegan import synth
+from aegan.commands import cli
+from aegan.commands.localization import localization_map, maps_and_score, overlap_average, to_unit
 from aegan.data.audio import logmel
 from aegan.data.segments import segment_view
-from aegan.localization import localization_map, maps_and_score, overlap_average, to_unit
-from aegan.model import prepare
+from aegan.inference.model import prepare
+from aegan.settings.layers import load_config
 from conftest import run_cli
 from dcase2022.datasets import SPEC
 

@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aegan.method import critic_step, feature_match, generator_step, gradient_penalty, iteration
-from aegan.nets import build_nets
+from aegan.method.nets import build_nets
+from aegan.method.steps import critic_step, feature_match, generator_step, gradient_penalty, iteration
 
 NET = {"isize": 32, "nz": 16, "ndf": 8, "ngf": 8, "normalize": {"g": "ln", "d": "ln"}}
 WGAN = {"lambda_gp": 10.0, "feat_match_eff": 0.1, "match_item": {"mu": 1}, "ncritic": 1}

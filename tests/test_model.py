@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from aegan import checkpoint, model
-from aegan.artifact import sidecar_path
-from aegan.config import load_config
-from aegan.errors import AeganError
+from aegan.core.errors import AeganError
+from aegan.inference import model
+from aegan.settings.layers import load_config
+from aegan.store import checkpoint
+from aegan.store.artifact import sidecar_path
 from conftest import SMALL, out_sets
 from dcase2022.datasets import SPEC
 

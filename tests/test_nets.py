@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from aegan.nets import Discriminator, Generator, build_nets, weights_init
+from aegan.method.nets import Discriminator, Generator, build_nets, weights_init
 from conftest import ROOT
 
 # the original checkpoints' parameter names and shapes (a copy of shared/reference/state_dict_keys.json)
@@ -78,8 +78,8 @@ def test_depthwise_sum_option_keeps_keys_and_is_the_conv_to_float_rounding():
     """train.depthwise_sum: the same state_dict keys (checkpoints load either way); in training the grouped
     conv's values to float rounding (1e-5 of the largest: forward, the penalty's double backward, weight
     gradients); outside training (evaluation, scoring) exactly the grouped conv."""
-    from aegan.method import penalty
-    from aegan.nets import Discriminator, depthwise_as_sum
+    from aegan.method.nets import Discriminator, depthwise_as_sum
+    from aegan.method.steps import penalty
 
     torch.manual_seed(0)
     conv, summed = Discriminator(32, 8), Discriminator(32, 8, depthwise_sum=True)

@@ -18,9 +18,10 @@ import pytest
 import torch
 import yaml
 
-from aegan import checkpoint, synth
-from aegan.config import output_settings
-from aegan.scores import metric_names
+from aegan import synth
+from aegan.scoring.scores import metric_names
+from aegan.settings.layers import output_settings
+from aegan.store import checkpoint
 from conftest import REAL, TINY
 from oracle import (
     ORIGINAL,
@@ -167,7 +168,7 @@ def test_real_clips_train_and_score_as_the_original(tmp_path):
 def test_every_original_pretrain_file_drives_train_and_test(tmp_path, capsys, dataset, folder):
     """The original's README: use its pretrain/<mt>_cfg.yaml files. Each of the eleven goes unchanged to our
     train.py and test.py as --config (sizes shrunk with --set so that the test is quick)."""
-    from aegan.cli import test_main, train_main
+    from aegan.commands.cli import test_main, train_main
 
     spec = importlib.import_module(f"{dataset}.datasets").SPEC
     files = sorted((ORIGINAL / folder / "pretrain").glob("*_cfg.yaml"))

@@ -10,8 +10,10 @@ import textwrap
 import numpy as np
 import pytest
 
-from aegan import checkpoint, cli, registry, synth
-from aegan.evaluation import IDS, Rule, _auc
+from aegan import registry, synth
+from aegan.commands import cli
+from aegan.scoring.evaluation import IDS, Rule, _auc
+from aegan.store import checkpoint
 from conftest import ROOT, TINY, one_line_error, out_sets, run_cli
 
 pytestmark = pytest.mark.slow
@@ -22,7 +24,7 @@ import re
 from pathlib import Path
 
 from aegan.data.clips import Clip, DatasetSpec
-from aegan.errors import AeganError
+from aegan.core.errors import AeganError
 
 LABELLED = re.compile(r"^u(\\d{2})_(normal|anomaly)_(\\d{4})\\.wav$")
 

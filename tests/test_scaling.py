@@ -4,8 +4,8 @@ original computes it."""
 import numpy as np
 import pytest
 
+from aegan.core.errors import AeganError
 from aegan.data.scaling import minmax, scale
-from aegan.errors import AeganError
 
 
 def test_scaling_maps_train_range_to_unit_interval():

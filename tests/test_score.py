@@ -12,9 +12,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from aegan import checkpoint
-from aegan.detector import Detector
-from aegan.errors import AeganError
+from aegan.core.errors import AeganError
+from aegan.inference.detector import Detector
+from aegan.store import checkpoint
 from conftest import HANG_GUARD, ROOT, one_line_error, write_wav
 
 pytestmark = pytest.mark.slow

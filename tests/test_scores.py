@@ -5,8 +5,8 @@ import pytest
 import torch
 from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
 
-from aegan.nets import build_nets
-from aegan.scores import NAN_SCORE, EmbeddingDetectors, embed_clips, metric_names, score_clips
+from aegan.method.nets import build_nets
+from aegan.scoring.scores import NAN_SCORE, EmbeddingDetectors, embed_clips, metric_names, score_clips
 
 NET = {"isize": 16, "nz": 8, "ndf": 4, "ngf": 4, "normalize": {"g": "ln", "d": "ln"}}
 
@@ -99,7 +99,7 @@ def _one_at_a_time(det: EmbeddingDetectors, emb: np.ndarray, metrics) -> dict[st
 
 def _embeddings_of_a_trained_critic(n: int) -> tuple[np.ndarray, np.ndarray]:
     """Clip embeddings (512-d, as at the paper's size) from a critic trained a few steps on synthetic segments."""
-    from aegan.method import iteration
+    from aegan.method.steps import iteration
     net = {"isize": 32, "nz": 16, "ndf": 128, "ngf": 8, "normalize": {"g": "ln", "d": "ln"}}  # 128*32/8 = 512
     torch.manual_seed(3)
     g, d = build_nets({**net, "first_norm": True})
@@ -149,7 +149,7 @@ def test_neighbour_metrics_in_a_batch_are_not_exact():
 
 
 def test_training_scores_query_only_the_metric_and_empty_sets_work():
-    from aegan.scores import training_scores
+    from aegan.scoring.scores import training_scores
     rng = np.random.default_rng(2)
     train = rng.normal(size=(30, 8)).astype(np.float32)
     det = EmbeddingDetectors(train)

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from scipy.stats import hmean
 
-from aegan import plots
+from aegan.commands import plots
+from aegan.commands.localization import summary_layout
+from aegan.commands.report import dataset_title, decision_table, write_decision_metrics
+from aegan.commands.summary import record_run, write_summary
 from aegan.data.clips import Clip
-from aegan.decision import decision_metrics
-from aegan.evaluation import IDS, SECTIONS
-from aegan.localization import summary_layout
-from aegan.report import dataset_title, decision_table, write_decision_metrics
-from aegan.summary import record_run, write_summary
+from aegan.scoring.decision import decision_metrics
+from aegan.scoring.evaluation import IDS, SECTIONS
 from conftest import ROOT, run_script
 
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 from scipy.stats import hmean
 
-from aegan import checkpoint, cli
+from aegan.commands import cli
+from aegan.store import checkpoint
 from conftest import ROOT, one_line_error, out_sets, run_cli, run_script
 from dcase2022.datasets import SPEC
 

@@ -13,7 +13,8 @@ import pytest
 import torch
 import yaml
 
-from aegan import checkpoint, cli
+from aegan.commands import cli
+from aegan.store import checkpoint
 from conftest import HANG_GUARD, ROOT, TRAINED_ARGS, one_line_error, out_sets, run_cli, run_script, small_sets
 from dcase2022.datasets import SPEC
 

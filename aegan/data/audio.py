@@ -16,10 +16,10 @@ import torch
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from ..errors import AeganError, shown
-from ..files import check_regular
-from ..kinds import sniff
-from ..progress import Bar
+from aegan.core.errors import AeganError, shown
+from aegan.core.files import check_regular
+from aegan.core.kinds import sniff
+from aegan.core.progress import Bar
 
 
 def read_audio(path: str | os.PathLike, max_seconds: float | None = None) -> tuple[np.ndarray, int]:

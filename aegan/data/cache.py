@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import AeganError
-from ..files import atomic_path, sha256
-from ..progress import Bar
-from .audio import extract
-from .clips import Clip
-from .segments import num_segments
+from aegan.core.errors import AeganError
+from aegan.core.files import atomic_path, sha256
+from aegan.core.progress import Bar
+from aegan.data.audio import extract
+from aegan.data.clips import Clip
+from aegan.data.segments import num_segments
 
 FEAT_KEYS = ("fft_num", "frame_hop", "mel_bin")
 CACHE_VERSION = 2

@@ -12,9 +12,9 @@ import csv
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..errors import AeganError, shown
-from ..files import check_regular
-from ..text import plural
+from aegan.core.errors import AeganError, shown
+from aegan.core.files import check_regular
+from aegan.core.text import plural
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ class DatasetSpec:
 
     def identity(self, cfg: dict, mt: str, train_clips: list[Clip]):
         """What a model of `mt` trained on `train_clips` is (artifact.Identity): recorded in it, checked on read."""
-        from ..artifact import identity_of
+        from aegan.store.artifact import identity_of
 
         return identity_of(self.dataset_id(cfg), mt, self.train_parts(cfg, mt), train_clips, cfg["dataset_dir"])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..errors import AeganError
+from aegan.core.errors import AeganError
 
 
 def minmax(train_specs: np.ndarray) -> tuple[np.float32, np.float32]:

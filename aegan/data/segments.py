@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import AeganError
+from aegan.core.errors import AeganError
 
 
 def num_segments(frames: int, frame_num: int, hop: int) -> int:

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import CHOICES, get, leaves
-from .errors import AeganError, shown
-from .files import atomic_path
-from .kinds import TORCH, sniff
-from .nets import build_nets
+from aegan.core.errors import AeganError, shown
+from aegan.core.files import atomic_path
+from aegan.core.kinds import TORCH, sniff
+from aegan.method.nets import build_nets
+from aegan.settings.layers import CHOICES, get, leaves
 
 _scalar = np._core.multiarray.scalar
 # the float64 scalar, the dtype it is built from, and that dtype's class (set on BUILD)

@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .errors import AeganError
+from aegan.core.errors import AeganError
 
 
 def _env_int(name: str, default: int | None, low: int, high: int | None = None) -> int:

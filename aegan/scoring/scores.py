@@ -21,10 +21,10 @@ from sklearn.metrics import DistanceMetric
 from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
 from torch import nn
 
-from .data.clips import Clip
-from .data.segments import clip_segments
-from .errors import AeganError
-from .progress import Bar
+from aegan.core.errors import AeganError
+from aegan.core.progress import Bar
+from aegan.data.clips import Clip
+from aegan.data.segments import clip_segments
 
 G_DISTS = (("x", "2"), ("x", "1"), ("z", "2"), ("z", "1"), ("z", "cos"))
 POOLS = ("sum", "min", "max")

@@ -11,15 +11,16 @@ from collections.abc import Callable
 
 from tqdm import tqdm
 
-from . import distributed, files
-from .config import Resolved, batch_key, batch_size, dump, load_config
-from .data.clips import DatasetSpec
-from .device import select_device, tune_allocator
-from .errors import AeganError, Parser, sigterm_as_interrupt
-from .model import model_settings
-from .testing import run_test
-from .text import plural
-from .trainer import run_settings, train
+from aegan.commands.testset import run_test
+from aegan.core import files
+from aegan.core.device import select_device, tune_allocator
+from aegan.core.errors import AeganError, Parser, sigterm_as_interrupt
+from aegan.core.text import plural
+from aegan.data.clips import DatasetSpec
+from aegan.inference.model import model_settings
+from aegan.settings.layers import Resolved, batch_key, batch_size, dump, load_config
+from aegan.training import distributed
+from aegan.training.trainer import run_settings, train
 
 
 def _parser(spec: DatasetSpec, what: str) -> argparse.ArgumentParser:
@@ -166,7 +167,7 @@ def loc_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
 
     def run(a: argparse.Namespace) -> None:
-        from .localization import run_loc  # matplotlib: only this command needs it
+        from aegan.commands.localization import run_loc  # matplotlib: only this command needs it
 
         if a.limit is not None and a.limit < 1 or a.top < 1:
             raise AeganError("--limit and --top must be at least 1")

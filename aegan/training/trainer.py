@@ -16,19 +16,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint, distributed, registry
-from .artifact import Identity, check_identity, read_last, threshold_key, training_lock, write_model
-from .artifact import read as read_model
-from .config import Resolved, batch_size, record_settings
-from .data.clips import DatasetSpec
-from .data.segments import SegmentSampler, skip_loader_draw
-from .decision import fit_threshold
-from .device import seed_everything
-from .errors import AeganError
-from .evaluation import Rule
-from .fast_steps import ddp_train_step, train_step
-from .progress import Bar, epochs_file, write_epochs
-from .scores import (
+from aegan import registry
+from aegan.core.device import seed_everything
+from aegan.core.errors import AeganError
+from aegan.core.progress import Bar, epochs_file, write_epochs
+from aegan.data.clips import DatasetSpec
+from aegan.data.segments import SegmentSampler, skip_loader_draw
+from aegan.method.fast_steps import ddp_train_step, train_step
+from aegan.scoring.decision import fit_threshold
+from aegan.scoring.evaluation import Rule
+from aegan.scoring.scores import (
     EmbeddingDetectors,
     choose_metric,
     embed_clips,
@@ -38,7 +35,12 @@ from .scores import (
     training_scores,
     with_critic_scores,
 )
-from .training_setup import (
+from aegan.settings.layers import Resolved, batch_size, record_settings
+from aegan.store import checkpoint
+from aegan.store.artifact import Identity, check_identity, read_last, threshold_key, training_lock, write_model
+from aegan.store.artifact import read as read_model
+from aegan.training import distributed
+from aegan.training.setup import (
     Data,
     Nets,
     Progress,

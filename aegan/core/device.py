@@ -8,7 +8,7 @@ import random
 import numpy as np
 import torch
 
-from .errors import AeganError
+from aegan.core.errors import AeganError
 
 
 def select_device(card_id: int | None) -> torch.device:

@@ -26,10 +26,10 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .errors import AeganError, shown
-from .files import write_text
-from .progress import epochs_file, epochs_line, read_epochs
-from .registry import ROOT
+from aegan.core.errors import AeganError, shown
+from aegan.core.files import write_text
+from aegan.core.progress import epochs_file, epochs_line, read_epochs
+from aegan.registry import ROOT
 
 _LIVE: set[subprocess.Popen] = set()  # the train.py / test.py processes of this process's running jobs
 _LIVE_LOCK = threading.Lock()

@@ -20,18 +20,15 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from . import artifact, checkpoint
-from .artifact import Identity, Sidecar, threshold_key
-from .config import Resolved, get, leaves
-from .data.cache import clip_features
-from .data.clips import DatasetSpec
-from .data.scaling import minmax, scaled_tensor
-from .decision import fit_threshold
-from .device import apply_precision, model_precision
-from .errors import AeganError, shown
-from .files import sha256
-from .nets import Discriminator, Generator, build_nets
-from .scores import (
+from aegan.core.device import apply_precision, model_precision
+from aegan.core.errors import AeganError, shown
+from aegan.core.files import sha256
+from aegan.data.cache import clip_features
+from aegan.data.clips import DatasetSpec
+from aegan.data.scaling import minmax, scaled_tensor
+from aegan.method.nets import Discriminator, Generator, build_nets
+from aegan.scoring.decision import fit_threshold
+from aegan.scoring.scores import (
     EmbeddingDetectors,
     Scored,
     embed_clips,
@@ -40,6 +37,9 @@ from .scores import (
     score_clips,
     training_scores,
 )
+from aegan.settings.layers import Resolved, get, leaves
+from aegan.store import artifact, checkpoint
+from aegan.store.artifact import Identity, Sidecar, threshold_key
 
 # Settings a model fixes: the network and the features it was trained on, and its training clips.
 MODEL_KEYS = ("net", "feat", "train_set")

@@ -9,15 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import registry
-from .config import record_settings
-from .data.cache import clip_features
-from .data.clips import Clip, DatasetSpec, attach_ground_truth
-from .decision import decide, decision_metrics
-from .evaluation import Results, Rule
-from .files import replace_set
-from .model import Model, prepare, save_thresholds
-from .report import (
+from aegan import registry
+from aegan.commands.report import (
     dataset_title,
     decision_table,
     score_files,
@@ -26,9 +19,16 @@ from .report import (
     write_decision_metrics,
     write_results,
 )
-from .scores import reference_order
-from .summary import check_result_dir, record_run, write_summary
-from .text import plural
+from aegan.commands.summary import check_result_dir, record_run, write_summary
+from aegan.core.files import replace_set
+from aegan.core.text import plural
+from aegan.data.cache import clip_features
+from aegan.data.clips import Clip, DatasetSpec, attach_ground_truth
+from aegan.inference.model import Model, prepare, save_thresholds
+from aegan.scoring.decision import decide, decision_metrics
+from aegan.scoring.evaluation import Results, Rule
+from aegan.scoring.scores import reference_order
+from aegan.settings.layers import record_settings
 
 
 @dataclass
@@ -88,7 +88,7 @@ def write_decisions(rule: Rule, mt: str, model: Model, tests: TestSet, scores: n
 def draw(spec: DatasetSpec, mt: str, model: Model, tests: TestSet, scores: dict[str, np.ndarray], test_emb: np.ndarray,
          metric: str, threshold: float, out: Path, embedding: str) -> list[Path]:
     """The pictures of this run: score distributions and ROC curves (with labels), the embedding map."""
-    from . import plots  # matplotlib: only when pictures are drawn
+    from aegan.commands import plots  # matplotlib: only when pictures are drawn
 
     cfg = model.cfg
     epoch = f", epoch {model.info['epoch']}" if model.info.get("epoch") else ""

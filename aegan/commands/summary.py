@@ -11,12 +11,12 @@ import io
 import json
 from pathlib import Path
 
-from .errors import AeganError, shown
-from .evaluation import Results, Rule
-from .files import write_text
-from .report import dataset_title
-from .scores import FALLBACK_METRIC
-from .text import pct, plural
+from aegan.commands.report import dataset_title
+from aegan.core.errors import AeganError, shown
+from aegan.core.files import write_text
+from aegan.core.text import pct, plural
+from aegan.scoring.evaluation import Results, Rule
+from aegan.scoring.scores import FALLBACK_METRIC
 
 
 def record_run(out: Path, mt: str, part: str, metric: str, chosen_by: str, results: Results, rule: Rule,

@@ -16,16 +16,17 @@ import soundfile as sf
 import torch
 from torch import nn
 
-from . import artifact, checkpoint, distributed
-from .artifact import Identity
-from .config import PATH_KEYS, Resolved, leaves, put, validate
-from .data.cache import clip_features
-from .data.clips import Clip, DatasetSpec
-from .data.scaling import minmax, scaled_tensor
-from .device import apply_precision
-from .errors import AeganError, shown
-from .nets import build_nets
-from .text import plural
+from aegan.core.device import apply_precision
+from aegan.core.errors import AeganError, shown
+from aegan.core.text import plural
+from aegan.data.cache import clip_features
+from aegan.data.clips import Clip, DatasetSpec
+from aegan.data.scaling import minmax, scaled_tensor
+from aegan.method.nets import build_nets
+from aegan.settings.layers import PATH_KEYS, Resolved, leaves, put, validate
+from aegan.store import artifact, checkpoint
+from aegan.store.artifact import Identity
+from aegan.training import distributed
 
 
 @dataclass

@@ -14,9 +14,9 @@ import numpy as np  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
 
-from .data.clips import Clip  # noqa: E402
-from .files import atomic_path  # noqa: E402
-from .text import pct  # noqa: E402
+from aegan.core.files import atomic_path  # noqa: E402
+from aegan.core.text import pct  # noqa: E402
+from aegan.data.clips import Clip  # noqa: E402
 
 COLORS = {"normal": "tab:blue", "anomaly": "tab:red"}
 DOMAIN_COLORS = {"source": "tab:blue", "target": "tab:orange", None: "tab:green"}

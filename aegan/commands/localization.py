@@ -21,14 +21,14 @@ import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from .config import record_settings  # noqa: E402
-from .data.cache import clip_features  # noqa: E402
-from .data.clips import Clip, DatasetSpec  # noqa: E402
-from .data.segments import clip_segments  # noqa: E402
-from .model import Model, prepare  # noqa: E402
-from .plots import save_png  # noqa: E402
-from .progress import Bar  # noqa: E402
-from .text import plural  # noqa: E402
+from aegan.commands.plots import save_png  # noqa: E402
+from aegan.core.progress import Bar  # noqa: E402
+from aegan.core.text import plural  # noqa: E402
+from aegan.data.cache import clip_features  # noqa: E402
+from aegan.data.clips import Clip, DatasetSpec  # noqa: E402
+from aegan.data.segments import clip_segments  # noqa: E402
+from aegan.inference.model import Model, prepare  # noqa: E402
+from aegan.settings.layers import record_settings  # noqa: E402
 
 
 def overlap_average(segments: torch.Tensor, hop: int) -> torch.Tensor:

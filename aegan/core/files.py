@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import AeganError, shown
+from aegan.core.errors import AeganError, shown
 
 # What this process has written, in order (every atomic write, and each published set): a command's interruption
 # line says what it had finished from these.

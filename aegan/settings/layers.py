@@ -25,9 +25,9 @@ from typing import Any
 
 import yaml
 
-from .errors import AeganError, shown
-from .files import write_text
-from .kinds import TORCH, sniff
+from aegan.core.errors import AeganError, shown
+from aegan.core.files import write_text
+from aegan.core.kinds import TORCH, sniff
 
 PATH_KEYS = ("dataset_dir", "model_dir", "spec_dir", "log_dir", "detect_dir", "result_dir", "loc_dir")
 # Mappings whose keys are data, not schema: the feature-matching weights.
@@ -349,7 +349,7 @@ def _validate(cfg: dict) -> None:
             raise AeganError(f"{name} must be in {'[' if low_in else '('}{low}, {high}{']' if high_in else ')'}, "
                              f"got {v}")
     if cfg["detect"]["metric"]:
-        from .scores import resolve_metric  # a typo is named now, not after training
+        from aegan.scoring.scores import resolve_metric  # a typo is named now, not after training
 
         resolve_metric(cfg["detect"]["metric"])
     if train["select"] == "metric" and not cfg["detect"]["metric"]:

@@ -35,9 +35,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint
-from .config import get, leaves, validate
-from .errors import AeganError, shown
+from aegan.core.errors import AeganError, shown
+from aegan.settings.layers import get, leaves, validate
+from aegan.store import checkpoint
 
 FORMAT = "aegan-ad model"
 RUN_STATE = FORMAT + " run state"
@@ -73,7 +73,7 @@ class Identity:
 
 def identity_of(dataset: str, mt: str, parts: list[str], clips: list, dataset_dir: str | Path) -> Identity:
     """The identity of a model trained on `clips` (data.clips.Clip) of `dataset_dir`."""
-    from .data.cache import clip_digest  # the same digests the feature cache is keyed on
+    from aegan.data.cache import clip_digest  # the same digests the feature cache is keyed on
 
     root = Path(dataset_dir)
     rows = []

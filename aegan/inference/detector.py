@@ -24,14 +24,14 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from .artifact import threshold_key
-from .data.audio import logmel_of, read_audio
-from .data.segments import num_segments
-from .decision import decide
-from .errors import AeganError, shown
-from .model import Model, load
-from .progress import Bar, on_terminal
-from .scores import D_METRICS, resolve_metric
+from aegan.core.errors import AeganError, shown
+from aegan.core.progress import Bar, on_terminal
+from aegan.data.audio import logmel_of, read_audio
+from aegan.data.segments import num_segments
+from aegan.inference.model import Model, load
+from aegan.scoring.decision import decide
+from aegan.scoring.scores import D_METRICS, resolve_metric
+from aegan.store.artifact import threshold_key
 
 MAX_SECONDS = 600.0  # longest recording scored: all its segments go through the networks at once
 

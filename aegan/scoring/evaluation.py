@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data.clips import Clip
-from .errors import AeganError
+from aegan.core.errors import AeganError
+from aegan.data.clips import Clip
 
 EPS = sys.float_info.epsilon
 Results = dict[str, tuple[list[dict], dict]]  # metric -> (per section/ID rows, machine-type summary)

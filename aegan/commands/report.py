@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.clips import Clip
-from .evaluation import Rule
-from .files import write_text
-from .text import pct
+from aegan.core.files import write_text
+from aegan.core.text import pct
+from aegan.data.clips import Clip
+from aegan.scoring.evaluation import Rule
 
 
 def _fmt(v: float) -> str:

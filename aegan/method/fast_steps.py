@@ -8,7 +8,7 @@ import warnings
 import torch
 from torch import nn
 
-from .method import critic_step, critic_update, generator_step, penalty
+from aegan.method.steps import critic_step, critic_update, generator_step, penalty
 
 
 def has_batchnorm(net: nn.Module) -> bool:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.stats
 
-from .data.clips import Clip
-from .errors import AeganError
-from .evaluation import harmonic
+from aegan.core.errors import AeganError
+from aegan.data.clips import Clip
+from aegan.scoring.evaluation import harmonic
 
 
 def fit_threshold(train_scores: np.ndarray, percentile: float = 0.9) -> dict:

@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from tqdm import tqdm
 
-from .files import write_text
+from aegan.core.files import write_text
 
 T = TypeVar("T")
 LINE_EVERY = 60.0  # seconds between progress lines off a terminal
