@@ -20,12 +20,12 @@ import sys
 from pathlib import Path
 
 from aegan.commands.cli import run_guarded
-from aegan.core.device import select_device
 from aegan.core.errors import AeganError, Parser, shown
 from aegan.core.files import write_text
+from aegan.core.metrics import metric_names, resolve_metric
 from aegan.core.text import plural
 from aegan.inference.detector import MAX_SECONDS, Detector, Result, expand
-from aegan.scoring.scores import metric_names, resolve_metric
+from aegan.method.device import select_device
 from aegan.store.artifact import sidecar_path
 
 

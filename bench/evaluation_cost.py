@@ -24,7 +24,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from aegan.scoring.scores import D_METRICS, EmbeddingDetectors, training_scores  # noqa: E402
+from aegan.core.metrics import D_METRICS  # noqa: E402
+from aegan.scoring.scores import EmbeddingDetectors, training_scores  # noqa: E402
 
 
 def before(det: EmbeddingDetectors, emb: np.ndarray) -> dict[str, np.ndarray]:

@@ -134,8 +134,8 @@ def time_variant(name: str, spec, cfg: dict, device, data, s: dict) -> dict:
     """Training iterations of one variant timed with device synchronisation, then one evaluation."""
     import torch
 
-    from aegan.core.device import seed_everything
     from aegan.data.segments import SegmentSampler
+    from aegan.method.device import seed_everything
     from aegan.method.fast_steps import train_step
     from aegan.scoring.evaluation import SECTIONS
     from aegan.training.setup import build
@@ -238,7 +238,7 @@ def main() -> None:
     import torch
     sys.path.insert(0, str(ROOT))
     from aegan import synth
-    from aegan.core.device import tune_allocator
+    from aegan.method.device import tune_allocator
 
     tune_allocator()
     device_name = a.device or ("cuda:0" if torch.cuda.is_available() else "cpu")

@@ -105,7 +105,7 @@ def run_ours(dataset: str, script: str, mt: str, config: Path, out: Path, *args:
 def clip_scores_from_calls(calls: list, names: list[str], group_of) -> dict[str, dict[str, float]]:
     """Each clip's 19 scores from the original's roc_auc_score calls: per metric (in its order) and per
     section/ID (sorted), the pAUC call (max_fpr set) scores every clip of the group in listing order."""
-    from aegan.scoring.scores import metric_names
+    from aegan.core.metrics import metric_names
 
     groups = sorted({group_of(n) for n in names})
     members = {g: [n for n in names if group_of(n) == g] for g in groups}

@@ -228,10 +228,10 @@ def test_a_run_killed_before_its_model_file_finishes_on_resume(trained2022, synt
     out = tmp_path / "run"
     args = [*TRAINED_ARGS, *small_sets(out, synth2022)]
     code = ("import os, signal, sys; sys.argv = ['train.py', *sys.argv[1:]]\n"
-            "from aegan import artifact, trainer\n"
+            "from aegan.training import trainer\n"
             "def killed(*a, **k):\n    os.kill(os.getpid(), signal.SIGKILL)\n"
             "trainer.write_model = killed  # the kill lands exactly where the model file would be written\n"
-            "from aegan.cli import train_main\nfrom dcase2022.datasets import SPEC\ntrain_main(SPEC)\n")
+            "from aegan.commands.cli import train_main\nfrom dcase2022.datasets import SPEC\ntrain_main(SPEC)\n")
     r = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
     assert (out / "model" / "fan_last.pth").is_file() and not (out / "model" / "fan.pth").exists()

@@ -227,3 +227,14 @@ def test_dcase2020_schema_is_dcase2022_with_what_differs():
     assert a.keys() ^ b.keys() == {"train.bs", "train.batch_size"} and a["train.bs"] == b["train.batch_size"]
     assert all(a[k].endswith("dcase2020") for k in paths)
     assert list(load_config(ROOT / "dcase2020", "x").cfg["train"])[:5] == ["lrD", "lrG", "beta1", "epoch", "bs"]
+
+
+def test_the_dcase2022_defaults_file_is_what_the_declaration_writes():
+    """Every setting is declared once (aegan/settings/schema.py); dcase2022/defaults.yaml, the file people read, is
+    generated from it: a declaration changed without `python -m aegan.settings.defaults_file` fails here."""
+    from aegan.settings.defaults_file import render
+
+    assert (D22 / "defaults.yaml").read_text() == render()
+    loaded, written = load_config(D22, "ToyTrain").cfg, yaml.safe_load(render())
+    assert {k: v for k, v in loaded.items() if not k.endswith("_dir")} == {k: v for k, v in written.items()
+                                                                           if not k.endswith("_dir")}

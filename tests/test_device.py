@@ -6,7 +6,7 @@ import torch
 
 from aegan import score
 from aegan.commands import cli
-from aegan.core.device import PRECISIONS, apply_precision, model_precision
+from aegan.method.device import PRECISIONS, apply_precision, model_precision
 from aegan.settings.layers import load_config
 from conftest import TINY, one_line_error, out_sets, run_cli
 from dcase2022.datasets import SPEC

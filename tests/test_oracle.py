@@ -19,7 +19,7 @@ import torch
 import yaml
 
 from aegan import synth
-from aegan.scoring.scores import metric_names
+from aegan.core.metrics import metric_names
 from aegan.settings.layers import output_settings
 from aegan.store import checkpoint
 from conftest import REAL, TINY

@@ -5,8 +5,9 @@ import pytest
 import torch
 from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
 
+from aegan.core.metrics import metric_names
 from aegan.method.nets import build_nets
-from aegan.scoring.scores import NAN_SCORE, EmbeddingDetectors, embed_clips, metric_names, score_clips
+from aegan.scoring.scores import NAN_SCORE, EmbeddingDetectors, embed_clips, score_clips
 
 NET = {"isize": 16, "nz": 8, "ndf": 4, "ngf": 4, "normalize": {"g": "ln", "d": "ln"}}
 

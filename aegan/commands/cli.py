@@ -13,11 +13,11 @@ from tqdm import tqdm
 
 from aegan.commands.testset import run_test
 from aegan.core import files
-from aegan.core.device import select_device, tune_allocator
 from aegan.core.errors import AeganError, Parser, sigterm_as_interrupt
 from aegan.core.text import plural
 from aegan.data.clips import DatasetSpec
 from aegan.inference.model import model_settings
+from aegan.method.device import select_device, tune_allocator
 from aegan.settings.layers import Resolved, batch_key, batch_size, dump, load_config
 from aegan.training import distributed
 from aegan.training.trainer import run_settings, train

@@ -14,9 +14,9 @@ from pathlib import Path
 from aegan.commands.report import dataset_title
 from aegan.core.errors import AeganError, shown
 from aegan.core.files import write_text
+from aegan.core.metrics import FALLBACK_METRIC
 from aegan.core.text import pct, plural
 from aegan.scoring.evaluation import Results, Rule
-from aegan.scoring.scores import FALLBACK_METRIC
 
 
 def record_run(out: Path, mt: str, part: str, metric: str, chosen_by: str, results: Results, rule: Rule,

@@ -27,8 +27,10 @@ from aegan.core.progress import Bar
 from aegan.data.audio import extract
 from aegan.data.clips import Clip
 from aegan.data.segments import num_segments
+from aegan.settings.checks import tagged
+from aegan.settings.schema import FEATURES
 
-FEAT_KEYS = ("fft_num", "frame_hop", "mel_bin")
+FEAT_KEYS = tuple(name.removeprefix("feat.") for name in tagged(FEATURES))  # what the features depend on
 CACHE_VERSION = 2
 # (path, inode, size, mtime, ctime) -> content digest, within one process: a run that keys its caches and its
 # model's fingerprint on the same clips reads each clip once. ctime cannot be set back by a user, so a file

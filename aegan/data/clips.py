@@ -98,7 +98,7 @@ class DatasetSpec:
 
     def dataset_id(self, cfg: dict) -> str:
         """The dataset a run is on: the folder's name, or a first-shot year's ("dcase2025")."""
-        return f"dcase{cfg['year']}" if "year" in cfg else self.name
+        return f"dcase{cfg['year']}" if cfg.get("year") is not None else self.name
 
     def identity(self, cfg: dict, mt: str, train_clips: list[Clip]):
         """What a model of `mt` trained on `train_clips` is (artifact.Identity): recorded in it, checked on read."""

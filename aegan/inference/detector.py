@@ -25,12 +25,12 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from aegan.core.errors import AeganError, shown
+from aegan.core.metrics import D_METRICS, resolve_metric
 from aegan.core.progress import Bar, on_terminal
 from aegan.data.audio import logmel_of, read_audio
 from aegan.data.segments import num_segments
 from aegan.inference.model import Model, load
 from aegan.scoring.decision import decide
-from aegan.scoring.scores import D_METRICS, resolve_metric
 from aegan.store.artifact import threshold_key
 
 MAX_SECONDS = 600.0  # longest recording scored: all its segments go through the networks at once

@@ -20,23 +20,16 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from aegan.core.device import apply_precision, model_precision
 from aegan.core.errors import AeganError, shown
 from aegan.core.files import sha256
+from aegan.core.metrics import metric_choice
 from aegan.data.cache import clip_features
 from aegan.data.clips import DatasetSpec
 from aegan.data.scaling import minmax, scaled_tensor
+from aegan.method.device import apply_precision, model_precision
 from aegan.method.nets import Discriminator, Generator, build_nets
 from aegan.scoring.decision import fit_threshold
-from aegan.scoring.scores import (
-    EmbeddingDetectors,
-    Scored,
-    embed_clips,
-    metric_choice,
-    reference_order,
-    score_clips,
-    training_scores,
-)
+from aegan.scoring.scores import EmbeddingDetectors, Scored, embed_clips, reference_order, score_clips, training_scores
 from aegan.settings.layers import Resolved, get, leaves
 from aegan.store import artifact, checkpoint
 from aegan.store.artifact import Identity, Sidecar, threshold_key

@@ -36,20 +36,17 @@ import numpy as np
 import torch
 
 from aegan.core.errors import AeganError, shown
-from aegan.settings.layers import get, leaves, validate
+from aegan.settings.checks import tagged
+from aegan.settings.layers import get, validate
+from aegan.settings.schema import FEATURES, SEGMENTS
 from aegan.store import checkpoint
 
 FORMAT = "aegan-ad model"
 RUN_STATE = FORMAT + " run state"
 VERSION = 2
 SIDECAR_VERSION = 2
-# Settings that a resumed run may change: where outputs go, how features are computed in parallel (not what
-# they are), the paper's reference number, and how many epochs to train (a longer run extends the same one).
-# Every other setting changes the numbers; the training clips are compared by content, not by dataset_dir.
-FREE_SETTINGS = ("dataset_dir", "model_dir", "spec_dir", "log_dir", "detect_dir", "result_dir", "loc_dir",
-                 "feat.workers", "paper_result", "train.epoch", "train.eval_overlap")
-# What a derived part of an original checkpoint depends on: the features and the training clips.
-DERIVED_SETTINGS = ("feat.fft_num", "feat.frame_hop", "feat.mel_bin", "feat.frame_num", "feat.graph_hop_f")
+# What a derived part of an original checkpoint depends on: the features, the segments and the training clips.
+DERIVED_SETTINGS = (*tagged(FEATURES), *tagged(SEGMENTS))
 
 
 # ---- identity -------------------------------------------------------------------------------------------
@@ -126,17 +123,6 @@ def _clip_difference(old: tuple, new: tuple) -> str:
 
 
 # ---- settings ------------------------------------------------------------------------------------------
-def setting_differences(stored: dict, now: dict, free: tuple[str, ...] = FREE_SETTINGS) -> list[str]:
-    """'key: stored -> now' for every setting that changes the numbers and differs."""
-    a, b = dict(leaves(stored)), dict(leaves(now))
-    out = []
-    for key in sorted(set(a) | set(b)):
-        if key in free or a.get(key, "<absent>") == b.get(key, "<absent>"):
-            continue
-        out.append(f"{key} {a.get(key, '<absent>')!r} -> {b.get(key, '<absent>')!r}")
-    return out
-
-
 # ---- the model file -----------------------------------------------------------------------------------
 @dataclass
 class ModelFile:

@@ -23,7 +23,8 @@ from aegan.core.errors import AeganError, shown
 from aegan.core.files import atomic_path
 from aegan.core.kinds import TORCH, sniff
 from aegan.method.nets import build_nets
-from aegan.settings.layers import CHOICES, get, leaves
+from aegan.settings.checks import choices
+from aegan.settings.layers import get, leaves
 
 _scalar = np._core.multiarray.scalar
 # the float64 scalar, the dtype it is built from, and that dtype's class (set on BUILD)
@@ -91,12 +92,12 @@ def _shapes(sd: dict) -> dict[str, tuple]:
 
 def _alternatives(net_cfg: dict) -> Iterator[tuple[list[tuple[str, object]], dict]]:
     """([(setting, other value)], net config with them): each other value of every net setting with a few values
-    (its choices in config.CHOICES, or true/false), then each two of them together (a DCASE 2020 checkpoint, bn
+    (its declared choices, or true/false), then each two of them together (a DCASE 2020 checkpoint, bn
     with first_norm, loaded under a 2022 fan setting, ln without), then each size (isize, nz, ndf, ngf) at a
     quarter, half, twice and four times its value. A network variant declared there is tried here without naming
     it."""
     options = [(name, other) for name, value in leaves(net_cfg, "net.")
-               for other in CHOICES.get(name, (True, False) if isinstance(value, bool) else ()) if other != value]
+               for other in choices(name) or ((True, False) if isinstance(value, bool) else ()) if other != value]
     pairs = [[a, b] for a, b in itertools.combinations(options, 2) if a[0] != b[0]]
     sizes = [[(name, other)] for name, value in leaves(net_cfg, "net.") if type(value) is int
              for other in (value // 4, value // 2, value * 2, value * 4) if other >= 4]

@@ -16,14 +16,16 @@ import soundfile as sf
 import torch
 from torch import nn
 
-from aegan.core.device import apply_precision
 from aegan.core.errors import AeganError, shown
 from aegan.core.text import plural
 from aegan.data.cache import clip_features
 from aegan.data.clips import Clip, DatasetSpec
 from aegan.data.scaling import minmax, scaled_tensor
+from aegan.method.device import apply_precision
 from aegan.method.nets import build_nets
-from aegan.settings.layers import PATH_KEYS, Resolved, leaves, put, validate
+from aegan.settings.checks import tagged
+from aegan.settings.layers import Resolved, differences, leaves, put, validate
+from aegan.settings.schema import FREE, PATH_KEYS
 from aegan.store import artifact, checkpoint
 from aegan.store.artifact import Identity
 from aegan.training import distributed
@@ -135,7 +137,7 @@ def resumed_settings(resolved: Resolved, state: dict, last_path: Path, seed: int
     """(settings, seed) of the run in `state` that --resume continues: the run's own, stored in its run state, so
     that resuming needs no --config or --set again. A setting the user gives now (in config.yaml, --config or
     --set) that changes the numbers and differs from the run's, or another --seed, is refused, each named with
-    both values; one that may change (artifact.FREE_SETTINGS: output folders, train.epoch, ...) applies."""
+    both values; one that may change (schema.FREE: output folders, train.epoch, ...) applies."""
     now, cfg = dict(leaves(resolved.cfg)), copy.deepcopy(resolved.cfg)
     stored = dict(leaves(state["config"]))
     diffs = [f"--seed {state['seed']} -> {seed}"] if seed is not None and seed != state["seed"] else []
@@ -146,7 +148,7 @@ def resumed_settings(resolved: Resolved, state: dict, last_path: Path, seed: int
         if key not in resolved.user:
             put(cfg, key, value)
             kept.append(f"{key}={value!r}")
-        elif key not in artifact.FREE_SETTINGS:
+        elif key not in tagged(FREE):
             diffs.append(f"{key} {value!r} -> {now[key]!r}")
     if diffs:
         raise AeganError(f"--resume: {last_path} is a run with other settings ({'; '.join(diffs)}): resume with the "
@@ -164,7 +166,7 @@ def resume(nets: Nets, state: dict, last_path: Path, device: torch.device, cfg: 
     """The state after the last completed epoch (weights, optimizers, random generators, the selected epoch),
     when it is the same run (resumed_settings took its settings): other training clips are refused."""
     artifact.check_identity(last_path, state["identity"], identity, "the run in")
-    diffs = artifact.setting_differences(state["config"], cfg)
+    diffs = differences(state["config"], cfg)
     if diffs:  # a setting the run's state lacks (written by an earlier version): its numbers could differ
         raise AeganError(f"--resume: {last_path} is a run with other settings ({'; '.join(diffs)}): resume with the "
                          "run's settings, or train anew without --resume")

@@ -17,20 +17,19 @@ import numpy as np
 import torch
 
 from aegan import registry
-from aegan.core.device import seed_everything
 from aegan.core.errors import AeganError
+from aegan.core.metrics import choose_metric, resolve_metric
 from aegan.core.progress import Bar, epochs_file, write_epochs
 from aegan.data.clips import DatasetSpec
 from aegan.data.segments import SegmentSampler, skip_loader_draw
+from aegan.method.device import seed_everything
 from aegan.method.fast_steps import ddp_train_step, train_step
 from aegan.scoring.decision import fit_threshold
 from aegan.scoring.evaluation import Rule
 from aegan.scoring.scores import (
     EmbeddingDetectors,
-    choose_metric,
     embed_clips,
     reference_order,
-    resolve_metric,
     score_clips,
     training_scores,
     with_critic_scores,

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from aegan.core.errors import AeganError
+from aegan.settings.checks import check_value
 
 
 def select_device(card_id: int | None) -> torch.device:
@@ -29,19 +30,12 @@ def select_device(card_id: int | None) -> torch.device:
 # (cuDNN convolutions, matmuls). "original" is PyTorch's own default, which the original code never changes:
 # on an Ampere or newer card its convolutions run in TF32 and its Linear layers in fp32.
 PRECISIONS = {"original": (True, False), "fp32": (False, False), "tf32": (True, True)}
-# The boolean of older config files and checkpoints: true allowed TF32 in both, false in neither.
-LEGACY_TF32 = {True: "tf32", False: "fp32"}
 
 
 def precision_name(value: str | bool | None) -> str:
-    """A train.tf32 value as one of PRECISIONS (a boolean maps as LEGACY_TF32; absent is "original")."""
-    if value is None:
-        return "original"
-    if isinstance(value, bool):
-        return LEGACY_TF32[value]
-    if value not in PRECISIONS:
-        raise AeganError(f"train.tf32 must be {', '.join(PRECISIONS)} (or true/false), got {value!r}")
-    return value
+    """A train.tf32 value as one of PRECISIONS (the boolean of older files as its declaration maps it; absent is
+    "original")."""
+    return "original" if value is None else check_value("train.tf32", value)
 
 
 def apply_precision(value: str | bool | None, device: torch.device | None = None) -> str:

@@ -1,0 +1,154 @@
+"""The declaration (schema.py) asked, and its verdicts as one clear line: each setting's value checked against its
+declared type and range (pydantic), the checks across settings, the settings a tag marks, the defaults."""
+
+from __future__ import annotations
+
+import functools
+import math
+import reprlib
+import typing
+from collections.abc import Iterator
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+from pydantic.fields import FieldInfo
+
+from aegan.core.errors import AeganError
+from aegan.core.metrics import resolve_metric
+from aegan.settings.schema import Section, Settings, number_text
+
+# Values in messages are shown by a bounded repr: a message stays one short line whatever the value holds.
+_SHORT = reprlib.Repr()
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlevel = 60, 60, 3
+
+
+def short(value: Any) -> str:
+    """repr(value), cut to a few items per level and a few levels: safe for any value in a one-line message."""
+    return _SHORT.repr(value)
+
+
+def _fields(model: type[Section], prefix: str = "") -> Iterator[tuple[str, FieldInfo]]:
+    for key, fi in model.model_fields.items():
+        name = f"{prefix}{key}"
+        yield name, fi
+        if isinstance(fi.annotation, type) and issubclass(fi.annotation, Section):
+            yield from _fields(fi.annotation, f"{name}.")
+
+
+FIELDS: dict[str, FieldInfo] = dict(_fields(Settings))
+
+
+def canonical(name: str) -> str:
+    """The declared name of a setting: train.bs (DCASE 2020's spelling) is declared as train.batch_size."""
+    return f"{name.rpartition('.')[0]}.batch_size" if name == "train.bs" else name
+
+
+def field(name: str) -> FieldInfo | None:
+    """The declaration of a dotted setting name (either spelling of the batch size), or None."""
+    return FIELDS.get(canonical(name))
+
+
+def is_section(name: str) -> bool:
+    """A group of settings (`train`), not a setting: a dict there is walked, not a value."""
+    fi = field(name)
+    return fi is not None and isinstance(fi.annotation, type) and issubclass(fi.annotation, Section)
+
+
+def tagged(tag: str) -> tuple[str, ...]:
+    """The dotted names of the settings a tag marks (schema.FREE, FEATURES, SEGMENTS)."""
+    return tuple(name for name, fi in FIELDS.items() if tag in (fi.json_schema_extra or {}).get("tags", ()))
+
+
+def defaults() -> dict:
+    """Every setting at its declared default, as one plain dict in declaration order."""
+    return Settings().model_dump()
+
+
+@functools.cache
+def _adapter(name: str) -> TypeAdapter:
+    fi = FIELDS[name]
+    annotation = typing.Annotated[fi.annotation, *fi.metadata] if fi.metadata else fi.annotation
+    return TypeAdapter(annotation, config={"strict": True})
+
+
+def check_value(name: str, value: Any) -> Any:
+    """`value` of setting `name` as its declaration types it (an int for a float setting becomes a float), or one
+    line saying what it must be."""
+    fi = field(name)
+    try:
+        checked = _adapter(canonical(name)).validate_python(value)
+    except ValidationError as e:
+        raise AeganError(_verdict(name, fi, value, e.errors()[0])) from None
+    if name == "detect.metric" and checked is not None:
+        resolve_metric(checked)  # a typo is named now, not after training
+    return checked
+
+
+def _bounds(metadata: list) -> dict[str, float]:
+    return {k: getattr(m, k) for m in metadata for k in ("gt", "ge", "lt", "le") if getattr(m, k, None) is not None}
+
+
+def _range(metadata: list) -> str:
+    b = _bounds(metadata)
+    if set(b) == {"gt"} and b["gt"] == 0:
+        return "positive"
+    low = f"[{b['ge']}" if "ge" in b else f"({b.get('gt', -math.inf)}"
+    high = f"{b['le']}]" if "le" in b else f"{b.get('lt', math.inf)})"
+    return f"in {low}, {high}"
+
+
+def _verdict(name: str, fi: FieldInfo, value: Any, error: dict) -> str:
+    kind, where = error["type"], [str(x) for x in error["loc"] if not str(x).startswith(("function-", "literal"))]
+    if typing.get_origin(fi.annotation) is dict:  # the feature-matching weights: keys among mu, sigma
+        keys = typing.get_args(typing.get_args(fi.annotation)[0])
+        if not isinstance(value, dict) or kind == "literal_error":
+            return f"{name} must be a mapping with keys among {', '.join(keys)}, got {short(value)}"
+        name, value = f"{name}.{where[0]}", value[where[0]]
+        number = number_text(value)
+        if isinstance(number, float) and not math.isfinite(number):
+            return f"{name} must be a finite number, got {number}"
+        if kind.startswith(("greater", "less")):
+            return f"{name} must be >= 0 (a loss weight), got {short(value)}"
+        return f"{name} must be a number, got {short(value)}"
+    number = number_text(value)  # "nan" from --set fails a bound before it fails finiteness: say the root cause
+    if kind == "finite_number" or isinstance(number, float) and not math.isfinite(number):
+        return f"{name} must be a finite number, got {number}"
+    if kind.startswith(("greater", "less")):
+        return f"{name} must be {_range(fi.metadata)}, got {short(value)}"
+    choices = [a for a in typing.get_args(_literal(fi.annotation))]
+    if choices:
+        words = choices[0] if len(choices) == 1 else f"{', '.join(choices[:-1])} or {choices[-1]}"
+        return f"{name} must be {words}, got {short(value)}"
+    if fi.default is None:
+        kinds = [t.__name__ for t in typing.get_args(fi.annotation) if t is not type(None)]
+        return f"{name} must be a {kinds[0]} or null, got {short(value)}"
+    return f"{name} must be of type {type(fi.default).__name__} (like {fi.default!r}), got {short(value)}"
+
+
+def choices(name: str) -> tuple:
+    """The allowed values of a setting declared with a few (net.normalize.g: ln, bn); () for any other."""
+    fi = field(name)
+    return typing.get_args(_literal(fi.annotation)) if fi is not None else ()
+
+
+def _literal(annotation: Any) -> Any:
+    if typing.get_origin(annotation) is typing.Literal:
+        return annotation
+    return next((a for a in typing.get_args(annotation) if typing.get_origin(a) is typing.Literal), None)
+
+
+def cross_checks(cfg: dict) -> None:
+    """What one setting's declaration cannot see: segments are square (mel_bin = frame_num = isize, a power of two),
+    the activations are the paper's, and train.select=metric has a metric."""
+    feat, net = cfg["feat"], cfg["net"]
+    isize = net["isize"]
+    if isize < 16 or isize & (isize - 1):
+        raise AeganError(f"net.isize must be a power of two >= 16, got {isize}")
+    if feat["mel_bin"] != isize:
+        raise AeganError(f"feat.mel_bin ({feat['mel_bin']}) must equal net.isize ({isize}): segments are square")
+    if feat["frame_num"] != isize:
+        raise AeganError(f"feat.frame_num ({feat['frame_num']}) must equal net.isize ({isize}): segments are square")
+    if net["act"] != ["leakyrelu", "relu"]:
+        raise AeganError(f"net.act must be [leakyrelu, relu] (encoder/critic, decoder), got {short(net['act'])}")
+    if cfg["train"]["select"] == "metric" and not cfg["detect"]["metric"]:
+        raise AeganError("train.select=metric needs detect.metric (e.g. --set detect.metric=D_lof)")
