@@ -26,7 +26,7 @@ from aegan.core.metrics import metric_names, resolve_metric
 from aegan.core.text import plural
 from aegan.inference.detector import MAX_SECONDS, Detector, Result, expand
 from aegan.method.device import select_device
-from aegan.store.artifact import sidecar_path
+from aegan.store.model_dir import sidecar_of
 
 
 def rows_csv(results: list[Result], metric: str, all_metrics: bool) -> str:
@@ -50,7 +50,7 @@ def check_output(out: Path, inputs: list[Path]) -> None:
     if out.is_dir():
         raise AeganError(f"--out {shown(out)} is a folder; name a .csv file")
     target = out.resolve()
-    protected = [*inputs, sidecar_path(inputs[0])]
+    protected = [*inputs, sidecar_of(inputs[0])]
     for p in protected:
         if p.exists() and (p.resolve() == target or out.exists() and os.path.samefile(p, out)):
             raise AeganError(f"--out {shown(out)} is {shown(p)}, an input of this run: it would be overwritten; "

@@ -10,10 +10,10 @@
    the data paths and the number of epochs, is written): its features are extracted by an untimed first run,
    then a 1-epoch and a 3-epoch run are timed; half their difference is one epoch with its evaluation. On the CPU
    (--tiny) the copy is the oracle tests' CPU copy (its hard-coded cuda device patched), said in the output.
-4. Ours in this process, set up as train.py sets it up (seed, determinism, train.tf32, aegan.training_setup
+4. Ours in this process, set up as train.py sets it up (seed, determinism, train.tf32, aegan.training.parts
    .build), for each variant: exact fp32, the original's default (TF32 convolutions), bf16 autocast,
    channels_last, torch.compile, and train.depthwise_sum; --iters iterations at --batch timed with
-   torch.cuda.synchronize after a warm-up, then one evaluation (trainer.evaluate: embeddings, the 19 scores of
+   torch.cuda.synchronize after a warm-up, then one evaluation (training.overlap.evaluate: embeddings, the 19 scores of
    the dev test clips, the metrics).
 Prints a table and writes bench/results/gpu_<device>.json. The per-epoch numbers at the real size (557,568
 segments) are ESTIMATES: measured segments/s extrapolated, plus the evaluation scaled by the number of clips.
@@ -120,7 +120,7 @@ def our_setup(tmp: Path, data: Path, s: dict, device_name: str):
     import torch
 
     from aegan.settings.layers import load_config, output_settings
-    from aegan.training.setup import load_data
+    from aegan.training.parts import load_data
     from dcase2022.datasets import SPEC
     sets = [f"{k}={v}" for k, v in settings(s).items()]
     sets += ["train_set=dev", f"dataset_dir={data}", *output_settings(tmp / "ours")]
@@ -138,8 +138,8 @@ def time_variant(name: str, spec, cfg: dict, device, data, s: dict) -> dict:
     from aegan.method.device import seed_everything
     from aegan.method.fast_steps import train_step
     from aegan.scoring.evaluation import SECTIONS
-    from aegan.training.setup import build
-    from aegan.training.trainer import evaluate
+    from aegan.training.overlap import evaluate
+    from aegan.training.parts import build
 
     tf32, amp, cl, comp, dws, _ = VARIANTS[name]
     cfg = copy.deepcopy(cfg)

@@ -1,4 +1,4 @@
-"""The trained model as one artifact (aegan/artifact.py): never silently stale, mixed or overwritten. Each test
+"""The trained model as one artifact (aegan/store/): never silently stale, mixed or overwritten. Each test
 is one of the ways a model used to go wrong with exit 0 (issue 18), run as a user runs it."""
 
 import os
@@ -14,9 +14,10 @@ import torch
 
 from aegan.commands import cli
 from aegan.core.files import HOST, write_text
-from aegan.inference.model import prepare
+from aegan.inference.prepare import prepare
 from aegan.settings.layers import load_config
-from aegan.store import artifact, checkpoint
+from aegan.store import checkpoint, model_file
+from aegan.store.model_dir import ModelDir
 from conftest import ROOT, SMALL, TRAINED_ARGS, one_line_error, out_sets, run_cli, small_sets
 from dcase2022.datasets import SPEC
 
@@ -70,7 +71,7 @@ def test_resume_may_change_outputs_workers_and_epochs(trained2022, synth2022, tm
     code, stdout, err = run_cli(cli.train_main, SPEC, args, capsys)
     assert code == 0, err[-2000:]
     assert "at epoch 4" in stdout and "epoch 4/4" in stdout
-    model = artifact.read(out / "model" / "fan.pth")[1]
+    model = model_file.read(out / "model" / "fan.pth")[1]
     assert [h["epoch"] for h in model.history] == [1, 2, 3, 4]
 
 
@@ -78,20 +79,20 @@ def test_a_run_stopped_after_its_last_epoch_finishes_on_resume(trained2022, synt
     """The run state of the last epoch is written before the model file: a run stopped in between has no model
     file, or an older run's. --resume writes this run's, with its threshold; a second --resume does nothing."""
     out = _copy_run(trained2022, tmp_path)
-    ref = artifact.read(trained2022[0] / "model" / "fan.pth")[1]
+    ref = model_file.read(trained2022[0] / "model" / "fan.pth")[1]
     (out / "model" / "fan.pth").unlink()
     args = [*TRAINED_ARGS, *small_sets(out, synth2022), "--resume"]
     code, stdout, err = run_cli(cli.train_main, SPEC, args, capsys)
     assert code == 0, err[-2000:]
     assert "nothing to do" not in stdout and "decision threshold of G_z_cos_min" in stdout
-    again = artifact.read(out / "model" / "fan.pth")[1]
+    again = model_file.read(out / "model" / "fan.pth")[1]
     assert again.thresholds == ref.thresholds and again.run_id == ref.run_id and again.epoch == ref.epoch
     assert all(torch.equal(again.netG[k], ref.netG[k]) for k in ref.netG)
     # an older run's model file in its place is not this run's: it is replaced
-    other = artifact.ModelFile(**{**ref.__dict__, "run_id": "an-older-run", "thresholds": {}})
-    artifact.write_model(out / "model" / "fan.pth", other)
+    other = model_file.ModelFile(**{**ref.__dict__, "run_id": "an-older-run", "thresholds": {}})
+    model_file.write(out / "model" / "fan.pth", other)
     code, stdout, err = run_cli(cli.train_main, SPEC, args, capsys)
-    assert code == 0 and artifact.read(out / "model" / "fan.pth")[1].run_id == ref.run_id, err[-2000:]
+    assert code == 0 and model_file.read(out / "model" / "fan.pth")[1].run_id == ref.run_id, err[-2000:]
     code, stdout, err = run_cli(cli.train_main, SPEC, args, capsys)
     assert code == 0 and "nothing to do" in stdout, err[-2000:]
 
@@ -100,7 +101,7 @@ def test_one_training_run_per_model_and_a_killed_runs_lock_is_taken_over(trained
     out = tmp_path / "run"
     base = [sys.executable, "dcase2022/train.py", *TRAINED_ARGS, *small_sets(out, synth2022)]
     proc = subprocess.Popen(base, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lock = artifact.lock_path(out / "model", "fan")
+    lock = ModelDir(out / "model", "fan").lock
     for line in proc.stdout:  # the run has started training: it holds the lock
         if "training clips" in line:
             break
@@ -228,7 +229,7 @@ def test_a_run_killed_before_its_model_file_finishes_on_resume(trained2022, synt
     out = tmp_path / "run"
     args = [*TRAINED_ARGS, *small_sets(out, synth2022)]
     code = ("import os, signal, sys; sys.argv = ['train.py', *sys.argv[1:]]\n"
-            "from aegan.training import trainer\n"
+            "from aegan.training import run as trainer\n"
             "def killed(*a, **k):\n    os.kill(os.getpid(), signal.SIGKILL)\n"
             "trainer.write_model = killed  # the kill lands exactly where the model file would be written\n"
             "from aegan.commands.cli import train_main\nfrom dcase2022.datasets import SPEC\ntrain_main(SPEC)\n")
@@ -237,7 +238,7 @@ def test_a_run_killed_before_its_model_file_finishes_on_resume(trained2022, synt
     assert (out / "model" / "fan_last.pth").is_file() and not (out / "model" / "fan.pth").exists()
     code, stdout, err = run_cli(cli.train_main, SPEC, [*args, "--resume"], capsys)
     assert code == 0, err[-2000:]
-    ours, ref = (artifact.read(p / "model" / "fan.pth")[1] for p in (out, trained2022[0]))
+    ours, ref = (model_file.read(p / "model" / "fan.pth")[1] for p in (out, trained2022[0]))
     assert ours.thresholds == ref.thresholds and ours.epoch == ref.epoch and ours.history == ref.history
     assert all(torch.equal(ours.netG[k], ref.netG[k]) for k in ref.netG)
     assert not [p for p in (out / "model").iterdir() if p.name.startswith(".")]

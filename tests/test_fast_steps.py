@@ -12,8 +12,8 @@ from aegan.data.segments import SegmentSampler
 from aegan.method.fast_steps import has_batchnorm, train_step
 from aegan.method.nets import build_nets
 from aegan.method.steps import iteration
-from aegan.training import trainer
-from aegan.training.setup import Nets
+from aegan.training import epoch as trainer
+from aegan.training.parts import Nets
 
 NET = {"isize": 32, "nz": 16, "ndf": 8, "ngf": 8, "normalize": {"g": "ln", "d": "ln"}}
 WGAN = {"lambda_gp": 10.0, "feat_match_eff": 0.1, "match_item": {"mu": 1, "sigma": 1}, "ncritic": 1}
@@ -47,7 +47,7 @@ def _nets(seed: int = 0) -> Nets:
     torch.manual_seed(seed)
     g, d = build_nets({**NET, "first_norm": True})
     optD, optG = (torch.optim.Adam(m.parameters(), lr=2e-4, betas=(0.5, 0.999)) for m in (d, g))
-    return Nets(g, d, g, optD, optG, torch.contiguous_format)
+    return Nets(netG=g, netD=d, gen=g, optD=optD, optG=optG, fmt=torch.contiguous_format)
 
 
 def _losses_read_every_iteration(nets: Nets, sampler: SegmentSampler, wgan: dict) -> tuple[dict, int | None]:
@@ -74,7 +74,8 @@ def test_epoch_means_read_once_per_interval_equal_reading_every_iteration():
     assert len(sampler) > trainer.LOG_EVERY and len(sampler) % trainer.LOG_EVERY
     nets, ref_nets = _nets(), _nets()
     state = torch.get_rng_state()
-    mean = trainer.train_epoch(nets, sampler, wgan, "fp32", torch.device("cpu"), 0, 1, "epoch 1/1", Path("x.pth"))
+    mean = trainer.train_epoch(nets, sampler, {"wgan": wgan, "amp": "fp32"}, torch.device("cpu"), "epoch 1/1",
+                               Path("x.pth"))
     torch.set_rng_state(state)
     ref, _ = _losses_read_every_iteration(ref_nets, sampler, wgan)
     assert mean == ref and set(mean) == {"lossD", "wdist", "gp", "lossG", "recon", "feat_match"}
@@ -90,7 +91,8 @@ def test_a_non_finite_loss_names_the_batch_it_happened_in():
     ref_nets = copy.deepcopy(nets)
     state = torch.get_rng_state()
     with pytest.raises(AeganError) as e:
-        trainer.train_epoch(nets, sampler, WGAN, "fp32", torch.device("cpu"), 0, 1, "epoch 1/1", Path("m_last.pth"))
+        trainer.train_epoch(nets, sampler, {"wgan": WGAN, "amp": "fp32"}, torch.device("cpu"), "epoch 1/1",
+                            Path("m_last.pth"))
     torch.set_rng_state(state)
     _, bad = _losses_read_every_iteration(ref_nets, sampler, WGAN)
     assert bad is not None and bad > 0

@@ -9,9 +9,10 @@ import torch
 
 from aegan.core.errors import AeganError
 from aegan.inference import model
+from aegan.inference.prepare import prepare
 from aegan.settings.layers import load_config
 from aegan.store import checkpoint
-from aegan.store.artifact import sidecar_path
+from aegan.store.model_dir import sidecar_of as sidecar_path
 from conftest import SMALL, out_sets
 from dcase2022.datasets import SPEC
 
@@ -42,11 +43,11 @@ def test_original_checkpoint_gets_its_sidecar_once(trained2022, synth2022, tmp_p
     torch.save({"netD": ours["netD"], "netG": ours["netG"], "best_hmean": np.float64(ours["best_hmean"])}, path)
     with pytest.raises(AeganError, match="original's format and has no sidecar fan.scoring.pt"):
         model.load(path, CPU)
-    m, _ = model.prepare(SPEC, _resolved(out, synth2022), "fan", CPU)
+    m, _ = prepare(SPEC, _resolved(out, synth2022), "fan", CPU)
     assert "kept what scoring needs in" in capsys.readouterr().out
     # derived from the training clips: the same max/min and critic embeddings as training recorded
     assert m.vmax == np.float32(ours["feat_max"]) and np.array_equal(m.train_emb, ours["train_emb"].numpy())
-    model.prepare(SPEC, _resolved(out, synth2022), "fan", CPU)
+    prepare(SPEC, _resolved(out, synth2022), "fan", CPU)
     assert "kept what scoring needs" not in capsys.readouterr().out  # read from the sidecar this time
     alone = model.load(path, CPU)  # now it stands alone
     assert np.array_equal(alone.train_emb, m.train_emb) and alone.cfg["feat"]["mel_bin"] == 64
@@ -54,7 +55,7 @@ def test_original_checkpoint_gets_its_sidecar_once(trained2022, synth2022, tmp_p
     sd = dict(ours["netG"])
     sd["Decoder.main.0.weight"] = sd["Decoder.main.0.weight"] * 1.01
     torch.save({"netD": ours["netD"], "netG": sd, "best_hmean": 0.5}, path)
-    model.prepare(SPEC, _resolved(out, synth2022), "fan", CPU)
+    prepare(SPEC, _resolved(out, synth2022), "fan", CPU)
     printed = capsys.readouterr().out
     assert "belongs to another checkpoint file" in printed and "kept what scoring needs" in printed
 
@@ -63,10 +64,11 @@ def test_a_fitted_threshold_is_kept(trained2022, synth2022, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(trained2022[0] / "model", out / "model")
     shutil.copytree(trained2022[0] / "spec", out / "spec")
-    m, train_specs = model.prepare(SPEC, _resolved(out, synth2022), "fan", CPU)
+    m, training = prepare(SPEC, _resolved(out, synth2022), "fan", CPU)
+    train_specs = training.specs
     rule, fitted = m.threshold("D_lof", train_specs)  # a critic metric: from the stored embeddings, no pass
     assert fitted and rule["metric"] == "D_lof"
     model.save_thresholds(m)
-    again, _ = model.prepare(SPEC, _resolved(out, synth2022), "fan", CPU)
+    again, _ = prepare(SPEC, _resolved(out, synth2022), "fan", CPU)
     assert again.threshold("D_lof", train_specs) == (rule, False)
     assert again.threshold("G_z_cos_min", train_specs)[1] is False  # the model file's own is still there

@@ -20,7 +20,8 @@ from aegan.inference.model import model_settings
 from aegan.method.device import select_device, tune_allocator
 from aegan.settings.layers import Resolved, batch_key, batch_size, dump, load_config
 from aegan.training import distributed
-from aegan.training.trainer import run_settings, train
+from aegan.training.resume import run_settings
+from aegan.training.run import train
 
 
 def _parser(spec: DatasetSpec, what: str) -> argparse.ArgumentParser:

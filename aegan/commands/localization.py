@@ -17,7 +17,6 @@ matplotlib.use("Agg")  # files only; no display needed
 import librosa  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
@@ -27,7 +26,8 @@ from aegan.core.text import plural  # noqa: E402
 from aegan.data.cache import clip_features  # noqa: E402
 from aegan.data.clips import Clip, DatasetSpec  # noqa: E402
 from aegan.data.segments import clip_segments  # noqa: E402
-from aegan.inference.model import Model, prepare  # noqa: E402
+from aegan.inference.model import Model  # noqa: E402
+from aegan.inference.prepare import prepare  # noqa: E402
 from aegan.settings.layers import record_settings  # noqa: E402
 
 
@@ -167,8 +167,7 @@ def draw_maps(group: str, model: Model, normal: torch.Tensor, clips: list[Clip],
         f.unlink()
     if old:
         print(f"removed the previous run's {plural(len(old), 'figure')} from {out}")
-    feat = model.cfg["feat"]
-    sr = sf.info(str(clips[0].path)).samplerate
+    feat, sr = model.cfg["feat"], model.sample_rate  # the test clips are checked to have the training clips' rate
     chosen = list(range(len(clips)))[:limit]
     maps, scores = {}, {}
     figure = None
@@ -195,14 +194,13 @@ def draw_maps(group: str, model: Model, normal: torch.Tensor, clips: list[Clip],
 def run_loc(spec: DatasetSpec, resolved, mt: str, device: torch.device, kind: str, limit: int | None, top: int
             ) -> Path:
     """loc.py: the maps of the dev test clips under <loc_dir>/<mt>/."""
-    model, train_specs = prepare(spec, resolved, mt, device)
+    model, training = prepare(spec, resolved, mt, device)
     cfg = model.cfg
-    train_clips = spec.train_clips(cfg, mt)
-    clips = spec.test_clips(cfg, mt, True, train_clips)
+    clips = spec.test_clips(cfg, mt, True, training.clips)
     specs = model.scaled(clip_features(cfg, mt, clips, "test_dev"))
     metric = model.metric()
     out = Path(cfg["loc_dir"]) / mt
-    normal = normal_average(train_specs(), train_clips)
+    normal = normal_average(training.specs(), training.clips)
     written = draw_maps(spec.group_name, model, normal, clips, specs, metric, out, kind, limit, top)
     print(f"wrote {written} figures ({kind} maps) to {out}")
     record_settings(cfg, mt, "loc")

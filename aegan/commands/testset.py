@@ -24,28 +24,29 @@ from aegan.core.files import replace_set
 from aegan.core.text import plural
 from aegan.data.cache import clip_features
 from aegan.data.clips import Clip, DatasetSpec, attach_ground_truth
-from aegan.inference.model import Model, prepare, save_thresholds
+from aegan.inference.model import Model, save_thresholds
+from aegan.inference.prepare import Training, prepare
 from aegan.scoring.decision import decide, decision_metrics
 from aegan.scoring.evaluation import Results, Rule
-from aegan.scoring.scores import reference_order
+from aegan.scoring.scores import Scored, reference_order
 from aegan.settings.layers import record_settings
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TestSet:
     clips: list[Clip]
     part: str  # "dev" or "eval"
     labelled: bool
 
 
-def test_set(spec: DatasetSpec, cfg: dict, mt: str, dev: bool, truth: str | None, domain_truth: str | None
-             ) -> TestSet:
+def test_set(spec: DatasetSpec, cfg: dict, mt: str, dev: bool, truth: str | None, domain_truth: str | None,
+             train_clips: list[Clip]) -> TestSet:
     """The dev or eval test clips, with the released ground truth attached to the eval ones when given."""
-    clips = spec.test_clips(cfg, mt, dev, spec.train_clips(cfg, mt))
+    clips = spec.test_clips(cfg, mt, dev, train_clips)
     if truth:
         clips = attach_ground_truth(spec, mt, clips, truth, domain_truth)
         print(f"ground truth: labels of {len(clips)} evaluation test clips from {truth}")
-    return TestSet(clips, "dev" if dev else "eval", dev or bool(truth))
+    return TestSet(clips=clips, part="dev" if dev else "eval", labelled=dev or bool(truth))
 
 
 def report_results(rule: Rule, results: Results, metric: str, chosen_by: str, out: Path) -> None:
@@ -85,23 +86,22 @@ def write_decisions(rule: Rule, mt: str, model: Model, tests: TestSet, scores: n
     return decision["threshold"]
 
 
-def draw(spec: DatasetSpec, mt: str, model: Model, tests: TestSet, scores: dict[str, np.ndarray], test_emb: np.ndarray,
-         metric: str, threshold: float, out: Path, embedding: str) -> list[Path]:
+def draw(spec: DatasetSpec, mt: str, model: Model, training: Training, tests: TestSet, scored: Scored, metric: str,
+         threshold: float, out: Path, embedding: str) -> list[Path]:
     """The pictures of this run: score distributions and ROC curves (with labels), the embedding map."""
     from aegan.commands import plots  # matplotlib: only when pictures are drawn
 
     cfg = model.cfg
     epoch = f", epoch {model.info['epoch']}" if model.info.get("epoch") else ""
     title = f"{mt} ({dataset_title(spec.name, cfg)}, {tests.part} test set), model {model.path.name}{epoch}"
-    train_clips = spec.train_clips(cfg, mt)
-    train_clips = [train_clips[i] for i in reference_order(train_clips)]  # the order of model.train_emb
-    drawn, group = [], spec.group_name
+    train_clips = [training.clips[i] for i in reference_order(training.clips)]  # the order of model.train_emb
+    drawn, group, scores = [], spec.group_name, scored.scores
     if tests.labelled:
         drawn.append(plots.score_distributions(out / f"scores_{metric}.png", group, tests.clips, scores[metric], metric,
                                                threshold, title))
         drawn.append(plots.roc_curves(out / f"roc_{metric}.png", group, tests.clips, scores[metric], metric,
                                       cfg["detect"]["p"], title))
-    drawn.append(plots.embedding_map(out / f"embeddings_{embedding}.png", model.train_emb, train_clips, test_emb,
+    drawn.append(plots.embedding_map(out / f"embeddings_{embedding}.png", model.train_emb, train_clips, scored.emb,
                                      tests.clips, title, embedding))
     return drawn
 
@@ -114,13 +114,13 @@ def run_test(spec: DatasetSpec, resolved, mt: str, device: torch.device, dev: bo
     entry = registry.of(spec, resolved.cfg)
     rule = entry.rule
     check_result_dir(rule, entry.name, Path(resolved.cfg["result_dir"]))  # before writing anything
-    model, train_specs = prepare(spec, resolved, mt, device)
+    model, training = prepare(spec, resolved, mt, device)
     cfg = model.cfg
-    tests = test_set(spec, cfg, mt, dev, truth, domain_truth)
+    tests = test_set(spec, cfg, mt, dev, truth, domain_truth, training.clips)
     specs = model.scaled(clip_features(cfg, mt, tests.clips, f"test_{tests.part}"))
     print(f"scoring {plural(len(tests.clips), f'{tests.part} test clip')} with all 19 metrics")
     scored = model.score(specs)
-    scores, test_emb = scored.scores, scored.emb
+    scores = scored.scores
     out = Path(cfg["result_dir"]) / mt / ("" if dev else "eval")
     print(f"wrote {write_clip_scores(spec.group_name, tests.clips, scores, out)}")
     results = rule.evaluate_all(tests.clips, scores, cfg["detect"]["p"]) if tests.labelled else None
@@ -128,8 +128,8 @@ def run_test(spec: DatasetSpec, resolved, mt: str, device: torch.device, dev: bo
     metric, chosen_by = model.metric_choice(rule.best_metric(results) if results and tests.part == "dev" else None)
     if results:
         report_results(rule, results, metric, chosen_by, out)
-    threshold = write_decisions(rule, mt, model, tests, scores[metric], metric, train_specs, Path(cfg["detect_dir"]),
-                                out)
+    threshold = write_decisions(rule, mt, model, tests, scores[metric], metric, training.specs,
+                                Path(cfg["detect_dir"]), out)
     if results:
         record_run(out, mt, tests.part, metric, chosen_by, results, rule,
                    {"paper": cfg.get("paper_result"), "model": str(model.path), "epoch": model.info.get("epoch"),
@@ -137,7 +137,7 @@ def run_test(spec: DatasetSpec, resolved, mt: str, device: torch.device, dev: bo
         for f in write_summary(rule, entry.name, Path(cfg["result_dir"]), tests.part):
             print(f"wrote {f}")
     if pictures:
-        for f in draw(spec, mt, model, tests, scores, test_emb, metric, threshold, out, embedding):
+        for f in draw(spec, mt, model, training, tests, scored, metric, threshold, out, embedding):
             print(f"wrote {f}")
     record_settings(cfg, mt, "test")  # what the files above were made with
     return scores

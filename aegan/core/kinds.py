@@ -1,6 +1,6 @@
 """What a file is, from its first bytes: every kind of file this project writes or reads, so that one given where
 another kind is expected is named for what it is (a model given as a config, a results table given as a model).
-PyTorch files are one kind here; aegan/artifact.py tells a model, a run state and a sidecar apart."""
+PyTorch files are one kind here; the readers in aegan/store/ tell a model, a run state and a sidecar apart."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 import re
 from pathlib import Path
 
-TORCH = "a PyTorch file"  # a zip archive, as torch.save writes: artifact.describe says which
+TORCH = "a PyTorch file"  # a zip archive, as torch.save writes
 
 
 def sniff(path: str | os.PathLike) -> str | None:

@@ -22,31 +22,17 @@ from pathlib import Path
 import numpy as np
 
 from aegan.core.errors import AeganError
-from aegan.core.files import atomic_path, sha256
+from aegan.core.files import atomic_path
 from aegan.core.progress import Bar
 from aegan.data.audio import extract
 from aegan.data.clips import Clip
+from aegan.data.identity import clip_digest
 from aegan.data.segments import num_segments
 from aegan.settings.checks import tagged
 from aegan.settings.schema import FEATURES
 
 FEAT_KEYS = tuple(name.removeprefix("feat.") for name in tagged(FEATURES))  # what the features depend on
 CACHE_VERSION = 2
-# (path, inode, size, mtime, ctime) -> content digest, within one process: a run that keys its caches and its
-# model's fingerprint on the same clips reads each clip once. ctime cannot be set back by a user, so a file
-# replaced in place is hashed again.
-_DIGESTS: dict[tuple, str] = {}
-
-
-def clip_digest(path: str | os.PathLike) -> str:
-    """sha256 of a clip's bytes (the first 16 hex digits): what its features are computed from."""
-    st = os.stat(path)
-    memo = (str(Path(path).resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    if memo not in _DIGESTS:
-        _DIGESTS[memo] = sha256(path)[:16]
-    return _DIGESTS[memo]
-
-
 def clip_records(paths: list[Path]) -> list[list[str]]:
     """[file name, content digest] of each clip, in order: what a cache (or a model) was built from."""
     return [[Path(p).name, clip_digest(p)] for p in Bar(paths, "hashing clips", unit="clips", disable=len(paths) < 500)]

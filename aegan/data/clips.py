@@ -15,6 +15,7 @@ from pathlib import Path
 from aegan.core.errors import AeganError, shown
 from aegan.core.files import check_regular
 from aegan.core.text import plural
+from aegan.data.identity import Identity, identity_of
 
 
 @dataclass(frozen=True)
@@ -100,10 +101,8 @@ class DatasetSpec:
         """The dataset a run is on: the folder's name, or a first-shot year's ("dcase2025")."""
         return f"dcase{cfg['year']}" if cfg.get("year") is not None else self.name
 
-    def identity(self, cfg: dict, mt: str, train_clips: list[Clip]):
-        """What a model of `mt` trained on `train_clips` is (artifact.Identity): recorded in it, checked on read."""
-        from aegan.store.artifact import identity_of
-
+    def identity(self, cfg: dict, mt: str, train_clips: list[Clip]) -> Identity:
+        """What a model of `mt` trained on `train_clips` is (data/identity.py): recorded in it, checked on read."""
         return identity_of(self.dataset_id(cfg), mt, self.train_parts(cfg, mt), train_clips, cfg["dataset_dir"])
 
     def check_machine(self, mt: str, cfg: dict) -> None:

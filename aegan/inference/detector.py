@@ -31,7 +31,7 @@ from aegan.data.audio import logmel_of, read_audio
 from aegan.data.segments import num_segments
 from aegan.inference.model import Model, load
 from aegan.scoring.decision import decide
-from aegan.store.artifact import threshold_key
+from aegan.store.model_file import threshold_key
 
 MAX_SECONDS = 600.0  # longest recording scored: all its segments go through the networks at once
 

@@ -83,3 +83,8 @@ def tune_allocator() -> bool:
 
 
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc mallopt parameters
+
+
+def autocast(device: torch.device, amp: str) -> torch.autocast:
+    """train.amp / detect.amp: bf16 autocast, or none (fp32), for every pass that computes under it."""
+    return torch.autocast(device.type, torch.bfloat16, enabled=amp == "bf16")

@@ -25,6 +25,7 @@ from aegan.core.metrics import D_METRICS, G_DISTS, POOLS, metric_names
 from aegan.core.progress import Bar
 from aegan.data.clips import Clip
 from aegan.data.segments import clip_segments
+from aegan.method.device import autocast
 
 NAN_SCORE = float(np.finfo(np.float32).max)
 
@@ -65,7 +66,7 @@ class Scored:
 def _clip_pass(netG: nn.Module, netD: nn.Module | None, x: torch.Tensor, amp: str, device: torch.device
                ) -> tuple[dict[str, float], np.ndarray | None, torch.Tensor]:
     """One clip's segments x (S,1,M,F), one forward: its 15 generator scores, mean critic embedding, G(x)."""
-    with torch.autocast(device.type, torch.bfloat16, enabled=amp == "bf16"):
+    with autocast(device, amp):
         xh, z = netG.forward_with_z(x)  # the encoder output of x is Z
         zh = netG.Encoder(xh)
         emb = netD.embed(x) if netD is not None else None
@@ -124,7 +125,7 @@ def embed_clips(netD: nn.Module, specs: torch.Tensor, frame_num: int, hop: int, 
     out = []
     for i in Bar(range(specs.shape[0]), desc, unit="clips"):
         x = clip_segments(specs, i, frame_num, hop, device)
-        with torch.autocast(device.type, torch.bfloat16, enabled=amp == "bf16"):
+        with autocast(device, amp):
             emb = netD.embed(x)
         out.append(emb.float().mean(dim=0).cpu().numpy())
     return np.stack(out).astype(np.float32)
@@ -192,11 +193,12 @@ def reference_order(clips: list[Clip]) -> list[int]:
 
 
 def training_scores(metric: str, netG: nn.Module, detectors: EmbeddingDetectors, train_emb: np.ndarray,
-                    train_specs, feat: dict, device: torch.device, amp: str = "fp32") -> np.ndarray:
+                    train_specs: torch.Tensor | None, feat: dict, device: torch.device, amp: str = "fp32"
+                    ) -> np.ndarray:
     """One metric's scores of the training clips (for the decision threshold). A critic metric comes from the
-    fitted detectors and the stored embeddings; only a generator metric runs G over the training clips
-    (`train_specs` is called for them then)."""
+    fitted detectors and the stored embeddings; only a generator metric runs G over the training clips'
+    scaled features `train_specs` (None will do for a critic metric)."""
     if metric in D_METRICS:
         scores = detectors.score(train_emb, (metric,))[metric]  # only this metric's detector is queried
         return np.nan_to_num(scores, nan=NAN_SCORE, posinf=NAN_SCORE)
-    return score_clips(netG, None, None, train_specs(), feat, device, amp, desc="training clips' scores").scores[metric]
+    return score_clips(netG, None, None, train_specs, feat, device, amp, desc="training clips' scores").scores[metric]

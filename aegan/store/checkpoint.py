@@ -65,7 +65,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict:
     """A checkpoint: a dict with netG and netD (ours, or the original's)."""
     state = read_torch(path, device)
     if not isinstance(state, dict) or "netG" not in state or "netD" not in state:
-        if isinstance(state, dict) and "checkpoint_sha256" in state:  # what artifact.write_sidecar writes
+        if isinstance(state, dict) and "checkpoint_sha256" in state:  # what sidecar.write writes
             raise AeganError(f"{shown(path)} is the scoring sidecar of a model, not a model: give the model file "
                              f"beside it ({Path(path).name.removesuffix('.scoring.pt')}.pth)")
         raise AeganError(f"checkpoint {path} has no netG/netD entries: not an AEGAN-AD checkpoint")
@@ -78,12 +78,6 @@ def _reason(e: BaseException) -> str:
     if "weights_only" in text:  # advice to load with weights_only=False, which would run whatever the file holds
         text = ""
     return f"{type(e).__name__}: {text[:80]}" if text else type(e).__name__
-
-
-def model_paths(cfg: dict, mt: str) -> tuple[Path, Path]:
-    """(selected model, resumable last epoch) checkpoint paths."""
-    d = Path(cfg["model_dir"])
-    return d / f"{mt}.pth", d / f"{mt}_last.pth"
 
 
 def _shapes(sd: dict) -> dict[str, tuple]:

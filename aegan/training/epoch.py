@@ -1,0 +1,68 @@
+"""One epoch of training: every batch through the method's two steps (method/fast_steps.py), the losses kept on the
+device and read once per LOG_EVERY iterations; their epoch means, to the bit of reading each one."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from aegan.core.errors import AeganError
+from aegan.core.progress import Bar
+from aegan.data.segments import SegmentSampler
+from aegan.method.device import autocast
+from aegan.method.fast_steps import ddp_train_step, train_step
+from aegan.training.parts import Nets
+
+G_TERMS = ("lossG", "recon", "feat_match")  # logged once per generator step, not per critic step
+LOG_EVERY = 25  # training iterations between reads of the losses (each read waits for the device)
+
+
+def train_epoch(nets: Nets, sampler: SegmentSampler, train: dict, device: torch.device, desc: str, last_path: Path
+                ) -> dict:
+    """One pass over the shuffled training segments (this rank's slice of each batch); the mean of each logged loss
+    term. `train`: the train settings (wgan, amp)."""
+    nets.netG.train()
+    nets.netD.train()
+    wgan, sums, pending = train["wgan"], {}, []
+    bar = Bar(sampler.epoch(), desc, total=len(sampler), unit="batches", disable=sampler.rank > 0, start_line=True)
+    with autocast(device, train["amp"]):
+        for i, x in enumerate(bar):
+            x = x.to(device, non_blocking=True).contiguous(memory_format=nets.fmt)
+            g_update = i % wgan["ncritic"] == 0
+            if nets.ddp:
+                losses = ddp_train_step(nets.ddp[1], nets.ddp[0], nets.optD, nets.optG, x, wgan, sampler.rank,
+                                        sampler.world, g_update)
+            else:
+                losses = train_step(nets.netD, nets.gen, nets.optD, nets.optG, x, wgan, g_update)
+            pending.append((i, losses))
+            if len(pending) == LOG_EVERY:
+                _show(bar, read_losses(pending, sums, desc, last_path))
+                pending = []
+    if pending:
+        _show(bar, read_losses(pending, sums, desc, last_path))
+    n_g = len(range(0, len(sampler), wgan["ncritic"]))
+    return {k: v / (n_g if k in G_TERMS else len(sampler)) for k, v in sums.items()}
+
+
+def read_losses(pending: list[tuple[int, dict]], sums: dict[str, float], desc: str, last_path: Path) -> dict:
+    """The pending iterations' losses in one host sync, added to `sums` as Python floats in iteration order (the
+    epoch means of reading each with .item(), to the bit); the first non-finite one stops training. Returns the
+    last iteration's losses."""
+    flat = iter(torch.stack([v.float() for _, losses in pending for v in losses.values()]).tolist())
+    row: dict[str, float] = {}
+    for i, losses in pending:
+        row = {k: next(flat) for k in losses}
+        if not all(math.isfinite(v) for v in row.values()):
+            kept = (f"the last good run state {last_path} is kept" if last_path.exists() else
+                    "no run state was written yet")
+            raise AeganError(f"{desc}, batch {i}: loss is not finite ({row}); stopped, {kept} (lower "
+                             "train.lrD/lrG, or train.wgan.lambda_gp?)")
+        for k, v in row.items():
+            sums[k] = sums.get(k, 0.0) + v
+    return row
+
+
+def _show(bar: Bar, row: dict) -> None:
+    bar.note(lossD=f"{row['lossD']:.3f}", lossG=f"{row.get('lossG', float('nan')):.3f}")
