@@ -8,8 +8,8 @@
 Each (machine type, seed) job runs the real train.py and test.py with its outputs under <out>/<mt>/seed<k>/:
 test.py -d on the dev test set, or, for a first-shot evaluation machine type, on the evaluation test set
 with the released ground truth (<dataset_dir>/ground_truth_data) when it is there. `--launcher local` runs the
-jobs on this machine, one per GPU slot; `--launcher slurm` submits them as one Slurm job array (aegan/launchers.py
-says how both work). Finished jobs are skipped and interrupted ones resume, so rerunning the same command
+jobs on this machine, one per GPU slot; `--launcher slurm` submits them as one Slurm job array (aegan/jobs/ says
+how each works). Finished jobs are skipped and interrupted ones resume, so rerunning the same command
 continues where it stopped. The summary (<out>/summary.csv and summary.md) gives, per machine type, the mean and
 std over seeds of the paper's metric and of the best metric, next to the paper's number, from the jobs that
 finished, naming those missing.
@@ -20,21 +20,18 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
-import math
-import re
 import statistics
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 from aegan import registry
+from aegan.commands.guard import Parser, guarded
 from aegan.commands.report import fraction
-from aegan.core.errors import AeganError, Parser, shown, sigterm_as_interrupt
+from aegan.core.errors import AeganError, shown
 from aegan.core.files import write_text
 from aegan.core.text import pct, plural
-from aegan.jobs.launchers import STOPPED, Job, gpu_slots, key, queue_states, run_local, submit_slurm
+from aegan.jobs.job import Job
+from aegan.jobs.launcher import Launcher, launchers
 from aegan.settings.layers import load_config, output_settings
 
 
@@ -113,25 +110,6 @@ def mean_std(values: list[float]) -> str:
     return f"{mean} ± {std}" if std else mean or "-"
 
 
-def minutes(text: str) -> int:
-    """--time as Slurm writes it ([D-]H:MM[:SS]) or plain minutes, in whole minutes (submitit's unit)."""
-    m = re.fullmatch(r"(?:(\d+)-)?(\d+):(\d{2})(?::(\d{2}))?|(\d+)", text.strip())
-    if not m:
-        raise argparse.ArgumentTypeError(f"--time {text!r}: write H:MM:SS, D-H:MM:SS or minutes")
-    d, h, mm, ss, plain = (int(x) if x else 0 for x in m.groups())
-    total = plain if m.group(5) else math.ceil(((d * 24 + h) * 60 + mm) + ss / 60)
-    if total < 1:
-        raise argparse.ArgumentTypeError("--time must be at least one minute")
-    return total
-
-
-def key_value(text: str) -> tuple[str, str]:
-    k, sep, v = text.partition("=")
-    if not sep or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", k):
-        raise argparse.ArgumentTypeError(f"--slurm {text!r}: write an sbatch option as KEY=VALUE, e.g. mem=32G")
-    return k, v
-
-
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = Parser(prog="python -m aegan.reproduce", description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", choices=list(registry.REGISTRY), required=True)
@@ -142,25 +120,22 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--status", action="store_true", help="list each job's state and rewrite the summary from the "
                    "jobs that finished; runs nothing")
-    p.add_argument("--launcher", choices=("local", "slurm"), default="local",
-                   help="local: on this machine, one job per GPU slot; slurm: one Slurm job array")
+    found = launchers()
+    p.add_argument("--launcher", choices=list(found), default="local",
+                   help="; ".join(f"{name}: {cls.help}" for name, cls in found.items()))
     p.add_argument("--gpus-per-job", type=int, default=1, metavar="N",
                    help="GPUs of each job; N > 1 trains under torchrun with N processes (default 1)")
-    p.add_argument("--partition", help="Slurm partition")
-    p.add_argument("--time", type=minutes, default=24 * 60, metavar="H:MM:SS",
-                   help="Slurm time limit of each job (default 24:00:00); a job stopped by it is requeued and resumes")
-    p.add_argument("--slurm", type=key_value, action="append", default=[], metavar="KEY=VALUE",
-                   help="an sbatch option for every job, e.g. --slurm account=abc --slurm mem=32G (repeatable)")
-    p.add_argument("--no-wait", action="store_true", help="slurm: submit and return (--status follows the jobs)")
-    p.add_argument("--poll", type=float, default=30.0, metavar="S", help="slurm: seconds between queue checks")
+    for cls in found.values():
+        cls.add_arguments(p)
+    p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     a = p.parse_args(argv)
-    if a.seeds < 1 or a.gpus_per_job < 0 or a.poll <= 0:
+    if a.seeds < 1 or a.gpus_per_job < 0 or getattr(a, "poll", 1) <= 0:
         p.error("--seeds must be >= 1, --gpus-per-job >= 0 and --poll > 0")
     return a
 
 
-def plan(a: argparse.Namespace) -> tuple[list[Job], list[str], Path]:
-    """The jobs of the table (machine types x seeds), the machine types, and the output folder."""
+def plan(a: argparse.Namespace, out: Path) -> tuple[list[Job], list[str]]:
+    """The jobs of the table (machine types x seeds) under `out`, and the machine types."""
     entry = registry.dataset(a.dataset)
     spec = entry.spec()
     extra = [*(["--config", a.config] if a.config else []), *[x for s in [*a.set, *entry.sets] for x in ("--set", s)]]
@@ -170,10 +145,10 @@ def plan(a: argparse.Namespace) -> tuple[list[Job], list[str], Path]:
     unknown = [m for m in machines if m not in known]
     if unknown:
         raise AeganError(f"--mt: unknown machine type {unknown[0]} (known: {', '.join(known)})")
-    out = Path(a.out) if a.out else registry.ROOT / "reproduce" / a.dataset
-    jobs = [Job(mt, s, out / mt / f"seed{s}", entry.root, (*extra, *job_sets(out / mt / f"seed{s}")),
-                tuple(test_args(spec, cfg, mt)), max(a.gpus_per_job, 1)) for mt in machines for s in range(a.seeds)]
-    return jobs, machines, out
+    jobs = [Job(mt=mt, seed=s, out=out / mt / f"seed{s}", script=entry.root,
+                sets=(*extra, *job_sets(out / mt / f"seed{s}")), test=tuple(test_args(spec, cfg, mt)),
+                procs=max(a.gpus_per_job, 1)) for mt in machines for s in range(a.seeds)]
+    return jobs, machines
 
 
 def check_writable(out: Path) -> None:
@@ -187,98 +162,27 @@ def check_writable(out: Path) -> None:
                          "(make it writable, or pass --out with a folder you can write)") from None
 
 
-def read_record(out: Path) -> dict:
-    """<out>/slurm/jobs.json: each submitted job's Slurm id and log, so that --status and resubmissions find it."""
-    f = out / "slurm" / "jobs.json"
-    return json.loads(f.read_text()) if f.is_file() else {}
-
-
-def job_state(job: Job, record: dict, queued: dict[str, str]) -> str:
-    """A job's state: in the Slurm queue (pending, running ...) or what its folder says."""
-    rec = record.get(key(job))
-    if rec and rec["id"] in queued:
-        return f"{queued[rec['id']].lower()} (Slurm job {rec['id']}, log {rec['log']})"
-    if (job.out / "done").exists():
-        return "done"
-    logs = shown(job.log) + (f", {rec['log']}" if rec else "")
-    if (job.out / "failed").exists():
-        return f"failed: {(job.out / 'failed').read_text().strip()} (log: {logs})"
-    if (job.out / "model" / f"{job.mt}_last.pth").exists():
-        return f"interrupted: resumes from its last completed epoch when run again (log: {logs})"
-    return f"ended without a result (log: {logs})" if rec else "not started"
-
-
-def status(jobs: list[Job], out: Path) -> None:
-    record = read_record(out)
-    queued = queue_states() if record else {}
+def status(jobs: list[Job], a: argparse.Namespace, out: Path) -> None:
+    """Each job's state: what a launcher knows of it (a Slurm queue's state, its log), else what its folder says."""
+    known = [cls(a, out) for cls in launchers().values()]
     for job in jobs:
-        print(f"{job.name}: {job_state(job, record, queued)}")
+        print(f"{job.name}: {next((s for x in known if (s := x.state(job))), None) or job.state()}")
 
 
-def local_jobs(jobs: list[Job], out: Path, report) -> list[Job]:
-    """The jobs to run here: not those still in the Slurm queue of an earlier --launcher slurm (two runs of a job
-    would write the same folder)."""
-    record = read_record(out)
-    try:
-        queued = queue_states() if record else {}
-    except AeganError:  # no Slurm here: the record comes from elsewhere
-        queued = {}
-    busy = [j for j in jobs if record.get(key(j), {}).get("id") in queued and not (j.out / "done").exists()]
-    for j in busy:
-        report(j, "left alone: " + job_state(j, record, queued))
-    return [j for j in jobs if j not in busy]
-
-
-def launch_slurm(a: argparse.Namespace, jobs: list[Job], out: Path, report) -> bool:
-    """Submit the jobs not done nor already queued; follow them until they leave the queue unless --no-wait.
-    Returns whether every job has ended."""
-    record, queued = read_record(out), queue_states()
-    todo = [j for j in jobs if not (j.out / "done").exists() and record.get(key(j), {}).get("id") not in queued]
-    for j in jobs:
-        if j not in todo:
-            report(j, job_state(j, record, queued) + (" before" if (j.out / "done").exists() else ""))
-    if todo:
-        record.update(submit_slurm(todo, out / "slurm", a.gpus_per_job, a.time, a.partition, dict(a.slurm)))
-        write_text(out / "slurm" / "jobs.json", json.dumps(record, indent=1))
-        array = record[key(todo[0])]["id"].split("_")[0]
-        print(f"reproduce: submitted {plural(len(todo), 'job')} as Slurm array {array}; logs under {out / 'slurm'}",
-              flush=True)
-    if a.no_wait:
-        print("reproduce: the jobs run on the cluster; add --status to this command to follow them")
-        return False
-    watch, seen = [j for j in jobs if not (j.out / "done").exists()], {}
-    while watch:
-        time.sleep(a.poll)  # squeue is cheap, but a table's jobs take hours: no need to ask often
-        queued = queue_states()
-        for j in list(watch):
-            now = job_state(j, record, queued)
-            if record[key(j)]["id"] not in queued:
-                watch.remove(j)
-                report(j, now)
-            elif now.split()[0] != seen.get(key(j)):
-                seen[key(j)] = now.split()[0]
-                report(j, now)
-    return True
-
-
-def reproduce(a: argparse.Namespace) -> int:
-    jobs, machines, out = plan(a)
+def reproduce(a: argparse.Namespace, launcher: Launcher, out: Path) -> int:
+    jobs, machines = plan(a, out)
     if not a.status:
         check_writable(out)
-        where = f"Slurm ({a.gpus_per_job} GPU(s) per job)" if a.launcher == "slurm" else "this machine"
         print(f"reproduce: {plural(len(jobs), 'job')} ({plural(len(machines), 'machine type')} x "
-              f"{plural(a.seeds, 'seed')}) on {where}; "
-              f"outputs under {out}", flush=True)
+              f"{plural(a.seeds, 'seed')}) on {launcher.where()}; outputs under {out}", flush=True)
 
         def report(job: Job, what: str) -> None:
             print(f"reproduce: {job.name}: {what}", flush=True)
 
-        if a.launcher == "local":
-            run_local(local_jobs(jobs, out, report), gpu_slots(a.gpus_per_job), report)
-        elif not launch_slurm(a, jobs, out, report):
+        if not launcher.run(jobs, report):
             return 0
     else:
-        status(jobs, out)
+        status(jobs, a, out)
     try:
         csv_path, md_path, missing = summarize(a.dataset, machines, list(range(a.seeds)), out)
     except OSError as e:
@@ -292,30 +196,11 @@ def reproduce(a: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Every failure one line on stderr; Ctrl-C and SIGTERM exit 130 with the running jobs stopped cleanly."""
+    """Every failure one line on stderr; Ctrl-C and SIGTERM exit 130 with the launcher's own line."""
     a = parse(argv)
-    sigterm_as_interrupt()
-    try:
-        sys.exit(reproduce(a))
-    except AeganError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print("error: " + interrupted(a.launcher), file=sys.stderr)
-        sys.exit(130)
-    except Exception as e:  # noqa: BLE001 - last resort: still one line
-        print(f"error: unexpected {type(e).__name__}: {e}", file=sys.stderr)
-        sys.exit(1)
-
-
-def interrupted(launcher: str) -> str:
-    """The interruption line: which jobs stopped (local) or go on (Slurm), and how to continue."""
-    if launcher == "slurm":
-        return ("stopped following the jobs; they keep running on the cluster: add --status to the same command to "
-                "see them (scancel stops them)")
-    running = ", ".join(STOPPED) or "none"
-    return (f"interrupted; the running jobs ({running}) stopped at their last completed epoch, none other started, "
-            "and no summary was written: rerun the same command to continue")
+    out = Path(a.out) if a.out else registry.ROOT / "reproduce" / a.dataset
+    launcher = launchers()[a.launcher](a, out)
+    guarded(lambda args: reproduce(args, launcher, out), a, launcher.interrupted)
 
 
 if __name__ == "__main__":

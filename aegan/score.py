@@ -19,8 +19,8 @@ import os
 import sys
 from pathlib import Path
 
-from aegan.commands.cli import run_guarded
-from aegan.core.errors import AeganError, Parser, shown
+from aegan.commands.guard import Parser, guarded
+from aegan.core.errors import AeganError, shown
 from aegan.core.files import write_text
 from aegan.core.metrics import metric_names, resolve_metric
 from aegan.core.text import plural
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
         return (f"interrupted after scoring {len(results)} of {plural(len(files), 'file')}; nothing was written"
                 f"{where}: rerun the command for all of them")
 
-    run_guarded(run, args, interrupted)
+    guarded(run, args, interrupted)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import numpy as np
 import soundfile as sf
 
 from aegan import registry
-from aegan.core.errors import Parser
+from aegan.commands.guard import Parser
 from aegan.core.files import atomic_path, write_text
 from aegan.core.text import plural
 

@@ -13,7 +13,8 @@ import time
 import pytest
 
 from aegan import synth
-from aegan.reproduce import key_value, mean_std, minutes, paper, summarize
+from aegan.jobs.slurm import key_value, minutes
+from aegan.reproduce import mean_std, paper, summarize
 from conftest import ROOT, TINY, one_line_error
 
 # A guard against a hang only: these runs take seconds to a minute on an idle machine, minutes on a busy one.

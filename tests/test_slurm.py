@@ -86,7 +86,7 @@ def test_slurm_sweep_requeues_resumes_reports_and_resubmits(cluster, sweep):  # 
     bad.unlink()
     r = subprocess.run(args, cwd=ROOT, env=cluster.env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.count("done before") == 3 and "submitted 1 jobs" in r.stdout
+    assert r.stdout.count("done before") == 3 and "submitted 1 job as" in r.stdout
     summary = (out / "summary.csv").read_text()
     assert [r["seeds"] for r in csv.DictReader(summary.splitlines())] == ["2", "2"]
 

@@ -6,18 +6,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import traceback
-from collections.abc import Callable
 
-from tqdm import tqdm
-
+from aegan.commands.guard import Parser, guarded
 from aegan.commands.testset import run_test
 from aegan.core import files
-from aegan.core.errors import AeganError, Parser, sigterm_as_interrupt
+from aegan.core.errors import AeganError
 from aegan.core.text import plural
 from aegan.data.clips import DatasetSpec
 from aegan.inference.model import model_settings
-from aegan.method.device import select_device, tune_allocator
+from aegan.method.device import select_device
 from aegan.settings.layers import Resolved, batch_key, batch_size, dump, load_config
 from aegan.training import distributed
 from aegan.training.resume import run_settings
@@ -39,12 +36,6 @@ def _parser(spec: DatasetSpec, what: str) -> argparse.ArgumentParser:
     return p
 
 
-def _close_bars() -> None:
-    """End any progress bar an error cut short, so that the error starts on a line of its own."""
-    for bar in list(getattr(tqdm, "_instances", [])):
-        bar.close()
-
-
 TRAIN_INTERRUPTED = ("interrupted; the checkpoints of the last completed epoch are intact (train.py --resume "
                      "continues from them)")
 
@@ -63,32 +54,6 @@ def loc_interrupted() -> str:
     where = f" to {pngs[0].parent}" if pngs else ""
     return (f"interrupted; {plural(len(pngs), 'figure')} of this run were written{where} (the previous run's were "
             "removed first) and the summary figure was not: rerun loc.py for all of them")
-
-
-def run_guarded(fn: Callable[[argparse.Namespace], None], args: argparse.Namespace,
-                interrupted: Callable[[], str] = lambda: TRAIN_INTERRUPTED) -> None:
-    """Run a command: every failure one line on stderr (the traceback with --debug), Ctrl-C and SIGTERM exit 130
-    with `interrupted()`, the command's own line about what it had done."""
-    tune_allocator()
-    sigterm_as_interrupt()
-    try:
-        try:
-            fn(args)
-        finally:
-            _close_bars()
-    except AeganError as e:
-        if args.debug:
-            traceback.print_exc()
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print(f"error: {interrupted()}", file=sys.stderr)
-        sys.exit(130)
-    except Exception as e:  # noqa: BLE001 - last resort: still one line unless --debug
-        if args.debug:
-            traceback.print_exc()
-        print(f"error: unexpected {type(e).__name__}: {e} (rerun with --debug for the traceback)", file=sys.stderr)
-        sys.exit(1)
 
 
 def _config(spec: DatasetSpec, args: argparse.Namespace) -> Resolved:
@@ -124,7 +89,7 @@ def train_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
         distributed.check_batch(batch_size(cfg), batch_key(cfg))
         train(spec, cfg, a.mt, select_device(a.card_id), seed, state)
 
-    run_guarded(run, args)
+    guarded(run, args, lambda: TRAIN_INTERRUPTED)
 
 
 def test_main(spec: DatasetSpec, argv: list[str] | None = None, default: str = "eval") -> None:
@@ -156,7 +121,7 @@ def test_main(spec: DatasetSpec, argv: list[str] | None = None, default: str = "
         run_test(spec, resolved, a.mt, select_device(a.card_id), a.dev, a.ground_truth,
                  getattr(a, "ground_truth_domain", None), not a.no_plots, a.embedding_map)
 
-    run_guarded(run, args, test_interrupted)
+    guarded(run, args, test_interrupted)
 
 
 def loc_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
@@ -177,4 +142,4 @@ def loc_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
             return _print_config(model_settings(resolved, a.mt))
         run_loc(spec, resolved, a.mt, select_device(a.card_id), a.map, a.limit, a.top)
 
-    run_guarded(run, args, loc_interrupted)
+    guarded(run, args, loc_interrupted)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import random
 
 import numpy as np
@@ -68,21 +67,7 @@ def seed_everything(seed: int) -> None:
     torch.backends.cudnn.benchmark = False
 
 
-def tune_allocator() -> bool:
-    """glibc malloc: serve every block from the heap (no mmap) and never trim it, instead of mapping each
-    large block fresh from the OS and unmapping it on free. A training iteration allocates and frees
-    hundreds of MB of activations, several above glibc's largest mmap threshold (32 MB: a 64 x 32 x 64 x 64
-    float map is 33.5 MB), and each fresh mapping is page-faulted and zeroed again: about 260k page faults
-    and a tenth of a CPU training step (bench/run.py). Freed heap blocks are reused instead; the heap still
-    falls back to mmap when it cannot grow. Changes no result. Returns False where there is no glibc."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(M_MMAP_MAX, 0) and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
-    except (OSError, AttributeError):
-        return False
 
-
-M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc mallopt parameters
 
 
 def autocast(device: torch.device, amp: str) -> torch.autocast:
