@@ -19,16 +19,15 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import statistics
 import tempfile
 from pathlib import Path
 
 from aegan import registry
 from aegan.commands.guard import Parser, guarded
-from aegan.commands.report import fraction
+from aegan.commands.results import fraction
 from aegan.core.errors import AeganError, shown
-from aegan.core.files import write_text
+from aegan.core.files import csv_text, write_text
 from aegan.core.text import pct, plural
 from aegan.jobs.job import Job
 from aegan.jobs.launcher import Launcher, launchers
@@ -75,13 +74,10 @@ def summarize(dataset: str, machines: list[str], seeds: list[int], out: Path) ->
                      "paper": "" if result is None else f"{result:.2f}", "metric": metric_vals, "best": best_vals})
     # percentages with two decimals, as the paper's table; the std only over two seeds or more
     cols = ["machine", "seeds", "paper_metric", "paper", "metric_mean", "metric_std", "best_mean", "best_std"]
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(cols)
-    for r in rows:
-        w.writerow([r["machine"], r["seeds"], r["paper_metric"], r["paper"], *spread(r["metric"]), *spread(r["best"])])
+    body = [[r["machine"], r["seeds"], r["paper_metric"], r["paper"], *spread(r["metric"]), *spread(r["best"])]
+            for r in rows]
     csv_path, md_path = out / "summary.csv", out / "summary.md"
-    write_text(csv_path, buf.getvalue())
+    write_text(csv_path, csv_text(cols, body))
     md = [f"# {dataset}: {key} (%), the mean over seeds (± their standard deviation, from two seeds on)", "",
           "| machine | seeds | paper metric | paper | this code (paper metric) | this code (best metric) |",
           "|---|---|---|---|---|---|"]

@@ -13,15 +13,13 @@ another sample rate, longer than --max-seconds, not a regular file; the others a
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import os
 import sys
 from pathlib import Path
 
 from aegan.commands.guard import Parser, guarded
 from aegan.core.errors import AeganError, shown
-from aegan.core.files import write_text
+from aegan.core.files import csv_text, write_text
 from aegan.core.metrics import metric_names, resolve_metric
 from aegan.core.text import plural
 from aegan.inference.detector import MAX_SECONDS, Detector, Result, expand
@@ -30,14 +28,11 @@ from aegan.store.model_dir import sidecar_of
 
 
 def rows_csv(results: list[Result], metric: str, all_metrics: bool) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["file", "metric", "score", "decision", *(metric_names() if all_metrics else [])])
-    for r in results:
-        if r.error is None:
-            w.writerow([r.file, metric, repr(r.score), r.decision, *([repr(r.scores[m]) for m in metric_names()]
-                                                                     if all_metrics else [])])
-    return buf.getvalue()
+    """The table of the scored files (the failed ones are named on stderr instead)."""
+    names = metric_names() if all_metrics else []
+    return csv_text(["file", "metric", "score", "decision", *names],
+                    [[r.file, metric, repr(r.score), r.decision, *(repr(r.scores[m]) for m in names)]
+                     for r in results if r.error is None])
 
 
 OUTPUT_SUFFIXES = (".csv", ".tsv", ".txt")

@@ -58,10 +58,10 @@ def test_test_py_says_whether_it_published(trained2022):
         assert "after publishing this run's" in line and after != before
 
 
-def test_loc_py_says_how_many_figures_it_wrote(trained2022):
+def test_loc_py_says_how_many_figures_it_wrote(trained2022, tmp_path):
     out, sets, _ = trained2022
-    loc = out / "loc" / "fan"
-    code, err = _stop_when(["dcase2022/loc.py", "--mt", "fan", *sets],
+    loc = tmp_path / "loc" / "fan"  # not the shared run's loc_dir, which other tests read
+    code, err = _stop_when(["dcase2022/loc.py", "--mt", "fan", *sets, "--set", f"loc_dir={tmp_path / 'loc'}"],
                            lambda o: loc.is_dir() and any(p.name.startswith("sec") for p in loc.iterdir()))
     drawn = [p for p in loc.iterdir() if p.suffix == ".png"]
     one_line_error(code, err, f"interrupted; {len(drawn)} figure", f"written to {loc}", "rerun loc.py")

@@ -13,7 +13,7 @@ from scipy.stats import hmean
 
 from aegan.commands import plots
 from aegan.commands.localization import summary_layout
-from aegan.commands.report import dataset_title, decision_table, write_decision_metrics
+from aegan.commands.results import dataset_title, decision_table, write_decision_metrics
 from aegan.commands.summary import record_run, write_summary
 from aegan.data.clips import Clip
 from aegan.scoring.decision import decision_metrics

@@ -6,14 +6,12 @@ same whichever order the machine types were tested in."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from pathlib import Path
 
-from aegan.commands.report import dataset_title
+from aegan.commands.results import dataset_title
 from aegan.core.errors import AeganError, shown
-from aegan.core.files import write_text
+from aegan.core.files import csv_text, write_text
 from aegan.core.metrics import FALLBACK_METRIC
 from aegan.core.text import pct, plural
 from aegan.scoring.evaluation import Results, Rule
@@ -79,16 +77,11 @@ def write_summary(rule: Rule, name: str, result_dir: Path, part: str) -> tuple[P
     official = rule.official([r["rows"] for r in records])
     # percentages with two decimals, as the paper's table and summary.md (the paper's values are percentages)
     cols = ["machine", "metric", "chosen_by", key, "best_metric", f"best_{key}", "paper", "model"]
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(cols)
-    for r in records:
-        w.writerow([r["machine"], r["metric"], _chosen_by(r), pct(r["value"]), r["best_metric"], pct(r["best_value"]),
-                    "" if r.get("paper") is None else f"{r['paper']:.2f}", r.get("model", "")])
-    w.writerow(["official", "", "", pct(official["official"]), "", "", "", ""])
+    rows = [[r["machine"], r["metric"], _chosen_by(r), pct(r["value"]), r["best_metric"], pct(r["best_value"]),
+             "" if r.get("paper") is None else f"{r['paper']:.2f}", r.get("model", "")] for r in records]
     stem = "summary" if part == "dev" else "summary_eval"
     csv_path, md_path = result_dir / f"{stem}.csv", result_dir / f"{stem}.md"
-    write_text(csv_path, buf.getvalue())
+    write_text(csv_path, csv_text(cols, [*rows, ["official", "", "", pct(official["official"]), "", "", "", ""]]))
     write_text(md_path, _markdown(key, name, records, official, part))
     return csv_path, md_path
 

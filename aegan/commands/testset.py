@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from aegan import registry
-from aegan.commands.report import (
+from aegan.commands.results import (
     dataset_title,
     decision_table,
     score_files,

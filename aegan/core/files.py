@@ -9,7 +9,9 @@ successful run. Temp files of live processes, and of other hosts sharing the fol
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
+import io
 import os
 import re
 import signal
@@ -146,6 +148,16 @@ def write_error(path: Path, e: BaseException) -> AeganError:
     why = getattr(e, "strerror", None) or (text.splitlines()[0] if text else type(e).__name__)
     return AeganError(f"could not write {shown(path)}: {why} (free some space, or choose another output folder); "
                       "the previous file, if any, is unchanged")
+
+
+def csv_text(header: list[str], rows: list[list]) -> str:
+    """Rows as CSV text, quoted where a value needs it (every table this project writes; no header when empty)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    if header:
+        w.writerow(header)
+    w.writerows(rows)
+    return buf.getvalue()
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

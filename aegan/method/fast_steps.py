@@ -6,6 +6,7 @@ from __future__ import annotations
 import warnings
 
 import torch
+import torch.distributed.nn.functional as dist_fn
 from torch import nn
 
 from aegan.method.steps import critic_step, critic_update, generator_step, penalty
@@ -45,8 +46,6 @@ def ddp_train_step(ddpD: nn.Module, ddpG: nn.Module, optD: torch.optim.Optimizer
       autograd support (each rank then holds W copies of the loss, whose gradients the gather sums and
       DDP averages back to one).
     """
-    import torch.distributed.nn.functional as dist_fn
-
     netG, netD = ddpG.module, ddpD.module
     b = x.size(0)
     reuse = g_update and not has_batchnorm(netG)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 import numpy as np
 
-from aegan.core.files import write_text
+from aegan.core.files import csv_text, write_text
 from aegan.core.text import pct
 from aegan.data.clips import Clip
 from aegan.scoring.evaluation import Rule
@@ -45,15 +43,6 @@ def table(rule: Rule, metric: str, rows: list[dict], summary: dict, title: str =
     return "\n".join(lines)
 
 
-def _csv(header: list[str], rows: list[list]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    if header:
-        w.writerow(header)
-    w.writerows(rows)
-    return buf.getvalue()
-
-
 def write_results(rule: Rule, results: dict[str, tuple[list[dict], dict]], out_dir: Path) -> list[Path]:
     """all_metrics.csv (machine-type summary per metric) and per_<group>.csv: full-precision fractions, for
     programs (the console and summary.md give percentages)."""
@@ -62,8 +51,8 @@ def write_results(rule: Rule, results: dict[str, tuple[list[dict], dict]], out_d
                   for m, (rows, _) in results.items() for r in rows]
     a = out_dir / "all_metrics.csv"
     b = out_dir / f"per_{rule.group}.csv"
-    write_text(a, _csv(["metric", *map(fraction, rule.summary_columns)], summary_rows))
-    write_text(b, _csv(["metric", rule.group, *map(fraction, rule.row_columns)], group_rows))
+    write_text(a, csv_text(["metric", *map(fraction, rule.summary_columns)], summary_rows))
+    write_text(b, csv_text(["metric", rule.group, *map(fraction, rule.row_columns)], group_rows))
     return [a, b]
 
 
@@ -73,7 +62,7 @@ def write_clip_scores(group: str, clips: list[Clip], scores: dict[str, np.ndarra
     rows = [[c.path.name, c.group, c.domain or "", "" if c.label is None else c.label]
             + [repr(float(scores[m][i])) for m in names] for i, c in enumerate(clips)]
     path = out_dir / "clip_scores.csv"
-    write_text(path, _csv(["file", group, "domain", "label", *names], rows))
+    write_text(path, csv_text(["file", group, "domain", "label", *names], rows))
     return path
 
 
@@ -85,7 +74,7 @@ def score_files(rule: Rule, mt: str, clips: list[Clip], values: np.ndarray, out_
     fmt = (lambda v: repr(float(v))) if kind == "anomaly_score" else (lambda v: str(int(v)))
     for g in sorted({c.group for c in clips}):
         rows = [[c.path.name, fmt(v)] for c, v in zip(clips, values) if c.group == g]
-        files[out_dir / rule.score_name(mt, g, kind)] = _csv([], rows)
+        files[out_dir / rule.score_name(mt, g, kind)] = csv_text([], rows)
     return files
 
 
@@ -108,5 +97,5 @@ def write_decision_metrics(group: str, rows: list[dict], summary: dict, out_dir:
     # the hmean floors values at machine epsilon (the official evaluator's rule): a 0 comes out as ~3e-16
     body.append(["hmean", ""] + [repr(0.0 if summary[c] < 1e-12 else float(summary[c])) for c in DECISION_COLUMNS])
     path = out_dir / "decision_metrics.csv"
-    write_text(path, _csv([group, "domain", *map(fraction, DECISION_COLUMNS)], body))
+    write_text(path, csv_text([group, "domain", *map(fraction, DECISION_COLUMNS)], body))
     return path
