@@ -32,6 +32,7 @@ from aegan.core.text import pct, plural
 from aegan.jobs.job import Job
 from aegan.jobs.launcher import Launcher, launchers
 from aegan.settings.layers import load_config, output_settings
+from aegan.store import model_file
 
 
 def paper(dataset: str, mt: str) -> tuple[str | None, float | None]:
@@ -92,6 +93,28 @@ def summarize(dataset: str, machines: list[str], seeds: list[int], out: Path) ->
     return csv_path, md_path, missing
 
 
+def curves(dataset: str, jobs: list[Job], out: Path) -> Path | None:
+    """<out>/summary_curves.png: per machine type, the per-epoch value (%) of the paper's metric (else the best of
+    the 19) over the seeds whose training finished, from their model files; None when no job evaluated epochs."""
+    key, found = registry.dataset(dataset).rule.summary_key, {}
+    for mt in dict.fromkeys(j.mt for j in jobs):
+        paper_metric, result = paper(dataset, mt)
+        runs = []
+        for job in (j for j in jobs if j.mt == mt):
+            model = job.files.model
+            history = model_file.read(model)[1].history if model.is_file() else []
+            if history and all("values" in h for h in history):
+                runs.append([100 * (h["values"][paper_metric] if paper_metric else h["best_value"]) for h in history])
+        if runs:
+            found[mt] = (paper_metric or "the best of the 19 metrics, per epoch", runs, result)
+    if not found:
+        return None
+    from aegan.commands.curves import table_curves  # matplotlib: only for the figure
+
+    return table_curves(out / "summary_curves.png", found, key, f"{dataset}: {key} (%) per epoch on the labelled dev "
+                        "test set, the mean over seeds and their range")
+
+
 def spread(values: list[float]) -> tuple[str, str]:
     """(mean, standard deviation) of fractions, as percentages with two decimals; no std for one value, "" for
     none."""
@@ -142,7 +165,8 @@ def plan(a: argparse.Namespace, out: Path) -> tuple[list[Job], list[str]]:
     if unknown:
         raise AeganError(f"--mt: unknown machine type {unknown[0]} (known: {', '.join(known)})")
     jobs = [Job(mt=mt, seed=s, out=out / mt / f"seed{s}", script=entry.root,
-                sets=(*extra, *job_sets(out / mt / f"seed{s}")), test=tuple(test_args(spec, cfg, mt)),
+                sets=(*extra, *job_sets(out / mt / f"seed{s}"), "--set", f"tb_dir={out / 'tb'}"),
+                test=tuple(test_args(spec, cfg, mt)),
                 procs=max(a.gpus_per_job, 1)) for mt in machines for s in range(a.seeds)]
     return jobs, machines
 
@@ -171,6 +195,8 @@ def reproduce(a: argparse.Namespace, launcher: Launcher, out: Path) -> int:
         check_writable(out)
         print(f"reproduce: {plural(len(jobs), 'job')} ({plural(len(machines), 'machine type')} x "
               f"{plural(a.seeds, 'seed')}) on {launcher.where()}; outputs under {out}", flush=True)
+        print(f"reproduce: every job's TensorBoard events under {out / 'tb'}; to watch them: tensorboard --logdir "
+              f"{out / 'tb'}", flush=True)
 
         def report(job: Job, what: str) -> None:
             print(f"reproduce: {job.name}: {what}", flush=True)
@@ -184,6 +210,9 @@ def reproduce(a: argparse.Namespace, launcher: Launcher, out: Path) -> int:
     except OSError as e:
         raise AeganError(f"cannot write the summary in {shown(out)}: {e.strerror or e}") from None
     print(f"wrote {csv_path}\nwrote {md_path}")
+    figure = curves(a.dataset, jobs, out)
+    if figure:
+        print(f"wrote {figure}")
     print(md_path.read_text())
     if missing and not a.status:
         raise AeganError(f"{len(missing)} of {plural(len(jobs), 'job')} did not finish: {', '.join(missing)} (--status "

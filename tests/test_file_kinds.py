@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from aegan import score as score_cli
 from aegan.commands import cli
@@ -33,7 +34,8 @@ def files(trained2022, tmp_path_factory) -> dict[str, Path]:
              "results table": result / "all_metrics.csv", "test record": result / "run.json",
              "epochs file": log / "progress.json", "settings file": log / "train.settings.yaml",
              "picture": result / "embeddings_pca.png", "log": log / "train.log",
-             "submission file": next((out / "detect").glob("anomaly_score_fan_*.csv"))}
+             "submission file": next((out / "detect").glob("anomaly_score_fan_*.csv")),
+             "tensorboard events": next((out / "tb" / "fan").glob("*/events.out.tfevents.*"))}
     kept = {kind: shutil.copy(path, here / path.name) for kind, path in picks.items()}
     kept["lock"] = here / "fan.lock"
     kept["lock"].write_text("process 4242 on host since 2026-12-03 10:00:00")
@@ -73,6 +75,7 @@ AS_MODEL = [
     ("lock", ["is the lock of a training run", "not a checkpoint"]),
     ("submission file", ["is a submission file", "not a checkpoint"]),
     ("recording", ["is a WAV recording, not a checkpoint"]),
+    ("tensorboard events", ["is a TensorBoard events file, not a checkpoint"]),
 ]
 
 
@@ -91,13 +94,18 @@ AS_CONFIG = [
     ("recording", ["is a WAV recording, not a YAML file"]),
     ("lock", ["is the lock of a training run", "not a YAML file"]),
     ("test record", ["is the record of a test.py run", "not a YAML file"]),
+    ("tensorboard events", ["is a TensorBoard events file, not a YAML file"]),
+    ("settings file", None),  # a settings file is a config file: it loads
 ]
 
 
 @pytest.mark.parametrize("kind, needles", AS_CONFIG, ids=[k for k, _ in AS_CONFIG])
 def test_a_file_given_as_a_config_is_named_for_what_it_is(kind, needles, files, synth2022, tmp_path, capsys):
-    code, _, err = run_cli(cli.train_main, SPEC, ["--mt", "fan", "--config", str(files[kind]),
-                                                  *out_sets(tmp_path, synth2022)], capsys)
+    args = ["--mt", "fan", "--config", str(files[kind]), *out_sets(tmp_path, synth2022)]
+    code, out, err = run_cli(cli.train_main, SPEC, [*args, "--print-config"], capsys)
+    if needles is None:  # what a run wrote as its settings is a config file another run can take
+        assert code == 0 and yaml.safe_load(out.split("\n", 1)[1])["feat"]["mel_bin"] == 64, err
+        return
     one_line_error(code, err, *needles, files[kind].name)
     assert not (tmp_path / "model").exists()
 

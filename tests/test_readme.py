@@ -4,6 +4,7 @@ real), on synthetic data where the README names /data/...; the install lines nam
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import runpy
 import shlex
@@ -78,6 +79,10 @@ def test_the_readme_commands_parse_and_resolve(datasets, tmp_path, monkeypatch, 
             argv = ["python", *argv[2:]]
         if argv[:2] == ["python", "-m"] and argv[2] in ("venv", "pytest") or argv[0] in ("bash", ".", "pip"):
             continue  # the environment and the suite themselves; pip: below
+        if argv[0] == "tensorboard":  # installed with the project, and its events are read in test_events.py
+            assert importlib.util.find_spec("tensorboard") is not None, text
+            seen.add("tensorboard")
+            continue
         assert argv[0] == "python", text
         if argv[1] == "-m":
             module = argv[2].removeprefix("aegan.")
@@ -100,7 +105,7 @@ def test_the_readme_commands_parse_and_resolve(datasets, tmp_path, monkeypatch, 
         if args[-1] == "--print-config":
             printed = yaml.safe_load(out.split("\n", 1)[1])  # after the line of merged config files
             assert isinstance(printed, dict) and "feat" in printed, text
-    assert {"dcase2022/train.py", "dcase2022/test.py", "dcase2022/loc.py", "dcase2020/train.py", "firstshot/test.py",
+    assert {"tensorboard", "dcase2022/train.py", "dcase2022/test.py", "dcase2022/loc.py", "dcase2020/train.py", "firstshot/test.py",
             "reproduce.py", "score.py", "synth.py"} <= seen
 
 
@@ -110,3 +115,12 @@ def test_the_readme_installs_the_pinned_torch():
     assert named == {pins["torch"]}, (named, pins["torch"])
     assert "pip install -r requirements.txt" in README and (ROOT / "requirements.txt").read_text().rstrip().endswith(
         "-e .")
+
+
+def test_the_readme_python_imports_resolve():
+    """The Python blocks' import lines run as written (their calls need a trained model: test_detector.py)."""
+    imports = [line for block in re.findall(r"```python\n(.*?)```", README, re.S) for line in block.splitlines()
+               if line.startswith(("from ", "import "))]
+    assert imports, "the README shows no Python import"
+    for line in imports:
+        exec(line, {})

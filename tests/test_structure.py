@@ -12,15 +12,17 @@ PACKAGE = ROOT / "aegan"
 # The layers, lowest first; a module may import from its own folder and from any folder of a lower layer. The
 # top-level modules are the commands users run with `python -m` (and the registry of datasets).
 LAYERS = [("core", ""), ("settings",), ("method",), ("data",), ("scoring",), ("store", "registry"), ("inference",),
-          ("training",), ("commands", "synth", "score"), ("jobs", "reproduce")]
+          ("training",), ("commands", "synth", "score", "detector"), ("jobs", "reproduce")]
 # Imports inside a function, each deferring a package that costs seconds to import to where it is needed.
 DEFERRED = {
     ("aegan.commands.cli", "aegan.commands.localization"): "matplotlib: only loc.py draws",
+    ("aegan.commands.cli", "aegan.commands.curves"): "matplotlib: only once training is over",
     ("aegan.commands.testset", "aegan.commands.plots"): "matplotlib: only when test.py draws its pictures",
     ("aegan.commands.plots", "sklearn.manifold"): "t-SNE: seconds, only for --embedding-map tsne",
     ("aegan.scoring.evaluation", "sklearn.metrics"): "1.2 s: the registry, which every command imports, holds the "
                                                      "rules, not their arithmetic",
     ("aegan.scoring.evaluation", "scipy.stats"): "the same",
+    ("aegan.reproduce", "aegan.commands.curves"): "matplotlib: only for the table's figure",
     ("aegan.jobs.local", "torch"): "seconds: aegan.reproduce --status and the Slurm launcher never need it",
     ("aegan.jobs.slurm", "submitit"): "the cluster's package: only where jobs are submitted or run",
 }

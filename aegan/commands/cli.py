@@ -6,8 +6,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from aegan.commands.guard import Parser, guarded
+from aegan.commands.results import dataset_title
 from aegan.commands.testset import run_test
 from aegan.core import files
 from aegan.core.errors import AeganError
@@ -87,9 +89,22 @@ def train_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
         if a.print_config:
             return _print_config(cfg)
         distributed.check_batch(batch_size(cfg), batch_key(cfg))
-        train(spec, cfg, a.mt, select_device(a.card_id), seed, state)
+        run = train(spec, cfg, a.mt, select_device(a.card_id), seed, state)
+        if run.rank == 0:
+            draw_curves(spec, run)
 
     guarded(run, args, lambda: TRAIN_INTERRUPTED)
+
+
+def draw_curves(spec: DatasetSpec, run) -> None:
+    """result_dir/<mt>/training_curves.png, from the finished run's history."""
+    from aegan.commands.curves import training_curves  # matplotlib: only once training is over
+
+    cfg, progress = run.cfg, run.progress
+    title = f"{run.mt} ({dataset_title(spec.name, cfg)}), seed {run.seed}: training"
+    path = Path(cfg["result_dir"]) / run.mt / "training_curves.png"
+    training_curves(path, progress.history, progress.best, run.rule.summary_key, cfg["paper_result"], title)
+    print(f"wrote {path}")
 
 
 def test_main(spec: DatasetSpec, argv: list[str] | None = None, default: str = "eval") -> None:

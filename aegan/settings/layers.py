@@ -222,7 +222,7 @@ def load_config(dataset_root: Path, mt: str, config_file: str | None = None, set
         sources.append(source)
     cross_checks(cfg)
     for key in PATH_KEYS:  # a path may name a top-level setting: ../data/dcase{year} (the first-shot years)
-        cfg[key] = _fill(cfg[key], cfg, key)
+        cfg[key] = _fill(cfg[key], cfg, key) if cfg[key] is not None else None
     return Resolved(cfg, sources, explicit, ignored, user)
 
 

@@ -107,6 +107,7 @@ class Train(Section):
         "| fp32 (exact) | tf32 (both TF32); true/false = tf32/fp32")
     depthwise_sum: bool = setting(False, "training: the critic's depthwise layer as product+sum (CUDA speed; ~1 ulp "
                                   "off)")
+    tensorboard: bool = setting(True, "TensorBoard events of the run: loss terms, evaluation, settings (tb_dir)", FREE)
     wgan: Wgan = setting(Wgan(), "the WGAN-GP losses")
 
 
@@ -128,6 +129,8 @@ class Settings(Section):
                               FREE)
     result_dir: str = setting("../result/dcase2022", "result tables and pictures", FREE)
     loc_dir: str = setting("../ano_loc/dcase2022", "localization figures (loc.py)", FREE)
+    tb_dir: str | None = setting(None, "TensorBoard events: <tb_dir>/<mt>/seed<k>-<run id>; null: <log_dir>/<mt>/tb/"
+                                 "seed<k>-<run id>", FREE)
     feat: Feat = setting(Feat(), "log-mel features and segments")
     net: Net = setting(Net(), "the networks")
     train_set: Literal["dev", "eval", "deval", "auto"] = setting(
@@ -139,4 +142,4 @@ class Settings(Section):
     year: int | None = setting(None, "the first-shot years 2023-2026: which (the default paths name it as {year})")
 
 
-PATH_KEYS = ("dataset_dir", "model_dir", "spec_dir", "log_dir", "detect_dir", "result_dir", "loc_dir")
+PATH_KEYS = ("dataset_dir", "model_dir", "spec_dir", "log_dir", "detect_dir", "result_dir", "loc_dir", "tb_dir")

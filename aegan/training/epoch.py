@@ -4,6 +4,7 @@ device and read once per LOG_EVERY iterations; their epoch means, to the bit of 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -19,10 +20,11 @@ G_TERMS = ("lossG", "recon", "feat_match")  # logged once per generator step, no
 LOG_EVERY = 25  # training iterations between reads of the losses (each read waits for the device)
 
 
-def train_epoch(nets: Nets, sampler: SegmentSampler, train: dict, device: torch.device, desc: str, last_path: Path
-                ) -> dict:
+def train_epoch(nets: Nets, sampler: SegmentSampler, train: dict, device: torch.device, desc: str, last_path: Path,
+                log: Callable[[int, dict], None] = lambda i, mean: None) -> dict:
     """One pass over the shuffled training segments (this rank's slice of each batch); the mean of each logged loss
-    term. `train`: the train settings (wgan, amp)."""
+    term. `train`: the train settings (wgan, amp); `log(i, mean)` gets each logging interval's mean losses, i its
+    last iteration."""
     nets.netG.train()
     nets.netD.train()
     wgan, sums, pending = train["wgan"], {}, []
@@ -38,20 +40,21 @@ def train_epoch(nets: Nets, sampler: SegmentSampler, train: dict, device: torch.
                 losses = train_step(nets.netD, nets.gen, nets.optD, nets.optG, x, wgan, g_update)
             pending.append((i, losses))
             if len(pending) == LOG_EVERY:
-                _show(bar, read_losses(pending, sums, desc, last_path))
+                _show(bar, log, pending[-1][0], read_losses(pending, sums, desc, last_path))
                 pending = []
     if pending:
-        _show(bar, read_losses(pending, sums, desc, last_path))
+        _show(bar, log, pending[-1][0], read_losses(pending, sums, desc, last_path))
     n_g = len(range(0, len(sampler), wgan["ncritic"]))
     return {k: v / (n_g if k in G_TERMS else len(sampler)) for k, v in sums.items()}
 
 
-def read_losses(pending: list[tuple[int, dict]], sums: dict[str, float], desc: str, last_path: Path) -> dict:
+def read_losses(pending: list[tuple[int, dict]], sums: dict[str, float], desc: str, last_path: Path
+                ) -> list[dict]:
     """The pending iterations' losses in one host sync, added to `sums` as Python floats in iteration order (the
-    epoch means of reading each with .item(), to the bit); the first non-finite one stops training. Returns the
-    last iteration's losses."""
+    epoch means of reading each with .item(), to the bit); the first non-finite one stops training. Returns each
+    iteration's losses."""
     flat = iter(torch.stack([v.float() for _, losses in pending for v in losses.values()]).tolist())
-    row: dict[str, float] = {}
+    rows = []
     for i, losses in pending:
         row = {k: next(flat) for k in losses}
         if not all(math.isfinite(v) for v in row.values()):
@@ -61,8 +64,13 @@ def read_losses(pending: list[tuple[int, dict]], sums: dict[str, float], desc: s
                              "train.lrD/lrG, or train.wgan.lambda_gp?)")
         for k, v in row.items():
             sums[k] = sums.get(k, 0.0) + v
-    return row
+        rows.append(row)
+    return rows
 
 
-def _show(bar: Bar, row: dict) -> None:
+def _show(bar: Bar, log: Callable[[int, dict], None], i: int, rows: list[dict]) -> None:
+    """The last iteration's losses beside the bar; the interval's means to `log`."""
+    row = rows[-1]
     bar.note(lossD=f"{row['lossD']:.3f}", lossG=f"{row.get('lossG', float('nan')):.3f}")
+    keys = dict.fromkeys(k for r in rows for k in r)  # the generator's terms only in its iterations (ncritic)
+    log(i, {k: sum(r[k] for r in rows if k in r) / sum(k in r for r in rows) for k in keys})

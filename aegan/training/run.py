@@ -36,6 +36,7 @@ from aegan.store.model_file import write as write_model  # a name of this module
 from aegan.store.run_state import RunState
 from aegan.training import distributed
 from aegan.training.epoch import train_epoch
+from aegan.training.events import Events, folder
 from aegan.training.overlap import Overlap, train_embeddings
 from aegan.training.parts import Data, Nets, Progress, build, get_logger, load_data
 from aegan.training.resume import restore
@@ -65,6 +66,19 @@ class TrainingRun:
     progress: Progress
     logger: logging.Logger
     evaluation: Overlap
+    sampler: SegmentSampler
+    events: Events
+
+    def step(self, epochs: int) -> int:
+        """The global iteration after `epochs` epochs: every event's step."""
+        return epochs * len(self.sampler)
+
+    def segments(self) -> int:
+        """Training segments per epoch (all ranks)."""
+        return len(self.sampler) * batch_size(self.cfg)
+
+    def lrs(self) -> tuple[float, float]:
+        return self.nets.optD.param_groups[0]["lr"], self.nets.optG.param_groups[0]["lr"]
 
     @classmethod
     def set_up(cls, spec: DatasetSpec, rule: Rule, cfg: dict, mt: str, device: torch.device, seed: int,
@@ -91,12 +105,18 @@ class TrainingRun:
         if state is not None:
             progress = restore(nets, state, files.run_state, device, cfg, data.identity)
             logger.info(f"resuming from {files.run_state} at epoch {progress.start + 1}")
+        sampler = SegmentSampler(data.train_specs, cfg["feat"]["frame_num"], cfg["feat"]["graph_hop_f"],
+                                 batch_size(cfg), rank, world)
+        logged = folder(cfg, mt, seed, progress.run_id) if main and cfg["train"]["tensorboard"] else None
+        # a resumed run hides what the stopped one logged after the last completed epoch (its run state)
+        events = Events(logged, rule, progress.start * len(sampler) + 1 if state is not None else None)
         run = cls(rule=rule, cfg=cfg, mt=mt, seed=seed, device=device, rank=rank, world=world, files=files,
                   data=data, nets=nets, progress=progress, logger=logger,
-                  evaluation=Overlap(rule, cfg, data, device, None))
+                  evaluation=Overlap(rule, cfg, data, device, None), sampler=sampler, events=events)
         if progress.pending and main:  # the last epoch's evaluation was still running when the run stopped
             run.evaluation.resume(progress.pending, nets.snapshot())  # the nets hold its weights
-            run.settle()
+            # its events, unless the stopped run logged them in the moment between settling it and its next state
+            run.settle(log=not events.logged(run.step(progress.start)))
         progress.pending = None
         return run
 
@@ -106,8 +126,7 @@ class TrainingRun:
         if self.world > 1:  # after loading: DDP broadcasts rank 0's weights, which are the same here
             ddpG, ddpD = distributed.wrap(nets.netG, self.device), distributed.wrap(nets.netD, self.device)
             nets.netG, nets.netD, nets.gen, nets.ddp = ddpG.module, ddpD.module, ddpG.module, (ddpG, ddpD)
-        sampler = SegmentSampler(data.train_specs, cfg["feat"]["frame_num"], cfg["feat"]["graph_hop_f"],
-                                 batch_size(cfg), self.rank, self.world)
+        sampler = self.sampler
         if data.test_clips:
             self.logger.info(SELECT_NOTE[tcfg["select"]].format(key=self.rule.summary_key,
                                                                 metric=cfg["detect"]["metric"]))
@@ -118,9 +137,9 @@ class TrainingRun:
         epochs, start = epochs_file(cfg["log_dir"], self.mt), time.time()
         with ThreadPoolExecutor(1, thread_name_prefix="evaluation") as self.evaluation.pool:
             for epoch in range(self.progress.start, tcfg["epoch"]):
-                t0 = time.time()
+                t0, first = time.time(), self.step(epoch)
                 mean = train_epoch(nets, sampler, tcfg, self.device, f"epoch {epoch + 1}/{tcfg['epoch']}",
-                                   self.files.run_state)
+                                   self.files.run_state, lambda i, m, at=first: self.events.losses(at + i + 1, m))
                 skip_loader_draw()  # the original's per-epoch dev test DataLoader: one draw on every rank
                 if self.rank == 0:
                     self.end_epoch(epoch, mean, time.time() - t0)
@@ -130,6 +149,7 @@ class TrainingRun:
 
     def end_epoch(self, epoch: int, mean: dict, seconds: float) -> None:
         """Rank 0 after an epoch: settle the previous epoch's evaluation, start this one's, save the run state."""
+        self.events.epoch(self.step(epoch + 1), mean, seconds, self.segments(), self.lrs())
         if not self.data.test_clips:
             return self.end_unlabelled_epoch(epoch, mean, seconds)
         self.settle()
@@ -139,9 +159,9 @@ class TrainingRun:
         pending = self.evaluation.pending
         self.save(epoch + 1, pending.state() if pending else None)
 
-    def settle(self) -> None:
+    def settle(self, log: bool = True) -> None:
         """The pending epoch's results (ready by now when they were computed beside a whole epoch), selected and
-        logged as the synchronous evaluation would have."""
+        logged as the synchronous evaluation would have (`log`: in TensorBoard too)."""
         taken = self.evaluation.take()
         if taken is None:
             return
@@ -150,10 +170,13 @@ class TrainingRun:
         shown, value, improved = self.select(results)
         top = rule.best_metric(results)
         progress.history.append({"epoch": p.epoch + 1, **p.mean, "best_metric": top, "metric": shown,
-                                 "value": value, "best_value": float(results[top][1][rule.summary_key])})
+                                 "value": value, "best_value": float(results[top][1][rule.summary_key]),
+                                 "values": {m: float(s[rule.summary_key]) for m, (_, s) in results.items()}})
         if improved:
             progress.best = {"value": value, "epoch": p.epoch + 1, "metric": shown}
             progress.keep(p.weights, p.train_emb)
+        if log:
+            self.events.evaluation(self.step(p.epoch + 1), results, progress.best, improved)
         summ = results[shown][1]
         self.logger.info(f"{self.epoch_line(p.epoch, p.mean, p.seconds)} | {shown}: "
                          + " ".join(f"{c} {100 * summ[c]:.2f}" for c in rule.summary_columns)
@@ -217,6 +240,7 @@ class TrainingRun:
                          f"(gamma fit, {decision['percentile']:.0%} of the training clips' scores)")
         value = "" if math.isnan(best["value"]) else f", {self.rule.summary_key} {100 * best['value']:.2f}"
         self.logger.info(f"selected model: epoch {best['epoch']}, metric {best['metric']}{value} -> {self.files.model}")
+        self.events.finish(self.step(len(progress.history)), cfg, best)
 
     def finished(self) -> bool:
         """Whether this run's model file is written, after the epochs trained so far (a model file of another run,
@@ -231,9 +255,9 @@ class TrainingRun:
 
 
 def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int, state: RunState | None = None
-          ) -> dict:
+          ) -> TrainingRun:
     """Train one machine type (continue the run whose run state is `state`, with its settings: resume.run_settings);
-    returns {'epoch', 'metric', 'value'} of the selected model."""
+    returns the run (its progress: the selected model, the history)."""
     rule = registry.of(spec, cfg).rule  # before any work: an unregistered dataset is one line
     device, rank, world = distributed.init(device)
     files = ModelDir.of(cfg, mt)
@@ -248,4 +272,4 @@ def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int
         elif rank == 0:
             run.finish()
         distributed.finish(world)
-    return run.progress.best
+    return run

@@ -1,0 +1,91 @@
+"""A training run's TensorBoard events (rank 0, unless train.tensorboard is false), in one run folder per training
+run: `<log_dir>/<mt>/tb/seed<k>-<run id>`, or `<tb_dir>/<mt>/seed<k>-<run id>` when tb_dir is set (a table's jobs
+share one root):
+
+- `loss/<term>`: every loss term the method logs (lossD, wdist, gp, lossG, recon, feat_match), the mean of each
+  logging interval's iterations (read there anyway: no host sync of its own); `epoch/<term>`: their epoch means;
+- `epoch/seconds`, `epoch/segments_per_second`, `lr/D`, `lr/G`;
+- `<AUC_source | AUC_target | pAUC | hmean>/<metric>` of all 19 metrics (DCASE 2020: AUC, pAUC, average), in %,
+  shown one chart per quantity (a Custom Scalars layout); `selection/epoch`, `selection/value` and the selected
+  metric as text, as they change;
+- at the end, the run's settings as hparams with the selected value, so that a sweep sorts by setting.
+
+Every step is the global iteration (an epoch's values at its last), so that a resumed run purges what the stopped
+one logged after its last run state (purge_step) and TensorBoard shows each step once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
+
+from aegan.core.metrics import metric_names
+from aegan.scoring.evaluation import Results, Rule
+from aegan.settings.layers import leaves
+
+
+def folder(cfg: dict, mt: str, seed: int, run_id: str) -> Path:
+    """The run folder of a training run's events."""
+    root = Path(cfg["tb_dir"]) / mt if cfg.get("tb_dir") else Path(cfg["log_dir"]) / mt / "tb"
+    return root / f"seed{seed}-{run_id[:8]}"
+
+
+class Events:
+    """The writer of one run's events; every method does nothing when the run logs none."""
+
+    def __init__(self, path: Path | None, rule: Rule, purge_step: int | None):
+        self.rule = rule
+        self.writer = None if path is None else SummaryWriter(str(path), purge_step=purge_step, flush_secs=60)
+        if self.writer is not None and purge_step is None:  # a new run: the charts of one quantity, all metrics
+            charts = {q: ["Multiline", [f"^{q}/"]] for q in rule.summary_columns}
+            self.writer.add_custom_scalars({"evaluation (%)": charts})
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        if self.writer is not None:
+            for tag, value in values.items():
+                self.writer.add_scalar(tag, value, step)
+
+    def losses(self, step: int, mean: dict[str, float]) -> None:
+        self.scalars(step, {f"loss/{k}": v for k, v in mean.items()})
+
+    def epoch(self, step: int, mean: dict[str, float], seconds: float, segments: int, lrs: tuple[float, float]
+              ) -> None:
+        self.scalars(step, {**{f"epoch/{k}": v for k, v in mean.items()}, "epoch/seconds": seconds,
+                            "epoch/segments_per_second": segments / seconds, "lr/D": lrs[0], "lr/G": lrs[1]})
+        self.flush()
+
+    def evaluation(self, step: int, results: Results, best: dict, improved: bool) -> None:
+        """Every metric's summary in %; the selection when this epoch changed it."""
+        self.scalars(step, {f"{q}/{m}": 100 * s[q] for m, (_, s) in results.items() for q in self.rule.summary_columns})
+        if improved:
+            self.scalars(step, {"selection/epoch": best["epoch"], "selection/value": 100 * best["value"]})
+            if self.writer is not None:
+                self.writer.add_text("selection/metric", best["metric"], step)
+        self.flush()
+
+    def finish(self, step: int, cfg: dict, best: dict) -> None:
+        """The run's settings as hparams, with the selected model's value (%), then the file closed."""
+        if self.writer is None:
+            return
+        settings = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in leaves(cfg)}
+        metric = {"hparam/selected": 100 * best["value"]}
+        for summary in hparams(settings, metric):
+            self.writer.file_writer.add_summary(summary, step)
+        self.scalars(step, metric)
+        self.writer.close()
+
+    def logged(self, step: int) -> bool:
+        """Whether the evaluation at `step` is in the run folder already (a stopped run may have logged it)."""
+        if self.writer is None:
+            return False
+        self.flush()
+        events = EventAccumulator(self.writer.log_dir, size_guidance={"scalars": 0})
+        events.Reload()
+        tag = f"{self.rule.summary_key}/{metric_names()[0]}"
+        return tag in events.Tags()["scalars"] and any(e.step == step for e in events.Scalars(tag))
+
+    def flush(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()

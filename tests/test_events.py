@@ -1,0 +1,155 @@
+"""A training run seen in TensorBoard (training/events.py): every tag, read back with TensorBoard's own reader, at
+the right steps and with the values of the history in the model file; a run killed and resumed shows each step
+once; the real tensorboard server lists a table's jobs; the training-curves figure."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.custom_scalar import layout_pb2
+
+from aegan.core.metrics import metric_names
+from aegan.store import checkpoint
+from aegan.training.epoch import LOG_EVERY
+from conftest import HANG_GUARD, ROOT, TINY, TRAINED_ARGS, run_script, small_sets
+
+pytestmark = pytest.mark.slow
+LOSSES = ("lossD", "wdist", "gp", "lossG", "recon", "feat_match")
+QUANTITIES = ("AUC_source", "AUC_target", "pAUC", "hmean")
+
+
+def _events(root: Path) -> EventAccumulator:
+    (run,) = (root / "fan").iterdir()  # one run folder per training run: seed and run id in its name
+    ea = EventAccumulator(str(run), size_guidance={"scalars": 0, "tensors": 0})
+    ea.Reload()
+    return ea
+
+
+def _steps(ea: EventAccumulator, tag: str) -> list[int]:
+    return [e.step for e in ea.Scalars(tag)]
+
+
+def test_every_tag_at_its_steps_with_the_histories_values(trained2022):
+    out, _, _ = trained2022
+    state = checkpoint.load(out / "model" / "fan.pth")
+    history, seed, run_id = state["history"], state["seed"], state["run_id"]
+    assert [p.name for p in (out / "tb" / "fan").iterdir()] == [f"seed{seed}-{run_id[:8]}"]
+    ea = _events(out / "tb")
+    iters = _steps(ea, "epoch/lossD")[0]  # the global iteration at the end of epoch 1: every step counts these
+    assert _steps(ea, "epoch/lossD") == [iters, 2 * iters, 3 * iters]
+    for term in LOSSES:  # each logging interval's mean, at its last iteration
+        per_epoch = [min(i + LOG_EVERY, iters) for i in range(0, iters, LOG_EVERY)]
+        assert _steps(ea, f"loss/{term}") == [e * iters + s for e in range(3) for s in per_epoch], term
+        assert [e.value for e in ea.Scalars(f"epoch/{term}")] == [np.float32(h[term]) for h in history], term
+    for tag in ("epoch/seconds", "epoch/segments_per_second", "lr/D", "lr/G"):
+        assert len(ea.Scalars(tag)) == 3, tag
+    assert [e.value for e in ea.Scalars("lr/G")] == [np.float32(2e-4)] * 3
+    for q in QUANTITIES:
+        for m in metric_names():
+            got = [(e.step, e.value) for e in ea.Scalars(f"{q}/{m}")]
+            assert [s for s, _ in got] == [iters, 2 * iters, 3 * iters], (q, m)
+            if q == "hmean":
+                assert [v for _, v in got] == [np.float32(100 * h["values"][m]) for h in history], m
+    assert [int(e.value) for e in ea.Scalars("selection/epoch")][-1] == state["epoch"]
+    assert ea.Scalars("hparam/selected")[-1].value == np.float32(100 * state["best_hmean"])
+    (layout,) = ea.Tensors("custom_scalars__config__")  # one chart per quantity, all metrics in it
+    charts = layout_pb2.Layout.FromString(layout.tensor_proto.string_val[0]).category[0].chart
+    assert [(c.title, list(c.multiline.tag)) for c in charts] == [(q, [f"^{q}/"]) for q in QUANTITIES]
+    assert "_hparams_/experiment" in ea.PluginTagToContent("hparams")
+
+
+def _start(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_a_killed_run_is_readable_and_its_resumed_run_shows_each_step_once(tmp_path, synth2022, trained2022):
+    base = ["dcase2022/train.py", *TRAINED_ARGS, *small_sets(tmp_path, synth2022)]
+    proc = _start(base)
+    last = tmp_path / "model" / "fan_last.pth"
+    deadline = time.monotonic() + HANG_GUARD
+    while not (last.exists() and checkpoint.load(last)["epoch"] == 2):  # two epochs done, the third under way
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    ea = _events(tmp_path / "tb")  # readable after a SIGKILL: what was flushed at each epoch's end
+    assert len(_steps(ea, "epoch/lossD")) >= 2
+    r = run_script(*base, "--resume")
+    assert r.returncode == 0, r.stderr[-2000:]
+    ea, ref = _events(tmp_path / "tb"), _events(trained2022[0] / "tb")
+    history = checkpoint.load(tmp_path / "model" / "fan.pth")["history"]
+    for tag in ("epoch/lossD", "loss/recon", "hmean/D_lof", "epoch/segments_per_second"):
+        assert _steps(ea, tag) == _steps(ref, tag), tag  # each step once, none missing
+    assert [e.value for e in ea.Scalars("epoch/lossD")] == [np.float32(h["lossD"]) for h in history]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(port: int, path: str):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=60) as r:
+        return json.loads(r.read())
+
+
+def test_the_tensorboard_server_lists_every_job_of_a_table(tmp_path):
+    from aegan import synth
+
+    data = synth.make_2022(tmp_path / "data", "ToyTrain", seconds=1.2, n_train=4, n_train_target=1, n_test=2,
+                           eval_sections=())
+    out = tmp_path / "rep"
+    r = subprocess.run([sys.executable, "-m", "aegan.reproduce", "--dataset", "dcase2022", "--mt", "ToyTrain",
+                        "--seeds", "2", "--out", str(out), *[x for s in [f"dataset_dir={data}", "train_set=dev", *TINY]
+                                                             for x in ("--set", s)]],
+                       cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"tensorboard --logdir {out / 'tb'}" in r.stdout
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(out / "tb"), "--host",
+                               "127.0.0.1", "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    try:
+        deadline, runs = time.monotonic() + HANG_GUARD, []
+        while len(runs) < 2:  # the server answers once it has loaded the runs: wait for it, not for seconds
+            assert server.poll() is None and time.monotonic() < deadline
+            try:
+                runs = _get(port, "/data/runs")
+            except OSError:
+                time.sleep(0.2)
+        assert sorted(run.split("-")[0] for run in runs) == ["ToyTrain/seed0", "ToyTrain/seed1"]
+        tags = _get(port, "/data/plugin/scalars/tags")
+        for run in runs:
+            assert {"loss/lossD", "epoch/recon", "hmean/D_lof", "selection/epoch"} <= set(tags[run]), run
+    finally:
+        server.terminate()
+        server.wait(timeout=HANG_GUARD)
+    assert (out / "summary_curves.png").is_file()
+
+
+def test_the_training_curves_figure_says_what_it_draws(trained2022):
+    out, _, stdout = trained2022
+    path = out / "result" / "fan" / "training_curves.png"
+    assert f"wrote {path}" in stdout
+    state = checkpoint.load(out / "model" / "fan.pth")
+    with Image.open(path) as im:
+        text, size = dict(im.text), im.size
+        pixels = np.asarray(im.convert("L"))
+    assert text["Title"] == (f"fan (DCASE 2022), seed 42: training selected: epoch {state['epoch']}, "
+                             f"{state['metric']}, hmean {100 * state['best_hmean']:.2f}")
+    assert text["Description"] == ("loss terms and the Wasserstein estimate (wdist) | hmean per epoch")
+    assert size == (720, 765) and pixels.std() > 10 and not math.isnan(pixels.mean())  # drawn, not blank
