@@ -49,7 +49,7 @@ def test_gpu_bench_runs_at_a_tiny_size_on_the_cpu(tmp_path):
     out = tmp_path / "gpu.json"
     r = subprocess.run([sys.executable, "bench/gpu.py", "--tiny", "--device", "cpu", "--iters", "2", "--variants",
                         "fp32 exact,original (TF32 convs)", "--out", str(out)], cwd=ROOT, capture_output=True,
-                       text=True, timeout=900)
+                       text=True, timeout=HANG_GUARD)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     res = json.loads(out.read_text())
     assert res["device"] == "cpu" and set(res["ours"]) == {"fp32 exact", "original (TF32 convs)"}
@@ -58,3 +58,21 @@ def test_gpu_bench_runs_at_a_tiny_size_on_the_cpu(tmp_path):
         assert v["real_epoch_estimate_s"]["total"] > v["real_epoch_estimate_s"]["train"]
     assert set(res["original"]["run_seconds"]) == {"features", "1", "3"} and "CPU copy" in res["original"]["code"]
     assert "an ESTIMATE" in r.stdout and "fp32 exact" in r.stdout
+
+
+@pytest.mark.slow
+def test_tensorboard_cost_quick_runs_and_writes_shares(tmp_path):
+    out = tmp_path / "tb.json"
+    r = subprocess.run([sys.executable, "bench/tensorboard_cost.py", "--quick", "--out", str(out)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=HANG_GUARD)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    res = json.loads(out.read_text())
+    sizes = [v for k, v in res.items() if k != "machine"]
+    assert len(sizes) == 2
+    for size in sizes:  # both runs went through every call of the event writer, timed
+        w = size["with_events"]
+        assert set(w["seconds_per_call"]) == set(size["without_events"]["seconds_per_call"]) == {
+            "losses", "epoch", "evaluation"}
+        assert w["share"] == w["inside_events_s"] / w["epoch_s"]
+    x = sizes[1]["real_epoch_extrapolation"]
+    assert x["share"] == x["events_s"] / x["epoch_s"] and "of events in" in r.stdout

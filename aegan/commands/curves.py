@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from aegan.commands.plots import save_png  # noqa: E402
+from aegan.core.text import plural  # noqa: E402
 
 CRITIC, GENERATOR = ("lossD", "wdist", "gp"), ("lossG", "recon", "feat_match")
 
@@ -72,7 +73,7 @@ def table_curves(path: Path, curves: dict[str, tuple[str, list[list[float]], flo
         length = min(len(r) for r in runs)
         values = np.array([r[:length] for r in runs])
         epochs = np.arange(1, length + 1)
-        ax.fill_between(epochs, values.min(0), values.max(0), alpha=0.25, label=f"range of {len(runs)} seed(s)")
+        ax.fill_between(epochs, values.min(0), values.max(0), alpha=0.25, label=f"range of {plural(len(runs), 'seed')}")
         ax.plot(epochs, values.mean(0), marker=".", label="mean")
         if paper is not None:
             ax.axhline(paper, color="black", lw=1, ls="--", label=f"the paper: {paper:.2f}")
