@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -94,6 +95,41 @@ def test_a_killed_run_is_readable_and_its_resumed_run_shows_each_step_once(tmp_p
     for tag in ("epoch/lossD", "loss/recon", "hmean/D_lof", "epoch/segments_per_second"):
         assert _steps(ea, tag) == _steps(ref, tag), tag  # each step once, none missing
     assert [e.value for e in ea.Scalars("epoch/lossD")] == [np.float32(h["lossD"]) for h in history]
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A folder on a 4 KiB tmpfs (as root; this is how a full disk is made for real)."""
+    path = tmp_path / "full"
+    path.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(path)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    yield path
+    subprocess.run(["umount", str(path)], check=True)
+
+
+def test_events_on_a_full_disk_stop_the_run_in_one_line_and_resume_elsewhere(tmp_path, synth2022, full_disk):
+    base = ["dcase2022/train.py", *TRAINED_ARGS, *small_sets(tmp_path, synth2022)]
+    r = run_script(*base, "--set", f"tb_dir={full_disk}")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1, r.stderr[-3000:]  # not the writer thread's traceback as well
+    assert lines[0].startswith(f"error: could not write the TensorBoard events in {full_disk}/fan/seed42-")
+    assert "No space left on device" in lines[0] and "train.tensorboard=false" in lines[0]
+    assert not (tmp_path / "model" / "fan.pth").exists()
+    r = run_script(*base, "--resume", "--set", f"tb_dir={tmp_path / 'tb2'}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    start = int(re.search(r"resuming from .* at epoch (\d)", r.stdout + r.stderr).group(1))
+    steps = _steps(_events(tmp_path / "tb2"), "epoch/lossD")  # from the epoch it resumed at, each step once
+    iters = steps[-1] // 3
+    assert steps == [e * iters for e in range(start, 4)], (start, steps)
+
+
+def test_a_file_where_the_events_go_is_one_line(tmp_path, synth2022):
+    (tmp_path / "taken").write_text("not a folder")
+    r = run_script("dcase2022/train.py", *TRAINED_ARGS, *small_sets(tmp_path, synth2022), "--set",
+                   f"tb_dir={tmp_path / 'taken'}")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr[-3000:]
+    assert r.stderr.startswith(f"error: could not write the TensorBoard events in {tmp_path / 'taken'}/fan/seed42-")
 
 
 def _free_port() -> int:

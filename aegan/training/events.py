@@ -15,12 +15,18 @@ one logged after its last run state (purge_step) and TensorBoard shows each step
 
 from __future__ import annotations
 
+import sys
+import threading
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
+from aegan.core.errors import AeganError, shown
 from aegan.core.metrics import metric_names
 from aegan.scoring.evaluation import Results, Rule
 from aegan.settings.layers import leaves
@@ -32,20 +38,47 @@ def folder(cfg: dict, mt: str, seed: int, run_id: str) -> Path:
     return root / f"seed{seed}-{run_id[:8]}"
 
 
+def _quiet_writer_thread(args) -> None:
+    """A failure in the event writer's own thread is not printed: its next call raises it in the training thread,
+    where `writing` turns it into one line. Any other thread's error is shown as Python shows it."""
+    frames = traceback.extract_tb(args.exc_traceback) if args.exc_traceback else []
+    if not any(f.filename.endswith("event_file_writer.py") for f in frames):
+        _PYTHON_HOOK(args)
+
+
+_PYTHON_HOOK = threading.excepthook
+
+
+@contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """A failed write of the events (a full disk, a file where the folder goes; the writer's thread reports it at
+    the next call) stops the run in one line: its last completed epoch is in its run state."""
+    try:
+        yield
+    except OSError as e:
+        raise AeganError(f"could not write the TensorBoard events in {shown(path)}: {e.strerror or e} (free some "
+                         "space or set tb_dir to another folder, or --set train.tensorboard=false; --resume "
+                         "continues from the last completed epoch)") from None
+
+
 class Events:
     """The writer of one run's events; every method does nothing when the run logs none."""
 
     def __init__(self, path: Path | None, rule: Rule, purge_step: int | None):
-        self.rule = rule
-        self.writer = None if path is None else SummaryWriter(str(path), purge_step=purge_step, flush_secs=60)
-        if self.writer is not None and purge_step is None:  # a new run: the charts of one quantity, all metrics
-            charts = {q: ["Multiline", [f"^{q}/"]] for q in rule.summary_columns}
-            self.writer.add_custom_scalars({"evaluation (%)": charts})
+        self.rule, self.path, self.writer = rule, path, None
+        if path is not None:
+            threading.excepthook = _quiet_writer_thread
+            with writing(path):
+                self.writer = SummaryWriter(str(path), purge_step=purge_step, flush_secs=60)
+                if purge_step is None:  # a new run: the charts of one quantity, all metrics
+                    charts = {q: ["Multiline", [f"^{q}/"]] for q in rule.summary_columns}
+                    self.writer.add_custom_scalars({"evaluation (%)": charts})
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         if self.writer is not None:
-            for tag, value in values.items():
-                self.writer.add_scalar(tag, value, step)
+            with writing(self.path):
+                for tag, value in values.items():
+                    self.writer.add_scalar(tag, value, step)
 
     def losses(self, step: int, mean: dict[str, float]) -> None:
         self.scalars(step, {f"loss/{k}": v for k, v in mean.items()})
@@ -62,7 +95,8 @@ class Events:
         if improved:
             self.scalars(step, {"selection/epoch": best["epoch"], "selection/value": 100 * best["value"]})
             if self.writer is not None:
-                self.writer.add_text("selection/metric", best["metric"], step)
+                with writing(self.path):
+                    self.writer.add_text("selection/metric", best["metric"], step)
         self.flush()
 
     def finish(self, step: int, cfg: dict, best: dict) -> None:
@@ -71,10 +105,15 @@ class Events:
             return
         settings = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in leaves(cfg)}
         metric = {"hparam/selected": 100 * best["value"]}
-        for summary in hparams(settings, metric):
-            self.writer.file_writer.add_summary(summary, step)
-        self.scalars(step, metric)
-        self.writer.close()
+        try:  # after the model file: a failure here costs the events of the end, not the run
+            for tag, value in metric.items():
+                self.writer.add_scalar(tag, value, step)
+            for summary in hparams(settings, metric):
+                self.writer.file_writer.add_summary(summary, step)
+            self.writer.close()
+        except OSError as e:
+            print(f"warning: could not write the run's last TensorBoard events (its hparams) in {shown(self.path)}: "
+                  f"{e.strerror or e}; the model file is written", file=sys.stderr)
 
     def logged(self, step: int) -> bool:
         """Whether the evaluation at `step` is in the run folder already (a stopped run may have logged it)."""
@@ -88,4 +127,5 @@ class Events:
 
     def flush(self) -> None:
         if self.writer is not None:
-            self.writer.flush()
+            with writing(self.path):
+                self.writer.flush()
