@@ -103,8 +103,8 @@ def main() -> None:
     tune_allocator()  # as train.py does
     tiny = ["feat.fft_num=1024", "feat.mel_bin=32", "feat.frame_num=32", "net.isize=32", "net.nz=16", "net.ndf=8",
             "net.ngf=8", "train.batch_size=16"]
-    res = {"tiny (isize 32, batch 16, a whole epoch)": one_size(tiny, 40, 79, None)}
-    iters = 3 if a.quick else a.paper_iters
+    res = {"tiny (isize 32, batch 16, a whole epoch)": one_size(tiny, 8 if a.quick else 40, 79, None)}
+    iters = 1 if a.quick else a.paper_iters
     paper = one_size(["train.batch_size=64"], -(-iters * 64 // 186), 313, iters)  # 186 segments of 128 a clip
     fastest = min(paper["with_events"]["epoch_s"], paper["without_events"]["epoch_s"])  # faster: larger share
     per_iter = fastest / paper["iterations"] * (512 / 64)  # a batch of 512

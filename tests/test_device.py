@@ -77,7 +77,7 @@ def test_every_command_leaves_the_models_flags(tmp_path, synth2022, capsys):
     assert code == 0, err[-2000:]
     assert flags() == PRECISIONS["fp32"]
     base = ["--mt", "fan", *out_sets(tmp_path, synth2022), *[x for s in TINY for x in ("--set", s)]]
-    for main, extra in ((cli.test_main, ["-d", "--no-plots"]), (cli.loc_main, [])):
+    for main, extra in ((cli.test_main, ["-d", "--no-plots"]), (cli.loc_main, ["--limit", "1", "--top", "1"])):
         _sentinel()
         code, _, err = run_cli(main, SPEC, [*base, *extra], capsys)
         assert code == 0, err[-2000:]

@@ -1,19 +1,16 @@
 """A training run seen in TensorBoard (training/events.py): every tag, read back with TensorBoard's own reader, at
 the right steps and with the values of the history in the model file; a run killed and resumed shows each step
-once; the real tensorboard server lists a table's jobs; the training-curves figure."""
+once; a full disk or a file in the way is one line; the training-curves figure (the real tensorboard server on a
+table's jobs: test_reproduce.py)."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +22,7 @@ from tensorboard.plugins.custom_scalar import layout_pb2
 from aegan.core.metrics import metric_names
 from aegan.store import checkpoint
 from aegan.training.epoch import LOG_EVERY
-from conftest import HANG_GUARD, ROOT, TINY, TRAINED_ARGS, run_script, small_sets
+from conftest import HANG_GUARD, ROOT, TRAINED_ARGS, run_script, small_sets
 
 pytestmark = pytest.mark.slow
 LOSSES = ("lossD", "wdist", "gp", "lossG", "recon", "feat_match")
@@ -109,7 +106,7 @@ def full_disk(tmp_path):
 
 
 def test_events_on_a_full_disk_stop_the_run_in_one_line_and_resume_elsewhere(tmp_path, synth2022, full_disk):
-    base = ["dcase2022/train.py", *TRAINED_ARGS, *small_sets(tmp_path, synth2022)]
+    base = ["dcase2022/train.py", *TRAINED_ARGS, *small_sets(tmp_path, synth2022), "--set", "train.epoch=2"]
     r = run_script(*base, "--set", f"tb_dir={full_disk}")
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 1 and len(lines) == 1, r.stderr[-3000:]  # not the writer thread's traceback as well
@@ -120,8 +117,8 @@ def test_events_on_a_full_disk_stop_the_run_in_one_line_and_resume_elsewhere(tmp
     assert r.returncode == 0, r.stderr[-2000:]
     start = int(re.search(r"resuming from .* at epoch (\d)", r.stdout + r.stderr).group(1))
     steps = _steps(_events(tmp_path / "tb2"), "epoch/lossD")  # from the epoch it resumed at, each step once
-    iters = steps[-1] // 3
-    assert steps == [e * iters for e in range(start, 4)], (start, steps)
+    iters = steps[-1] // 2
+    assert steps == [e * iters for e in range(start, 3)], (start, steps)
 
 
 def test_a_file_where_the_events_go_is_one_line(tmp_path, synth2022):
@@ -130,51 +127,6 @@ def test_a_file_where_the_events_go_is_one_line(tmp_path, synth2022):
                    f"tb_dir={tmp_path / 'taken'}")
     assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr[-3000:]
     assert r.stderr.startswith(f"error: could not write the TensorBoard events in {tmp_path / 'taken'}/fan/seed42-")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(port: int, path: str):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=60) as r:
-        return json.loads(r.read())
-
-
-def test_the_tensorboard_server_lists_every_job_of_a_table(tmp_path):
-    from aegan import synth
-
-    data = synth.make_2022(tmp_path / "data", "ToyTrain", seconds=1.2, n_train=4, n_train_target=1, n_test=2,
-                           eval_sections=())
-    out = tmp_path / "rep"
-    r = subprocess.run([sys.executable, "-m", "aegan.reproduce", "--dataset", "dcase2022", "--mt", "ToyTrain",
-                        "--seeds", "2", "--out", str(out), *[x for s in [f"dataset_dir={data}", "train_set=dev", *TINY]
-                                                             for x in ("--set", s)]],
-                       cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert f"tensorboard --logdir {out / 'tb'}" in r.stdout
-    port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(out / "tb"), "--host",
-                               "127.0.0.1", "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    try:
-        deadline, runs = time.monotonic() + HANG_GUARD, []
-        while len(runs) < 2:  # the server answers once it has loaded the runs: wait for it, not for seconds
-            assert server.poll() is None and time.monotonic() < deadline
-            try:
-                runs = _get(port, "/data/runs")
-            except OSError:
-                time.sleep(0.2)
-        assert sorted(run.split("-")[0] for run in runs) == ["ToyTrain/seed0", "ToyTrain/seed1"]
-        tags = _get(port, "/data/plugin/scalars/tags")
-        for run in runs:
-            assert {"loss/lossD", "epoch/recon", "hmean/D_lof", "selection/epoch"} <= set(tags[run]), run
-    finally:
-        server.terminate()
-        server.wait(timeout=HANG_GUARD)
-    assert (out / "summary_curves.png").is_file()
 
 
 def test_the_training_curves_figure_says_what_it_draws(trained2022):

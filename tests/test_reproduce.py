@@ -6,9 +6,11 @@ import csv
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 
@@ -68,6 +70,34 @@ def table(tmp_path, machines=("fan", "ToyTrain"), *more: str) -> tuple[list[str]
     return args, out
 
 
+def _get(port: int, path: str):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=60) as r:
+        return json.loads(r.read())
+
+
+def served_tags(root, jobs: int) -> dict[str, set[str]]:
+    """The real tensorboard server on `root`: the scalar tags of each run it lists, once it lists `jobs` runs."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(root), "--host", "127.0.0.1",
+                               "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    try:
+        deadline, runs = time.monotonic() + GUARD_S, []
+        while len(runs) < jobs:  # the server answers once it has loaded the runs: wait for it, not for seconds
+            assert server.poll() is None and time.monotonic() < deadline
+            try:
+                runs = _get(port, "/data/runs")
+            except OSError:
+                time.sleep(0.2)
+        tags = _get(port, "/data/plugin/scalars/tags")
+        return {run: set(tags[run]) for run in runs}
+    finally:
+        server.terminate()
+        server.wait(timeout=GUARD_S)
+
+
 def run(args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=GUARD_S)
 
@@ -95,6 +125,12 @@ def test_reproduce_runner_summary_for_two_machine_types(tmp_path):
     assert "reproduce: fan seed 0: epoch 1/1, 0:" in r.stdout and "reproduce: fan seed 0: testing" in r.stdout
     assert "\r" not in log.read_text() and "epoch 1/1: 0/" in log.read_text()
     assert "reproduce: 2 jobs (2 machine types x 1 seed) on this machine" in r.stdout
+    assert f"tensorboard --logdir {out / 'tb'}" in r.stdout  # every job's events under one root, served
+    served = served_tags(out / "tb", 2)
+    assert sorted(run.split("-")[0] for run in served) == ["ToyTrain/seed0", "fan/seed0"]
+    for run_tags in served.values():
+        assert {"loss/lossD", "epoch/recon", "hmean/D_lof", "selection/epoch", "lr/G"} <= run_tags
+    assert (out / "summary_curves.png").is_file()
     r = run(args)  # resumable: nothing to redo
     assert r.returncode == 0 and r.stdout.count("done before") == 2
     r = run([*args, "--status"])
