@@ -67,7 +67,8 @@ def test_checkpoint_refuses_code_and_names_mismatch(tmp_path):
                             "with weight (24, 1, 4, 4) here")):
         with pytest.raises(checkpoint.AeganError) as e:
             checkpoint.load_weights(build_nets(changed)[0], state["netG"], path, "netG", changed)
-        assert named in str(e.value) and len(str(e.value)) < 250 and "net.ngf=" not in str(e.value)
+        msg = str(e.value)
+        assert named in msg and len(msg.replace(str(path), "")) < 200 and "net.ngf=" not in msg  # the path: the user's
     trunc = tmp_path / "trunc.pth"
     trunc.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(checkpoint.AeganError, match="truncated"):
@@ -88,4 +89,5 @@ def test_a_damaged_checkpoint_is_one_short_line(tmp_path, damage):
         checkpoint.load(path)
     msg = str(e.value)
     assert msg.startswith(f"checkpoint {path} is truncated, damaged or not a PyTorch file (") and "\n" not in msg
-    assert "weights_only" not in msg and "run code" not in msg and len(msg) < 250
+    # short but for the path, whose length is the user's (a deeper temp folder once made this fail)
+    assert "weights_only" not in msg and "run code" not in msg and len(msg.replace(str(path), "")) < 200

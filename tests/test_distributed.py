@@ -6,6 +6,8 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
+from datetime import timedelta
 
 import pytest
 import torch
@@ -32,9 +34,11 @@ def _opt(params):
     return torch.optim.SGD(params, lr=1e-3)  # parameters then differ by exactly lr x the gradient difference
 
 
-def _rank(rank, world, x, port, out):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+def _rank(rank, world, batch, port, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), GLOO_SOCKET_IFNAME="lo")
+    # a rank that cannot meet the other fails within the guard instead of waiting for gloo's 30 minutes
+    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=HANG_GUARD))
+    x = torch.load(batch)
     torch.manual_seed(0)
     g, d = build_nets({**NET, "first_norm": True})
     dg, dd = DDP(g), DDP(d)
@@ -49,7 +53,16 @@ def _rank(rank, world, x, port, out):
 
 def test_ddp_step_equals_single_process_step_on_the_global_batch(tmp_path):
     x = torch.rand(8, 1, 32, 32) * 2 - 1
-    mp.spawn(_rank, args=(2, x, free_port(), str(tmp_path / "ddp.pt")), nprocs=2)
+    torch.save(x, tmp_path / "x.pt")  # a file, not a tensor shared through the parent's fd-passing thread
+    ranks = mp.spawn(_rank, args=(2, str(tmp_path / "x.pt"), free_port(), str(tmp_path / "ddp.pt")), nprocs=2,
+                     join=False)
+    deadline = time.monotonic() + HANG_GUARD  # a guard against a hung rank, far beyond a passing run
+    try:
+        while not ranks.join(timeout=5):
+            assert time.monotonic() < deadline, f"the two ranks did not finish in {HANG_GUARD} s"
+    finally:
+        for p in ranks.processes:
+            p.kill()
     torch.manual_seed(0)
     g, d = build_nets({**NET, "first_norm": True})
     init = {key: {k: v.clone() for k, v in net.state_dict().items()} for key, net in (("g", g), ("d", d))}

@@ -12,17 +12,14 @@ import time
 import pytest
 
 from aegan import synth
-from conftest import ROOT, TINY, one_line_error
+from conftest import HANG_GUARD, ROOT, TINY, one_line_error
 from slurm_cluster import cluster  # noqa: F401 - the session's cluster fixture
-
-# A guard against a hang only: a job of this sweep takes seconds on an idle machine; a busy one may take minutes.
-GUARD_S = 1800
 
 
 def wait_for(condition, what: str) -> None:
     t0 = time.monotonic()
     while not condition():
-        assert time.monotonic() - t0 < GUARD_S, f"no {what} after {GUARD_S} s"
+        assert time.monotonic() - t0 < HANG_GUARD, f"no {what} after {HANG_GUARD} s"
         time.sleep(0.1)
 
 
