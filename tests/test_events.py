@@ -127,6 +127,23 @@ def test_a_file_where_the_events_go_is_one_line(tmp_path, synth2022):
                    f"tb_dir={tmp_path / 'taken'}")
     assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr[-3000:]
     assert r.stderr.startswith(f"error: could not write the TensorBoard events in {tmp_path / 'taken'}/fan/seed42-")
+    assert "(set tb_dir to a folder you can write" in r.stderr  # no advice to free space that is not short
+
+
+def test_a_read_only_events_folder_is_one_line_that_does_not_blame_the_space(tmp_path, synth2022):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)],
+                      capture_output=True).returncode:
+        pytest.skip("mounting a read-only tmpfs needs root (CI runs as root)")
+    try:
+        r = run_script("dcase2022/train.py", *TRAINED_ARGS, *small_sets(tmp_path, synth2022), "--set",
+                       f"tb_dir={folder}")
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr[-3000:]
+    assert "Read-only file system (set tb_dir to a folder you can write" in r.stderr and "space" not in r.stderr
+    assert not (tmp_path / "model" / "fan.pth").exists()
 
 
 def test_the_training_curves_figure_says_what_it_draws(trained2022):

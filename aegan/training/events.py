@@ -15,6 +15,7 @@ one logged after its last run state (purge_step) and TensorBoard shows each step
 
 from __future__ import annotations
 
+import errno
 import sys
 import threading
 import traceback
@@ -56,9 +57,10 @@ def writing(path: Path) -> Iterator[None]:
     try:
         yield
     except OSError as e:
-        raise AeganError(f"could not write the TensorBoard events in {shown(path)}: {e.strerror or e} (free some "
-                         "space or set tb_dir to another folder, or --set train.tensorboard=false; --resume "
-                         "continues from the last completed epoch)") from None
+        fix = "free some space or set" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "set"
+        raise AeganError(f"could not write the TensorBoard events in {shown(path)}: {e.strerror or e} ({fix} tb_dir "
+                         "to a folder you can write, or --set train.tensorboard=false; --resume continues from the "
+                         "last completed epoch)") from None
 
 
 class Events:
