@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from aegan.commands.guard import sigterm_as_interrupt
+from aegan.core.errors import AeganError
 from aegan.core.files import atomic_path, replace_set, signals_deferred, write_text
 from conftest import ROOT
 
@@ -49,3 +50,25 @@ def test_a_published_set_is_never_cut_in_two_by_an_interrupt(tmp_path):
     assert interrupted == [False, True]  # the block ran to its end, then the interrupt came
     assert sorted(p.name for p in tmp_path.iterdir()) == [".fan_dev.written", "s0.csv", "s1.csv"]
     assert all(p.read_text() == "new\n" for p in tmp_path.glob("s*.csv"))
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """A folder on a read-only tmpfs (as root, file modes do not stop a write; a read-only mount does)."""
+    path = tmp_path / "ro"
+    path.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(path)],
+                      capture_output=True).returncode:
+        pytest.skip("mounting a read-only tmpfs needs root (CI runs as root)")
+    yield path
+    subprocess.run(["umount", str(path)], check=True)
+
+
+@pytest.mark.parametrize("where", ["folder", "subfolder"])
+def test_a_write_into_a_read_only_folder_is_one_line_that_does_not_blame_the_space(read_only, where):
+    path = read_only / "a.csv" if where == "folder" else read_only / "sub" / "a.csv"
+    for write in (lambda: write_text(path, "x"), lambda: replace_set(read_only / "set.json", {path: "x"})):
+        with pytest.raises(AeganError) as e:
+            write()
+        assert str(e.value) == (f"could not write {path}: Read-only file system (choose a folder you can write); "
+                                "the previous file, if any, is unchanged")

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from tqdm import tqdm
 
 from aegan.core.errors import AeganError
+from aegan.core.files import os_error_line
 
 
 class Parser(argparse.ArgumentParser):
@@ -61,6 +62,11 @@ def guarded(fn: Callable[[argparse.Namespace], int | None], args: argparse.Names
     except KeyboardInterrupt:
         print(f"error: {interrupted()}", file=sys.stderr)
         sys.exit(130)
+    except OSError as e:  # a folder the command could not make or a file it could not open
+        if debug:
+            traceback.print_exc()
+        print(f"error: {os_error_line(e)}", file=sys.stderr)
+        sys.exit(1)
     except Exception as e:  # noqa: BLE001 - last resort: still one line unless --debug
         if debug:
             traceback.print_exc()

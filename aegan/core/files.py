@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import hashlib
 import io
 import os
@@ -128,7 +129,10 @@ def sha256(path: str | os.PathLike) -> str:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path next to `path`; rename it over `path` only if the block succeeds."""
     path = Path(path)
-    fd, tmp_path = _temp_beside(path)
+    try:  # a folder that cannot be made or written is the same one line as a write that fails
+        fd, tmp_path = _temp_beside(path)
+    except OSError as e:
+        raise write_error(path, e) from None
     os.close(fd)
     try:
         yield tmp_path
@@ -142,12 +146,34 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def out_of_space(e: BaseException) -> bool:
+    """Whether a failed write ran out of disk space or quota (else: a read-only folder, no permission, ...)."""
+    return getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _advice(e: BaseException, writing: bool) -> str | None:
+    """What to do about a failed file operation, where its error says (`writing`: it was a write)."""
+    if out_of_space(e):
+        return "free some space, or choose another output folder"
+    if writing or getattr(e, "errno", None) == errno.EROFS:
+        return "choose a folder you can write"
+    return None
+
+
+def os_error_line(e: OSError) -> str:
+    """A file-system failure no command foresaw (a log or figure folder on a read-only or full disk), as one line
+    naming the path, and what to do where the error says it."""
+    where = f"{shown(e.filename)}: " if e.filename is not None else ""
+    advice = _advice(e, writing=False)
+    return f"{where}{e.strerror or e}" + (f" ({advice})" if advice else "")
+
+
 def write_error(path: Path, e: BaseException) -> AeganError:
     """One line for a write that failed (a full disk, a read-only folder), naming the file."""
     text = str(e).strip()
     why = getattr(e, "strerror", None) or (text.splitlines()[0] if text else type(e).__name__)
-    return AeganError(f"could not write {shown(path)}: {why} (free some space, or choose another output folder); "
-                      "the previous file, if any, is unchanged")
+    return AeganError(f"could not write {shown(path)}: {why} ({_advice(e, writing=True)}); the previous file, if "
+                      "any, is unchanged")
 
 
 def csv_text(header: list[str], rows: list[list]) -> str:

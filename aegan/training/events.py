@@ -15,7 +15,6 @@ one logged after its last run state (purge_step) and TensorBoard shows each step
 
 from __future__ import annotations
 
-import errno
 import sys
 import threading
 import traceback
@@ -28,6 +27,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
 from aegan.core.errors import AeganError, shown
+from aegan.core.files import out_of_space
 from aegan.core.metrics import metric_names
 from aegan.scoring.evaluation import Results, Rule
 from aegan.settings.layers import leaves
@@ -57,7 +57,7 @@ def writing(path: Path) -> Iterator[None]:
     try:
         yield
     except OSError as e:
-        fix = "free some space or set" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "set"
+        fix = "free some space or set" if out_of_space(e) else "set"  # the folder: tb_dir
         raise AeganError(f"could not write the TensorBoard events in {shown(path)}: {e.strerror or e} ({fix} tb_dir "
                          "to a folder you can write, or --set train.tensorboard=false; --resume continues from the "
                          "last completed epoch)") from None
