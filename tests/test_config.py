@@ -238,3 +238,19 @@ def test_the_dcase2022_defaults_file_is_what_the_declaration_writes():
     loaded, written = load_config(D22, "ToyTrain").cfg, yaml.safe_load(render())
     assert {k: v for k, v in loaded.items() if not k.endswith("_dir")} == {k: v for k, v in written.items()
                                                                            if not k.endswith("_dir")}
+
+
+@pytest.mark.parametrize("which", ["pretrain/dcase2022/fan.yaml", "dcase2022/config.yaml"])
+def test_a_settings_layer_that_is_a_dangling_link_is_named_not_left_out(tmp_path, which):
+    """The paper's settings for a machine type, or the user's config.yaml, as a link to a file that is gone: left
+    out, fan would train on the defaults without a word."""
+    root = tmp_path / "dcase2022"
+    root.mkdir()
+    (root / "defaults.yaml").write_text(f"_extends: {ROOT / 'dcase2022' / 'defaults.yaml'}\n")
+    link = tmp_path / which
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(tmp_path / "gone.yaml")
+    with pytest.raises(AeganError) as e:
+        load_config(root, "fan")
+    assert str(e.value) == (f"config file {link} is a symbolic link to {tmp_path / 'gone.yaml'}, which does not "
+                            "exist: restore the file or remove the link")

@@ -12,7 +12,9 @@ import sys
 import time
 import urllib.request
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from aegan import synth
 from aegan.jobs.slurm import key_value, minutes
@@ -127,7 +129,11 @@ def test_reproduce_runner_summary_for_two_machine_types(tmp_path):
     assert sorted(run.split("-")[0] for run in served) == ["ToyTrain/seed0", "fan/seed0"]
     for run_tags in served.values():
         assert {"loss/lossD", "epoch/recon", "hmean/D_lof", "selection/epoch", "lr/G"} <= run_tags
-    assert (out / "summary_curves.png").is_file()
+    with Image.open(out / "summary_curves.png") as im:  # what it says it draws: each type's metric over its seeds
+        assert im.text["Title"] == ("dcase2022: hmean (%) per epoch on the labelled dev test set, the mean over "
+                                    "seeds and their range")
+        assert im.text["Description"] == "fan: G_z_cos_min | ToyTrain: the best of the 19 metrics, per epoch"
+        assert np.asarray(im.convert("L")).std() > 10  # drawn, not blank
     r = run(args)  # resumable: nothing to redo
     assert r.returncode == 0 and r.stdout.count("done before") == 2
     r = run([*args, "--status"])
@@ -173,7 +179,8 @@ def test_read_only_output_folder_is_one_line(tmp_path):
             r = run([*args, "--out", str(out)])
             one_line_error(r.returncode, r.stderr, f"cannot write to the output folder {out}", "--out")
         r = run([*args, "--out", str(ro), "--status"])
-        one_line_error(r.returncode, r.stderr, f"cannot write the summary in {ro}")
+        one_line_error(r.returncode, r.stderr, f"could not write {ro / 'summary.csv'}: ",
+                       "choose a folder you can write")
     finally:
         subprocess.run(["chattr", "-i", str(ro)], capture_output=True)
         ro.chmod(0o755)

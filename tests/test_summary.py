@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy.stats import hmean
 
-from aegan.commands import plots
+from aegan.commands import curves, plots
 from aegan.commands.localization import summary_layout
 from aegan.commands.results import dataset_title, decision_table, write_decision_metrics
 from aegan.commands.summary import record_run, write_summary
@@ -188,18 +188,25 @@ def test_pca_axes_give_their_explained_variance():
 
 
 def test_each_score_panel_has_the_range_of_its_own_clips():
-    """Source and target scores far apart: each panel's x-range covers its own clips (and the threshold), so
-    neither is squeezed into a corner of a shared range."""
+    """Source and target scores far apart, the threshold among the source clips: each panel's x-range is its own
+    clips' (the threshold's line where it lies near them), so that neither domain is squeezed into a corner of a
+    shared range; a panel whose clips lie far from the threshold names it in its legend."""
     clips = _clips22()
     scores = np.array([(0 if c.domain == "source" else 100) + c.label + 0.1 * i for i, c in enumerate(clips)])
     threshold = 0.5
     fig = plots.score_figure("section", clips, scores, "G_x_2_sum", threshold, "t")
+    lines = {}
     for ax in fig.axes:
         g, d = ax.get_title().replace("section ", "").split(", ")
         own = [s for c, s in zip(clips, scores) if c.group == g and c.domain == d]
+        lines[g, d] = [t.get_text() for t in ax.get_legend().get_texts()][-1]
+        drawn = own + ([threshold] if lines[g, d] == "decision threshold" else [])
         lo, hi = ax.get_xlim()
-        span = max(own + [threshold]) - min(own + [threshold])
-        assert lo >= min(own + [threshold]) - 0.1 * span and hi <= max(own + [threshold]) + 0.1 * span, ax.get_title()
+        span = max(drawn) - min(drawn)
+        assert min(drawn) - 0.1 * span <= lo <= min(drawn) and max(drawn) <= hi <= max(drawn) + 0.1 * span, \
+            ax.get_title()
+    assert lines["00", "source"] == "decision threshold"  # its clips score 0 to 1.4: the line among them
+    assert {v for (g, d), v in lines.items() if d == "target"} == {"decision threshold 0.5 (below the axis)"}
     plt.close(fig)
 
 
@@ -214,3 +221,22 @@ def test_summary_says_how_each_metric_was_chosen(tmp_path):
         "D_lof", "default", "68.85", "D_maha", "92.00")
     assert "| Polisher | D_lof (default) | 68.85 | D_maha | 92.00 | - |" in md.read_text()
     assert "(best)" not in md.read_text()
+
+
+@pytest.mark.parametrize("seeds, epochs", [(1, 1), (3, 4)])
+def test_the_tables_curves_read_whole_epochs_and_their_title_fits(seeds, epochs):
+    """One machine type of one seed and one epoch (a first try of aegan.reproduce): the title inside the figure, the
+    epochs whole numbers, no 'range' of one seed."""
+    runs = [[80.0 + s + e for e in range(epochs)] for s in range(seeds)]
+    title = "dcase2022: hmean (%) per epoch on the labelled dev test set, the mean over seeds and their range"
+    fig = curves.table_figure({"fan": ("G_z_cos_min", runs, 65.83)}, "hmean", title)
+    fig.canvas.draw()
+    box = fig._suptitle.get_window_extent()
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.x1 and fig._suptitle.get_text().replace("\n", " ") == title
+    ax = fig.axes[0]
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert ticks and all(t == int(t) and 1 <= t <= epochs for t in ticks)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    drawn = ["1 seed"] if seeds == 1 else ["range of 3 seeds", "mean"]
+    assert labels == [*drawn, "the paper: 65.83"]
+    plt.close(fig)

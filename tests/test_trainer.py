@@ -118,15 +118,18 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, synt
 
 
 def test_speed_options_run_on_cpu(tmp_path, synth2022):
-    """bf16 autocast, channels_last and torch.compile go through the same code path as the default."""
+    """bf16 autocast, channels_last and torch.compile go through the same code path as the default; with
+    train.tensorboard=false no event is written."""
     # the tiny networks: torch.compile's time on the CPU grows with the layers it compiles
-    sets = [*TINY, "train.amp=bf16", "train.channels_last=true", "train.compile=true", "detect.amp=bf16"]
+    sets = [*TINY, "train.amp=bf16", "train.channels_last=true", "train.compile=true", "detect.amp=bf16",
+            "train.tensorboard=false"]
     r = run_script("dcase2022/train.py", "--mt", "ToyTrain", *out_sets(tmp_path, synth2022),
                    *[x for s in sets for x in ("--set", s)])
     assert r.returncode == 0, r.stderr[-3000:]
     state = checkpoint.load(tmp_path / "model" / "ToyTrain.pth")
     assert state["config"]["train"]["compile"] and state["config"]["train"]["amp"] == "bf16"
     assert all(torch.isfinite(v).all() for v in state["netG"].values() if v.is_floating_point())
+    assert not (tmp_path / "tb").exists() and not (tmp_path / "log" / "ToyTrain" / "tb").exists()  # no events
 
 
 def test_evaluation_beside_the_next_epoch_gives_the_same_run(tmp_path, synth2022, capsys):

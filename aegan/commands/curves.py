@@ -4,6 +4,7 @@ finishes, and the one of a whole table (aegan.reproduce), each machine type's pe
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -54,8 +55,7 @@ def training_curves(path: Path, history: list[dict], best: dict, key: str, paper
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
         ax.set_title(f"{key} per epoch", fontsize=9)
-    axes[-1].set_xlabel("epoch")
-    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
+    _epoch_axis(axes[-1], max(h["epoch"] for h in history))
     chosen = "" if math.isnan(best["value"]) else f", {key} {100 * best['value']:.2f}"
     fig.suptitle(f"{title}\nselected: epoch {best['epoch']}, {best['metric']}{chosen}", fontsize=10)
     fig.tight_layout()
@@ -66,6 +66,10 @@ def table_curves(path: Path, curves: dict[str, tuple[str, list[list[float]], flo
                  title: str) -> Path:
     """Per machine type {mt: (what is drawn, per seed its per-epoch values in %, the paper's value)}: the mean over
     seeds per epoch and their range (shaded), one panel each."""
+    return save_png(table_figure(curves, key, title), path)
+
+
+def table_figure(curves: dict[str, tuple[str, list[list[float]], float | None]], key: str, title: str):
     n = len(curves)
     cols = min(3, n)
     fig, axes = plt.subplots(-(-n // cols), cols, figsize=(4.2 * cols, 3.2 * -(-n // cols)), squeeze=False)
@@ -73,18 +77,26 @@ def table_curves(path: Path, curves: dict[str, tuple[str, list[list[float]], flo
         length = min(len(r) for r in runs)
         values = np.array([r[:length] for r in runs])
         epochs = np.arange(1, length + 1)
-        ax.fill_between(epochs, values.min(0), values.max(0), alpha=0.25, label=f"range of {plural(len(runs), 'seed')}")
-        ax.plot(epochs, values.mean(0), marker=".", label="mean")
+        if len(runs) > 1:
+            ax.fill_between(epochs, values.min(0), values.max(0), alpha=0.25,
+                            label=f"range of {plural(len(runs), 'seed')}")
+        ax.plot(epochs, values.mean(0), marker=".", label="mean" if len(runs) > 1 else "1 seed")
         if paper is not None:
             ax.axhline(paper, color="black", lw=1, ls="--", label=f"the paper: {paper:.2f}")
         ax.set_title(f"{mt}: {what}", fontsize=9)
-        ax.set_xlabel("epoch", fontsize=8)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _epoch_axis(ax, length)
         ax.set_ylabel(f"{key} (%)", fontsize=8)
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(textwrap.fill(title, int(13 * 4.2 * cols)), fontsize=10)  # about 13 characters an inch
     fig.tight_layout()
-    return save_png(fig, path)
+    return fig
+
+
+def _epoch_axis(ax, epochs: int) -> None:
+    """Whole epochs 1..epochs on the x-axis (a run of one epoch too)."""
+    ax.set_xlim(0.5, epochs + 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax.set_xlabel("epoch", fontsize=8)

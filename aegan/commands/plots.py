@@ -49,18 +49,25 @@ def score_distributions(path: Path, group: str, clips: list[Clip], scores: np.nd
 
 def score_figure(group: str, clips: list[Clip], scores: np.ndarray, metric: str, threshold: float, title: str):
     """Histograms of normal and anomalous clips' scores per section/ID and domain, with the threshold. Each panel
-    has the bins and x-range of its own clips (and the threshold): the domains' scores can lie far apart."""
+    has the bins and x-range of its own clips, the threshold's line included when it lies near them, else named
+    in the legend: the domains' scores can lie far apart."""
     panels = _panels(clips)
     ncols = 2 if panels[0][1] else min(3, len(panels))
     nrows = -(-len(panels) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 2.8 * nrows), squeeze=False)
     for ax, (g, d) in zip(axes.flat, panels):
         here = [(c.label, v) for c, v in zip(clips, scores) if c.group == g and c.domain == d]
-        bins = np.histogram_bin_edges(np.append([v for _, v in here], threshold), bins=30)
+        lo, hi = min(v for _, v in here), max(v for _, v in here)
+        near = lo - (hi - lo) / 4 <= threshold <= hi + (hi - lo) / 4  # else drawing it would squeeze the clips
+        bins = np.histogram_bin_edges([v for _, v in here] + ([threshold] if near else []), bins=30)
         for label, name in ((0, "normal"), (1, "anomaly")):
             s = [v for y, v in here if y == label]
             ax.hist(s, bins=bins, alpha=0.6, color=COLORS[name], histtype="stepfilled", label=f"{name} ({len(s)})")
-        ax.axvline(threshold, color="black", ls="--", lw=1, label="decision threshold")
+        if near:
+            ax.axvline(threshold, color="black", ls="--", lw=1, label="decision threshold")
+        else:
+            side = "below" if threshold < lo else "above"
+            ax.plot([], [], color="black", ls="--", lw=1, label=f"decision threshold {threshold:.4g} ({side} the axis)")
         ax.set_title(f"{group} {g}" + (f", {d}" if d else ""), fontsize=9)
         ax.set_xlabel(f"{metric} score", fontsize=8)
         ax.set_ylabel("clips", fontsize=8)

@@ -147,17 +147,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def out_of_space(e: BaseException) -> bool:
-    """Whether a failed write ran out of disk space or quota (else: a read-only folder, no permission, ...)."""
-    return getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+    """Whether a failed write ran out of disk space, quota or the largest file allowed (else: a read-only folder,
+    no permission, ...)."""
+    return getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def _advice(e: BaseException, writing: bool) -> str | None:
     """What to do about a failed file operation, where its error says (`writing`: it was a write)."""
+    code = getattr(e, "errno", None)
     if out_of_space(e):
         return "free some space, or choose another output folder"
-    if writing or getattr(e, "errno", None) == errno.EROFS:
+    if code == errno.EROFS or writing and code in (errno.EACCES, errno.EPERM):
         return "choose a folder you can write"
-    return None
+    return "choose another output folder" if writing else None
 
 
 def os_error_line(e: OSError) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -202,7 +203,8 @@ def load_config(dataset_root: Path, mt: str, config_file: str | None = None, set
     ignored: list[str] = []
     cfg, sources = _dataset_defaults(defaults(), dataset_root)
     files = [dataset_root.parent / "pretrain" / dataset_root.name / f"{mt}.yaml", dataset_root / "config.yaml"]
-    layers = [(str(f), f, False) for f in files if f.exists()]
+    # a file that is there, or a link to one that is gone (read_yaml names it: never left out in silence)
+    layers = [(str(f), f, False) for f in files if os.path.lexists(f)]
     if config_file:
         layers.append((config_file, Path(config_file), True))
     explicit: set[str] = set()

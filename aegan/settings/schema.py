@@ -1,7 +1,7 @@
 """Every setting, declared once (pydantic): its type, default, allowed values or range and a one-line doc.
 
 The defaults are DCASE 2022's, the paper's; `dcase2022/defaults.yaml` is generated from this declaration
-(`python -m aegan.settings.schema`, and a test fails when it is not) and the other datasets' defaults.yaml hold
+(`python -m aegan.settings.defaults_file`, and a test fails when it is not) and the other datasets' defaults.yaml hold
 only what differs. Key names are the original code's, so its config files load unchanged; what its files need
 beyond that is data here: ALIASES, the legacy booleans of train.tf32, IGNORED keys. A tag marks what a setting
 affects (FEATURES, SEGMENTS) or that a resumed run may change it (FREE).

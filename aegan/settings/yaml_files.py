@@ -3,6 +3,7 @@ settings written back as YAML."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,9 @@ def read_yaml(path: Path) -> dict:
         text = Path(path).read_bytes().decode("utf-8")
         data = _load_text(text, Path(path))
     except FileNotFoundError:
+        if os.path.islink(path):
+            raise AeganError(f"config file {shown(path)} is a symbolic link to {shown(os.readlink(path))}, which does "
+                             "not exist: restore the file or remove the link") from None
         raise AeganError(f"config file not found: {shown(path)}") from None
     except IsADirectoryError:
         raise AeganError(f"config file {shown(path)} is a folder, not a YAML file") from None
