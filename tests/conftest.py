@@ -102,3 +102,25 @@ def write_wav(path: Path, seconds: float = 1.0, sr: int = 16000, seed: int = 0, 
     y = rng.normal(0, 0.1, (int(sr * seconds), channels) if channels > 1 else int(sr * seconds))
     sf.write(path, y, sr, subtype="PCM_16")
     return path
+
+
+def _tmpfs(path: Path, options: str, what: str):
+    """`path` as a tmpfs mounted with `options` for one test (as root: file modes do not stop root's writes; a full
+    or read-only mount does, for real); the test is skipped where mounting is not allowed."""
+    path.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True).returncode:
+        pytest.skip(f"mounting {what} needs root (CI runs as root)")
+    yield path
+    subprocess.run(["umount", str(path)], check=True)
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A folder on a 4 KiB tmpfs: a full disk."""
+    yield from _tmpfs(tmp_path / "full", "size=4k", "a tmpfs")
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """A folder on a read-only tmpfs."""
+    yield from _tmpfs(tmp_path / "ro", "ro,size=64k", "a read-only tmpfs")

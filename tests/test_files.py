@@ -52,18 +52,6 @@ def test_a_published_set_is_never_cut_in_two_by_an_interrupt(tmp_path):
     assert all(p.read_text() == "new\n" for p in tmp_path.glob("s*.csv"))
 
 
-@pytest.fixture
-def read_only(tmp_path):
-    """A folder on a read-only tmpfs (as root, file modes do not stop a write; a read-only mount does)."""
-    path = tmp_path / "ro"
-    path.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(path)],
-                      capture_output=True).returncode:
-        pytest.skip("mounting a read-only tmpfs needs root (CI runs as root)")
-    yield path
-    subprocess.run(["umount", str(path)], check=True)
-
-
 @pytest.mark.parametrize("where", ["folder", "subfolder"])
 def test_a_write_into_a_read_only_folder_is_one_line_that_does_not_blame_the_space(read_only, where):
     path = read_only / "a.csv" if where == "folder" else read_only / "sub" / "a.csv"
