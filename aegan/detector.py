@@ -1,5 +1,122 @@
-"""The Python API for scoring new recordings (`from aegan.detector import Detector`): aegan/inference/detector.py."""
+"""Score new recordings with a trained model: the Python API behind `python -m aegan.score`. A clip the model's
+features would not fit (sample rate, length, not a regular file) is refused in one line."""
 
-from aegan.inference.detector import Detector, Result, expand
+from __future__ import annotations
 
-__all__ = ["Detector", "Result", "expand"]
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+
+from aegan.core.errors import AeganError, shown
+from aegan.core.metrics import D_METRICS, resolve_metric
+from aegan.core.progress import Bar, on_terminal
+from aegan.data.audio import logmel_of, read_audio
+from aegan.data.segments import num_segments
+from aegan.inference.model import Model, load
+from aegan.scoring.evaluation import decide
+from aegan.store.model_file import threshold_key
+
+MAX_SECONDS = 600.0  # longest recording scored: all its segments go through the networks at once
+
+
+@dataclass
+class Result:
+    file: str
+    score: float = float("nan")  # of the detector's metric
+    decision: int | None = None  # 1 anomalous, 0 normal (None when the file failed)
+    scores: dict[str, float] = field(default_factory=dict)  # all 19
+    error: str | None = None  # why the file could not be scored
+
+
+class Detector:
+    """A trained model with one metric and its decision threshold."""
+
+    def __init__(self, model: Model, metric: str | None = None, max_seconds: float = MAX_SECONDS):
+        self.model = model
+        if not max_seconds > 0:
+            raise AeganError(f"max_seconds must be a positive number of seconds, got {max_seconds}")
+        self.max_seconds = float(max_seconds)
+        self.metric = resolve_metric(metric, "metric") if metric else model.metric()
+        # a critic metric's threshold can be fitted from the stored embeddings; a generator's needs the training clips
+        key = threshold_key(self.metric, model.cfg["detect"]["decision_percentile"])
+        if key not in model.thresholds and self.metric not in D_METRICS:
+            raise AeganError(f"model {shown(model.path)} holds no decision threshold for {self.metric}: run its "
+                             f"dataset's test.py once with --set detect.metric={self.metric} (it fits and keeps one)")
+        self.threshold = float(model.threshold(self.metric, None)[0]["threshold"])
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, metric: str | None = None, device: torch.device | None = None,
+             max_seconds: float = MAX_SECONDS) -> Detector:
+        return cls(load(path, device or torch.device("cpu")), metric, max_seconds)
+
+    def score_array(self, waveform: np.ndarray, sample_rate: int, name: str = "<array>") -> Result:
+        """A waveform (samples,), or (samples, channels) / (channels, samples): the loader averages the channels."""
+        y = np.asarray(waveform, dtype=np.float32)
+        if y.ndim == 2:
+            if y.shape[0] == y.shape[1]:
+                raise AeganError(f"{name} has shape {y.shape}: which axis holds the channels is ambiguous; give "
+                                 "(samples,) or (samples, channels)")
+            y = y.mean(axis=int(np.argmin(y.shape)))
+        elif y.ndim != 1:
+            raise AeganError(f"{name} has shape {y.shape}: give a waveform of shape (samples,) or (samples, channels)")
+        return self._score_waveform(y, int(sample_rate), name)
+
+    def _score_waveform(self, y: np.ndarray, sr: int, name: str) -> Result:
+        feat = self.model.cfg["feat"]
+        if len(y) > self.max_seconds * sr:
+            raise AeganError(f"{name} is {len(y) / sr:.0f} s long, more than the limit of {self.max_seconds:g} s: "
+                             "cut it into clips (or raise max_seconds)")
+        if sr != self.model.sample_rate:
+            raise AeganError(f"{name} has sample rate {sr} Hz; the model was trained on {self.model.sample_rate} Hz "
+                             "clips (resample it first)")
+        frames = 1 + len(y) // feat["frame_hop"]  # librosa's centred frames: checked before any feature work
+        if num_segments(frames, feat["frame_num"], feat["graph_hop_f"]) == 0:
+            raise AeganError(f"{name} is {len(y) / sr:.2f} s long, shorter than one segment of "
+                             f"{feat['frame_num']} frames")
+        with threadpool_limits(1):  # as the feature cache computes them: the mel product's last bit depends on it
+            spec = logmel_of(y, sr, feat["fft_num"], feat["frame_hop"], feat["mel_bin"])
+        scores = self.model.score(self.model.scaled(spec[None]), desc=None).scores
+        value = float(scores[self.metric][0])
+        return Result(name, value, int(decide(np.array([value]), self.threshold)[0]),
+                      {m: float(v[0]) for m, v in scores.items()})
+
+    def score(self, paths: str | os.PathLike | Iterable[str | os.PathLike], progress: bool | None = None
+              ) -> list[Result]:
+        """One Result per file (folders: their .wav files), in order; one that fails gets its error."""
+        return list(self.scores(paths, progress))
+
+    def scores(self, paths: str | os.PathLike | Iterable[str | os.PathLike], progress: bool | None = None
+               ) -> Iterator[Result]:
+        """score's Results one at a time, as each file is scored."""
+        files = expand([paths] if isinstance(paths, (str, os.PathLike)) else paths)
+        shown = on_terminal() if progress is None else progress
+        for p in Bar(files, "scoring files", unit="files", disable=not shown):
+            try:
+                y, sr = read_audio(p, self.max_seconds)
+                yield self._score_waveform(y, sr, str(p))
+            except AeganError as e:
+                yield Result(str(p), error=str(e))
+
+
+def expand(inputs: Iterable[str | os.PathLike], ignored: list[Path] | None = None) -> list[Path]:
+    """WAV files and folders (their .wav files, recursively, sorted) as one list; other files go to `ignored`.
+    A FIFO, device or dangling link named .wav is listed too, so that scoring refuses it by name."""
+    files = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            entries = sorted(p for p in path.rglob("*") if not p.is_dir())
+            found = [p for p in entries if p.suffix.lower() == ".wav"]
+            if not found:
+                raise AeganError(f"folder {shown(path)} holds no .wav files")
+            files += found
+            if ignored is not None:
+                ignored += [p for p in entries if p.suffix.lower() != ".wav"]
+        else:
+            files.append(path)
+    return files

@@ -1,12 +1,6 @@
-"""Every dataset and year this code runs, in one place: what each is and where its knowledge lives.
-
-Adding a year of the first-shot task (DCASE 2027) is one `FirstShotYear` line in REGISTRY: the dataset
-folder `firstshot/` serves every year with the year as a setting, `aegan.reproduce --dataset dcase2027` and
-`aegan.synth --year 2027` read it from here, and the config's paths name the year through `{year}`. A dataset
-with other file names is a dataset folder (its `datasets.py` DatasetSpec, a `defaults.yaml` that `_extends`
-another's and holds what differs, the three thin scripts) and one `Dataset` line here naming its evaluation rule
-(aegan/evaluation.py: SECTIONS, IDS, or a new `Rule` there).
-"""
+"""Every dataset and year this code runs, in one place. A first-shot year (DCASE 2027) is one `FirstShotYear` line in
+REGISTRY (`firstshot/` serves every year, the paths name it through `{year}`); a dataset with other file names is a
+dataset folder and one `Dataset` line naming its evaluation rule (docs/ARCHITECTURE.md, "What a change touches")."""
 
 from __future__ import annotations
 
@@ -23,13 +17,12 @@ ROOT = Path(__file__).resolve().parents[1]  # the repository: the dataset folder
 
 @dataclass(frozen=True)
 class Dataset:
-    """A dataset: its folder (scripts, schema, DatasetSpec), its evaluation rule and the synthetic layout tests and
-    demos use."""
+    """A dataset: its folder (scripts, defaults, DatasetSpec), its evaluation rule and the synthetic layout."""
 
     name: str  # "dcase2022": the --dataset name and the default output folders' name
     folder: str  # the dataset folder: "dcase2022" beside the package, or an absolute path anywhere
     layout: str  # aegan.synth's generator: "2020" | "2022" | "firstshot"
-    rule: Rule  # how its results are scored and its submission files named (aegan/evaluation.py)
+    rule: Rule  # how its results are scored and its submission files named (aegan/scoring/evaluation.py)
 
     @property
     def sets(self) -> list[str]:
@@ -84,11 +77,6 @@ REGISTRY: dict[str, Dataset] = {d.name: d for d in (
     _first_shot(2025),
     _first_shot(2026, eval_channels=2),
 )}
-
-
-def register(entry: Dataset) -> None:
-    """Add a dataset or year (a test registers a fictitious year this way; a real one is a line above)."""
-    REGISTRY[entry.name] = entry
 
 
 def dataset(name: str) -> Dataset:

@@ -1,19 +1,7 @@
 """Reproduce a whole results table: train and test every machine type for several seeds.
 
-    python -m aegan.reproduce --dataset dcase2022 --mt all --seeds 3 [--set dataset_dir=/data/dcase2022]
-    python -m aegan.reproduce --dataset dcase2025 --set dataset_dir=/data/dcase2025   # a first-shot year
-    python -m aegan.reproduce --dataset dcase2022 --seeds 3 --launcher slurm --partition gpu --time 12:00:00
-    python -m aegan.reproduce --dataset dcase2022 --seeds 3 --status                 # each job's state
-
-Each (machine type, seed) job runs the real train.py and test.py with its outputs under <out>/<mt>/seed<k>/:
-test.py -d on the dev test set, or, for a first-shot evaluation machine type, on the evaluation test set
-with the released ground truth (<dataset_dir>/ground_truth_data) when it is there. `--launcher local` runs the
-jobs on this machine, one per GPU slot; `--launcher slurm` submits them as one Slurm job array (aegan/jobs/ says
-how each works). Finished jobs are skipped and interrupted ones resume, so rerunning the same command
-continues where it stopped. The summary (<out>/summary.csv and summary.md) gives, per machine type, the mean and
-std over seeds of the paper's metric and of the best metric, next to the paper's number, from the jobs that
-finished, naming those missing.
-"""
+Rerunning the same command continues where it stopped; the summary sets the mean and std over seeds beside the
+paper's number, from the jobs that finished, naming those missing."""
 
 from __future__ import annotations
 
@@ -24,7 +12,8 @@ import tempfile
 from pathlib import Path
 
 from aegan import registry
-from aegan.commands.guard import Parser, guarded
+from aegan.commands.exits import guarded
+from aegan.commands.parser import Parser
 from aegan.commands.results import fraction
 from aegan.core.errors import AeganError, shown
 from aegan.core.files import csv_text, write_text
@@ -50,8 +39,8 @@ def test_args(spec, cfg: dict, mt: str) -> list[str]:
     return ["--ground-truth", str(truth)] if truth.is_dir() else []
 
 
-def job_sets(out: Path) -> list[str]:
-    return [x for item in output_settings(out) for x in ("--set", item)]
+def set_args(items: list[str]) -> list[str]:
+    return [x for item in items for x in ("--set", item)]
 
 
 def summarize(dataset: str, machines: list[str], seeds: list[int], out: Path) -> tuple[Path, Path, list[str]]:
@@ -71,20 +60,19 @@ def summarize(dataset: str, machines: list[str], seeds: list[int], out: Path) ->
             best_vals.append(max(table.values()))
             if paper_metric:
                 metric_vals.append(table[paper_metric])
-        rows.append({"machine": mt, "seeds": len(best_vals), "paper_metric": paper_metric or "",
-                     "paper": "" if result is None else f"{result:.2f}", "metric": metric_vals, "best": best_vals})
+        rows.append((mt, len(best_vals), paper_metric or "", "" if result is None else f"{result:.2f}", metric_vals,
+                     best_vals))
     # percentages with two decimals, as the paper's table; the std only over two seeds or more
     cols = ["machine", "seeds", "paper_metric", "paper", "metric_mean", "metric_std", "best_mean", "best_std"]
-    body = [[r["machine"], r["seeds"], r["paper_metric"], r["paper"], *spread(r["metric"]), *spread(r["best"])]
-            for r in rows]
+    body = [[*r[:4], *spread(r[4]), *spread(r[5])] for r in rows]
     csv_path, md_path = out / "summary.csv", out / "summary.md"
     write_text(csv_path, csv_text(cols, body))
     md = [f"# {dataset}: {key} (%), the mean over seeds (± their standard deviation, from two seeds on)", "",
           "| machine | seeds | paper metric | paper | this code (paper metric) | this code (best metric) |",
           "|---|---|---|---|---|---|"]
-    for r in rows:
-        md.append(f"| {r['machine']} | {r['seeds']} | {r['paper_metric'] or '-'} | {r['paper'] or '-'} | "
-                  f"{mean_std(r['metric'])} | {mean_std(r['best'])} |")
+    for mt, n, paper_metric, result, metric_vals, best_vals in rows:
+        md.append(f"| {mt} | {n} | {paper_metric or '-'} | {result or '-'} | {mean_std(metric_vals)} | "
+                  f"{mean_std(best_vals)} |")
     md += ["", "Epoch and best metric are selected on the labelled dev test set, as in the paper "
            "(train.select=best); pass --set train.select=last for numbers not tuned on it."]
     if missing:
@@ -94,8 +82,8 @@ def summarize(dataset: str, machines: list[str], seeds: list[int], out: Path) ->
 
 
 def curves(dataset: str, jobs: list[Job], out: Path) -> Path | None:
-    """<out>/summary_curves.png: per machine type, the per-epoch value (%) of the paper's metric (else the best of
-    the 19) over the seeds whose training finished, from their model files; None when no job evaluated epochs."""
+    """<out>/summary_curves.png: each machine type's paper metric (else best of 19) per epoch, over the seeds whose
+    training finished; None when no job evaluated epochs."""
     key, found = registry.dataset(dataset).rule.summary_key, {}
     for mt in dict.fromkeys(j.mt for j in jobs):
         paper_metric, result = paper(dataset, mt)
@@ -116,8 +104,7 @@ def curves(dataset: str, jobs: list[Job], out: Path) -> Path | None:
 
 
 def spread(values: list[float]) -> tuple[str, str]:
-    """(mean, standard deviation) of fractions, as percentages with two decimals; no std for one value, "" for
-    none."""
+    """(mean, standard deviation) of fractions in percent with two decimals; no std for one value, "" for none."""
     if not values:
         return "", ""
     return pct(statistics.mean(values)), pct(statistics.stdev(values)) if len(values) > 1 else ""
@@ -157,7 +144,7 @@ def plan(a: argparse.Namespace, out: Path) -> tuple[list[Job], list[str]]:
     """The jobs of the table (machine types x seeds) under `out`, and the machine types."""
     entry = registry.dataset(a.dataset)
     spec = entry.spec()
-    extra = [*(["--config", a.config] if a.config else []), *[x for s in [*a.set, *entry.sets] for x in ("--set", s)]]
+    extra = [*(["--config", a.config] if a.config else []), *set_args([*a.set, *entry.sets])]
     cfg = load_config(entry.root, "", a.config, [*a.set, *entry.sets]).cfg
     known = spec.machine_types(cfg)
     machines = list(known) if a.mt == "all" else a.mt.split(",")
@@ -165,7 +152,7 @@ def plan(a: argparse.Namespace, out: Path) -> tuple[list[Job], list[str]]:
     if unknown:
         raise AeganError(f"--mt: unknown machine type {unknown[0]} (known: {', '.join(known)})")
     jobs = [Job(mt=mt, seed=s, out=out / mt / f"seed{s}", script=entry.root,
-                sets=(*extra, *job_sets(out / mt / f"seed{s}"), "--set", f"tb_dir={out / 'tb'}"),
+                sets=(*extra, *set_args([*output_settings(out / mt / f"seed{s}"), f"tb_dir={out / 'tb'}"])),
                 test=tuple(test_args(spec, cfg, mt)),
                 procs=max(a.gpus_per_job, 1)) for mt in machines for s in range(a.seeds)]
     return jobs, machines
@@ -182,13 +169,6 @@ def check_writable(out: Path) -> None:
                          "(make it writable, or pass --out with a folder you can write)") from None
 
 
-def status(jobs: list[Job], a: argparse.Namespace, out: Path) -> None:
-    """Each job's state: what a launcher knows of it (a Slurm queue's state, its log), else what its folder says."""
-    known = [cls(a, out) for cls in launchers().values()]
-    for job in jobs:
-        print(f"{job.name}: {next((s for x in known if (s := x.state(job))), None) or job.state()}")
-
-
 def reproduce(a: argparse.Namespace, launcher: Launcher, out: Path) -> int:
     jobs, machines = plan(a, out)
     if not a.status:
@@ -203,8 +183,10 @@ def reproduce(a: argparse.Namespace, launcher: Launcher, out: Path) -> int:
 
         if not launcher.run(jobs, report):
             return 0
-    else:
-        status(jobs, a, out)
+    else:  # what a launcher knows of each job (a Slurm queue's state, its log), else what its folder says
+        known = [cls(a, out) for cls in launchers().values()]
+        for job in jobs:
+            print(f"{job.name}: {next((s for x in known if (s := x.state(job))), None) or job.state()}")
     try:
         csv_path, md_path, missing = summarize(a.dataset, machines, list(range(a.seeds)), out)
     except OSError as e:

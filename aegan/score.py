@@ -1,14 +1,6 @@
 """Score new recordings with a trained model.
 
-    python -m aegan.score --model model/dcase2022/fan.pth [--metric NAME] [--out scores.csv] [--all-metrics]
-                          [--max-seconds S] [-c N] INPUT...
-
-INPUT is WAV files or folders (their .wav files, recursively). One row per clip: file, metric, its score and
-the decision (1 anomalous) from the model's gamma-fit threshold; --all-metrics adds the 19 scores.
-Printed on stdout (the progress bar goes to stderr, and only on a terminal), and written to --out as CSV.
-Exit status 0 when every input was scored, 1 when some failed (each named in one line on stderr: not audio,
-another sample rate, longer than --max-seconds, not a regular file; the others are still scored and written).
-"""
+One row per clip on stdout and in --out (README, "Scoring new recordings"); exit status 1 when some file failed."""
 
 from __future__ import annotations
 
@@ -17,12 +9,13 @@ import os
 import sys
 from pathlib import Path
 
-from aegan.commands.guard import Parser, guarded
+from aegan.commands.exits import guarded
+from aegan.commands.parser import Parser
 from aegan.core.errors import AeganError, shown
 from aegan.core.files import csv_text, write_text
 from aegan.core.metrics import metric_names, resolve_metric
 from aegan.core.text import plural
-from aegan.inference.detector import MAX_SECONDS, Detector, Result, expand
+from aegan.detector import MAX_SECONDS, Detector, Result, expand
 from aegan.method.device import select_device
 from aegan.store.model_dir import sidecar_of
 
@@ -44,10 +37,8 @@ def check_output(out: Path, inputs: list[Path]) -> None:
         raise AeganError(f"--out {shown(out)}: the rows are a CSV table; name a {', '.join(OUTPUT_SUFFIXES)} file")
     if out.is_dir():
         raise AeganError(f"--out {shown(out)} is a folder; name a .csv file")
-    target = out.resolve()
-    protected = [*inputs, sidecar_of(inputs[0])]
-    for p in protected:
-        if p.exists() and (p.resolve() == target or out.exists() and os.path.samefile(p, out)):
+    for p in [*inputs, sidecar_of(inputs[0])]:
+        if p.exists() and (p.resolve() == out.resolve() or out.exists() and os.path.samefile(p, out)):
             raise AeganError(f"--out {shown(out)} is {shown(p)}, an input of this run: it would be overwritten; "
                              "choose another file")
 

@@ -1,24 +1,18 @@
 """Synthetic machine sound in the official DCASE 2022 / 2020 layouts and file names, for demos and tests.
 
-Normal sound: a harmonic hum whose fundamental depends on the machine type and section/ID (target
-domain: shifted fundamental and louder noise), slow amplitude modulation, small per-clip jitter,
-broadband noise. Anomalies, one kind per clip: a click train, an extra high tone, band-limited noise
-bursts, or a shifted fundamental. Everything is drawn from one seeded generator: same seed, same bytes.
-
-    python -m aegan.synth --year 2022 --machine fan --out data/synth2022
-    python -m aegan.synth --year 2026 --machine Polisher --part eval --out data/synth2026
-"""
+Every clip is drawn from one seeded generator: same seed, same bytes (tests rely on the clips)."""
 
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
 from aegan import registry
-from aegan.commands.guard import Parser
+from aegan.commands.parser import Parser
 from aegan.core.files import atomic_path, write_text
 from aegan.core.text import plural
 
@@ -38,10 +32,9 @@ ATTRIBUTES_2022 = {
 
 def attributes_2022(machine: str, section: str, i: int) -> str:
     """The attribute part of clip i's name; machine types without a table get a generic `a_<k>`."""
-    table = ATTRIBUTES_2022.get(machine)
-    if table is None:
+    if machine not in ATTRIBUTES_2022:
         return f"a_{i % 3}"
-    choices = table[int(section) % 3]
+    choices = ATTRIBUTES_2022[machine][int(section) % 3]
     return choices[i % len(choices)]
 
 
@@ -51,6 +44,7 @@ def _base_f0(machine: str, group: str) -> float:
 
 
 def normal_sound(rng: np.random.Generator, sr: int, seconds: float, f0: float, noise: float) -> np.ndarray:
+    """A harmonic hum on `f0` (jittered per clip), slowly amplitude-modulated, in broadband noise."""
     n = int(round(sr * seconds))
     t = np.arange(n) / sr
     f0 = f0 * (1 + rng.normal(0, 0.005))
@@ -64,6 +58,7 @@ def normal_sound(rng: np.random.Generator, sr: int, seconds: float, f0: float, n
 
 
 def add_anomaly(rng: np.random.Generator, y: np.ndarray, sr: int, kind: str, f0: float) -> np.ndarray:
+    """`y` with one kind of anomaly: a click train, an extra high tone, band-limited noise bursts or a shifted f0."""
     n = len(y)
     t = np.arange(n) / sr
     y = y.copy()
@@ -80,10 +75,8 @@ def add_anomaly(rng: np.random.Generator, y: np.ndarray, sr: int, kind: str, f0:
             seg = rng.normal(0, 1, length)
             seg = np.convolve(seg, np.ones(4) / 4, mode="same")  # soften to a band
             y[start:start + length] += 0.25 * seg[: n - start]
-    elif kind == "shift":
+    else:  # shift
         y += 0.15 * np.sin(2 * np.pi * f0 * 1.37 * t) + 0.08 * np.sin(2 * np.pi * f0 * 2.74 * t)
-    else:
-        raise ValueError(kind)
     return y
 
 
@@ -96,90 +89,92 @@ def _write(path: Path, y: np.ndarray, sr: int, channels: int = 1) -> None:
         sf.write(tmp, y, sr, subtype="PCM_16", format="WAV")
 
 
-def _clip(rng, machine, group, domain, anomalous, sr, seconds):
-    f0 = _base_f0(machine, group) * (1.12 if domain == "target" else 1.0)
-    y = normal_sound(rng, sr, seconds, f0, 0.01 if domain == "source" else 0.02)
-    if anomalous:
-        y = add_anomaly(rng, y, sr, ANOMALY_KINDS[int(rng.integers(len(ANOMALY_KINDS)))], f0)
-    return y
+@dataclass(kw_only=True)
+class _Synth:
+    """One dataset being written: what its clips share (the make_* functions' `sizes` set the rest), and the one
+    seeded generator they are all drawn from; the clip counts are per section, domain and label, or ID and label."""
+
+    out: Path
+    machine: str
+    seconds: float = 3.0
+    sr: int = 16000
+    n_train: int = 16
+    n_train_target: int = 2
+    n_test: int = 5
+    seed: int = 0
+    channels: int = 1
+
+    def __post_init__(self) -> None:
+        self.rng = np.random.default_rng(self.seed)
+
+    def clip(self, path: Path, group: str, domain: str = "source", anomalous: bool = False) -> None:
+        f0 = _base_f0(self.machine, group) * (1.12 if domain == "target" else 1.0)
+        y = normal_sound(self.rng, self.sr, self.seconds, f0, 0.01 if domain == "source" else 0.02)
+        if anomalous:
+            y = add_anomaly(self.rng, y, self.sr, ANOMALY_KINDS[int(self.rng.integers(len(ANOMALY_KINDS)))], f0)
+        _write(path, y, self.sr, self.channels)
+
+    def section(self, part: str, sec: str, first: int = 0) -> None:
+        """One section in the DCASE 2022-2026 names; eval test clips shuffled, renamed from `first`, truth beside."""
+        base = self.out / f"{part}_data" / self.machine
+        for i, domain in enumerate(["source"] * self.n_train + ["target"] * self.n_train_target):
+            attrs = attributes_2022(self.machine, sec, i)
+            self.clip(base / "train" / f"section_{sec}_{domain}_train_normal_{i:04d}_{attrs}.wav", sec, domain)
+        test = [(d, lab) for d in ("source", "target") for lab in ("normal", "anomaly") for _ in range(self.n_test)]
+        if part == "eval":
+            self.rng.shuffle(test)
+        truth: dict[str, list[str]] = {"data": [], "domain": [], "attributes": []}
+        for j, (domain, label) in enumerate(test):
+            labelled = f"section_{sec}_{domain}_test_{label}_{j:04d}_{attributes_2022(self.machine, sec, j)}"
+            name = f"{labelled}.wav" if part == "dev" else f"section_{sec}_{first + j:04d}.wav"
+            self.clip(base / "test" / name, sec, domain, label == "anomaly")
+            truth["data"].append(f"{name},{int(label == 'anomaly')}")
+            truth["domain"].append(f"{name},{int(domain == 'target')}")
+            truth["attributes"].append(f"{name},{labelled}")
+        if part == "eval":
+            for kind, rows in truth.items():
+                write_text(self.out / f"ground_truth_{kind}" / f"ground_truth_{self.machine}_section_{sec}_test.csv",
+                           "\n".join(rows) + "\n")
 
 
-def _section(out: Path, part: str, machine: str, sec: str, rng, sr: int, seconds: float, n_train: int,
-             n_train_target: int, n_test: int, first: int = 0, channels: int = 1) -> None:
-    """One section in the DCASE 2022-2026 names: labelled training clips and, for the dev part, labelled test
-    clips; for the eval part, shuffled test clips renamed section_<SS>_<NNNN>.wav (numbered from `first`)
-    with their truth in ground_truth_data/, ground_truth_domain/ and ground_truth_attributes/."""
-    base = out / f"{part}_data" / machine
-    i = 0
-    for domain, count in (("source", n_train), ("target", n_train_target)):
-        for _ in range(count):
-            name = f"section_{sec}_{domain}_train_normal_{i:04d}_{attributes_2022(machine, sec, i)}"
-            _write(base / "train" / f"{name}.wav", _clip(rng, machine, sec, domain, False, sr, seconds), sr, channels)
-            i += 1
-    test = [(d, lab) for d in ("source", "target") for lab in ("normal", "anomaly") for _ in range(n_test)]
-    if part == "eval":
-        rng.shuffle(test)
-    truth: dict[str, list[str]] = {"data": [], "domain": [], "attributes": []}
-    for j, (domain, label) in enumerate(test):
-        y = _clip(rng, machine, sec, domain, label == "anomaly", sr, seconds)
-        labelled = f"section_{sec}_{domain}_test_{label}_{j:04d}_{attributes_2022(machine, sec, j)}"
-        name = f"{labelled}.wav" if part == "dev" else f"section_{sec}_{first + j:04d}.wav"
-        _write(base / "test" / name, y, sr, channels)
-        truth["data"].append(f"{name},{int(label == 'anomaly')}")
-        truth["domain"].append(f"{name},{int(domain == 'target')}")
-        truth["attributes"].append(f"{name},{labelled}")
-    if part == "eval":
-        for kind, rows in truth.items():
-            write_text(out / f"ground_truth_{kind}" / f"ground_truth_{machine}_section_{sec}_test.csv",
-                       "\n".join(rows) + "\n")
-
-
-def make_2022(out: Path, machine: str, seconds: float = 3.0, sr: int = 16000, n_train: int = 16,
-              n_train_target: int = 2, n_test: int = 5, dev_sections=("00", "01", "02"),
-              eval_sections=("03", "04", "05"), seed: int = 0) -> Path:
-    """DCASE 2022 layout. n_test clips per (section, domain, label) in the dev test set; the eval test
-    set has unlabelled names, and its truth goes to the ground_truth_* folders."""
-    rng = np.random.default_rng(seed)
+def make_2022(out: Path, machine: str, dev_sections: tuple[str, ...] = ("00", "01", "02"),
+              eval_sections: tuple[str, ...] = ("03", "04", "05"), **sizes: float) -> Path:
+    """DCASE 2022 layout: the dev test set labelled; the eval one with unlabelled names, its truth beside it."""
+    synth = _Synth(out=out, machine=machine, **sizes)
     for part, sections in (("dev", dev_sections), ("eval", eval_sections)):
         for sec in sections:
-            _section(out, part, machine, sec, rng, sr, seconds, n_train, n_train_target, n_test)
+            synth.section(part, sec)
     return out
 
 
-def make_firstshot(out: Path, machine: str, year: int, part: str = "dev", seconds: float = 3.0, sr: int = 16000,
-                   n_train: int = 16, n_train_target: int = 2, n_test: int = 5, channels: int | None = None,
-                   seed: int = 0) -> Path:
-    """A first-shot year's layout (the year's registry entry says how it differs): one section (00) per machine
-    type, in dev_data/ (a development machine type) or eval_data/ (an evaluation one, with renamed test clips
-    from the year's first number, and the three ground-truth folders), the year's evaluation channels."""
+def make_firstshot(out: Path, machine: str, year: int, part: str = "dev", channels: int | None = None,
+                   **sizes: float) -> Path:
+    """A first-shot year's layout: one section (00) in dev_data/ or eval_data/, as its registry entry says."""
     entry = registry.first_shot_year(year)
     if channels is None:
         channels = entry.eval_channels if part == "eval" else 1
-    _section(out, part, machine, "00", np.random.default_rng(seed), sr, seconds, n_train, n_train_target, n_test,
-             entry.first_eval_number, channels)
+    _Synth(out=out, machine=machine, channels=channels, **sizes).section(part, "00", entry.first_eval_number)
     return out
 
 
-def make_2020(out: Path, machine: str, seconds: float = 3.0, sr: int = 16000, n_train: int = 18,
-              n_test: int = 8, dev_ids=("00", "02", "04"), eval_ids=("01", "03", "05"), seed: int = 0) -> Path:
+def make_2020(out: Path, machine: str, dev_ids: tuple[str, ...] = ("00", "02", "04"),
+              eval_ids: tuple[str, ...] = ("01", "03", "05"), **sizes: float) -> Path:
     """DCASE 2020 layout: normal_id_II_NNNNNNNN.wav; eval test id_II_NNNNNNNN.wav (truth in ground_truth_data/)."""
-    rng = np.random.default_rng(seed)
+    synth = _Synth(out=out, machine=machine, **{"n_train": 18, "n_test": 8, **sizes})
     for part, ids in (("dev", dev_ids), ("eval", eval_ids)):
         base = out / f"{part}_data" / machine
         for mid in ids:
-            for i in range(n_train):
-                _write(base / "train" / f"normal_id_{mid}_{i:08d}.wav",
-                       _clip(rng, machine, mid, "source", False, sr, seconds), sr)
-            test = [lab for lab in ("normal", "anomaly") for _ in range(n_test)]
+            for i in range(synth.n_train):
+                synth.clip(base / "train" / f"normal_id_{mid}_{i:08d}.wav", mid)
+            test = [lab for lab in ("normal", "anomaly") for _ in range(synth.n_test)]
             if part == "eval":
-                rng.shuffle(test)
+                synth.rng.shuffle(test)
             truth = []
             for j, label in enumerate(test):
-                y = _clip(rng, machine, mid, "source", label == "anomaly", sr, seconds)
-                name = f"{label}_id_{mid}_{j:08d}.wav" if part == "dev" else f"id_{mid}_{j:08d}.wav"
-                if part == "eval":
-                    truth.append(f"{name},{int(label == 'anomaly')}")
-                _write(base / "test" / name, y, sr)
+                name = f"id_{mid}_{j:08d}.wav"
+                anomalous = label == "anomaly"
+                synth.clip(base / "test" / (f"{label}_{name}" if part == "dev" else name), mid, anomalous=anomalous)
+                truth.append(f"{name},{int(anomalous)}")
             if part == "eval":
                 write_text(out / "ground_truth_data" / f"ground_truth_{machine}_id_{mid}_test.csv",
                            "\n".join(truth) + "\n")
@@ -203,10 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.seconds <= 0 or a.sr < 1000:
         p.error("--seconds must be positive and --sr at least 1000")
     kw = {"seconds": a.seconds, "sr": a.sr, "seed": a.seed}
-    if a.train is not None:
-        kw["n_train"] = a.train
-    if a.test is not None:
-        kw["n_test"] = a.test
+    kw |= {k: v for k, v in (("n_train", a.train), ("n_test", a.test)) if v is not None}
     layout = registry.dataset(f"dcase{a.year}").layout
     if layout == "firstshot":
         out = make_firstshot(Path(a.out), a.machine, a.year, a.part, **kw)

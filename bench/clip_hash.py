@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from aegan import synth
-from aegan.data import cache, identity
+from aegan.data import cache, clips
 from aegan.data.audio import extract
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +43,7 @@ def main() -> None:
         paths = sorted((root / "dev_data" / "fan" / "train").glob("*.wav"))
 
         def hash_all() -> None:
-            identity._DIGESTS.clear()  # every clip read and hashed again, as a new process does
+            clips._DIGESTS.clear()  # every clip read and hashed again, as a new process does
             cache.clip_records(paths)
 
         t_hash = best_of(hash_all, 3)

@@ -25,12 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from aegan.core.metrics import D_METRICS  # noqa: E402
-from aegan.scoring.scores import EmbeddingDetectors, training_scores  # noqa: E402
+from aegan.scoring.clip_scores import EmbeddingDetectors, training_scores  # noqa: E402
 
 
 def before(det: EmbeddingDetectors, emb: np.ndarray) -> dict[str, np.ndarray]:
     """The previous path: every clip queried alone for the four metrics."""
-    rows = [det.score_one(e[None]) for e in emb]
+    rows = [{m: det.one(m, e[None]) for m in D_METRICS} for e in emb]
     return {m: np.array([r[m] for r in rows]) for m in D_METRICS}
 
 
@@ -61,7 +61,7 @@ def main() -> None:
            "decision_fit_s": {}}
     t_all, ref_train = timed(before, det, train)  # the previous decision fit, whatever the metric
     for m in D_METRICS:
-        t, scores = timed(training_scores, m, None, det, train, None, {}, torch.device("cpu"))
+        t, scores = timed(training_scores, m, None, det, train, None, {})
         assert np.array_equal(scores, ref_train[m]), m
         res["decision_fit_s"][m] = {"before": t_all, "after": t}
     print(f"{a.train} training / {a.test} test clips, {a.dim}-d, {res['cpu_threads']} CPU threads")

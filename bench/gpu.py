@@ -126,7 +126,7 @@ def our_setup(tmp: Path, data: Path, s: dict, device_name: str):
     sets += ["train_set=dev", f"dataset_dir={data}", *output_settings(tmp / "ours")]
     cfg = load_config(SPEC.root, MT, sets=sets).cfg
     device = torch.device(device_name)
-    data_ = load_data(SPEC, cfg, MT, device, True, 1)  # features extracted and cached once, before any timing
+    data_ = load_data(SPEC, cfg, MT, device)  # features extracted and cached once, before any timing
     return SPEC, cfg, device, data_
 
 
@@ -177,7 +177,7 @@ def time_variant(name: str, spec, cfg: dict, device, data, s: dict) -> dict:
     sync()
     train_s = time.perf_counter() - t
     t = time.perf_counter()
-    evaluate(SECTIONS, cfg, nets, data, device)
+    evaluate(SECTIONS, cfg, nets, data)
     sync()
     eval_s = time.perf_counter() - t
     segs = s["iters"] * s["batch"] / train_s
@@ -238,7 +238,7 @@ def main() -> None:
     import torch
     sys.path.insert(0, str(ROOT))
     from aegan import synth
-    from aegan.commands.guard import tune_allocator
+    from aegan.commands.cli import tune_allocator
 
     tune_allocator()
     device_name = a.device or ("cuda:0" if torch.cuda.is_available() else "cpu")

@@ -31,14 +31,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from aegan import synth  # noqa: E402
-from aegan.commands.guard import tune_allocator  # noqa: E402
+from aegan.commands.cli import tune_allocator  # noqa: E402
 from aegan.data.audio import extract  # noqa: E402
 from aegan.data.cache import load_or_extract  # noqa: E402
 from aegan.data.segments import SegmentSampler  # noqa: E402
 from aegan.method.fast_steps import train_step  # noqa: E402
 from aegan.method.nets import build_nets  # noqa: E402
 from aegan.method.steps import critic_step, feature_match  # noqa: E402
-from aegan.scoring.scores import embed_clips, score_clips  # noqa: E402
+from aegan.scoring.clip_scores import embed_clips, score_clips  # noqa: E402
 
 WGAN = {"lambda_gp": 10.0, "feat_match_eff": 0.1, "match_item": {"mu": 1}, "ncritic": 1}
 
@@ -259,11 +259,12 @@ def main() -> None:
     clips_s = specs_t[:n_clips]
     g.eval()
     d.eval()
-    t_embed = timeit(lambda: embed_clips(d, clips_s, frame_num, 1, device), repeat, 1, sync) / n_clips
     feat = {"frame_num": frame_num, "graph_hop_f": 1}
-    t_score, t_bf16 = (timeit(lambda amp=amp: score_clips(g, d, None, clips_s, feat, device, amp), repeat, 1,
+    cfgs = {amp: {"feat": feat, "detect": {"amp": amp}} for amp in ("fp32", "bf16")}
+    t_embed = timeit(lambda: embed_clips(d, clips_s, cfgs["fp32"]), repeat, 1, sync) / n_clips
+    t_score, t_bf16 = (timeit(lambda amp=amp: score_clips(g, d, clips_s, cfgs[amp]), repeat, 1,
                               sync) / n_clips for amp in ("fp32", "bf16"))
-    fp32, bf16 = (score_clips(g, d, None, clips_s, feat, device, amp).scores for amp in ("fp32", "bf16"))
+    fp32, bf16 = (score_clips(g, d, clips_s, cfgs[amp]).scores for amp in ("fp32", "bf16"))
     res["score"] = {"embed_s_per_clip": t_embed, "score_s_per_clip": t_score, "bf16_score_s_per_clip": t_bf16,
                     "ratio_bf16_vs_fp32": t_score / t_bf16, "segments_per_clip": specs_t.shape[2] - frame_num + 1,
                     "bf16_max_rel_score_diff": max(float(np.max(np.abs(fp32[k] - bf16[k]) / (np.abs(fp32[k]) + 1e-12)))

@@ -24,7 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from aegan.commands.guard import tune_allocator  # noqa: E402
+from aegan.commands.cli import tune_allocator  # noqa: E402
 from aegan.core.metrics import metric_names  # noqa: E402
 from aegan.data.segments import SegmentSampler  # noqa: E402
 from aegan.scoring.evaluation import SECTIONS  # noqa: E402

@@ -14,7 +14,7 @@ import torch
 
 from aegan.commands import cli
 from aegan.core.files import HOST, write_text
-from aegan.inference.prepare import prepare
+from aegan.inference.model import prepare
 from aegan.settings.layers import load_config
 from aegan.store import checkpoint, model_file
 from aegan.store.model_dir import ModelDir

@@ -5,7 +5,7 @@ import pytest
 import scipy.stats
 
 from aegan.data.clips import Clip
-from aegan.scoring.decision import decide, decision_metrics, fit_threshold
+from aegan.scoring.evaluation import decide, decision_metrics, fit_threshold
 
 
 def test_gamma_threshold_equals_the_baseline_rule():

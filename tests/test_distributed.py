@@ -45,7 +45,7 @@ def _rank(rank, world, batch, port, out):
     oD, oG = _opt(d.parameters()), _opt(g.parameters())
     torch.manual_seed(1)
     b = x.size(0) // world
-    losses = ddp_train_step(dd, dg, oD, oG, x[rank * b:(rank + 1) * b], WGAN, rank, world)
+    losses = ddp_train_step(dd, dg, oD, oG, x[rank * b:(rank + 1) * b], WGAN)
     if rank == 0:
         torch.save({"g": g.state_dict(), "d": d.state_dict(), "fm": losses["feat_match"]}, out)
     dist.destroy_process_group()

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from aegan.commands.guard import sigterm_as_interrupt
+from aegan.commands.exits import sigterm_as_interrupt
 from aegan.core.errors import AeganError
 from aegan.core.files import atomic_path, replace_set, signals_deferred, write_text
 from conftest import ROOT

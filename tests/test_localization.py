@@ -15,7 +15,7 @@ from aegan.commands import cli
 from aegan.commands.localization import localization_map, maps_and_score, overlap_average, to_unit
 from aegan.data.audio import logmel
 from aegan.data.segments import segment_view
-from aegan.inference.prepare import prepare
+from aegan.inference.model import prepare
 from aegan.settings.layers import load_config
 from conftest import run_cli
 from dcase2022.datasets import SPEC

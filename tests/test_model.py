@@ -9,7 +9,7 @@ import torch
 
 from aegan.core.errors import AeganError
 from aegan.inference import model
-from aegan.inference.prepare import prepare
+from aegan.inference.model import prepare
 from aegan.settings.layers import load_config
 from aegan.store import checkpoint
 from aegan.store.model_dir import sidecar_of as sidecar_path

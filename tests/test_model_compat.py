@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from aegan import synth
-from aegan.inference.detector import Detector
+from aegan.detector import Detector
 from conftest import ROOT
 
 DATA = ROOT / "tests" / "data"

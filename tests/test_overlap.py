@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aegan.data.clips import Clip
-from aegan.data.identity import Identity
+from aegan.data.clips import Clip, Identity
 from aegan.scoring.evaluation import SECTIONS
 from aegan.settings.layers import load_config
 from aegan.training.overlap import Overlap, evaluate
@@ -43,18 +42,18 @@ def test_results_taken_later_are_those_of_waiting():
     cfg, data = _run()
     torch.manual_seed(1)
     nets = build(cfg, CPU)
-    waited = evaluate(SECTIONS, cfg, nets, data, CPU)
+    waited = evaluate(SECTIONS, cfg, nets, data)
     with ThreadPoolExecutor(1) as pool:
-        beside = Overlap(SECTIONS, cfg, data, CPU, pool)
+        beside = Overlap(SECTIONS, cfg, data, pool)
         beside.start(0, {"lossD": 1.0}, 2.0, nets)
         assert beside.pending.future is not None  # its detectors run in the thread
         p, results = beside.take()
     assert beside.take() is None and p.epoch == 0 and p.mean == {"lossD": 1.0}
     _same(results, waited)
-    unthreaded = Overlap(SECTIONS, cfg, data, CPU, None)
+    unthreaded = Overlap(SECTIONS, cfg, data, None)
     unthreaded.start(0, {}, 0.0, nets)
     _same(unthreaded.take()[1], waited)
-    kept = Overlap(SECTIONS, cfg, data, CPU, None)  # a stopped run's pending epoch, taken by its resumed run
+    kept = Overlap(SECTIONS, cfg, data, None)  # a stopped run's pending epoch, taken by its resumed run
     kept.resume(p.state(), nets.snapshot())
     again, results = kept.take()
     _same(results, waited)

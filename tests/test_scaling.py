@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from aegan.core.errors import AeganError
-from aegan.data.scaling import minmax, scale
+from aegan.data.segments import minmax, scale
 
 
 def test_scaling_maps_train_range_to_unit_interval():

@@ -13,7 +13,7 @@ import soundfile as sf
 import torch
 
 from aegan.core.errors import AeganError
-from aegan.inference.detector import Detector
+from aegan.detector import Detector
 from aegan.store import checkpoint
 from conftest import HANG_GUARD, ROOT, one_line_error, write_wav
 

@@ -7,7 +7,7 @@ from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
 
 from aegan.core.metrics import metric_names
 from aegan.method.nets import build_nets
-from aegan.scoring.scores import NAN_SCORE, EmbeddingDetectors, embed_clips, score_clips
+from aegan.scoring.clip_scores import NAN_SCORE, EmbeddingDetectors, embed_clips, score_clips, with_critic_scores
 
 NET = {"isize": 16, "nz": 8, "ndf": 4, "ngf": 4, "normalize": {"g": "ln", "d": "ln"}}
 
@@ -25,8 +25,8 @@ def test_generator_scores_equal_a_direct_per_clip_loop():
     g.eval()
     d.eval()
     specs = torch.rand(3, 16, 22) * 2 - 1  # 3 clips, 22 frames -> 4 segments of 16 with hop 2
-    feat = {"frame_num": 16, "graph_hop_f": 2}
-    scored = score_clips(g, d, None, specs, feat, torch.device("cpu"), recon=True)
+    cfg = {"feat": {"frame_num": 16, "graph_hop_f": 2}, "detect": {"amp": "fp32"}}
+    scored = score_clips(g, d, specs, cfg, recon=True)
     scores, emb = scored.scores, scored.emb
     assert list(scores) == metric_names()[4:]  # without detectors: the 15 generator scores
     for c in range(3):
@@ -45,7 +45,7 @@ def test_generator_scores_equal_a_direct_per_clip_loop():
                 assert scores[f"G_{key}_{pool}"][c] == pytest.approx(fn(v).item(), rel=1e-4, abs=1e-6)
         np.testing.assert_allclose(emb[c], f.mean(0).numpy(), rtol=1e-4, atol=1e-6)
         assert torch.equal(scored.recon[c], g(x))  # the reconstruction loc.py maps, from the same pass
-    assert emb.dtype == np.float32 and np.array_equal(emb, embed_clips(d, specs, 16, 2, torch.device("cpu")))
+    assert emb.dtype == np.float32 and np.array_equal(emb, embed_clips(d, specs, cfg))
 
 
 def test_embedding_detectors_against_sklearn_and_numpy():
@@ -84,9 +84,10 @@ def test_nan_scores_become_largest_float32():
     g, d = build_nets({**NET, "first_norm": True})
     specs = torch.rand(2, 16, 16) * 2 - 1
     specs[1, 3, 4] = float("nan")
-    feat = {"frame_num": 16, "graph_hop_f": 1}
-    train = embed_clips(d, torch.rand(20, 16, 16) * 2 - 1, 16, 1, torch.device("cpu"))
-    out = score_clips(g, d, EmbeddingDetectors(train), specs, feat, torch.device("cpu")).scores
+    cfg = {"feat": {"frame_num": 16, "graph_hop_f": 1}, "detect": {"amp": "fp32"}}
+    train = embed_clips(d, torch.rand(20, 16, 16) * 2 - 1, cfg)
+    scored = score_clips(g, d, specs, cfg)
+    out = with_critic_scores(scored.scores, scored.emb, EmbeddingDetectors(train))
     assert list(out) == metric_names()
     assert out["G_x_2_sum"][1] == NAN_SCORE == np.finfo(np.float32).max and out["D_lof"][1] == NAN_SCORE
     assert all(np.isfinite(v[0]) and v[0] < NAN_SCORE for v in out.values())
@@ -150,11 +151,11 @@ def test_neighbour_metrics_in_a_batch_are_not_exact():
 
 
 def test_training_scores_query_only_the_metric_and_empty_sets_work():
-    from aegan.scoring.scores import training_scores
+    from aegan.scoring.clip_scores import training_scores
     rng = np.random.default_rng(2)
     train = rng.normal(size=(30, 8)).astype(np.float32)
     det = EmbeddingDetectors(train)
     for m in ("D_maha", "D_knn", "D_lof", "D_cos"):
-        got = training_scores(m, None, det, train, None, {}, torch.device("cpu"))
+        got = training_scores(m, None, det, train, None, {})
         assert np.array_equal(got, _one_at_a_time(det, train, (m,))[m])
     assert all(v.shape == (0,) for v in det.score(np.zeros((0, 8), np.float32)).values())

@@ -16,8 +16,7 @@ from aegan.commands.localization import summary_layout
 from aegan.commands.results import dataset_title, decision_table, write_decision_metrics
 from aegan.commands.summary import record_run, write_summary
 from aegan.data.clips import Clip
-from aegan.scoring.decision import decision_metrics
-from aegan.scoring.evaluation import IDS, SECTIONS
+from aegan.scoring.evaluation import IDS, SECTIONS, decision_metrics
 from conftest import ROOT, run_script
 
 

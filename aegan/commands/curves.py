@@ -1,5 +1,5 @@
-"""Training as curves, from a run's history (its model file keeps it): the figure train.py writes when a run
-finishes, and the one of a whole table (aegan.reproduce), each machine type's per-epoch value over its seeds."""
+"""Training as curves, from a run's history: the figure train.py writes when a run finishes, and the one of a whole
+table (aegan.reproduce), each machine type's per-epoch value over its seeds."""
 
 from __future__ import annotations
 
@@ -27,9 +27,8 @@ def _series(history: list[dict], key: str) -> tuple[list[int], list[float]]:
 
 
 def training_curves(path: Path, history: list[dict], best: dict, key: str, paper: float | None, title: str) -> Path:
-    """The critic's terms and its Wasserstein estimate, the generator's terms (log scale), and, with a labelled dev
-    test set, the selected metric's `key` (hmean, average) per epoch with the best of all 19, the selected epoch
-    marked and the paper's value when known."""
+    """The critic's and the generator's loss terms, and with a labelled dev test set the selected metric's `key` per
+    epoch, with the best of all 19, the selected epoch and the paper's value."""
     evaluated = any("values" in h for h in history)
     fig, axes = plt.subplots(3 if evaluated else 2, 1, figsize=(8, 8.5 if evaluated else 6), sharex=True)
     for ax, terms, name in ((axes[0], CRITIC, "critic"), (axes[1], GENERATOR, "generator")):
@@ -64,12 +63,11 @@ def training_curves(path: Path, history: list[dict], best: dict, key: str, paper
 
 def table_curves(path: Path, curves: dict[str, tuple[str, list[list[float]], float | None]], key: str,
                  title: str) -> Path:
-    """Per machine type {mt: (what is drawn, per seed its per-epoch values in %, the paper's value)}: the mean over
-    seeds per epoch and their range (shaded), one panel each."""
     return save_png(table_figure(curves, key, title), path)
 
 
 def table_figure(curves: dict[str, tuple[str, list[list[float]], float | None]], key: str, title: str):
+    """{mt: (what is drawn, per seed its per-epoch values in %, the paper's value)}: seeds' mean and range."""
     n = len(curves)
     cols = min(3, n)
     fig, axes = plt.subplots(-(-n // cols), cols, figsize=(4.2 * cols, 3.2 * -(-n // cols)), squeeze=False)

@@ -1,5 +1,5 @@
-"""Pictures test.py writes next to its tables: the chosen metric's score distributions with the decision
-threshold, ROC curves per section or ID, and a 2-D map of the critic embeddings of training and test clips."""
+"""Pictures test.py writes next to its tables: score distributions with the decision threshold, ROC curves per
+section or ID, the critic embeddings in 2-D; and every figure's one writer."""
 
 from __future__ import annotations
 
@@ -23,9 +23,7 @@ DOMAIN_COLORS = {"source": "tab:blue", "target": "tab:orange", None: "tab:green"
 
 
 def save_png(fig, path: Path, dpi: int = 90, close: bool = True) -> Path:
-    """Every figure's one writer: a PNG written atomically, with its title (the figure's suptitle) and its panels'
-    titles in the file's Title and Description text chunks, so that what a picture claims to show can be read back
-    from the file (tests do)."""
+    """A PNG written atomically, its suptitle and panel titles in its Title and Description chunks (tests read them)."""
     title = fig._suptitle.get_text() if fig._suptitle else ""
     panels = " | ".join(t for t in (ax.get_title() for ax in fig.axes) if t)
     with atomic_path(path) as tmp:  # laid out by tight_layout already: no second layout pass
@@ -35,23 +33,12 @@ def save_png(fig, path: Path, dpi: int = 90, close: bool = True) -> Path:
     return path
 
 
-def _panels(clips: list[Clip]) -> list[tuple[str, str | None]]:
-    """(group, domain) of each panel: one per section and domain (DCASE 2022), one per machine ID (2020)."""
-    groups = sorted({c.group for c in clips})
-    domains = sorted({c.domain for c in clips if c.domain}, key=lambda d: d != "source") or [None]
-    return [(g, d) for g in groups for d in domains]
-
-
-def score_distributions(path: Path, group: str, clips: list[Clip], scores: np.ndarray, metric: str,
-                        threshold: float, title: str) -> Path:
-    return save_png(score_figure(group, clips, scores, metric, threshold, title), path)
-
-
 def score_figure(group: str, clips: list[Clip], scores: np.ndarray, metric: str, threshold: float, title: str):
-    """Histograms of normal and anomalous clips' scores per section/ID and domain, with the threshold. Each panel
-    has the bins and x-range of its own clips, the threshold's line included when it lies near them, else named
-    in the legend: the domains' scores can lie far apart."""
-    panels = _panels(clips)
+    """Score histograms per section/ID and domain, each on its own clips' range: the domains' scores can lie far apart.
+    The threshold is drawn when it lies near the clips, else named in the legend."""
+    groups = sorted({c.group for c in clips})  # a panel per section and domain (DCASE 2022), per machine ID (2020)
+    domains = sorted({c.domain for c in clips if c.domain}, key=lambda d: d != "source") or [None]
+    panels = [(g, d) for g in groups for d in domains]
     ncols = 2 if panels[0][1] else min(3, len(panels))
     nrows = -(-len(panels) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 2.8 * nrows), squeeze=False)
@@ -79,21 +66,15 @@ def score_figure(group: str, clips: list[Clip], scores: np.ndarray, metric: str,
     return fig
 
 
-def roc_curves(path: Path, group: str, clips: list[Clip], scores: np.ndarray, metric: str, max_fpr: float,
-               title: str) -> Path:
-    return save_png(roc_figure(group, clips, scores, metric, max_fpr, title), path)
-
-
 def roc_figure(group: str, clips: list[Clip], scores: np.ndarray, metric: str, max_fpr: float, title: str):
-    """ROC per section/ID: with domains, one curve per domain (its normal clips against all anomalies of the
-    section, the challenge's rule) with its AUC, and the curve of all the section's clips, whose part at FPR <=
-    max_fpr (the shaded band) gives the pAUC; without domains, the one curve with its AUC and pAUC."""
+    """ROC per section/ID, with the pAUC's band: a curve per domain (its normal clips against all the section's
+    anomalies, the challenge's rule) with its AUC, and the curve of all clips with the pAUC (and AUC if no domains)."""
     groups = sorted({c.group for c in clips})
     fig, axes = plt.subplots(1, len(groups), figsize=(3.6 * len(groups), 3.6), squeeze=False)
     for ax, g in zip(axes[0], groups):
         members = [(c, v) for c, v in zip(clips, scores) if c.group == g]
-        domains = sorted({c.domain for c, _ in members if c.domain}, key=lambda d: d != "source") or [None]
-        for d in domains if domains != [None] else []:
+        domains = sorted({c.domain for c, _ in members if c.domain}, key=lambda d: d != "source")
+        for d in domains:
             sel = [(c.label, v) for c, v in members if c.label == 1 or c.domain == d]
             y, s = np.array([x[0] for x in sel]), np.array([x[1] for x in sel])
             if len(set(y)) < 2:
@@ -104,8 +85,8 @@ def roc_figure(group: str, clips: list[Clip], scores: np.ndarray, metric: str, m
         y, s = np.array([c.label for c, _ in members]), np.array([v for _, v in members])
         if len(set(y)) == 2:
             fpr, tpr, _ = roc_curve(y, s)
-            auc = "" if domains != [None] else f"AUC {pct(roc_auc_score(y, s))}, "
-            ax.plot(fpr, tpr, color="black", lw=1.2, ls="--" if domains != [None] else "-",
+            auc = "" if domains else f"AUC {pct(roc_auc_score(y, s))}, "
+            ax.plot(fpr, tpr, color="black", lw=1.2, ls="--" if domains else "-",
                     label=f"all clips: {auc}pAUC {pct(roc_auc_score(y, s, max_fpr=max_fpr))}")
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
         ax.axvspan(0, max_fpr, color="grey", alpha=0.12, label=f"pAUC range (FPR <= {max_fpr})")
@@ -120,9 +101,7 @@ def roc_figure(group: str, clips: list[Clip], scores: np.ndarray, metric: str, m
 
 
 def _colouring(clips: list[Clip]):
-    """The embedding map's colours: by domain when clips have domains (DCASE 2022 on), else by section or
-    machine ID (DCASE 2020), so that the groups the critic separates can be seen. (clip -> (key, colour),
-    key -> legend word)."""
+    """(clip -> (key, colour), key -> legend word): by domain (DCASE 2022 on), else by machine ID (DCASE 2020)."""
     if any(c.domain for c in clips):
         order = sorted({c.domain for c in clips}, key=lambda d: (d is None, d != "source"))
         return (lambda c: (order.index(c.domain), DOMAIN_COLORS[c.domain])), (lambda k: order[k[0]] or "")
@@ -132,15 +111,10 @@ def _colouring(clips: list[Clip]):
         (lambda k: f"ID {groups[k[0]]}")
 
 
-def embedding_map(path: Path, train_emb: np.ndarray, train_clips: list[Clip], test_emb: np.ndarray,
-                  test_clips: list[Clip], title: str, method: str = "pca") -> Path:
-    return save_png(embedding_figure(train_emb, train_clips, test_emb, test_clips, title, method), path)
-
-
 def embedding_figure(train_emb: np.ndarray, train_clips: list[Clip], test_emb: np.ndarray, test_clips: list[Clip],
                      title: str, method: str = "pca"):
-    """The critic's clip embeddings in 2-D (PCA, or t-SNE): training clips as dots, test clips as circles
-    (normal), crosses (anomalous) or squares (unknown), coloured by domain, or by machine ID without domains."""
+    """The critic's clip embeddings in 2-D: training clips as dots, test clips as circles (normal), crosses
+    (anomalous) or squares (unknown)."""
     both = np.concatenate([train_emb, test_emb]).astype(np.float64)
     if method == "tsne":
         from sklearn.manifold import TSNE  # seconds to import: only when asked for

@@ -44,8 +44,7 @@ def table(rule: Rule, metric: str, rows: list[dict], summary: dict, title: str =
 
 
 def write_results(rule: Rule, results: dict[str, tuple[list[dict], dict]], out_dir: Path) -> list[Path]:
-    """all_metrics.csv (machine-type summary per metric) and per_<group>.csv: full-precision fractions, for
-    programs (the console and summary.md give percentages)."""
+    """all_metrics.csv (machine-type summary per metric) and per_<group>.csv: full-precision fractions, for programs."""
     summary_rows = [[m] + [repr(float(s[c])) for c in rule.summary_columns] for m, (_, s) in results.items()]
     group_rows = [[m, r[rule.group]] + [repr(float(r[c])) for c in rule.row_columns]
                   for m, (rows, _) in results.items() for r in rows]
@@ -68,8 +67,7 @@ def write_clip_scores(group: str, clips: list[Clip], scores: dict[str, np.ndarra
 
 def score_files(rule: Rule, mt: str, clips: list[Clip], values: np.ndarray, out_dir: Path,
                 kind: str = "anomaly_score") -> dict[Path, str]:
-    """Official submission files (path -> text), one per group, headerless `file name,value` rows: anomaly
-    scores, or 0/1 decisions with kind="decision_result"."""
+    """Official submission files (path -> text) per group: anomaly scores, or 0/1 decisions (kind="decision_result")."""
     files = {}
     fmt = (lambda v: repr(float(v))) if kind == "anomaly_score" else (lambda v: str(int(v)))
     for g in sorted({c.group for c in clips}):

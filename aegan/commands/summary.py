@@ -1,8 +1,5 @@
-"""The table a paper needs: every machine type tested so far, the metric of its score files (and how that metric
-was chosen) and its best metric, in percent, and the dataset's official score. Each labelled test.py run records
-its machine type in `result/<dataset>/<mt>/run.json` (or `<mt>/eval/run.json`) and rewrites
-`result/<dataset>/summary.csv` and `summary.md` (`summary_eval.*`) from all the records, so the table is the
-same whichever order the machine types were tested in."""
+"""The table a paper needs: each machine type's metrics in percent and the official score. Each labelled test.py run
+records its <mt>/run.json and rewrites summary.csv / summary.md from all records: the same in any order of testing."""
 
 from __future__ import annotations
 
@@ -19,8 +16,7 @@ from aegan.scoring.evaluation import Results, Rule
 
 def record_run(out: Path, mt: str, part: str, metric: str, chosen_by: str, results: Results, rule: Rule,
                model_info: dict) -> Path:
-    """run.json: what the summary needs of one test.py run (full-precision fractions); `chosen_by`: how the metric
-    of the score files was chosen (scores.CHOSEN_BY)."""
+    """run.json: what the summary needs of one test.py run (full-precision fractions)."""
     top, key = rule.best_metric(results), rule.summary_key
     record = {"machine": mt, "part": part, "metric": metric, "chosen_by": chosen_by,
               "value": results[metric][1][key], "rows": results[metric][0], "best_metric": top,
@@ -55,8 +51,7 @@ def _records(result_dir: Path, parts: tuple[str, ...]) -> list[tuple[Path, dict]
 
 
 def check_result_dir(rule: Rule, name: str, result_dir: Path) -> None:
-    """Before test.py writes anything: result_dir holds no other dataset's results, whose machine types (fan is in
-    both DCASE 2020 and 2022) and summary this run would overwrite."""
+    """result_dir holds no other dataset's results, which this run would overwrite (fan is in DCASE 2020 and 2022)."""
     for f, record in _records(result_dir, ("dev", "eval")):
         if not _own(rule, name, record):
             other = record.get("dataset", "another dataset")
@@ -74,7 +69,7 @@ def write_summary(rule: Rule, name: str, result_dir: Path, part: str) -> tuple[P
             print(f"summary: left out {f}: a record of {record.get('dataset', 'another dataset')}, not "
                   f"{name} (give each dataset its own result_dir)")
     key = rule.summary_key
-    official = rule.official([r["rows"] for r in records])
+    official = rule.system([r["rows"] for r in records])
     # percentages with two decimals, as the paper's table and summary.md (the paper's values are percentages)
     cols = ["machine", "metric", "chosen_by", key, "best_metric", f"best_{key}", "paper", "model"]
     rows = [[r["machine"], r["metric"], _chosen_by(r), pct(r["value"]), r["best_metric"], pct(r["best_value"]),

@@ -1,10 +1,6 @@
-"""Atomic file writes: a crash or a full disk never leaves a half-written result behind.
-
-A write goes to `.<name>.<host>.<pid>.<random>.tmp` beside its target and is renamed over it when complete.
-A process killed mid-write (SIGKILL, power loss) cannot remove its temp file; the next write into the same
-folder removes every temp file of a process of this host that is no longer running, so none survives a later
-successful run. Temp files of live processes, and of other hosts sharing the folder, are left alone.
-"""
+"""Atomic file writes: a crash or a full disk never leaves a half-written result behind. A write goes to
+`.<name>.<host>.<pid>.<random>.tmp` beside its target, renamed over it when complete; the next write into the folder
+removes the temps of this host's dead processes (killed mid-write), never those of live ones or other hosts."""
 
 from __future__ import annotations
 
@@ -29,12 +25,12 @@ from aegan.core.errors import AeganError, shown
 # line says what it had finished from these.
 WRITTEN: list[Path] = []
 PUBLISHED: list[Path] = []
+_DEFERRING: list[bool] = []
 
 
 @contextlib.contextmanager
 def signals_deferred() -> Iterator[None]:
-    """Ctrl-C and SIGTERM wait until the block has run (it must be short): a set of renames is never cut in two.
-    The interrupt then happens as it would have, as KeyboardInterrupt. Only the main thread receives signals."""
+    """Ctrl-C and SIGTERM wait until the block has run (it must be short), then raise KeyboardInterrupt."""
     if threading.current_thread() is not threading.main_thread() or _DEFERRING:
         yield  # signals go to the main thread; an outer block already defers them
         return
@@ -51,17 +47,10 @@ def signals_deferred() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
-_DEFERRING: list[bool] = []
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
+_UMASK = os.umask(0)  # the umask is only read by setting it: set it back
+os.umask(_UMASK)
 # a temp file is created 0600; the finished file gets what a plain open() would give under the umask
-MODE = 0o666 & ~_umask()
+MODE = 0o666 & ~_UMASK
 HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:40] or "host"
 _TEMP = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)\.[^.]+\.tmp$")
 
@@ -76,29 +65,21 @@ def _running(pid: int) -> bool:
     return True
 
 
-def remove_stale_temps(folder: Path) -> list[Path]:
-    """Remove the temp files that dead processes of this host left in `folder`; returns them."""
-    removed = []
+def _temp_beside(path: Path) -> Path:
+    """A new temp file beside `path`, once the temp files that dead processes of this host left there are gone."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        entries = list(os.scandir(folder))
+        entries = list(os.scandir(path.parent))
     except OSError:
-        return removed
+        entries = []
     for entry in entries:
         m = _TEMP.match(entry.name)
         if m and m["host"] == HOST and not _running(int(m["pid"])):
             with contextlib.suppress(OSError):
                 os.unlink(entry.path)
-                removed.append(Path(entry.path))
-    return removed
-
-
-def _temp_beside(path: Path) -> tuple[int, Path]:
-    """(open descriptor, name) of a new temp file beside `path`, named for this host and process; the dead
-    processes' temps in that folder are removed first."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{HOST}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
-    return fd, Path(tmp)
+    os.close(fd)
+    return Path(tmp)
 
 
 def check_regular(path: str | os.PathLike) -> None:
@@ -117,12 +98,8 @@ def check_regular(path: str | os.PathLike) -> None:
 
 
 def sha256(path: str | os.PathLike) -> str:
-    """sha256 of a file's bytes, read in blocks."""
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 @contextlib.contextmanager
@@ -130,10 +107,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path next to `path`; rename it over `path` only if the block succeeds."""
     path = Path(path)
     try:  # a folder that cannot be made or written is the same one line as a write that fails
-        fd, tmp_path = _temp_beside(path)
+        tmp_path = _temp_beside(path)
     except OSError as e:
         raise write_error(path, e) from None
-    os.close(fd)
     try:
         yield tmp_path
         os.chmod(tmp_path, MODE)
@@ -147,8 +123,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def out_of_space(e: BaseException) -> bool:
-    """Whether a failed write ran out of disk space, quota or the largest file allowed (else: a read-only folder,
-    no permission, ...)."""
+    """Whether a failed write ran out of disk space, quota or the largest file allowed."""
     return getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
@@ -163,8 +138,7 @@ def _advice(e: BaseException, writing: bool) -> str | None:
 
 
 def os_error_line(e: OSError) -> str:
-    """A file-system failure no command foresaw (a log or figure folder on a read-only or full disk), as one line
-    naming the path, and what to do where the error says it."""
+    """A file-system failure no command foresaw (a log folder on a full disk) as one line: the path, what to do."""
     where = f"{shown(e.filename)}: " if e.filename is not None else ""
     advice = _advice(e, writing=False)
     return f"{where}{e.strerror or e}" + (f" ({advice})" if advice else "")
@@ -193,37 +167,27 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
-def publish(files: dict[Path, str]) -> None:
-    """Write a set of text files that belong together (a submission's score files) all or none: every file is
-    written to a temp file first, and only when all are complete are they renamed into place (renames need no
-    space); a failure removes the temp files and publishes nothing."""
+def replace_set(manifest: Path, files: dict[Path, str]) -> list[Path]:
+    """Publish `files` all or none as the set `manifest` records (a submission's files in a shared folder), removing
+    the previous set's other files, so a folder never mixes two runs; returns the removed files."""
+    old = []
+    if manifest.is_file():
+        old = [manifest.parent / line for line in manifest.read_text().splitlines() if line and "/" not in line]
     temps: dict[Path, Path] = {}
-    try:
-        for path, text in files.items():
-            fd, temps[path] = _temp_beside(path)
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-            os.chmod(temps[path], MODE)
-    except OSError as e:
-        for tmp in temps.values():
-            tmp.unlink(missing_ok=True)
-        raise write_error(path, e) from None
-    with signals_deferred():  # renames need no space and cannot fail here; an interrupt waits until all are done
+    with signals_deferred():  # the new set, the old one's leftovers gone and the record of it: one step
+        try:  # every file complete in its temp before the first rename (renames need no space)
+            for path, text in files.items():
+                temps[path] = _temp_beside(path)
+                temps[path].write_text(text)
+                os.chmod(temps[path], MODE)
+        except OSError as e:
+            for tmp in temps.values():
+                tmp.unlink(missing_ok=True)
+            raise write_error(path, e) from None
         for path, tmp in temps.items():
             os.replace(tmp, path)
         PUBLISHED.extend(temps)
         WRITTEN.extend(temps)
-
-
-def replace_set(manifest: Path, files: dict[Path, str]) -> list[Path]:
-    """Publish `files` as the new complete set of what `manifest` records (one command's outputs for one
-    machine type in a shared folder): files of the previous set that this one does not hold are removed, so a
-    folder never mixes two runs. Returns the removed files."""
-    old = []
-    if manifest.is_file():
-        old = [manifest.parent / line for line in manifest.read_text().splitlines() if line and "/" not in line]
-    with signals_deferred():  # the new set, the old one's leftovers gone and the record of it: one step
-        publish(files)
         removed = [p for p in old if p not in files and p.exists()]
         for p in removed:
             p.unlink()

@@ -1,6 +1,5 @@
-"""What a file is, from its first bytes: every kind of file this project writes or reads, so that one given where
-another kind is expected is named for what it is (a model given as a config, a results table given as a model).
-PyTorch files are one kind here; the readers in aegan/store/ tell a model, a run state and a sidecar apart."""
+"""What a file is, from its first bytes, so that one given where another kind is expected is named for what it is
+(a model given as a config); PyTorch files are one kind here, the readers in aegan/store/ tell them apart."""
 
 from __future__ import annotations
 
@@ -13,19 +12,16 @@ TORCH = "a PyTorch file"  # a zip archive, as torch.save writes
 
 
 def sniff(path: str | os.PathLike) -> str | None:
-    """A few words naming what the file at `path` is ("a WAV recording", "a CSV table", ...), TORCH for a
-    PyTorch file, None when it is not a regular readable file or not a kind this project knows."""
+    """A few words naming what the file is ("a WAV recording"), TORCH, or None: unreadable or of no known kind."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
             head = f.read(4096)
     except OSError:
         return None
-    if head.startswith(b"PK\x03\x04"):
-        return TORCH
-    binary = {b"\x93NUMPY": "a NumPy array (a feature cache, spec_dir/<mt>/*.npy)", b"\x89PNG": "a PNG picture",
-              b"RIFF": "a WAV recording" if head[8:12] == b"WAVE" else "a RIFF file", b"fLaC": "a FLAC recording",
-              b"ID3": "an MP3 recording"}
+    binary = {b"PK\x03\x04": TORCH, b"\x93NUMPY": "a NumPy array (a feature cache, spec_dir/<mt>/*.npy)",
+              b"\x89PNG": "a PNG picture", b"RIFF": "a WAV recording" if head[8:12] == b"WAVE" else "a RIFF file",
+              b"fLaC": "a FLAC recording", b"ID3": "an MP3 recording"}
     for magic, kind in binary.items():
         if head.startswith(magic):
             return kind

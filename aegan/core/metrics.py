@@ -16,9 +16,8 @@ def metric_names() -> list[str]:
 
 
 def resolve_metric(name: str, what: str = "detect.metric") -> str:
-    """One of the 19 metric names; `_mean` is accepted for `_sum` (the paper's DCASE 2020 names: the mean
-    over a clip's segments ranks clips like the sum, which the original computes). `what`: the setting or flag
-    the name came from, as the user typed it, for the error."""
+    """One of the 19 metric names (`what`: the setting or flag the error names); `_mean`, the paper's DCASE 2020
+    spelling, is accepted for `_sum`: the mean over a clip's segments ranks clips like the sum the original computes."""
     names = metric_names()
     if name in names:
         return name
@@ -27,25 +26,16 @@ def resolve_metric(name: str, what: str = "detect.metric") -> str:
     raise AeganError(f"{what} {name!r} is not one of the 19 metrics: {', '.join(names)}")
 
 
-# The metric of a model with no labelled test set to choose on and no detect.metric: the metric the paper's
-# configurations choose most often (3 of 11).
+# with no labelled test set to choose on and no detect.metric: the paper's configurations' most frequent (3 of 11)
 FALLBACK_METRIC = "D_lof"
 
 
 def metric_choice(configured: str | None, best_here: str | None = None, selected: str | None = None,
                   selected_by: str = "selected in training") -> tuple[str, str]:
-    """THE rule for which metric's scores are written (test.py, loc.py, the Detector, the threshold fitted in
-    training), and how it was chosen, in words the summaries show: detect.metric when set; else the best metric on
-    the labelled dev test set being scored (as the original's test.py; released evaluation labels evaluate a
-    model, they never choose its metric); else the model's own metric (`selected_by` says how training chose it:
-    model.training_choice); else FALLBACK_METRIC, "default"."""
-    for name, how in zip((configured, best_here, selected, FALLBACK_METRIC),
-                         ("detect.metric", "best on this test set", selected_by, "default")):
-        if name:
-            return resolve_metric(name), how
-    raise AssertionError("FALLBACK_METRIC is set")
-
-
-def choose_metric(configured: str | None, best_here: str | None = None, selected: str | None = None) -> str:
-    """The metric of metric_choice."""
-    return metric_choice(configured, best_here, selected)[0]
+    """THE rule for which metric's scores are written, and how it was chosen in the summaries' words: the first set
+    of detect.metric, the best on the labelled dev test set scored (evaluation labels never choose), the model's own
+    (chosen `selected_by`), FALLBACK_METRIC."""
+    candidates = [(configured, "detect.metric"), (best_here, "best on this test set"), (selected, selected_by),
+                  (FALLBACK_METRIC, "default")]
+    name, how = next((name, how) for name, how in candidates if name)
+    return resolve_metric(name), how

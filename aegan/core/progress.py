@@ -1,11 +1,6 @@
-"""Progress where a person waits, lines where nobody watches.
-
-On a terminal a progress bar is tqdm's, on stderr. Anywhere else (a log file, a Slurm job's output, a pipe) a
-redrawn bar would leave one frame per refresh in the file, so there a bar is a few plain status lines on stdout,
-with the command's other status lines (stderr keeps only errors): one every LINE_EVERY seconds while it runs
-(done, elapsed, estimated time left) and one when it ends if it printed any, so that a short bar prints nothing;
-a bar made with `start_line` (a training epoch) also says when it starts.
-"""
+"""Progress where a person waits (tqdm, on stderr), lines where nobody watches: off a terminal (a log, a pipe) a
+redrawn bar would leave a frame per refresh, so there a bar is a status line on stdout every LINE_EVERY seconds
+and one at its end if it printed any (a short bar prints nothing)."""
 
 from __future__ import annotations
 
@@ -36,19 +31,22 @@ def on_terminal() -> bool:
 
 
 class Bar:
-    """`items` with their progress shown: a tqdm bar on a terminal, else status lines (module docstring).
-    `note(**values)` shows the latest values beside it (the bar's postfix, or the end of the next line)."""
+    """`items` with their progress shown (module docstring); `start_line`: a line when it starts too (an epoch)."""
 
     def __init__(self, items: Iterable[T], desc: str, total: int | None = None, unit: str = "it",
-                 disable: bool = False, initial: int = 0, start_line: bool = False):
-        self.items, self.desc, self.unit, self.disable, self.done = items, desc, unit, disable, initial
+                 disable: bool = False, start_line: bool = False):
+        self.items, self.desc, self.unit, self.disable, self.done = items, desc, unit, disable, 0
         self.start_line = start_line
-        self.total = total if total is not None else _len(items)
+        try:
+            self.total = total if total is not None else len(items)  # type: ignore[arg-type]
+        except TypeError:  # a generator
+            self.total = None
         self.tqdm = None if disable or not on_terminal() else tqdm(
-            items, desc=desc, total=self.total, unit=unit, leave=False, initial=initial)
+            items, desc=desc, total=self.total, unit=unit, leave=False)
         self.values = ""
 
     def note(self, **values: str) -> None:
+        """The latest values beside the bar: its postfix, or the end of the next line."""
         if self.tqdm is not None:
             self.tqdm.set_postfix(values)
         self.values = ", ".join(f"{k}={v}" for k, v in values.items())
@@ -84,13 +82,6 @@ class Bar:
                 self._line(f"{self.done}{of} {self.unit}{share}, {clock(now - start)} elapsed{left}")
         if wrote:
             self._line(f"{self.done}{of} {self.unit} in {clock(time.monotonic() - start)}")
-
-
-def _len(items: Iterable) -> int | None:
-    try:
-        return len(items)  # type: ignore[arg-type]
-    except TypeError:
-        return None
 
 
 # ---- a training run's epochs, for whoever follows it from outside (the reproduce launchers) ----------------

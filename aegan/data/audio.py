@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import multiprocessing
 import os
 import warnings
@@ -23,9 +24,8 @@ from aegan.core.progress import Bar
 
 
 def read_audio(path: str | os.PathLike, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
-    """(mono waveform, sample rate) as the original reads it: librosa.load(sr=None, mono=True), so a clip with
-    two channels (DCASE 2026) is the mean of its channels. A file that cannot be used is one clear error, and
-    one longer than `max_seconds` is refused from its header, before its samples are read."""
+    """(mono waveform, sample rate) as the original reads it (two channels: their mean); a file too long for
+    `max_seconds` is refused from its header, before its samples are read."""
     check_regular(path)
     try:
         info = sf.info(str(path))
@@ -51,9 +51,8 @@ def read_audio(path: str | os.PathLike, max_seconds: float | None = None) -> tup
 
 
 def logmel_of(y: np.ndarray, sr: int, fft_num: int = 2048, frame_hop: int = 512, mel_bin: int = 128) -> np.ndarray:
-    """Log-mel in dB (mel_bin, T) float32 of a waveform: librosa.feature.melspectrogram's own three steps,
-    with its mel filter bank built once per setting instead of once per clip (a sixth of the time per clip;
-    bit-identical, tests/test_audio.py), then power_to_db(ref=1)."""
+    """Log-mel in dB (mel_bin, T) float32: librosa's melspectrogram with its filter bank built once per setting
+    (a sixth of the time per clip, bit-identical: tests/test_audio.py), then power_to_db(ref=1)."""
     with warnings.catch_warnings():  # "n_fft is too large" for a clip shorter than n_fft: such a clip gives fewer
         warnings.filterwarnings("ignore", "n_fft=", UserWarning)  # frames than a segment, said in one line later
         power = np.abs(librosa.stft(y, n_fft=fft_num, hop_length=frame_hop)) ** 2.0
@@ -76,8 +75,7 @@ def _filters(sr: int, fft_num: int, mel_bin: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=16)
 def mel_basis(sr: int, fft_num: int, mel_bin: int) -> np.ndarray:
-    """librosa's mel filter bank (librosa defaults: Slaney scale and norm, fmin 0, fmax sr/2), read-only. A band
-    that no FFT bin falls in would be constant at -100 dB in every clip: refused, naming the fft_num that works."""
+    """librosa's mel filter bank, read-only; a band no FFT bin falls in (constant in every clip) is refused."""
     basis = _filters(sr, fft_num, mel_bin)
     empty = int((basis.max(axis=1) == 0).sum())
     if empty:
@@ -90,34 +88,30 @@ def mel_basis(sr: int, fft_num: int, mel_bin: int) -> np.ndarray:
     return basis
 
 
-def _logmel_job(args: tuple) -> tuple[np.ndarray, int]:
-    return logmel(*args)
-
-
 def _single_threaded() -> None:
-    """Worker init: one BLAS/OpenMP thread per worker process. Forked workers inherit the parent's thread
-    pools, and N workers x N threads on N cores ran 3x slower than one process."""
+    """Worker init: forked workers inherit the parent's thread pools (N x N threads on N cores ran 3x slower)."""
     threadpool_limits(1)
     torch.set_num_threads(1)
 
 
 def extract(paths: list[Path], feat_cfg: dict, workers: int = 1, desc: str = "features") -> np.ndarray:
     """Log-mel of every clip, stacked (N, mel_bin, T). All clips of a set must have one length and rate."""
-    jobs = [(p, feat_cfg["fft_num"], feat_cfg["frame_hop"], feat_cfg["mel_bin"]) for p in paths]
+    job = functools.partial(logmel, fft_num=feat_cfg["fft_num"], frame_hop=feat_cfg["frame_hop"],
+                            mel_bin=feat_cfg["mel_bin"])
     # one BLAS thread everywhere: the mel product's rounding depends on the thread count (1e-7 dB), and the
     # features (and the cache) must not depend on how many workers computed them
     with threadpool_limits(1):
-        if workers > 1 and len(jobs) > 2 * workers:
+        if workers > 1 and len(paths) > 2 * workers:
             # the first clip here, before the fork: librosa's numba kernels compile once in the parent and
             # the workers inherit them (otherwise each worker spends seconds compiling its own)
-            results = [_logmel_job(jobs[0])]
-            chunk = max(1, min(16, (len(jobs) - 1) // (4 * workers)))
+            first = [job(paths[0])]
+            chunk = max(1, min(16, (len(paths) - 1) // (4 * workers)))
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
                                      initializer=_single_threaded) as pool:
-                results += Bar(pool.map(_logmel_job, jobs[1:], chunksize=chunk), desc, len(jobs), "clips",
-                               initial=1)
+                rest = pool.map(job, paths[1:], chunksize=chunk)
+                results = list(Bar(itertools.chain(first, rest), desc, len(paths), "clips"))
         else:
-            results = [_logmel_job(j) for j in Bar(jobs, desc, unit="clips")]
+            results = [job(p) for p in Bar(paths, desc, unit="clips")]
     first_shape, first_sr = results[0][0].shape, results[0][1]
     for p, (spec, sr) in zip(paths, results):
         if sr != first_sr:

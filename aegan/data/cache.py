@@ -1,14 +1,6 @@
-"""The on-disk feature cache: a second run reads the features instead of decoding audio again.
-
-`<spec_dir>/<mt>/<name>_<key>.npy`, keyed on every feature setting and on each clip's name and content
-(sha256 of its bytes: a clip replaced by another is noticed even with its size and mtime kept), with a
-`.json` record written after the data: the settings, the clips (name, content digest) and a CRC-32 of the
-data file. The record is checked on every read: a truncated, corrupted or half-written cache, or one built
-for other clips, is rebuilt, never used.
-
-Hashing the clips' bytes costs 0.24 ms per 10 s clip on a 2-core Xeon, 0.8% of extracting its log-mel
-features (29.9 ms; bench/clip_hash.py, both in one run).
-"""
+"""The feature cache `<spec_dir>/<mt>/<name>_<key>.npy`, keyed on the feature settings and each clip's name and
+content, with a `.json` record written after the data (settings, clips, CRC-32) and checked on every read: a broken
+cache or one of other clips is rebuilt. Hashing a clip costs 0.8% of its features (bench/clip_hash.py)."""
 
 from __future__ import annotations
 
@@ -25,24 +17,18 @@ from aegan.core.errors import AeganError
 from aegan.core.files import atomic_path
 from aegan.core.progress import Bar
 from aegan.data.audio import extract
-from aegan.data.clips import Clip
-from aegan.data.identity import clip_digest
+from aegan.data.clips import Clip, clip_digest
 from aegan.data.segments import num_segments
 from aegan.settings.checks import tagged
 from aegan.settings.schema import FEATURES
 
 FEAT_KEYS = tuple(name.removeprefix("feat.") for name in tagged(FEATURES))  # what the features depend on
 CACHE_VERSION = 2
+
+
 def clip_records(paths: list[Path]) -> list[list[str]]:
     """[file name, content digest] of each clip, in order: what a cache (or a model) was built from."""
     return [[Path(p).name, clip_digest(p)] for p in Bar(paths, "hashing clips", unit="clips", disable=len(paths) < 500)]
-
-
-def cache_key(records: list[list[str]], settings: dict) -> str:
-    """Hash of every feature setting (FEAT_KEYS) and of each clip's name and content: a change gives another
-    cache file."""
-    blob = json.dumps({"v": CACHE_VERSION, "feat": settings, "clips": records})
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def load_or_extract(paths: list[Path], feat_cfg: dict, cache_dir: str | os.PathLike, name: str,
@@ -52,7 +38,8 @@ def load_or_extract(paths: list[Path], feat_cfg: dict, cache_dir: str | os.PathL
         raise AeganError(f"no clips to extract features from for {name}")
     records = clip_records(paths)
     settings = {k: feat_cfg[k] for k in FEAT_KEYS}
-    cache = Path(cache_dir) / f"{name}_{cache_key(records, settings)}.npy"
+    key = hashlib.sha256(json.dumps({"v": CACHE_VERSION, "feat": settings, "clips": records}).encode()).hexdigest()
+    cache = Path(cache_dir) / f"{name}_{key[:16]}.npy"
     record = cache.with_suffix(".json")
     if cache.exists():
         arr = _read_cache(cache, record, records, settings)
@@ -78,8 +65,7 @@ def load_or_extract(paths: list[Path], feat_cfg: dict, cache_dir: str | os.PathL
 
 
 def _read_cache(cache: Path, record: Path, records: list[list[str]], settings: dict) -> np.ndarray | None:
-    """The cached features when the record (written after the data) says they are these clips' with these
-    settings and the data file is intact; else None."""
+    """The cached features when the record says they are these clips' with these settings and intact; else None."""
     try:
         meta = json.loads(record.read_text())
         if (not isinstance(meta, dict) or meta.get("version") != CACHE_VERSION or meta.get("feat") != settings
@@ -100,16 +86,11 @@ def _file_crc32(path: Path) -> str:
     return f"{crc:08x}"
 
 
-
-
-def workers(cfg: dict) -> int:
-    return cfg["feat"]["workers"] or min(os.cpu_count() or 1, 8)
-
-
 def clip_features(cfg: dict, mt: str, clips: list[Clip], name: str) -> np.ndarray:
     """Raw log-mel (N, mel_bin, T) of `clips`, cached under <spec_dir>/<mt>/; at least one segment long."""
-    arr = load_or_extract([c.path for c in clips], cfg["feat"], Path(cfg["spec_dir"]) / mt, name, workers(cfg))
     feat = cfg["feat"]
+    arr = load_or_extract([c.path for c in clips], feat, Path(cfg["spec_dir"]) / mt, name,
+                          feat["workers"] or min(os.cpu_count() or 1, 8))
     if num_segments(arr.shape[2], feat["frame_num"], feat["graph_hop_f"]) == 0:
         raise AeganError(f"clips of {mt} ({clips[0].path}) give {arr.shape[2]} frames, fewer than one segment "
                          f"of feat.frame_num={feat['frame_num']}")

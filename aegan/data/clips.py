@@ -1,21 +1,18 @@
-"""What a DCASE dataset says about its files, and the clip listing every dataset shares.
-
-dcase2022/datasets.py and dcase2020/datasets.py subclass `DatasetSpec` with their file-name parsing, grouping
-(section or machine ID) and ground-truth file names; everything else is shared. What is done with the clips
-lives where it is used: the evaluation rule and the submission files' names in aegan/evaluation.py (a dataset
-names its rule in aegan/registry.py), the localization figures' names in aegan/localization.py.
-"""
+"""What a dataset says about its files (each dataset's datasets.py subclasses `DatasetSpec` with its file-name
+parsing, grouping and ground-truth file names), the clip listing and ground truth every dataset shares, and what a
+model is trained on (its `Identity`: recorded when training starts, checked on every read)."""
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from aegan.core.errors import AeganError, shown
-from aegan.core.files import check_regular
+from aegan.core.files import check_regular, sha256
 from aegan.core.text import plural
-from aegan.data.identity import Identity, identity_of
 
 
 @dataclass(frozen=True)
@@ -27,6 +24,74 @@ class Clip:
     attrs: str = ""  # the rest of the file name, kept but unused
     source: str = ""  # "dev" or "eval": the part of the dataset it came from
     number: str = ""  # the clip's own number in its file name ("0003")
+
+
+# (path, inode, size, mtime, ctime) -> content digest: a run reads each clip once; ctime cannot be set back, so a
+# file replaced in place is hashed again.
+_DIGESTS: dict[tuple, str] = {}
+
+
+def clip_digest(path: str | os.PathLike) -> str:
+    """sha256 of a clip's bytes (the first 16 hex digits): what its features are computed from."""
+    st = os.stat(path)
+    memo = (str(Path(path).resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if memo not in _DIGESTS:
+        _DIGESTS[memo] = sha256(path)[:16]
+    return _DIGESTS[memo]
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What a model was trained on."""
+
+    dataset: str  # "dcase2022", or the first-shot year's "dcase2025"
+    mt: str
+    parts: str  # the training parts, "dev" / "eval" / "dev+eval"
+    clips: tuple[tuple[str, str], ...]  # (clip path below dataset_dir, content digest), in listing order
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha256(repr(self.clips).encode()).hexdigest()[:16]
+
+    def as_dict(self) -> dict:
+        return {"dataset": self.dataset, "mt": self.mt, "parts": self.parts, "clips": [list(c) for c in self.clips],
+                "fingerprint": self.fingerprint}
+
+
+def identity_from(raw: object) -> Identity | None:
+    """The Identity a file stores (Identity.as_dict), or None when malformed (its reader names the file)."""
+    if not (isinstance(raw, dict) and all(isinstance(raw.get(k), str) for k in ("dataset", "mt", "parts"))
+            and isinstance(raw.get("clips"), list)
+            and all(isinstance(c, (list, tuple)) and len(c) == 2 and all(isinstance(x, str) for x in c)
+                    for c in raw["clips"])):
+        return None
+    return Identity(raw["dataset"], raw["mt"], raw["parts"], tuple(tuple(c) for c in raw["clips"]))
+
+
+def check_identity(path: Path, stored: Identity, expected: Identity, what: str = "model") -> None:
+    """One line naming what differs between the data a model was trained on and the data at hand."""
+    where = shown(path)
+    if stored.mt != expected.mt:
+        raise AeganError(f"{what} {where} was trained on {stored.mt}, not {expected.mt}: train {expected.mt} "
+                         f"(or point model_dir at its model)")
+    if stored.dataset != expected.dataset:
+        raise AeganError(f"{what} {where} was trained on {stored.dataset}, not {expected.dataset}: use that "
+                         f"dataset's scripts, or train on {expected.dataset}")
+    if stored.parts != expected.parts:
+        raise AeganError(f"{what} {where} was trained on the {stored.parts} training clips, but train_set gives "
+                         f"{expected.parts} now: set train_set back, or train again")
+    if stored.clips != expected.clips:
+        raise AeganError(f"{what} {where} was trained on other training clips than dataset_dir holds now "
+                         f"({clip_difference(stored.clips, expected.clips)}): point dataset_dir at the data it "
+                         "was trained on, or train again")
+
+
+def clip_difference(old: tuple, new: tuple) -> str:
+    before, now = dict(old), dict(new)
+    kinds = (("added", [n for n in now if n not in before]), ("removed", [n for n in before if n not in now]),
+             ("changed", [n for n in now if n in before and before[n] != now[n]]))
+    found = [f"{len(names)} {words}, e.g. {shown(names[0])}" for words, names in kinds if names]
+    return "; ".join(found) or "the same clips in another order"
 
 
 class DatasetSpec:
@@ -41,14 +106,10 @@ class DatasetSpec:
     def parse(self, path: Path, split: str, source: str) -> Clip:
         raise NotImplementedError
 
-    def sort_key(self, path: Path):
-        return path.name
-
     def ground_truth_file(self, mt: str, group: str) -> str:
         """Name of the official ground-truth CSV of one section/ID of the evaluation test set."""
         raise NotImplementedError
 
-    # shared ------------------------------------------------------------------------------------
     def list_clips(self, dataset_dir: str | Path, mt: str, source: str, split: str) -> list[Clip]:
         """Sorted clips of <dataset_dir>/<source>_data/<mt>/<split>/ (non-.wav files are skipped)."""
         folder = Path(dataset_dir) / f"{source}_data" / mt / split
@@ -57,7 +118,7 @@ class DatasetSpec:
         if not folder.is_dir():
             raise AeganError(f"folder {folder} does not exist: expected <dataset_dir>/{source}_data/{mt}/{split}/")
         entries = list(folder.iterdir())
-        paths = sorted((p for p in entries if p.suffix.lower() == ".wav"), key=self.sort_key)
+        paths = sorted((p for p in entries if p.suffix.lower() == ".wav"), key=lambda p: p.name)
         for p in paths:  # a clip that cannot be read is named, never skipped: the model would learn from fewer
             check_regular(p)
         others = sorted(p.name for p in entries if p.suffix.lower() != ".wav")
@@ -69,8 +130,7 @@ class DatasetSpec:
         return [replace(self.parse(p, split, source), source=source) for p in paths]
 
     def train_parts(self, cfg: dict, mt: str) -> list[str]:
-        """The parts whose training clips train_set selects; `auto` is the part that holds the machine type
-        (the first-shot years: dev_data for a development machine type, eval_data for an evaluation one)."""
+        """The parts whose training clips train_set selects; `auto`: the part that holds the machine type."""
         if cfg["train_set"] == "auto":
             return ["dev"] if (Path(cfg["dataset_dir"]) / "dev_data" / mt / "train").is_dir() else ["eval"]
         return {"dev": ["dev"], "eval": ["eval"], "deval": ["dev", "eval"]}[cfg["train_set"]]
@@ -102,8 +162,15 @@ class DatasetSpec:
         return f"dcase{cfg['year']}" if cfg.get("year") is not None else self.name
 
     def identity(self, cfg: dict, mt: str, train_clips: list[Clip]) -> Identity:
-        """What a model of `mt` trained on `train_clips` is (data/identity.py): recorded in it, checked on read."""
-        return identity_of(self.dataset_id(cfg), mt, self.train_parts(cfg, mt), train_clips, cfg["dataset_dir"])
+        """What a model of `mt` trained on `train_clips` is: recorded in it, checked on read."""
+        rows = []
+        for c in train_clips:
+            try:
+                name = c.path.relative_to(Path(cfg["dataset_dir"])).as_posix()
+            except ValueError:
+                name = c.path.name
+            rows.append((name, clip_digest(c.path)))
+        return Identity(self.dataset_id(cfg), mt, "+".join(self.train_parts(cfg, mt)), tuple(rows))
 
     def check_machine(self, mt: str, cfg: dict) -> None:
         known = self.machine_types(cfg)
@@ -134,11 +201,10 @@ def _read_truth(path: Path, allowed: set[str] | None, clips: list[Clip]) -> dict
     return out
 
 
-def _truth_of_group(spec: DatasetSpec, mt: str, members: list[Clip], truth_dir: Path, domain_dir: Path | None
+def _truth_of_group(spec: DatasetSpec, mt: str, members: list[Clip], truth_dir: Path, domain_dir: Path
                     ) -> list[Clip]:
-    """The members labelled from ground_truth_data/ and (with domains) ground_truth_domain/. The first-shot
-    years also release ground_truth_attributes/ (each renamed clip's original name): when present, its
-    names must agree, and it stands in for a missing domain folder."""
+    """The members labelled from ground_truth_data/ and (with domains) ground_truth_domain/; the first-shot years'
+    ground_truth_attributes/ (original names), when present, must agree and stands in for a missing domain file."""
     name = spec.ground_truth_file(mt, members[0].group)
     labels = _read_truth(truth_dir / name, {"0", "1"}, members)
     attributes = truth_dir.parent / "ground_truth_attributes" / name
@@ -148,10 +214,9 @@ def _truth_of_group(spec: DatasetSpec, mt: str, members: list[Clip], truth_dir: 
                      _read_truth(attributes, None, members).items()}
     domains = {}
     if spec.has_domains:
-        if domain_dir and (domain_dir / name).is_file() or not originals:
+        if (domain_dir / name).is_file() or not originals:
             domains = {k: {"0": "source", "1": "target"}[v] for k, v in
-                       _read_truth((domain_dir or truth_dir.parent / "ground_truth_domain") / name, {"0", "1"},
-                                   members).items()}
+                       _read_truth(domain_dir / name, {"0", "1"}, members).items()}
         else:
             domains = {k: c.domain for k, c in originals.items()}
             print(f"ground truth: {name} has no domain file; the domains come from {attributes}")
@@ -168,14 +233,12 @@ def _truth_of_group(spec: DatasetSpec, mt: str, members: list[Clip], truth_dir: 
 
 def attach_ground_truth(spec: DatasetSpec, mt: str, clips: list[Clip], truth_dir: str | Path,
                         domain_dir: str | Path | None = None) -> list[Clip]:
-    """Labels (and domains) of evaluation test clips from the officially released CSVs, in the evaluators'
-    layout: ground_truth_data/, ground_truth_domain/ (default: beside it) and ground_truth_attributes/."""
+    """Labels (and domains) of evaluation test clips from the released CSVs, in the evaluators' layout:
+    ground_truth_data/, ground_truth_domain/ (default: beside it) and ground_truth_attributes/."""
     truth_dir = Path(truth_dir)
-    if spec.has_domains and domain_dir is None:
-        domain_dir = truth_dir.parent / "ground_truth_domain"
+    domain_dir = Path(domain_dir) if domain_dir else truth_dir.parent / "ground_truth_domain"
     out = []
     for g in sorted({c.group for c in clips}):
-        out += _truth_of_group(spec, mt, [c for c in clips if c.group == g], truth_dir,
-                               Path(domain_dir) if domain_dir else None)
+        out += _truth_of_group(spec, mt, [c for c in clips if c.group == g], truth_dir, domain_dir)
     order = {c.path: i for i, c in enumerate(clips)}
     return sorted(out, key=lambda c: order[c.path])

@@ -1,20 +1,36 @@
-"""128 x 128 segments: consecutive frames, sliding by graph_hop_f; for training, shuffled batches of them.
-
-Segments are never materialised for a whole set: they are strided views of one contiguous tensor,
-gathered a batch (training) or a clip (scoring) at a time.
-"""
+"""What the networks see: features scaled to [-1, 1] by the training max and min (SPEC section 2), cut into 128 x 128
+segments sliding by graph_hop_f, strided views gathered a batch (training) or a clip (scoring) at a time."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from aegan.core.errors import AeganError
 
 
+def minmax(train_specs: np.ndarray) -> tuple[np.float32, np.float32]:
+    """One global max and min over all training clips, as float32 scalars (the original's values)."""
+    return np.float32(train_specs.max()), np.float32(train_specs.min())
+
+
+def scale(specs: np.ndarray, vmax: float, vmin: float) -> np.ndarray:
+    """Map [vmin, vmax] (the training max/min) to [-1, 1].
+    In float32 as the original: float64 rounded once at the end puts some values one float32 ulp away."""
+    vmax, vmin = np.float32(vmax), np.float32(vmin)
+    if not vmax > vmin:
+        raise AeganError(f"feature max ({vmax}) must exceed min ({vmin}): is all training audio silent?")
+    mid, half = (vmax + vmin) / np.float32(2), (vmax - vmin) / np.float32(2)
+    return (np.asarray(specs, dtype=np.float32) - mid) / half
+
+
+def scaled_tensor(raw: np.ndarray, vmax: float, vmin: float, device: torch.device) -> torch.Tensor:
+    """Scaled features as one contiguous tensor; on CUDA it lives on the device (no per-batch copies)."""
+    return torch.from_numpy(scale(raw, vmax, vmin)).to(device)
+
+
 def num_segments(frames: int, frame_num: int, hop: int) -> int:
-    if frames < frame_num:
-        return 0
-    return (frames - frame_num) // hop + 1
+    return max(0, (frames - frame_num) // hop + 1)
 
 
 def segment_view(specs: torch.Tensor, frame_num: int, hop: int) -> torch.Tensor:
@@ -28,15 +44,8 @@ def clip_segments(specs: torch.Tensor, i: int, frame_num: int, hop: int, device:
 
 
 class SegmentSampler:
-    """Shuffled batches of training segments by index arithmetic on one contiguous tensor.
-
-    Each epoch's permutation is drawn from the global torch generator exactly as the original's
-    DataLoader(shuffle=True) draws it, so a run with the original's seed sees the original's batches; a
-    resumed run restores the generator's state and sees the batches of an uninterrupted one. A batch is
-    one index_select of B x mel_bin rows of frame_num values from an overlapping (start offset, frame)
-    view of the flat tensor: no Python loop per segment, and 3x faster on the CPU than stacking strided
-    segment views.
-    """
+    """Shuffled batches of training segments in the original DataLoader's order (same seed, same batches), each one
+    index_select from an overlapping view of the flat tensor (3x faster on the CPU than stacking segment views)."""
 
     def __init__(self, specs: torch.Tensor, frame_num: int, hop: int, batch_size: int, rank: int = 0,
                  world: int = 1):
@@ -62,9 +71,7 @@ class SegmentSampler:
         return self.total // self.batch_size  # last incomplete batch dropped
 
     def permutation(self) -> torch.Tensor:
-        """The epoch's order of segment numbers c * n_seg + s, drawn as torch's DataLoader draws it: the
-        iterator's base seed, then the RandomSampler's seed, both from the global generator, then randperm
-        with a generator of its own. Every rank draws the same (same seed, same draws)."""
+        """The epoch's order of segments c * n_seg + s as DataLoader draws it: base seed, sampler seed, randperm."""
         torch.empty((), dtype=torch.int64).random_()  # the DataLoader iterator's base seed (unused here)
         seed = int(torch.empty((), dtype=torch.int64).random_().item())
         return torch.randperm(self.total, generator=torch.Generator().manual_seed(seed))
@@ -82,6 +89,5 @@ class SegmentSampler:
 
 
 def skip_loader_draw() -> None:
-    """The draw that creating any DataLoader iterator makes (its base seed). The original iterates its dev
-    test DataLoader after every epoch, which moves the next epoch's permutation; so do we."""
+    """The base-seed draw of the original's dev test DataLoader after every epoch, which moves the next permutation."""
     torch.empty((), dtype=torch.int64).random_()

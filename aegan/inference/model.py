@@ -1,41 +1,36 @@
-"""A trained model ready to score clips: the two networks and what scoring needs besides them.
-
-Scoring needs the settings the model was trained with, the feature max/min of its training clips, its
-critic's embeddings of those clips (the reference set of the four critic metrics) and, for decisions, fitted
-thresholds. Our model files hold all of that (store/model_file.py). A checkpoint of the original code holds
-only the weights: what it lacks is derived once from the training clips (prepare.py) and kept in its sidecar (a
-cache, re-derived when the checkpoint, the training clips or the feature settings change). Thresholds fitted at
-test time for another metric are kept in the sidecar too.
-"""
+"""A trained model ready to score clips, and the one test.py and loc.py score with. An original checkpoint holds
+only the weights: the scaling and the critic's reference set are derived once from its training clips and kept in its
+sidecar (store/sidecar.py), with thresholds fitted at test time."""
 
 from __future__ import annotations
 
 import copy
 import functools
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 
 from aegan.core.errors import AeganError, shown
 from aegan.core.files import sha256
 from aegan.core.metrics import D_METRICS, metric_choice
-from aegan.data.identity import Identity
-from aegan.data.scaling import scaled_tensor
+from aegan.data.cache import clip_features
+from aegan.data.clips import Clip, DatasetSpec, Identity, check_identity
+from aegan.data.segments import minmax, scaled_tensor
 from aegan.method.device import apply_precision, model_precision
 from aegan.method.nets import Discriminator, Generator, build_nets
-from aegan.scoring.decision import fit_threshold
-from aegan.scoring.scores import EmbeddingDetectors, Scored, score_clips, training_scores
-from aegan.settings.layers import Resolved, leaves
+from aegan.scoring import clip_scores
+from aegan.scoring.clip_scores import EmbeddingDetectors, Scored, score_clips, training_scores, with_critic_scores
+from aegan.scoring.evaluation import fit_threshold
+from aegan.settings.layers import Resolved, get, leaves, node_of
 from aegan.store import checkpoint, model_file, sidecar
 from aegan.store.model_dir import ModelDir, sidecar_of
 from aegan.store.model_file import ModelFile, threshold_key
 from aegan.store.sidecar import Sidecar
-
-# Settings a model fixes: the network and the features it was trained on, and its training clips.
-MODEL_KEYS = ("net", "feat", "train_set")
 
 
 @dataclass(kw_only=True)
@@ -63,38 +58,34 @@ class Model:
         return EmbeddingDetectors(self.train_emb)
 
     def score(self, specs: torch.Tensor, recon: bool = False, desc: str | None = "scoring") -> Scored:
-        """All 19 scores of every clip of `specs` (scaled, (N, mel_bin, T)), the clips' critic embeddings and,
-        when asked, their reconstructions: the one scoring pass (scores.score_clips)."""
-        return score_clips(self.netG, self.netD, self.detectors, specs, self.cfg["feat"], self.device,
-                           self.cfg["detect"]["amp"], recon, desc)
+        """The one scoring pass of `specs` (scaled, (N, mel_bin, T)): 19 scores, embeddings, reconstructions."""
+        scored = score_clips(self.netG, self.netD, specs, self.cfg, recon, desc)
+        return replace(scored, scores=with_critic_scores(scored.scores, scored.emb, self.detectors))
 
-    def metric(self, best_here: str | None = None) -> str:
-        """The metric whose scores are written (scores.metric_choice: the one rule)."""
-        return self.metric_choice(best_here)[0]
+    def metric(self) -> str:
+        """The metric whose scores are written (metric_choice: the one rule)."""
+        return self.metric_choice()[0]
 
     def metric_choice(self, best_here: str | None = None) -> tuple[str, str]:
-        """(the metric whose scores are written, how it was chosen: scores.CHOSEN_BY)."""
+        """(the metric whose scores are written, how it was chosen)."""
         return metric_choice(self.cfg["detect"]["metric"], best_here, self.info.get("metric"),
                              self.info.get("chosen_by", "selected in training"))
 
     def threshold(self, metric: str, train_specs=None) -> tuple[dict, bool]:
-        """(threshold of `metric` at detect.decision_percentile, whether it was fitted now). `train_specs()` gives
-        the scaled training features, needed (and called) only to fit a generator metric's threshold."""
+        """(the rule of `metric` at detect.decision_percentile, whether it was fitted now); fitting a generator
+        metric's calls `train_specs()` for the scaled training features."""
         percentile = self.cfg["detect"]["decision_percentile"]
         key = threshold_key(metric, percentile)
         if key in self.thresholds:
             return self.thresholds[key], False
         specs = None if metric in D_METRICS else train_specs()
-        scores = training_scores(metric, self.netG, self.detectors, self.train_emb, specs, self.cfg["feat"],
-                                 self.device, self.cfg["detect"]["amp"])
+        scores = training_scores(metric, self.netG, self.detectors, self.train_emb, specs, self.cfg)
         self.thresholds[key] = {"metric": metric, **fit_threshold(scores, percentile)}
         return self.thresholds[key], True
 
 
 def training_choice(mf: ModelFile) -> str:
-    """How training chose the model's metric, read from its stored settings: the best on the labelled dev test set
-    (train.select best or last), training's detect.metric (train.select metric, or no labelled dev test set to
-    choose on), or, with neither, the default."""
+    """How training chose the model's metric, read from its stored settings (the summaries say it)."""
     configured = (mf.config.get("detect") or {}).get("metric")
     if math.isnan(mf.value) or (mf.config.get("train") or {}).get("select") == "metric":
         return "detect.metric in training" if configured else "default"
@@ -102,16 +93,15 @@ def training_choice(mf: ModelFile) -> str:
 
 
 def from_checkpoint(resolved: Resolved, saved: dict, path: object) -> tuple[dict, list[str]]:
-    """The run's config with the network, feature and training-clip settings a model was trained with
-    (MODEL_KEYS); returns it and the keys that changed. A key the user set explicitly (--config, --set) to
-    another value is an error naming both values: the weights only make sense with their own settings."""
+    """(the run's config with the net, feat and train_set settings a model was trained with, the keys changed);
+    one the user set (--config, --set) to another value is an error: the weights only fit their own settings."""
     cfg = copy.deepcopy(resolved.cfg)
     changed = []
-    for name, value in leaves({k: saved[k] for k in MODEL_KEYS if k in saved}):
-        *parents, leaf = name.split(".")
-        node = cfg
-        for part in parents:
-            node = node.get(part, {}) if isinstance(node, dict) else {}
+    for name, value in leaves({k: saved[k] for k in ("net", "feat", "train_set") if k in saved}):
+        try:
+            node, leaf = node_of(cfg, name)
+        except (KeyError, TypeError):  # a section this version lacks, or a setting where it has a section
+            continue
         if name == "feat.workers" or not isinstance(node, dict) or leaf not in node or node[leaf] == value:
             continue
         if name in resolved.explicit:
@@ -123,8 +113,7 @@ def from_checkpoint(resolved: Resolved, saved: dict, path: object) -> tuple[dict
 
 
 def model_settings(resolved: Resolved, mt: str) -> dict:
-    """The settings test.py and loc.py run with: the run's, with the model's own network, feature and training-clip
-    settings (from_checkpoint; an original checkpoint stores none)."""
+    """The settings test.py and loc.py run with: the run's, with the model's own (from_checkpoint)."""
     path = ModelDir.of(resolved.cfg, mt).model
     if not path.exists():  # --print-config before training: the settings from the files and flags
         return resolved.cfg
@@ -140,44 +129,39 @@ def nets(state: dict, net_cfg: dict, path: Path, device: torch.device) -> tuple[
     return netG.to(device).eval(), netD.to(device).eval()
 
 
-def from_file(mf: ModelFile, cfg: dict, state: dict, path: Path, device: torch.device, digest: str) -> Model:
-    """One of our model files, with thresholds fitted later for other metrics from its sidecar."""
+def built(state: dict, src: ModelFile | Sidecar, cfg: dict, path: Path, device: torch.device) -> Model:
+    """Our model file, with thresholds fitted later from its sidecar; or an original checkpoint with what its sidecar
+    derived (read for this file: its key is the file's digest)."""
     netG, netD = nets(state, cfg["net"], path, device)
-    info = {"epoch": mf.epoch, "metric": mf.metric, "chosen_by": training_choice(mf), "dataset": mf.identity.dataset,
-            "mt": mf.identity.mt}
-    side = sidecar.read(path, digest)
-    return Model(netG=netG, netD=netD, cfg=cfg, vmax=np.float32(mf.feat_max), vmin=np.float32(mf.feat_min),
-                 train_emb=mf.train_emb, path=path, device=device, digest=digest, sample_rate=mf.sample_rate,
-                 info=info, thresholds={**(side.thresholds if side else {}), **mf.thresholds}, identity=mf.identity,
-                 stored=set(mf.thresholds))
-
-
-def from_sidecar(state: dict, side: Sidecar, cfg: dict, path: Path, device: torch.device, digest: str) -> Model:
-    """An original checkpoint with what its sidecar derived."""
-    netG, netD = nets(state, cfg["net"], path, device)
-    ident = side.identity
-    return Model(netG=netG, netD=netD, cfg=cfg, vmax=np.float32(side.feat_max), vmin=np.float32(side.feat_min),
-                 train_emb=side.train_emb, path=path, device=device, digest=digest,
-                 sample_rate=int(side.sample_rate), info={"dataset": ident.dataset, "mt": ident.mt} if ident else {},
-                 thresholds=dict(side.thresholds), identity=ident)
+    if isinstance(src, Sidecar):
+        side, digest, stored = src, src.checkpoint_sha256, {}
+        info = {"dataset": src.identity.dataset, "mt": src.identity.mt} if src.identity else {}
+    else:
+        digest, stored = sha256(path), src.thresholds
+        side = sidecar.read(path, digest)
+        info = {"epoch": src.epoch, "metric": src.metric, "chosen_by": training_choice(src),
+                "dataset": src.identity.dataset, "mt": src.identity.mt}
+    return Model(netG=netG, netD=netD, cfg=cfg, vmax=np.float32(src.feat_max), vmin=np.float32(src.feat_min),
+                 train_emb=src.train_emb, path=path, device=device, digest=digest, sample_rate=int(src.sample_rate),
+                 info=info, thresholds={**(side.thresholds if side else {}), **stored}, identity=src.identity,
+                 stored=set(stored))
 
 
 def load(path: str | Path, device: torch.device) -> Model:
     """A model that stands alone (scoring new recordings): ours, or the original's with its sidecar."""
     path = Path(path)
     state, mf = model_file.read(path, device)
-    digest = sha256(path)
     if mf is not None:
         cfg = copy.deepcopy(mf.config)
         apply_precision(model_precision(mf.config, cfg), device)
-        return from_file(mf, cfg, state, path, device, digest)
-    side = sidecar.read(path, digest)
+        return built(state, mf, cfg, path, device)
+    side = sidecar.read(path, sha256(path))
     if side is None or side.train_emb is None or side.config is None:
         raise AeganError(f"checkpoint {shown(path)} is in the original's format and has no sidecar "
                          f"{sidecar_of(path).name}: score it once with its dataset's test.py, which "
                          "derives what scoring needs from the training clips and keeps it there")
     apply_precision(model_precision(None, side.config), device)
-    return from_sidecar(state, side, copy.deepcopy(side.config), path, device, digest)
+    return built(state, side, copy.deepcopy(side.config), path, device)
 
 
 def save_thresholds(model: Model) -> Path:
@@ -196,3 +180,59 @@ def derived(model: Model, thresholds: dict) -> Sidecar:
                    settings=sidecar.derived_settings(model.cfg), config=model.cfg, feat_max=float(model.vmax),
                    feat_min=float(model.vmin), train_emb=model.train_emb, sample_rate=model.sample_rate,
                    thresholds=thresholds)
+
+
+@dataclass(kw_only=True)
+class Training:
+    """The model's training clips, listed once; `specs()` extracts their scaled features when first called."""
+
+    clips: list[Clip]
+    specs: Callable[[], torch.Tensor]
+
+
+def prepare(spec: DatasetSpec, resolved: Resolved, mt: str, device: torch.device) -> tuple[Model, Training]:
+    """The selected model of `mt` with its own settings, checked against the data at hand, and its training clips."""
+    path = ModelDir.of(resolved.cfg, mt).model
+    state, mf = model_file.read(path, device)
+    cfg = resolved.cfg
+    if mf is not None:
+        cfg, changed = from_checkpoint(resolved, mf.config, path)
+        if changed:
+            print(f"config: from the checkpoint: {', '.join(f'{k}={get(cfg, k)!r}' for k in changed)}")
+    apply_precision(model_precision(mf.config if mf else None, cfg, resolved.explicit), device)
+    train_clips = spec.train_clips(cfg, mt)
+    expected = spec.identity(cfg, mt, train_clips)
+    if mf is not None:
+        check_identity(path, mf.identity, expected)
+        model = built(state, mf, cfg, path, device)
+        print(f"model: {path} (epoch {mf.epoch}, selected metric {mf.metric})")
+    else:
+        model = _original(cfg, state, path, device, train_clips, expected)
+
+    @functools.cache
+    def specs() -> torch.Tensor:
+        return model.scaled(clip_features(cfg, mt, train_clips, f"train_{cfg['train_set']}"))
+
+    return model, Training(clips=train_clips, specs=specs)
+
+
+def _original(cfg: dict, state: dict, path: Path, device: torch.device, train_clips: list[Clip],
+              expected: Identity) -> Model:
+    """An original checkpoint with its sidecar; what it lacks derived from the training clips when that is stale."""
+    digest = sha256(path)
+    print(f"model: {path} (original-format checkpoint)")
+    side = sidecar.read(path, digest, expected, cfg)
+    if side is not None and side.train_emb is not None:
+        return built(state, side, cfg, path, device)
+    raw = clip_features(cfg, expected.mt, train_clips, f"train_{cfg['train_set']}")
+    vmax, vmin = minmax(raw)
+    print(f"features: the checkpoint holds no max/min; computed from {len(train_clips)} training clips "
+          f"({cfg['train_set']}): max {vmax:.4f} min {vmin:.4f}")
+    netG, netD = nets(state, cfg["net"], path, device)
+    emb = clip_scores.embed_clips(netD, scaled_tensor(raw, vmax, vmin, device), cfg,
+                                  "training clips' critic embeddings")[clip_scores.reference_order(train_clips)]
+    model = Model(netG=netG, netD=netD, cfg=cfg, vmax=vmax, vmin=vmin, train_emb=np.asarray(emb), path=path,
+                  device=device, digest=digest, sample_rate=sf.info(str(train_clips[0].path)).samplerate,
+                  info={"dataset": expected.dataset, "mt": expected.mt}, identity=expected)
+    print(f"model: kept what scoring needs in {sidecar.write(path, derived(model, {}))}")
+    return model

@@ -1,9 +1,5 @@
-"""The local launcher: the jobs on this machine, a queue with one job per slot of GPUs (one at a time on the CPU),
-each job's log and epochs reported as they go. Ctrl-C stops the running jobs at their last completed epoch.
-
-Why a queue of our own and not submitit's LocalExecutor: that executor starts every submitted job at once, each on
-the same first GPUs, under a 2-minute default time limit; a table on one machine needs a queue that gives each job
-its own GPU(s) and runs the next one when a slot frees."""
+"""The local launcher: a queue with one job per slot of GPUs of this machine (one at a time on the CPU). Not
+submitit's LocalExecutor: it starts every job at once on the same first GPUs, under a 2-minute default time limit."""
 
 from __future__ import annotations
 
@@ -44,7 +40,7 @@ class Local(Launcher):
         self.stopped: list[str] = []  # those running when the launcher was interrupted
 
     def run(self, jobs: list[Job], report: Report) -> bool:
-        """The jobs, but those another launcher still runs (two runs of a job would write the same folder)."""
+        """The jobs, one per slot at a time, but those another launcher still runs (they would share a folder)."""
         busy = {}
         for other in launchers().values():
             if other is not Local:
@@ -52,12 +48,7 @@ class Local(Launcher):
         for j in jobs:
             if j.key in busy:
                 report(j, "left alone: " + busy[j.key])
-        self.queue([j for j in jobs if j.key not in busy], gpu_slots(self.args.gpus_per_job), report)
-        return True
-
-    def queue(self, jobs: list[Job], slots: list[dict], report: Report) -> None:
-        """Run the jobs, one per slot at a time; report(job, status) after each."""
-        queue, lock = list(jobs), threading.Lock()
+        queue, lock = [j for j in jobs if j.key not in busy], threading.Lock()
 
         def worker(env: dict) -> None:
             while not STOP.is_set():
@@ -74,7 +65,8 @@ class Local(Launcher):
                     self.running.discard(job.name)
                 report(job, status)
 
-        threads = [threading.Thread(target=worker, args=(env,), daemon=True) for env in slots]
+        threads = [threading.Thread(target=worker, args=(env,), daemon=True)
+                   for env in gpu_slots(self.args.gpus_per_job)]
         for t in threads:
             t.start()
         try:
@@ -86,6 +78,7 @@ class Local(Launcher):
             for t in threads:
                 t.join()
             raise
+        return True
 
     def interrupted(self) -> str:
         return (f"interrupted; the running jobs ({', '.join(self.stopped) or 'none'}) stopped at their last completed "

@@ -1,12 +1,12 @@
-"""The Slurm launcher: the jobs as one Slurm job array through submitit, followed until they leave the queue. A job
-stopped at its time limit or preempted (Slurm's USR2) stops train.py, requeues itself and resumes from its last
-completed epoch. Each submitted job's id and log are kept in <out>/slurm/jobs.json, for --status and resubmission;
-squeue, not sacct, tells what is still queued (it needs no accounting database)."""
+"""The Slurm launcher: the jobs as one job array through submitit, followed until they leave the queue; each one's id
+and log kept in <out>/slurm/jobs.json. A job preempted or at its time limit requeues itself and resumes. squeue, not
+sacct, tells what is still queued (it needs no accounting database)."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import os
@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from aegan.core.errors import AeganError
@@ -49,12 +50,12 @@ def key_value(text: str) -> tuple[str, str]:
     return k, v
 
 
+@dataclass
 class SlurmJob:
     """What submitit runs on a node: the job; on Slurm's preemption or time-limit signal (USR2) submitit calls
     `checkpoint`, which stops train.py at once (its checkpoints are only ever replaced whole) and requeues it."""
 
-    def __init__(self, job: Job):
-        self.job = job
+    job: Job
 
     def __call__(self) -> str:
         return run_job(self.job)
@@ -111,12 +112,11 @@ class Slurm(Launcher):
         super().__init__(args, out)
         self.record_path = out / "slurm" / "jobs.json"
         self.record = json.loads(self.record_path.read_text()) if self.record_path.is_file() else {}
-        self.queued: dict[str, str] | None = None
 
-    def _queue(self) -> dict[str, str]:
-        if self.queued is None:
-            self.queued = queue_states() if self.record else {}
-        return self.queued
+    @functools.cached_property
+    def queued(self) -> dict[str, str]:
+        """The queue's states, asked once (run and follow ask again, and set it)."""
+        return queue_states() if self.record else {}
 
     def where(self) -> str:
         return f"Slurm ({self.args.gpus_per_job} GPU(s) per job)"
@@ -125,14 +125,14 @@ class Slurm(Launcher):
         rec = self.record.get(job.key)
         if rec is None:
             return None
-        if rec and rec["id"] in self._queue():
+        if rec and rec["id"] in self.queued:
             return f"{self.queued[rec['id']].lower()} (Slurm job {rec['id']}, log {rec['log']})"
         state = job.state(rec["log"])
         return f"ended without a result (log: {job.log}, {rec['log']})" if state == "not started" else state
 
     def in_flight(self, jobs: list[Job]) -> dict[str, str]:
         try:
-            queued = self._queue()
+            queued = self.queued
         except AeganError:  # no Slurm here: the record comes from elsewhere
             return {}
         return {j.key: self.state(j) for j in jobs

@@ -32,26 +32,23 @@ PRECISIONS = {"original": (True, False), "fp32": (False, False), "tf32": (True, 
 
 
 def precision_name(value: str | bool | None) -> str:
-    """A train.tf32 value as one of PRECISIONS (the boolean of older files as its declaration maps it; absent is
-    "original")."""
+    """A train.tf32 value as one of PRECISIONS (an older file's boolean as declared; absent is "original")."""
     return "original" if value is None else check_value("train.tf32", value)
 
 
 def apply_precision(value: str | bool | None, device: torch.device | None = None) -> str:
-    """Set both TF32 flags for the whole process (every command calls this, so training, its evaluation,
-    test.py, loc.py and aegan.score compute alike). The flags exist on a CPU build too; only CUDA reads them."""
+    """Both TF32 flags for the whole process: every command sets them, so all compute alike (only CUDA reads them)."""
     name = precision_name(value)
-    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = PRECISIONS[name]
+    conv, mm = PRECISIONS[name]
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = conv, mm
     if device is not None and device.type == "cuda":
-        conv, mm = PRECISIONS[name]
         print(f"precision: train.tf32={name} (convolutions {'TF32' if conv else 'fp32'}, matmuls "
               f"{'TF32' if mm else 'fp32'})")
     return name
 
 
 def model_precision(saved_cfg: dict | None, run_cfg: dict, explicit: set[str] | frozenset = frozenset()) -> str:
-    """Scoring a saved model computes as its training did: the checkpoint's train.tf32, unless the user set
-    train.tf32 (--set, --config) or the checkpoint has none (the original's: then the run's, "original")."""
+    """A saved model scores as it trained (its train.tf32), unless the user sets train.tf32 or the file has none."""
     saved = ((saved_cfg or {}).get("train") or {}).get("tf32")
     if saved is None or "train.tf32" in explicit:
         return precision_name((run_cfg.get("train") or {}).get("tf32"))
@@ -65,9 +62,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
-
-
-
 
 
 def autocast(device: torch.device, amp: str) -> torch.autocast:

@@ -1,11 +1,12 @@
-"""The method's two steps (method.py) with less work, and for DistributedDataParallel; each proven equal to
-method.iteration by tests (tests/test_fast_steps.py, tests/test_distributed.py)."""
+"""The method's two steps (steps.py) with less work, and under DistributedDataParallel; each proven equal to
+steps.iteration by tests (tests/test_fast_steps.py, tests/test_distributed.py)."""
 
 from __future__ import annotations
 
 import warnings
 
 import torch
+import torch.distributed as dist
 import torch.distributed.nn.functional as dist_fn
 from torch import nn
 
@@ -18,10 +19,8 @@ def has_batchnorm(net: nn.Module) -> bool:
 
 def train_step(netD: nn.Module, netG: nn.Module, optD: torch.optim.Optimizer, optG: torch.optim.Optimizer,
                x: torch.Tensor, wgan: dict, g_update: bool = True) -> dict:
-    """method.iteration with G(x) computed once where that is exact: G does not change during the critic
-    step, so the original's second forward gives the same reconstruction, except that BatchNorm advances its
-    running statistics a second time. A generator with BatchNorm therefore runs the second forward; a
-    LayerNorm one reuses the first (with autograd), which saves a sixth of an iteration."""
+    """steps.iteration (same signature) with G(x) computed once where exact: BatchNorm would advance its running
+    statistics twice, so only a generator without it reuses the first forward (a sixth of an iteration saved)."""
     reuse = g_update and not has_batchnorm(netG)
     with torch.set_grad_enabled(reuse):
         recon = netG(x)
@@ -32,22 +31,11 @@ def train_step(netD: nn.Module, netG: nn.Module, optD: torch.optim.Optimizer, op
 
 
 def ddp_train_step(ddpD: nn.Module, ddpG: nn.Module, optD: torch.optim.Optimizer, optG: torch.optim.Optimizer,
-                   x: torch.Tensor, wgan: dict, rank: int, world: int, g_update: bool = True) -> dict:
-    """train_step for one rank of a DistributedDataParallel run, equal to train_step on the global batch
-    (to float rounding: sums over ranks are added in another order).
-
-    - DDP averages gradients over ranks, so per-rank means give the global means of the MSE, critic and
-      penalty terms.
-    - The critic takes one DDP forward per backward: real, fake and interpolates in one batch; the
-      penalty differentiates only with respect to the interpolates, which fires no gradient hook.
-    - The interpolation weights are drawn for the whole global batch (ranks share the seed), and each
-      rank uses its slice: the same a per sample as a single process.
-    - Feature matching needs batch statistics of the global batch: embeddings are all-gathered with
-      autograd support (each rank then holds W copies of the loss, whose gradients the gather sums and
-      DDP averages back to one).
-    """
+                   x: torch.Tensor, wgan: dict, g_update: bool = True) -> dict:
+    """train_step for this rank of a DDP run, equal to train_step on the global batch up to float rounding: the
+    interpolation weights are drawn for the global batch and sliced, and embeddings all-gathered for its statistics."""
     netG, netD = ddpG.module, ddpD.module
-    b = x.size(0)
+    b, rank, world = x.size(0), dist.get_rank(), dist.get_world_size()
     reuse = g_update and not has_batchnorm(netG)
     with torch.set_grad_enabled(reuse):
         recon = (ddpG if reuse else netG)(x)

@@ -1,8 +1,5 @@
-"""The generator (an autoencoder) and the WGAN-GP critic, DCGAN style.
-
-Layers are plain nn.Sequential stacks: their indices are the checkpoint key names of the original
-code (shared/reference/state_dict_keys.json), so do not insert or reorder modules.
-"""
+"""The generator (an autoencoder) and the WGAN-GP critic, DCGAN style. The nn.Sequential indices are the original's
+checkpoint key names (shared/reference/state_dict_keys.json): do not insert or reorder modules."""
 
 from __future__ import annotations
 
@@ -83,9 +80,7 @@ class Decoder(nn.Module):
             _norm(norm, top, 4),
             nn.ReLU(True),
         ]
-        for cin, cout, size in stages:
-            if cin == 1:
-                break
+        for cin, cout, size in stages[:-1]:  # the last is the output layer's
             # state size. cin x (2*size) x (2*size)
             layers += [nn.ConvTranspose2d(cout, cin, 4, 2, 1, bias=False), _norm(norm, cin, size * 2), nn.ReLU(True)]
         # state size. 1 x isize x isize
@@ -153,10 +148,8 @@ class Discriminator(nn.Module):
 
 
 def depthwise_as_sum(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """The critic's depthwise conv (groups = channels) where its kernel covers the whole map: per channel the sum
-    of input times kernel, (B, C, k, k) -> (B, C). The same value as the grouped conv up to float rounding (the
-    sum's order differs), but its double backward (the gradient penalty) is a few elementwise kernels on CUDA
-    instead of one convolution per channel."""
+    """The critic's depthwise conv as a per-channel product and sum, (B, C, k, k) -> (B, C), equal up to rounding:
+    its double backward (the gradient penalty) is a few elementwise CUDA kernels instead of a conv per channel."""
     if x.shape[-2:] != weight.shape[-2:]:
         raise ValueError(f"depthwise_as_sum needs a kernel covering the map: {tuple(x.shape)} vs {tuple(weight.shape)}")
     return (x * weight.squeeze(1)).sum(dim=(2, 3))
@@ -172,10 +165,8 @@ def weights_init(m: nn.Module) -> None:
 
 
 def build_nets(net_cfg: dict, depthwise_sum: bool = False) -> tuple[Generator, Discriminator]:
-    """G and D from the `net` config section (its every key is the network's: a new variant is a key of that
-    section and its use here), initialised in the original's order: D is built before G
-    and initialised before G, so the same seed draws the same weights (PyTorch's default init of every
-    layer and the DCGAN init both draw from the global generator)."""
+    """G and D from the `net` section, D built and initialised first as in the original: the same seed draws the
+    same weights (PyTorch's default init and the DCGAN init both draw from the global generator)."""
     d = Discriminator(net_cfg["isize"], net_cfg["ndf"], depthwise_sum)
     g = Generator(net_cfg["isize"], net_cfg["nz"], net_cfg["ndf"], net_cfg["ngf"], net_cfg["normalize"]["g"],
                   net_cfg["first_norm"])

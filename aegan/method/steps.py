@@ -5,14 +5,7 @@
 2. generator step: L_G = MSE(G(x), x) + feat_match_eff * (mu * MSE(mean_b f(G(x)), mean_b f(x))
                                                            + sigma * MSE(std_b f(G(x)), std_b f(x)))
    with f the critic's 512-d embedding and the critic as it is after its own step.
-
-Each term's log tag is the stem of its weight's config key: `gp` is weighted by train.wgan.lambda_gp,
-`feat_match` by train.wgan.feat_match_eff (mu and sigma: train.wgan.match_item). Every expression is
-written as the original code writes it: the same operations in the same order give the same autograd
-graph, hence the same gradients to the last bit (tests/test_oracle.py trains both side by side).
-fast_steps.py runs the same two steps with less work (fused, distributed), proven equal by tests.
-The steps return their loss terms as 0-d tensors left on the device (no host sync per iteration); the
-training loop reads them once per logging interval (trainer.train_epoch).
+Every expression is the original's, in its order: the same autograd graph, the same gradients to the last bit.
 """
 
 from __future__ import annotations
@@ -23,8 +16,7 @@ from torch import nn
 
 
 def gradient_penalty(netD: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """mean_b (||grad_x^ D(x^)||_2 - 1)^2 at x^ = a*real + (1-a)*fake, one a ~ U(0,1) per sample.
-    On CUDA the weights a come from the CUDA generator, as in the original."""
+    """GP at x^ = a*real + (1-a)*fake; on CUDA the weights a come from the CUDA generator, as in the original."""
     alpha = torch.rand((real.shape[0], 1, 1, 1), dtype=torch.float32, device=real.device)
     interp = (alpha * real + ((1 - alpha) * fake)).requires_grad_(True)
     return penalty(netD(interp)[0], interp)
@@ -45,8 +37,7 @@ def _sigma(feat: torch.Tensor) -> torch.Tensor:
 
 
 def feature_match(feat_fake: torch.Tensor, feat_real: torch.Tensor, match_item: dict) -> torch.Tensor:
-    """mu * MSE of batch means + sigma * MSE of batch (population) stds, per embedding dimension; a term
-    counts when its key is present (the original's rule)."""
+    """mu * MSE of batch means + sigma * MSE of batch stds; a term counts when its key is present (the original's)."""
     loss = feat_fake.new_zeros(())
     if "mu" in match_item:
         loss = loss + match_item["mu"] * F.mse_loss(feat_fake.mean(dim=0), feat_real.mean(dim=0))
@@ -55,14 +46,10 @@ def feature_match(feat_fake: torch.Tensor, feat_real: torch.Tensor, match_item: 
     return loss
 
 
-def critic_loss(pred_real: torch.Tensor, pred_fake: torch.Tensor, gp: torch.Tensor, wgan: dict) -> torch.Tensor:
-    """L_D = -mean D(x) + mean D(x~) + lambda_gp * GP."""
-    return -torch.mean(pred_real) + torch.mean(pred_fake) + wgan["lambda_gp"] * gp
-
-
 def critic_update(optD: torch.optim.Optimizer, pred_real: torch.Tensor, pred_fake: torch.Tensor, gp: torch.Tensor,
                    wgan: dict) -> dict:
-    loss = critic_loss(pred_real, pred_fake, gp, wgan)
+    """L_D's Adam step; the loss terms stay 0-d tensors on the device (read once per logging interval)."""
+    loss = -torch.mean(pred_real) + torch.mean(pred_fake) + wgan["lambda_gp"] * gp
     optD.zero_grad()
     loss.backward()
     optD.step()
@@ -81,11 +68,8 @@ def critic_step(netD: nn.Module, optD: torch.optim.Optimizer, x: torch.Tensor, f
 
 def generator_step(netD: nn.Module, optG: torch.optim.Optimizer, recon: torch.Tensor, x: torch.Tensor,
                    wgan: dict, gather=None) -> dict:
-    """Step 2: one Adam step of the generator from its reconstruction `recon` = G(x) (with autograd).
-
-    The critic is a fixed feature extractor here: it gets no weight gradients (the original computes and
-    discards them; G's gradients are the same either way). `gather` maps per-rank embeddings to the
-    global batch's (distributed runs)."""
+    """Step 2: one Adam step of G from `recon` = G(x); `gather` maps per-rank embeddings to the global batch's (DDP).
+    The critic gets no weight gradients (the original's are discarded; G's are the same either way)."""
     netD.requires_grad_(False)
     with torch.no_grad():
         _, feat_real = netD(x)
@@ -104,7 +88,6 @@ def generator_step(netD: nn.Module, optG: torch.optim.Optimizer, recon: torch.Te
 
 def iteration(netD: nn.Module, netG: nn.Module, optD: torch.optim.Optimizer, optG: torch.optim.Optimizer,
               x: torch.Tensor, wgan: dict, g_update: bool = True) -> dict:
-    """One training iteration exactly as the original runs it: G(x), the critic step, then (every ncritic-th
-    iteration) G(x) again and the generator step. fast_steps.train_step is proven equal to it."""
+    """One iteration as the original runs it: G(x), the critic step, then (every ncritic-th) G(x) again and step 2."""
     losses = critic_step(netD, optD, x, netG(x).detach(), wgan)
     return losses | generator_step(netD, optG, netG(x), x, wgan) if g_update else losses

@@ -1,8 +1,5 @@
-"""The evaluation rules: AUC / pAUC per section (DCASE 2022 domain rule) or per machine ID (DCASE 2020), their
-summaries, the challenge's system score, and the submission files' names its evaluator reads.
-
-A dataset names its rule in aegan/registry.py; the commands pass the `Rule` to what reports, selects or
-summarizes, not the dataset's DatasetSpec."""
+"""The evaluation rules (a dataset names its own in aegan/registry.py): AUC / pAUC per section (DCASE 2022) or
+machine ID (DCASE 2020), their summaries, the system score, the submission files' names; decisions and their F1."""
 
 from __future__ import annotations
 
@@ -28,8 +25,7 @@ def _auc(labels: np.ndarray, scores: np.ndarray, max_fpr: float | None = None) -
 
 
 def harmonic(values) -> float:
-    """Harmonic mean with values floored at machine epsilon, as the official evaluator does.
-    Undefined (nan) values, from groups with one class only, are left out; all undefined gives nan."""
+    """Harmonic mean of values floored at machine epsilon, as the official evaluator does; nan values are left out."""
     values = np.asarray(values, dtype=np.float64)
     values = values[~np.isnan(values)]
     if values.size == 0:
@@ -45,10 +41,16 @@ def _mean(values) -> float:
     return float(values.mean()) if values.size else float("nan")
 
 
+def _hmeans(rows: list[dict], total: str) -> dict[str, float]:
+    """The harmonic means of AUC_source, AUC_target and pAUC over `rows`, and of all three together (`total`)."""
+    out = {k: harmonic([r[k] for r in rows]) for k in ("AUC_source", "AUC_target", "pAUC")}
+    out[total] = harmonic([r[k] for r in rows for k in ("AUC_source", "AUC_target", "pAUC")])
+    return out
+
+
 def evaluate_sections(scores: np.ndarray, labels: np.ndarray, domains: np.ndarray, groups: np.ndarray,
                       max_fpr: float = 0.1) -> tuple[list[dict], dict]:
-    """DCASE 2022. AUC_source: normal source clips vs ALL anomalies of the section (both domains);
-    AUC_target likewise; pAUC over all clips of the section. Returns per-section rows and the hmeans."""
+    """DCASE 2022: AUC_source of normal source clips vs ALL anomalies of the section, AUC_target likewise, pAUC."""
     rows = []
     for g in sorted(set(groups.tolist())):
         m = groups == g
@@ -57,9 +59,7 @@ def evaluate_sections(scores: np.ndarray, labels: np.ndarray, domains: np.ndarra
         tgt = (y == 1) | (d == "target")
         rows.append({"section": g, "AUC_source": _auc(y[src], s[src]), "AUC_target": _auc(y[tgt], s[tgt]),
                      "pAUC": _auc(y, s, max_fpr)})
-    summary = {k: harmonic([r[k] for r in rows]) for k in ("AUC_source", "AUC_target", "pAUC")}
-    summary["hmean"] = harmonic([r[k] for r in rows for k in ("AUC_source", "AUC_target", "pAUC")])
-    return rows, summary
+    return rows, _hmeans(rows, "hmean")
 
 
 def evaluate_ids(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, max_fpr: float = 0.1
@@ -75,19 +75,14 @@ def evaluate_ids(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, max
 
 
 def best_metric(results: Results, summary_key: str) -> str:
-    """The metric with the highest summary (hmean / average); ties go to the first in table order, as in the
-    original (np.where(... == max)[0][0]); nan never wins."""
+    """The metric with the highest summary; ties go to the first in table order, as in the original; nan never wins."""
     values = {k: v[1][summary_key] for k, v in results.items()}
     return max(values, key=lambda k: -np.inf if np.isnan(values[k]) else values[k])
 
 
 def official_sections(rows_by_machine: list[list[dict]]) -> dict[str, float]:
-    """DCASE 2022-2024 system score: the harmonic mean over all machine types and sections of AUC_source,
-    AUC_target and pAUC together (floored at machine epsilon), and the harmonic means of each."""
-    rows = [r for rows in rows_by_machine for r in rows]
-    out = {k: harmonic([r[k] for r in rows]) for k in ("AUC_source", "AUC_target", "pAUC")}
-    out["official"] = harmonic([r[k] for r in rows for k in ("AUC_source", "AUC_target", "pAUC")])
-    return out
+    """DCASE 2022-2024 system score: the harmonic means over all machine types' sections."""
+    return _hmeans([r for rows in rows_by_machine for r in rows], "official")
 
 
 def official_ids(rows_by_machine: list[list[dict]]) -> dict[str, float]:
@@ -99,8 +94,7 @@ def official_ids(rows_by_machine: list[list[dict]]) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class Rule:
-    """How a dataset's test results are scored and named: per-group rows, the machine type's summary, the system
-    score over machine types, and the challenge's file names."""
+    """How a dataset's test results are scored and named, per group, per machine type and per system."""
 
     group: str  # the rows' group column: "section" / "id"
     row_columns: tuple[str, ...]  # per-group measures
@@ -132,25 +126,14 @@ class Rule:
                               np.array([c.group for c in clips]), max_fpr)
 
     def evaluate_all(self, clips: list[Clip], scores: dict[str, np.ndarray], max_fpr: float) -> Results:
-        """Every metric's per-group rows and summary."""
         return {name: self.evaluate(clips, s, max_fpr) for name, s in scores.items()}
 
     def best_metric(self, results: Results) -> str:
         return best_metric(results, self.summary_key)
 
-    def official(self, rows_by_machine: list[list[dict]]) -> dict[str, float]:
-        """The challenge's score of a system from every machine type's per-group rows ("official" and parts)."""
-        return self.system(rows_by_machine)
-
     def score_name(self, mt: str, group: str, kind: str = "anomaly_score") -> str:
         """anomaly_score_... or decision_result_... file name of one group."""
         return self.score_file.format(kind=kind, mt=mt, group=group)
-
-
-def _per_id(scores: np.ndarray, labels: np.ndarray, _domains: None, groups: np.ndarray, max_fpr: float
-            ) -> tuple[list[dict], dict]:
-    """evaluate_ids under the Rule's signature (machine IDs carry no domains)."""
-    return evaluate_ids(scores, labels, groups, max_fpr)
 
 
 SECTIONS = Rule("section", ("AUC_source", "AUC_target", "pAUC"), ("AUC_source", "AUC_target", "pAUC", "hmean"),
@@ -158,4 +141,54 @@ SECTIONS = Rule("section", ("AUC_source", "AUC_target", "pAUC"), ("AUC_source", 
                 "{kind}_{mt}_section_{group}_test.csv", evaluate_sections, official_sections)
 IDS = Rule("id", ("AUC", "pAUC"), ("AUC", "pAUC", "average"), "average",
            "average of the mean AUC and the mean pAUC over IDs", "best_aver", False,
-           "{kind}_{mt}_id_{group}.csv", _per_id, official_ids)
+           "{kind}_{mt}_id_{group}.csv", lambda s, y, _domains, g, p: evaluate_ids(s, y, g, p), official_ids)
+
+
+def fit_threshold(train_scores: np.ndarray, percentile: float = 0.9) -> dict:
+    """The DCASE baselines' threshold (the original has none): a percentile of a gamma fitted to the training clips'
+    scores, shifted when not positive; a critic metric's are in-sample (its detectors' reference set)."""
+    import scipy.stats
+
+    s = np.asarray(train_scores, dtype=np.float64)
+    s = s[np.isfinite(s)]
+    if s.size < 2:
+        raise AeganError("cannot fit a decision threshold: fewer than two finite training scores")
+    shift = 0.0
+    if s.min() <= 0:
+        shift = float(np.finfo(np.float32).eps * max(1.0, np.abs(s).max()) - s.min())
+    if np.ptp(s) == 0:  # a constant score: gamma.fit is undefined; everything above it is anomalous
+        return {"shape": float("nan"), "loc": float("nan"), "scale": float("nan"), "shift": shift,
+                "percentile": percentile, "threshold": float(s[0])}
+    shape, loc, scale = scipy.stats.gamma.fit(s + shift)
+    threshold = float(scipy.stats.gamma.ppf(percentile, shape, loc=loc, scale=scale)) - shift
+    return {"shape": float(shape), "loc": float(loc), "scale": float(scale), "shift": shift,
+            "percentile": percentile, "threshold": threshold}
+
+
+def decide(scores: np.ndarray, threshold: float) -> np.ndarray:
+    return (np.asarray(scores) > threshold).astype(int)
+
+
+def _prf(y: np.ndarray, d: np.ndarray) -> tuple[float, float, float]:
+    tp = int(((y == 1) & (d == 1)).sum())
+    fp = int(((y == 0) & (d == 1)).sum())
+    fn = int(((y == 1) & (d == 0)).sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else float("nan")
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1 if not np.isnan(recall) else float("nan")
+
+
+def decision_metrics(clips: list[Clip], decisions: np.ndarray, group_name: str) -> tuple[list[dict], dict]:
+    """Precision, recall, F1 per group (and domain: its clips of both labels, as the evaluator does), hmeans."""
+    labels = np.array([c.label for c in clips])
+    groups = np.array([c.group for c in clips])
+    domains = np.array([c.domain or "all" for c in clips])
+    rows = []
+    for g in sorted(set(groups.tolist())):
+        for dom in sorted(set(domains[groups == g].tolist()), key=lambda d: (d != "source", d)):
+            m = (groups == g) & (domains == dom)
+            p, r, f = _prf(labels[m], decisions[m])
+            rows.append({group_name: g, "domain": dom, "precision": p, "recall": r, "F1": f})
+    summary = {k: harmonic([row[k] for row in rows]) for k in ("precision", "recall", "F1")}
+    return rows, summary

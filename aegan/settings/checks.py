@@ -1,5 +1,5 @@
-"""The declaration (schema.py) asked, and its verdicts as one clear line: each setting's value checked against its
-declared type and range (pydantic), the checks across settings, the settings a tag marks, the defaults."""
+"""The declaration (schema.py) asked, and its verdicts as one clear line: each value checked against its declared
+type and range (pydantic), the checks across settings, the settings a tag marks, the defaults."""
 
 from __future__ import annotations
 
@@ -15,16 +15,12 @@ from pydantic.fields import FieldInfo
 
 from aegan.core.errors import AeganError
 from aegan.core.metrics import resolve_metric
-from aegan.settings.schema import Section, Settings, number_text
+from aegan.settings.schema import ALIASES, Section, Settings, number_text
 
 # Values in messages are shown by a bounded repr: a message stays one short line whatever the value holds.
 _SHORT = reprlib.Repr()
 _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlevel = 60, 60, 3
-
-
-def short(value: Any) -> str:
-    """repr(value), cut to a few items per level and a few levels: safe for any value in a one-line message."""
-    return _SHORT.repr(value)
+short = _SHORT.repr
 
 
 def _fields(model: type[Section], prefix: str = "") -> Iterator[tuple[str, FieldInfo]]:
@@ -39,8 +35,8 @@ FIELDS: dict[str, FieldInfo] = dict(_fields(Settings))
 
 
 def canonical(name: str) -> str:
-    """The declared name of a setting: train.bs (DCASE 2020's spelling) is declared as train.batch_size."""
-    return f"{name.rpartition('.')[0]}.batch_size" if name == "train.bs" else name
+    """The declared name of a setting: an alias not declared (train.bs, DCASE 2020's) is declared as the other."""
+    return f"{name.rpartition('.')[0]}.{ALIASES[name]}" if name in ALIASES and name not in FIELDS else name
 
 
 def field(name: str) -> FieldInfo | None:
@@ -72,8 +68,7 @@ def _adapter(name: str) -> TypeAdapter:
 
 
 def check_value(name: str, value: Any) -> Any:
-    """`value` of setting `name` as its declaration types it (an int for a float setting becomes a float), or one
-    line saying what it must be."""
+    """`value` as setting `name` types it (an int for a float setting becomes a float), or a line on what it must be."""
     fi = field(name)
     try:
         checked = _adapter(canonical(name)).validate_python(value)
@@ -84,12 +79,8 @@ def check_value(name: str, value: Any) -> Any:
     return checked
 
 
-def _bounds(metadata: list) -> dict[str, float]:
-    return {k: getattr(m, k) for m in metadata for k in ("gt", "ge", "lt", "le") if getattr(m, k, None) is not None}
-
-
 def _range(metadata: list) -> str:
-    b = _bounds(metadata)
+    b = {k: getattr(m, k) for m in metadata for k in ("gt", "ge", "lt", "le") if getattr(m, k, None) is not None}
     if set(b) == {"gt"} and b["gt"] == 0:
         return "positive"
     low = f"[{b['ge']}" if "ge" in b else f"({b.get('gt', -math.inf)}"
@@ -99,25 +90,22 @@ def _range(metadata: list) -> str:
 
 def _verdict(name: str, fi: FieldInfo, value: Any, error: dict) -> str:
     kind, where = error["type"], [str(x) for x in error["loc"] if not str(x).startswith(("function-", "literal"))]
-    if typing.get_origin(fi.annotation) is dict:  # the feature-matching weights: keys among mu, sigma
+    weights = typing.get_origin(fi.annotation) is dict  # the feature-matching weights: keys among mu, sigma
+    if weights:
         keys = typing.get_args(typing.get_args(fi.annotation)[0])
         if not isinstance(value, dict) or kind == "literal_error":
             return f"{name} must be a mapping with keys among {', '.join(keys)}, got {short(value)}"
         name, value = f"{name}.{where[0]}", value[where[0]]
-        number = number_text(value)
-        if isinstance(number, float) and not math.isfinite(number):
-            return f"{name} must be a finite number, got {number}"
-        if kind.startswith(("greater", "less")):
-            return f"{name} must be >= 0 (a loss weight), got {short(value)}"
-        return f"{name} must be a number, got {short(value)}"
     number = number_text(value)  # "nan" from --set fails a bound before it fails finiteness: say the root cause
     if kind == "finite_number" or isinstance(number, float) and not math.isfinite(number):
         return f"{name} must be a finite number, got {number}"
     if kind.startswith(("greater", "less")):
-        return f"{name} must be {_range(fi.metadata)}, got {short(value)}"
-    choices = [a for a in typing.get_args(_literal(fi.annotation))]
-    if choices:
-        words = choices[0] if len(choices) == 1 else f"{', '.join(choices[:-1])} or {choices[-1]}"
+        return f"{name} must be {'>= 0 (a loss weight)' if weights else _range(fi.metadata)}, got {short(value)}"
+    if weights:
+        return f"{name} must be a number, got {short(value)}"
+    allowed = choices(name)
+    if allowed:
+        words = allowed[0] if len(allowed) == 1 else f"{', '.join(allowed[:-1])} or {allowed[-1]}"
         return f"{name} must be {words}, got {short(value)}"
     if fi.default is None:
         kinds = [t.__name__ for t in typing.get_args(fi.annotation) if t is not type(None)]
@@ -128,26 +116,19 @@ def _verdict(name: str, fi: FieldInfo, value: Any, error: dict) -> str:
 def choices(name: str) -> tuple:
     """The allowed values of a setting declared with a few (net.normalize.g: ln, bn); () for any other."""
     fi = field(name)
-    return typing.get_args(_literal(fi.annotation)) if fi is not None else ()
-
-
-def _literal(annotation: Any) -> Any:
-    if typing.get_origin(annotation) is typing.Literal:
-        return annotation
-    return next((a for a in typing.get_args(annotation) if typing.get_origin(a) is typing.Literal), None)
+    literal = fi is not None and typing.get_origin(fi.annotation) is typing.Literal
+    return typing.get_args(fi.annotation) if literal else ()
 
 
 def cross_checks(cfg: dict) -> None:
-    """What one setting's declaration cannot see: segments are square (mel_bin = frame_num = isize, a power of two),
-    the activations are the paper's, and train.select=metric has a metric."""
+    """What one declaration cannot see: square power-of-two segments, the paper's activations, train.select's metric."""
     feat, net = cfg["feat"], cfg["net"]
     isize = net["isize"]
     if isize < 16 or isize & (isize - 1):
         raise AeganError(f"net.isize must be a power of two >= 16, got {isize}")
-    if feat["mel_bin"] != isize:
-        raise AeganError(f"feat.mel_bin ({feat['mel_bin']}) must equal net.isize ({isize}): segments are square")
-    if feat["frame_num"] != isize:
-        raise AeganError(f"feat.frame_num ({feat['frame_num']}) must equal net.isize ({isize}): segments are square")
+    for key in ("mel_bin", "frame_num"):
+        if feat[key] != isize:
+            raise AeganError(f"feat.{key} ({feat[key]}) must equal net.isize ({isize}): segments are square")
     if net["act"] != ["leakyrelu", "relu"]:
         raise AeganError(f"net.act must be [leakyrelu, relu] (encoder/critic, decoder), got {short(net['act'])}")
     if cfg["train"]["select"] == "metric" and not cfg["detect"]["metric"]:

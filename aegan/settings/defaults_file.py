@@ -1,8 +1,5 @@
-"""dcase2022/defaults.yaml, generated from the declaration: every setting with its default and its doc, for people
-to read beside their config files (tests/test_config.py fails when the file is not what this writes):
-
-    python -m aegan.settings.defaults_file
-"""
+"""`python -m aegan.settings.defaults_file` writes dcase2022/defaults.yaml from the declaration: every setting with
+its default and doc, for people to read (tests/test_config.py fails when the file is not what this writes)."""
 
 from __future__ import annotations
 

@@ -1,12 +1,6 @@
-"""One run's settings from its layers: the declaration's defaults (schema.py) <- <dataset>/defaults.yaml <-
-pretrain/<dataset>/<mt>.yaml <- config.yaml <- --config <- --set, each layer's keys and values checked against the
-declaration with the layer named. The result is one plain dict, passed down.
-
-A dataset's defaults.yaml holds what differs from the declaration (`_extends` another's, `_rename` a key to the
-dataset's own spelling: `train.bs` in DCASE 2020). Relative paths: from a file they resolve against the dataset
-folder (dcase2022/), where the original's scripts run and read their config.yaml; from --set against the current
-directory. A path may name a top-level setting: `../data/dcase{year}`.
-"""
+"""One run's settings, a plain dict, from its layers: the declaration's defaults <- <dataset>/defaults.yaml <-
+pretrain/<dataset>/<mt>.yaml <- config.yaml <- --config <- --set, each checked with the layer named. Relative paths
+resolve against the dataset folder (where the original's scripts run), from --set against the current directory."""
 
 from __future__ import annotations
 
@@ -34,7 +28,7 @@ RENAME = "_rename"  # in a dataset's defaults.yaml: {declared key: this dataset'
 
 @dataclass
 class Resolved:
-    """One run's config, where it came from, which keys the user set explicitly, and what was dropped."""
+    """One run's config, where it came from, which keys the user set, and what was dropped."""
 
     cfg: dict
     sources: list[str]
@@ -43,22 +37,37 @@ class Resolved:
     user: set[str] = field(default_factory=set)  # keys of every layer the user writes: config.yaml, --config, --set
 
 
-def _unknown(source: str, name: str, key: str, known: dict) -> AeganError:
-    close = difflib.get_close_matches(str(key), [str(k) for k in known], n=1)
-    hint = f" (did you mean {name[: len(name) - len(str(key))]}{close[0]}?)" if close else ""
-    return AeganError(f"{source}: unknown key {shown(name)}{hint}")
+def node_of(cfg: dict, name: str) -> tuple[dict, str]:
+    """(the mapping that holds the dotted key `name`, its last part): every walk down `a.b.c` names, in one place."""
+    *parents, leaf = name.split(".")
+    for part in parents:
+        cfg = cfg[part]
+    return cfg, leaf
+
+
+def get(cfg: dict, name: str) -> Any:
+    """The value of a dotted key (`feat.mel_bin`)."""
+    node, leaf = node_of(cfg, name)
+    return node[leaf]
+
+
+def put(cfg: dict, name: str, value: Any) -> None:
+    """Set the value of a dotted key (`train.epoch`) in place."""
+    node, leaf = node_of(cfg, name)
+    node[leaf] = value
 
 
 def merge(base: dict, override: dict, source: str, prefix: str = "") -> dict:
-    """Deep-merge `override` into a copy of `base`: a key `base` does not hold is refused, and every value is
-    checked against its declaration (schema.py), the message naming `source`."""
+    """A copy of `base` with `override` deep-merged, each key and value checked, the message naming `source`."""
     out = copy.deepcopy(base)
     for key, value in override.items():
         name = f"{prefix}{key}"
         if key not in base and ALIASES.get(name) in base:  # the other dataset's spelling of the batch size
             key, name = ALIASES[name], f"{prefix}{ALIASES[name]}"
         if key not in base:
-            raise _unknown(source, name, key, base)
+            close = difflib.get_close_matches(str(key), [str(k) for k in base], n=1)
+            hint = f" (did you mean {name[: len(name) - len(str(key))]}{close[0]}?)" if close else ""
+            raise AeganError(f"{source}: unknown key {shown(name)}{hint}")
         if is_section(name):
             if not isinstance(value, dict):
                 raise AeganError(f"{source}: {shown(name)} must be a mapping, got {short(value)}")
@@ -83,14 +92,9 @@ def parse_set(item: str) -> dict:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    node: dict = {}
-    root = node
-    parts = key.split(".")
-    for part in parts[:-1]:
-        node[part] = {}
-        node = node[part]
-    node[parts[-1]] = value
-    return root
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return value
 
 
 def leaves(tree: dict, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -104,40 +108,27 @@ def leaves(tree: dict, prefix: str = "") -> Iterator[tuple[str, Any]]:
 
 
 def _keys(layer: dict, cfg: dict) -> set[str]:
-    """Dotted names of every leaf a layer sets, as the merged config names them (an alias, train.bs in a DCASE
-    2022 run, under the dataset's own spelling)."""
+    """Dotted names of every leaf a layer sets, as the merged config names them (train.bs in DCASE 2022: batch_size)."""
     out = set()
     for name, _ in leaves(layer):
-        parent, _, leaf = name.rpartition(".")
-        if name in ALIASES and not _has(cfg, name):
-            name = f"{parent}.{ALIASES[name]}" if parent else ALIASES[name]
+        if name in ALIASES:
+            node, leaf = node_of(cfg, name)
+            name = name if leaf in node else name.removesuffix(leaf) + ALIASES[name]
         out.add(name)
     return out
 
 
-def _has(cfg: dict, name: str) -> bool:
-    try:
-        get(cfg, name)
-    except (KeyError, TypeError):
-        return False
-    return True
-
-
 def _drop_ignored(layer: dict, source: str, ignored: list[str]) -> dict:
     """The original's unused keys leave the layer here; feat.spec is checked, as it changes the features."""
-    layer = dict(layer)
-    for key in IGNORED:
-        if key in layer:
-            layer.pop(key)
-            if key not in ignored:
-                ignored.append(key)
+    dropped = [key for key in IGNORED if key in layer]
+    layer = {k: v for k, v in layer.items() if k not in IGNORED}
     feat = layer.get("feat")
     if isinstance(feat, dict) and "spec" in feat:
         if feat["spec"] != "mel":
             raise AeganError(f"{source}: feat.spec must be mel (log-mel features), got {short(feat['spec'])}")
         layer["feat"] = {k: v for k, v in feat.items() if k != "spec"}
-        if "feat.spec" not in ignored:
-            ignored.append("feat.spec")
+        dropped.append("feat.spec")
+    ignored += [key for key in dropped if key not in ignored]
     return layer
 
 
@@ -165,9 +156,8 @@ def batch_size(cfg: dict) -> int:
 
 
 def validate(cfg: dict, source: str | None = None) -> None:
-    """Every setting of a whole settings tree checked against its declaration, then across settings; `source`
-    names where they came from when they are not this run's files and flags (a model's stored settings). A
-    setting this version no longer declares is passed over."""
+    """A whole settings tree checked (a setting no longer declared is passed over); `source` names where it came from
+    when not from this run's files and flags (a model's stored settings)."""
     try:
         for name, value in leaves(cfg):
             if declared(name) is not None:
@@ -183,62 +173,44 @@ def _dataset_defaults(cfg: dict, dataset_root: Path) -> tuple[dict, list[str]]:
     """The declaration's defaults with the dataset's defaults.yaml applied (and the file it `_extends`, first)."""
     chain, path = [], dataset_root / "defaults.yaml"
     while path is not None:
-        chain.insert(0, path)
-        parent = read_yaml(path).get(EXTENDS)
+        chain.insert(0, (path, read_yaml(path)))
+        parent = chain[0][1].pop(EXTENDS, None)
         path = (path.parent / parent).resolve() if parent else None
-    for path in chain:
-        layer = _resolve_paths(read_yaml(path), dataset_root)
-        layer.pop(EXTENDS, None)
-        for old, new in layer.pop(RENAME, {}).items():  # the dataset's own spelling of a declared key
-            cfg = _renamed(cfg, old, new)
+    for path, layer in chain:
+        layer = _resolve_paths(layer, dataset_root)
+        for old, new in layer.pop(RENAME, {}).items():  # the dataset's own spelling of a declared key, in its place
+            node, leaf = node_of(cfg, old)
+            items = list(node.items())
+            node.clear()
+            node.update((new.rsplit(".", 1)[-1] if k == leaf else k, v) for k, v in items)
         cfg = merge(cfg, layer, shown(path))
-    return cfg, [str(p) for p in chain]
+    return cfg, [str(p) for p, _ in chain]
 
 
 def load_config(dataset_root: Path, mt: str, config_file: str | None = None, sets: list[str] | None = None,
                 cwd: Path | None = None) -> Resolved:
-    """Resolve one run's config: the dataset's defaults, the paper's settings for `mt` (pretrain/<dataset>/<mt>.yaml),
-    the user's config.yaml (the original's files can replace it), then a --config file and --set items, each
-    overriding the ones before."""
+    """One run's config from the layers in the module docstring (the original's files can replace config.yaml)."""
     ignored: list[str] = []
     cfg, sources = _dataset_defaults(defaults(), dataset_root)
     files = [dataset_root.parent / "pretrain" / dataset_root.name / f"{mt}.yaml", dataset_root / "config.yaml"]
-    # a file that is there, or a link to one that is gone (read_yaml names it: never left out in silence)
-    layers = [(str(f), f, False) for f in files if os.path.lexists(f)]
-    if config_file:
-        layers.append((config_file, Path(config_file), True))
+    # (source, a file or a --set item, where its paths start, explicit, the user's); a file that is there, or a link
+    # to one that is gone (read_yaml names it: never left out in silence)
+    layers = [(str(f), f, dataset_root, False, f.name == "config.yaml") for f in files if os.path.lexists(f)]
+    layers += [(config_file, Path(config_file), dataset_root, True, True)] if config_file else []
+    layers += [(f"--set {item}", item, cwd or Path.cwd(), True, True) for item in sets or []]
     explicit: set[str] = set()
     user: set[str] = set()
-    for source, path, is_explicit in layers:
-        layer = _resolve_paths(_drop_ignored(read_yaml(path), shown(source), ignored), dataset_root)
+    for source, what, base, is_explicit, is_user in layers:
+        raw = parse_set(what) if isinstance(what, str) else read_yaml(what)
+        layer = _resolve_paths(_drop_ignored(raw, shown(source), ignored), base)
         cfg = merge(cfg, layer, shown(source))
         explicit |= _keys(layer, cfg) if is_explicit else set()
-        user |= _keys(layer, cfg) if is_explicit or path.name == "config.yaml" else set()
-        sources.append(source)
-    for item in sets or []:
-        source = f"--set {item}"
-        layer = _resolve_paths(_drop_ignored(parse_set(item), shown(source), ignored), cwd or Path.cwd())
-        cfg = merge(cfg, layer, shown(source))
-        explicit |= _keys(layer, cfg)
-        user |= _keys(layer, cfg)
+        user |= _keys(layer, cfg) if is_user else set()
         sources.append(source)
     cross_checks(cfg)
     for key in PATH_KEYS:  # a path may name a top-level setting: ../data/dcase{year} (the first-shot years)
         cfg[key] = _fill(cfg[key], cfg, key) if cfg[key] is not None else None
     return Resolved(cfg, sources, explicit, ignored, user)
-
-
-def _renamed(cfg: dict, old: str, new: str) -> dict:
-    """`old` (a dotted key) renamed to `new` in the same mapping, in the same place."""
-    out = copy.deepcopy(cfg)
-    *parents, leaf = old.split(".")
-    node = out
-    for part in parents:
-        node = node[part]
-    items = list(node.items())
-    node.clear()
-    node.update((new.rsplit(".", 1)[-1] if k == leaf else k, v) for k, v in items)
-    return out
 
 
 def _fill(path: str, cfg: dict, key: str) -> str:
@@ -253,8 +225,8 @@ def _fill(path: str, cfg: dict, key: str) -> str:
 
 
 def differences(stored: dict, now: dict) -> list[str]:
-    """'key: stored -> now' for every setting that changes the numbers (not schema.FREE) and differs. A setting
-    the stored settings lack (they predate it) is the same when it is at its declared default."""
+    """'key: stored -> now' for every setting that changes the numbers (not schema.FREE) and differs; one the stored
+    settings predate is the same when it is at its declared default."""
     a, b = dict(leaves(stored)), dict(leaves(now))
     free, declared_defaults = set(tagged(FREE)), dict(leaves(defaults()))
     out = []
@@ -265,30 +237,9 @@ def differences(stored: dict, now: dict) -> list[str]:
     return out
 
 
-def put(cfg: dict, name: str, value: Any) -> None:
-    """Set the value of a dotted key (`train.epoch`) in place."""
-    *parents, leaf = name.split(".")
-    for part in parents:
-        cfg = cfg[part]
-    cfg[leaf] = value
-
-
-def get(cfg: dict, name: str) -> Any:
-    """The value of a dotted key (`feat.mel_bin`)."""
-    for part in name.split("."):
-        cfg = cfg[part]
-    return cfg
-
-
-def settings_file(cfg: dict, mt: str, command: str) -> Path:
-    """Where a command records the settings it ran with: <log_dir>/<mt>/<command>.settings.yaml, beside the log."""
-    return Path(cfg["log_dir"]) / mt / f"{command}.settings.yaml"
-
-
 def record_settings(cfg: dict, mt: str, command: str) -> Path:
-    """Write the settings a command runs with to its settings file and say where (the console shows one line, not
-    the whole tree; --print-config prints it)."""
-    path = settings_file(cfg, mt, command)
+    """Write the settings a command runs with to <log_dir>/<mt>/<command>.settings.yaml and say where in one line."""
+    path = Path(cfg["log_dir"]) / mt / f"{command}.settings.yaml"
     write_text(path, f"# the settings {command}.py ran with for {mt}, resolved from every layer\n{dump(cfg)}\n")
     print(f"settings: {path} (--print-config prints them)")
     return path

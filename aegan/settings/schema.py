@@ -1,11 +1,6 @@
-"""Every setting, declared once (pydantic): its type, default, allowed values or range and a one-line doc.
-
-The defaults are DCASE 2022's, the paper's; `dcase2022/defaults.yaml` is generated from this declaration
-(`python -m aegan.settings.defaults_file`, and a test fails when it is not) and the other datasets' defaults.yaml hold
-only what differs. Key names are the original code's, so its config files load unchanged; what its files need
-beyond that is data here: ALIASES, the legacy booleans of train.tf32, IGNORED keys. A tag marks what a setting
-affects (FEATURES, SEGMENTS) or that a resumed run may change it (FREE).
-"""
+"""Every setting, declared once (pydantic): type, default (DCASE 2022's, the paper's), allowed values or range, doc,
+and tags. Key names are the original code's, so its config files load unchanged (with ALIASES, the legacy booleans
+of train.tf32 and the IGNORED keys)."""
 
 from __future__ import annotations
 
@@ -142,4 +137,4 @@ class Settings(Section):
     year: int | None = setting(None, "the first-shot years 2023-2026: which (the default paths name it as {year})")
 
 
-PATH_KEYS = ("dataset_dir", "model_dir", "spec_dir", "log_dir", "detect_dir", "result_dir", "loc_dir", "tb_dir")
+PATH_KEYS = tuple(key for key in Settings.model_fields if key.endswith("_dir"))  # the settings that are folders

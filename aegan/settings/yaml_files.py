@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -30,20 +29,6 @@ def _expanded_nodes(node: yaml.Node, memo: dict[int, int]) -> int:
     return memo[id(node)]
 
 
-def _load_text(text: str, path: Path) -> Any:
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        if _expanded_nodes(node, {}) > MAX_YAML_NODES:
-            raise AeganError(f"config file {shown(path)} expands to more than {MAX_YAML_NODES} values through YAML "
-                             "aliases (&name / *name): write the settings out plainly")
-        return loader.construct_document(node)
-    finally:
-        loader.dispose()
-
-
 def read_yaml(path: Path) -> dict:
     kind = sniff(path)
     if kind not in (None, "a settings file (YAML)", "a JSON file"):  # JSON is YAML too
@@ -51,8 +36,15 @@ def read_yaml(path: Path) -> dict:
         raise AeganError(f"config file {shown(path)} is {kind}, not a YAML file of settings: give a config file "
                          "(e.g. pretrain/<dataset>/<mt>.yaml)")
     try:
-        text = Path(path).read_bytes().decode("utf-8")
-        data = _load_text(text, Path(path))
+        loader = yaml.SafeLoader(Path(path).read_bytes().decode("utf-8"))
+        try:
+            node = loader.get_single_node()
+            if node is not None and _expanded_nodes(node, {}) > MAX_YAML_NODES:
+                raise AeganError(f"config file {shown(Path(path))} expands to more than {MAX_YAML_NODES} values "
+                                 "through YAML aliases (&name / *name): write the settings out plainly")
+            data = None if node is None else loader.construct_document(node)
+        finally:
+            loader.dispose()
     except FileNotFoundError:
         if os.path.islink(path):
             raise AeganError(f"config file {shown(path)} is a symbolic link to {shown(os.readlink(path))}, which does "

@@ -1,9 +1,6 @@
-"""Checkpoint files: the original's format ({'netD', 'netG', 'best_hmean'|'best_aver'}) plus our metadata.
-
-Loading is always `weights_only=True`: a checkpoint is data, and a pickle that would run code is
-refused. The original's files hold a numpy.float64 score, so exactly the numpy globals that such a
-scalar needs are allowed, under their numpy 2 and numpy 1 module names.
-"""
+"""Torch files: the original's checkpoint format ({'netD', 'netG', 'best_hmean'|'best_aver'}) plus our metadata.
+Loaded as data only (weights_only): the original's numpy.float64 score needs exactly the numpy globals allowed here,
+under their numpy 2 and numpy 1 names; a pickle that would run code is refused."""
 
 from __future__ import annotations
 
@@ -24,7 +21,7 @@ from aegan.core.files import atomic_path
 from aegan.core.kinds import TORCH, sniff
 from aegan.method.nets import build_nets
 from aegan.settings.checks import choices
-from aegan.settings.layers import get, leaves
+from aegan.settings.layers import get, leaves, put
 
 _scalar = np._core.multiarray.scalar
 # the float64 scalar, the dtype it is built from, and that dtype's class (set on BUILD)
@@ -40,34 +37,28 @@ def save(path: str | os.PathLike, state: dict) -> None:
             raise OSError(28, "the write failed (disk full?)") from e
 
 
-def read_torch(path: str | os.PathLike, device: str | torch.device = "cpu") -> object:
-    """What a PyTorch file holds, loaded as data only (weights_only; the original's numpy scalars allowed); a file
-    that is no PyTorch file, or would run code, is one line."""
-    path = Path(path)
-    if not path.exists():
-        raise AeganError(f"checkpoint not found: {path} (train first, or copy a pretrained dict there)")
-    kind = sniff(path)
+def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict:
+    """A checkpoint: a dict with netG and netD (ours, or the original's); any other file is one line."""
+    file = Path(path)
+    if not file.exists():
+        raise AeganError(f"checkpoint not found: {file} (train first, or copy a pretrained dict there)")
+    kind = sniff(file)
     if kind not in (TORCH, None):
-        raise AeganError(f"{shown(path)} is {kind}, not a checkpoint: give a model file (model_dir/<mt>.pth)")
+        raise AeganError(f"{shown(file)} is {kind}, not a checkpoint: give a model file (model_dir/<mt>.pth)")
     try:
         with torch.serialization.safe_globals(NUMPY_SCALAR_GLOBALS):
-            return torch.load(path, map_location=device, weights_only=True)
+            state = torch.load(file, map_location=device, weights_only=True)
     except Exception as e:  # noqa: BLE001 - a damaged file raises any of a dozen types: one line for all
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
         if isinstance(e, pickle.UnpicklingError) and found:  # a well-formed pickle that names a callable
-            raise AeganError(f"checkpoint {shown(path)} holds an object other than tensors and numbers "
+            raise AeganError(f"checkpoint {shown(file)} holds an object other than tensors and numbers "
                              f"({found.group(1)}); refused, as loading it would run code") from None
-        raise AeganError(f"checkpoint {shown(path)} is truncated, damaged or not a PyTorch file "
+        raise AeganError(f"checkpoint {shown(file)} is truncated, damaged or not a PyTorch file "
                          f"({_reason(e)}); train again or restore it") from None
-
-
-def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict:
-    """A checkpoint: a dict with netG and netD (ours, or the original's)."""
-    state = read_torch(path, device)
     if not isinstance(state, dict) or "netG" not in state or "netD" not in state:
         if isinstance(state, dict) and "checkpoint_sha256" in state:  # what sidecar.write writes
-            raise AeganError(f"{shown(path)} is the scoring sidecar of a model, not a model: give the model file "
-                             f"beside it ({Path(path).name.removesuffix('.scoring.pt')}.pth)")
+            raise AeganError(f"{shown(file)} is the scoring sidecar of a model, not a model: give the model file "
+                             f"beside it ({file.name.removesuffix('.scoring.pt')}.pth)")
         raise AeganError(f"checkpoint {path} has no netG/netD entries: not an AEGAN-AD checkpoint")
     return state
 
@@ -85,11 +76,8 @@ def _shapes(sd: dict) -> dict[str, tuple]:
 
 
 def _alternatives(net_cfg: dict) -> Iterator[tuple[list[tuple[str, object]], dict]]:
-    """([(setting, other value)], net config with them): each other value of every net setting with a few values
-    (its declared choices, or true/false), then each two of them together (a DCASE 2020 checkpoint, bn
-    with first_norm, loaded under a 2022 fan setting, ln without), then each size (isize, nz, ndf, ngf) at a
-    quarter, half, twice and four times its value. A network variant declared there is tried here without naming
-    it."""
+    """([(setting, other value)], net config with them): each other choice (or bool) of a net setting, each two of them
+    together (a 2020 checkpoint, bn with first_norm, under a 2022 setting, ln without), each size /4, /2, x2, x4."""
     options = [(name, other) for name, value in leaves(net_cfg, "net.")
                for other in choices(name) or ((True, False) if isinstance(value, bool) else ()) if other != value]
     pairs = [[a, b] for a, b in itertools.combinations(options, 2) if a[0] != b[0]]
@@ -98,8 +86,7 @@ def _alternatives(net_cfg: dict) -> Iterator[tuple[list[tuple[str, object]], dic
     for changes in [*([o] for o in options), *pairs, *sizes]:
         alt = {"net": copy.deepcopy(net_cfg)}
         for name, other in changes:
-            parent, leaf = name.rsplit(".", 1)
-            get(alt, parent)[leaf] = other
+            put(alt, name, other)
         yield changes, alt["net"]
 
 
@@ -125,8 +112,7 @@ def _first_difference(net: nn.Module, sd: dict) -> str:
 
 
 def _hint(net: nn.Module, sd: dict, what: str, net_cfg: dict) -> str:
-    """The settings at fault when other values of one or two net settings build the checkpoint's network; else
-    the first layer that differs (isize, nz, ndf and ngf show in its shapes)."""
+    """The one or two net settings whose other values build the checkpoint's network; else the first layer differing."""
     wanted = _shapes(sd)
     for changes, alt in _alternatives(net_cfg):
         try:  # on the meta device: shapes only, no memory, no draw from the run's random generator

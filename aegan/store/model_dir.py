@@ -1,15 +1,19 @@
-"""The files of one machine type in model_dir, by name, in one place (nothing else spells them):
-
-- `<mt>.pth`, the model (model_file.py): written once, when its training run finishes;
-- `<mt>_last.pth`, the run state (run_state.py): rewritten after every epoch, for --resume;
-- `<mt>.scoring.pt`, the sidecar (sidecar.py): what scoring needs of a checkpoint that lacks it (the original's);
-- `<mt>.lock`, the lock (lock.py): held while a train.py of `<mt>` runs.
-"""
+"""The names of a machine type's files in model_dir (nothing else spells them): `<mt>.pth` the model and `<mt>_last.pth`
+the run state (model_file.py), `<mt>.scoring.pt` the sidecar (sidecar.py), and `<mt>.lock`, held here while its
+train.py runs (flock: the kernel releases it however the process ends; the file names its holder)."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+import socket
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from aegan.core.errors import AeganError, shown
 
 
 @dataclass(frozen=True)
@@ -47,3 +51,47 @@ def model_of(sidecar_or_state: Path) -> Path:
         if name.endswith(suffix):
             return sidecar_or_state.with_name(name.removesuffix(suffix) + ".pth")
     return sidecar_or_state
+
+
+@contextlib.contextmanager
+def training_lock(files: ModelDir) -> Iterator[Path]:
+    """Held for a whole training run of `files.mt`: a killed run's lock is taken over, the file removed at the end.
+    (filelock neither names its holder nor removes its file when released.)"""
+    path = files.lock
+    created = not path.parent.exists()
+    while True:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise AeganError(f"cannot write in model_dir {shown(path.parent)}: {e.strerror or e} (make it writable, "
+                             "or set model_dir to a folder you can write)") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 512).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise AeganError(f"{shown(files.folder / files.mt)} is being trained by {holder} (lock {shown(path)}): "
+                             "wait for that run to end, or give this one another model_dir") from None
+        try:  # the file may have been removed by its previous holder between our open and lock: retry
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    left = os.read(fd, 512).decode(errors="replace").strip()
+    if left:
+        print(f"model: took over the lock {shown(path)} left by {left}, which is no longer running")
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+              .encode(), 0)
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(fd)
+        if created:  # a run that failed before writing anything leaves no empty model_dir behind
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()

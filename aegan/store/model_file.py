@@ -1,29 +1,24 @@
-"""The trained model as one file, `<mt>.pth`: its only writer and reader.
-
-It holds the weights (under the original's key names, so its test.py loads them too), `format` and `version`,
-`identity` (data/identity.py), the resolved settings (the network's in `config.net`), the feature scaling, the
-critic's reference set (the training clips' embeddings), `thresholds`, the selected epoch and metric, the
-history. Written once, atomically, when a training run finishes. Every entry is checked for its type on read,
-the stored settings against their declaration: a damaged file is one line naming it, never a wrong result.
-"""
+"""Our two torch files' only writer and reader: the model `<mt>.pth`, written once when its training run finishes (the
+weights under the original's key names), and the run state `<mt>_last.pth`, rewritten after every epoch for --resume.
+Every entry is checked on read: a damaged file is one line naming it, never a wrong result."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from aegan.core.errors import AeganError, shown
-from aegan.data.identity import Identity, identity_from
+from aegan.data.clips import Identity, identity_from
 from aegan.settings.layers import validate
 from aegan.store import checkpoint
 from aegan.store.model_dir import model_of
 
 FORMAT = "aegan-ad model"
-RUN_STATE = FORMAT + " run state"  # run_state.py's format: named here, where a model file is told from one
+RUN_STATE = FORMAT + " run state"
 VERSION = 2
 
 
@@ -62,10 +57,6 @@ def write(path: Path, m: ModelFile) -> None:
              "sample_rate": int(m.sample_rate), "epoch": int(m.epoch), "metric": m.metric,
              "thresholds": m.thresholds, "history": m.history, "seed": int(m.seed), "run_id": m.run_id}
     checkpoint.save(path, state)
-
-
-def is_ours(state: dict) -> bool:
-    return state.get("format") == FORMAT
 
 
 def is_original(state: dict) -> bool:
@@ -115,8 +106,7 @@ def stored_identity(state: dict, path: Path) -> Identity:
 
 
 def check_settings(cfg: dict, path: Path) -> None:
-    """The settings a model or run state stores pass the checks of settings from a file (their declaration), the
-    message naming the file: a damaged value never reaches the features or the networks."""
+    """The stored settings pass the checks of their declaration: a damaged value never reaches features or networks."""
     try:
         validate(cfg, f"the settings stored in {shown(path)}")
     except (KeyError, TypeError):
@@ -148,11 +138,10 @@ def damaged(path: Path, entry: str) -> AeganError:
 
 
 def read(path: str | Path, device: torch.device | str = "cpu") -> tuple[dict, ModelFile | None]:
-    """(the raw checkpoint, its checked ModelFile when it is ours; None for the original code's format). A run state
-    given as a model, or a file of an earlier version of this code, is one line."""
+    """(the raw checkpoint, its checked ModelFile; None for the original code's format); any other file is one line."""
     path = Path(path)
     state = checkpoint.load(path, device)
-    if is_ours(state):
+    if state.get("format") == FORMAT:
         return state, _checked(state, path)
     if state.get("format") == RUN_STATE:
         raise AeganError(f"{shown(path)} is the run state of a training run (train.py --resume continues from it), "
@@ -164,3 +153,51 @@ def read(path: str | Path, device: torch.device | str = "cpu") -> tuple[dict, Mo
         if not weights(state[name]):
             raise damaged(path, name)
     return state, None
+
+
+@dataclass(kw_only=True)
+class RunState:
+    """Everything `<mt>_last.pth` holds."""
+
+    netG: dict  # the networks and their optimizers as they are after `epoch` epochs
+    netD: dict
+    optG: dict
+    optD: dict
+    epoch: int  # epochs completed
+    best: dict  # {"value", "epoch", "metric"} of the epoch selected so far
+    history: list[dict]  # per epoch: its losses and evaluation
+    selected: dict | None  # the selected epoch's netG, netD state dicts and training embeddings
+    config: dict
+    seed: int
+    identity: Identity
+    run_id: str
+    feat_max: float
+    feat_min: float
+    rng_cpu: torch.Tensor  # the random generators' states: a resumed run draws what an uninterrupted one would
+    rng_cuda: torch.Tensor | None = None
+    pending: dict | None = None  # an evaluated epoch whose selection was not settled (training.overlap.Pending)
+
+
+def write_run_state(path: Path, state: RunState) -> None:
+    data = {f.name: getattr(state, f.name) for f in fields(state)}
+    data["identity"] = state.identity.as_dict()
+    if state.rng_cuda is None:
+        del data["rng_cuda"]
+    checkpoint.save(path, {"format": RUN_STATE, "version": VERSION, **data})
+
+
+def read_run_state(path: Path, device: torch.device) -> RunState:
+    """The run state at `path`; a model file there, a damaged entry or another version is one line."""
+    state = checkpoint.load(path, device)
+    if state.get("format") == FORMAT or is_original(state):
+        raise AeganError(f"{shown(path)} is a model file, not the run state of a training run: --resume continues "
+                         f"from the {path.name} that train.py writes after every epoch (train anew without --resume)")
+    if state.get("format") != RUN_STATE or state.get("version") != VERSION:
+        raise AeganError(f"{shown(path)} is not a run state of this version of AEGAN-AD: train anew without --resume")
+    for key in ("epoch", "config", "identity", "seed", "run_id", "optG", "optD", "rng_cpu", "best", "history"):
+        if key not in state:
+            raise damaged(path, key)
+    check_settings(state["config"], path)
+    names = {f.name for f in fields(RunState)}
+    return RunState(**{k: v for k, v in state.items() if k in names and k != "identity"},
+                    identity=stored_identity(state, path))

@@ -1,7 +1,6 @@
-"""`<mt>.scoring.pt`, beside a checkpoint that lacks what scoring needs (the original code's): the scaling and the
-critic's reference set derived from the training clips, and thresholds fitted later for other metrics (of any
-model). A cache: keyed on the checkpoint's sha256, the identity and the settings it was derived with; written by
-test.py / loc.py, derived again when it no longer matches."""
+"""`<mt>.scoring.pt`: what an original checkpoint lacks (the scaling, the critic's reference set), and thresholds fitted
+later for other metrics (of any model). A cache keyed on the checkpoint's sha256, the identity and the settings it
+was derived with: written by test.py / loc.py, derived again when it no longer matches."""
 
 from __future__ import annotations
 
@@ -12,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aegan.data.identity import Identity, clip_difference, identity_from
+from aegan.data.clips import Identity, clip_difference, identity_from
 from aegan.settings.checks import tagged
 from aegan.settings.layers import get
 from aegan.settings.schema import FEATURES, SEGMENTS
@@ -21,15 +20,13 @@ from aegan.store.model_dir import sidecar_of
 from aegan.store.model_file import check_thresholds
 
 VERSION = 2
-# What a derived part of an original checkpoint depends on: the features, the segments and the training clips.
-DERIVED_SETTINGS = (*tagged(FEATURES), *tagged(SEGMENTS))
 
 
 @dataclass(kw_only=True)
 class Sidecar:
     checkpoint_sha256: str
     identity: Identity | None  # of the data it was derived from (None: derived nothing, only thresholds)
-    settings: dict  # DERIVED_SETTINGS at derivation
+    settings: dict  # derived_settings at derivation
     config: dict | None = None
     feat_max: float | None = None
     feat_min: float | None = None
@@ -39,7 +36,8 @@ class Sidecar:
 
 
 def derived_settings(cfg: dict) -> dict:
-    return {k: get(cfg, k) for k in DERIVED_SETTINGS}
+    """What the derived parts depend on besides the training clips: the feature and segment settings."""
+    return {k: get(cfg, k) for k in (*tagged(FEATURES), *tagged(SEGMENTS))}
 
 
 def write(model: Path, side: Sidecar) -> Path:

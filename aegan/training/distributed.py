@@ -45,10 +45,8 @@ def rank() -> int:
 
 
 def check_batch(batch: int, key: str) -> None:
-    """Before any process group exists: a global batch the ranks cannot split evenly. Rank 0 says so in one line
-    and exits 1; the others wait silently for torchrun to end them once rank 0 has failed (exiting first would
-    let torchrun kill rank 0 before it prints), so the reason is printed once and is the root cause torchrun
-    names."""
+    """Before any process group exists: rank 0 refuses a global batch the ranks cannot split evenly, in one line.
+    The others wait for torchrun to end them: exiting first would let torchrun kill rank 0 before it prints."""
     world = world_size()
     if world > 1 and batch % world:
         if rank() > 0:
@@ -59,12 +57,13 @@ def check_batch(batch: int, key: str) -> None:
                          f"{key} to a multiple of {world}")
 
 
-def init(device: torch.device) -> tuple[torch.device, int, int]:
-    """(device of this rank, rank, world size); a single process when not started by torchrun."""
+def init(device: torch.device) -> torch.device:
+    """The device of this rank, its process group joined; `device` itself when not started by torchrun."""
     world = world_size()
     if world == 1:
-        return device, 0, 1
-    rank_, local = rank(), _env_int("LOCAL_RANK", 0, 0)
+        return device
+    rank()  # RANK checked before anything waits for the other processes
+    local = _env_int("LOCAL_RANK", 0, 0)
     for name in ("MASTER_ADDR", "MASTER_PORT"):
         if not os.environ.get(name):
             raise AeganError(f"environment variable WORLD_SIZE={world} is set but {name} is not: start the run with "
@@ -76,17 +75,16 @@ def init(device: torch.device) -> tuple[torch.device, int, int]:
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return device, rank_, world
+    return device
 
 
-def barrier(world: int) -> None:
-    if world > 1:
+def barrier() -> None:
+    if world_size() > 1:
         dist.barrier()
 
 
 def wrap(net: nn.Module, device: torch.device) -> nn.Module:
-    """DDP; BatchNorm becomes SyncBatchNorm on CUDA (global batch statistics). SyncBatchNorm has no CPU
-    kernel, so gloo runs keep per-rank BatchNorm statistics (README: distributed training)."""
+    """DDP, with SyncBatchNorm on CUDA (it has no CPU kernel: gloo runs keep per-rank BatchNorm statistics)."""
     if device.type == "cuda":
         net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
     # LayerNorm weights of (C, H, W) get gradients in another layout than DDP's buckets: a copy, not an error
@@ -94,7 +92,7 @@ def wrap(net: nn.Module, device: torch.device) -> nn.Module:
     return nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def finish(world: int) -> None:
-    if world > 1 and dist.is_initialized():
+def finish() -> None:
+    if world_size() > 1 and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()

@@ -1,5 +1,4 @@
-"""One epoch of training: every batch through the method's two steps (method/fast_steps.py), the losses kept on the
-device and read once per LOG_EVERY iterations; their epoch means, to the bit of reading each one."""
+"""One epoch of training through the method's two steps, its losses read from the device once per LOG_EVERY."""
 
 from __future__ import annotations
 
@@ -22,9 +21,8 @@ LOG_EVERY = 25  # training iterations between reads of the losses (each read wai
 
 def train_epoch(nets: Nets, sampler: SegmentSampler, train: dict, device: torch.device, desc: str, last_path: Path,
                 log: Callable[[int, dict], None] = lambda i, mean: None) -> dict:
-    """One pass over the shuffled training segments (this rank's slice of each batch); the mean of each logged loss
-    term. `train`: the train settings (wgan, amp); `log(i, mean)` gets each logging interval's mean losses, i its
-    last iteration."""
+    """One pass over this rank's slices of the shuffled batches: each loss term's epoch mean. `train`: the train
+    settings (wgan, amp); `log(i, mean)` gets each logging interval's mean losses, i its last iteration."""
     nets.netG.train()
     nets.netD.train()
     wgan, sums, pending = train["wgan"], {}, []
@@ -34,25 +32,23 @@ def train_epoch(nets: Nets, sampler: SegmentSampler, train: dict, device: torch.
             x = x.to(device, non_blocking=True).contiguous(memory_format=nets.fmt)
             g_update = i % wgan["ncritic"] == 0
             if nets.ddp:
-                losses = ddp_train_step(nets.ddp[1], nets.ddp[0], nets.optD, nets.optG, x, wgan, sampler.rank,
-                                        sampler.world, g_update)
+                losses = ddp_train_step(nets.ddp[1], nets.ddp[0], nets.optD, nets.optG, x, wgan, g_update)
             else:
                 losses = train_step(nets.netD, nets.gen, nets.optD, nets.optG, x, wgan, g_update)
             pending.append((i, losses))
             if len(pending) == LOG_EVERY:
-                _show(bar, log, pending[-1][0], read_losses(pending, sums, desc, last_path))
+                _read(pending, sums, desc, last_path, bar, log)
                 pending = []
     if pending:
-        _show(bar, log, pending[-1][0], read_losses(pending, sums, desc, last_path))
+        _read(pending, sums, desc, last_path, bar, log)
     n_g = len(range(0, len(sampler), wgan["ncritic"]))
     return {k: v / (n_g if k in G_TERMS else len(sampler)) for k, v in sums.items()}
 
 
-def read_losses(pending: list[tuple[int, dict]], sums: dict[str, float], desc: str, last_path: Path
-                ) -> list[dict]:
-    """The pending iterations' losses in one host sync, added to `sums` as Python floats in iteration order (the
-    epoch means of reading each with .item(), to the bit); the first non-finite one stops training. Returns each
-    iteration's losses."""
+def _read(pending: list[tuple[int, dict]], sums: dict[str, float], desc: str, last_path: Path, bar: Bar,
+          log: Callable[[int, dict], None]) -> None:
+    """The pending iterations' losses in one host sync, added to `sums` in iteration order (the means of reading
+    each with .item(), to the bit); the last beside the bar, the interval's means to `log`."""
     flat = iter(torch.stack([v.float() for _, losses in pending for v in losses.values()]).tolist())
     rows = []
     for i, losses in pending:
@@ -65,12 +61,6 @@ def read_losses(pending: list[tuple[int, dict]], sums: dict[str, float], desc: s
         for k, v in row.items():
             sums[k] = sums.get(k, 0.0) + v
         rows.append(row)
-    return rows
-
-
-def _show(bar: Bar, log: Callable[[int, dict], None], i: int, rows: list[dict]) -> None:
-    """The last iteration's losses beside the bar; the interval's means to `log`."""
-    row = rows[-1]
     bar.note(lossD=f"{row['lossD']:.3f}", lossG=f"{row.get('lossG', float('nan')):.3f}")
     keys = dict.fromkeys(k for r in rows for k in r)  # the generator's terms only in its iterations (ncritic)
-    log(i, {k: sum(r[k] for r in rows if k in r) / sum(k in r for r in rows) for k in keys})
+    log(pending[-1][0], {k: sum(r[k] for r in rows if k in r) / sum(k in r for r in rows) for k in keys})

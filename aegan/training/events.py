@@ -1,17 +1,6 @@
-"""A training run's TensorBoard events (rank 0, unless train.tensorboard is false), in one run folder per training
-run: `<log_dir>/<mt>/tb/seed<k>-<run id>`, or `<tb_dir>/<mt>/seed<k>-<run id>` when tb_dir is set (a table's jobs
-share one root):
-
-- `loss/<term>`: every loss term the method logs (lossD, wdist, gp, lossG, recon, feat_match), the mean of each
-  logging interval's iterations (read there anyway: no host sync of its own); `epoch/<term>`: their epoch means;
-- `epoch/seconds`, `epoch/segments_per_second`, `lr/D`, `lr/G`;
-- `<AUC_source | AUC_target | pAUC | hmean>/<metric>` of all 19 metrics (DCASE 2020: AUC, pAUC, average), in %,
-  shown one chart per quantity (a Custom Scalars layout); `selection/epoch`, `selection/value` and the selected
-  metric as text, as they change;
-- at the end, the run's settings as hparams with the selected value, so that a sweep sorts by setting.
-
-Every step is the global iteration (an epoch's values at its last), so that a resumed run purges what the stopped
-one logged after its last run state (purge_step) and TensorBoard shows each step once."""
+"""A training run's TensorBoard events (rank 0): loss/, epoch/, lr/, a chart per evaluation quantity of the 19 metrics,
+selection/, and the settings as hparams at the end. Every step is the global iteration, so that a resumed run purges
+what the stopped one logged after its last run state (purge_step)."""
 
 from __future__ import annotations
 
@@ -40,8 +29,7 @@ def folder(cfg: dict, mt: str, seed: int, run_id: str) -> Path:
 
 
 def _quiet_writer_thread(args) -> None:
-    """A failure in the event writer's own thread is not printed: its next call raises it in the training thread,
-    where `writing` turns it into one line. Any other thread's error is shown as Python shows it."""
+    """The event writer's thread fails silently: its next call raises the error where `writing` makes it one line."""
     frames = traceback.extract_tb(args.exc_traceback) if args.exc_traceback else []
     if not any(f.filename.endswith("event_file_writer.py") for f in frames):
         _PYTHON_HOOK(args)
@@ -52,8 +40,7 @@ _PYTHON_HOOK = threading.excepthook
 
 @contextmanager
 def writing(path: Path) -> Iterator[None]:
-    """A failed write of the events (a full disk, a file where the folder goes; the writer's thread reports it at
-    the next call) stops the run in one line: its last completed epoch is in its run state."""
+    """A failed write of the events (a full disk, a file where the folder goes) stops the run in one line."""
     try:
         yield
     except OSError as e:
@@ -106,11 +93,10 @@ class Events:
         if self.writer is None:
             return
         settings = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in leaves(cfg)}
-        metric = {"hparam/selected": 100 * best["value"]}
+        selected = 100 * best["value"]
         try:  # after the model file: a failure here costs the events of the end, not the run
-            for tag, value in metric.items():
-                self.writer.add_scalar(tag, value, step)
-            for summary in hparams(settings, metric):
+            self.writer.add_scalar("hparam/selected", selected, step)
+            for summary in hparams(settings, {"hparam/selected": selected}):
                 self.writer.file_writer.add_summary(summary, step)
             self.writer.close()
         except OSError as e:

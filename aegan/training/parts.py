@@ -1,12 +1,14 @@
-"""What one training run holds: its data (features scaled, the dev test set), its networks and optimizers, and its
-progress (the selected epoch so far, the history), each built as the original builds it."""
+"""What one training run holds (its data, networks and optimizers, progress), each built as the original builds it, or
+restored by --resume from its run state: the run's own settings, weights, optimizers and random generators."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import sys
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,13 +17,19 @@ import soundfile as sf
 import torch
 from torch import nn
 
-from aegan.core.errors import AeganError
+from aegan.core.errors import AeganError, shown
+from aegan.core.text import plural
 from aegan.data.cache import clip_features
-from aegan.data.clips import Clip, DatasetSpec
-from aegan.data.identity import Identity
-from aegan.data.scaling import minmax, scaled_tensor
+from aegan.data.clips import Clip, DatasetSpec, Identity
+from aegan.data.segments import minmax, scaled_tensor
 from aegan.method.device import apply_precision
 from aegan.method.nets import build_nets
+from aegan.settings.checks import tagged
+from aegan.settings.layers import Resolved, differences, leaves, put, validate
+from aegan.settings.schema import FREE, PATH_KEYS
+from aegan.store import checkpoint, model_file
+from aegan.store.model_dir import ModelDir
+from aegan.store.model_file import RunState
 from aegan.training import distributed
 
 
@@ -60,14 +68,13 @@ class Progress:
     history: list[dict] = field(default_factory=list)
     selected: dict | None = None  # the selected epoch's netG, netD (state dicts) and training embeddings
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    pending: dict | None = None  # a resumed run's last epoch whose evaluation had not been settled
 
     def keep(self, weights: dict, train_emb) -> None:
         """Remember an epoch's weights ({'netG', 'netD'} state dicts) as the selected model's."""
         self.selected = {**weights, "train_emb": torch.from_numpy(np.ascontiguousarray(train_emb, dtype=np.float32))}
 
 
-def get_logger(log_dir: Path, mt: str, active: bool = True) -> logging.Logger:
+def get_logger(log_dir: Path, mt: str, active: bool) -> logging.Logger:
     """The run's log: train.log and stdout (ranks other than 0 of a distributed run stay silent)."""
     logger = logging.getLogger(f"aegan.{log_dir}.{mt}")
     logger.handlers.clear()
@@ -77,22 +84,20 @@ def get_logger(log_dir: Path, mt: str, active: bool = True) -> logging.Logger:
         logger.addHandler(logging.NullHandler())
         return logger
     log_dir.mkdir(parents=True, exist_ok=True)
-    fh = logging.FileHandler(log_dir / "train.log")
-    fh.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    sh = logging.StreamHandler(sys.stdout)
-    sh.setFormatter(logging.Formatter("%(message)s"))
-    logger.addHandler(fh)
-    logger.addHandler(sh)
+    for handler, form in ((logging.FileHandler(log_dir / "train.log"), "%(asctime)s %(message)s"),
+                          (logging.StreamHandler(sys.stdout), "%(message)s")):
+        handler.setFormatter(logging.Formatter(form))
+        logger.addHandler(handler)
     return logger
 
 
-def load_data(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, main: bool, world: int,
-              check=lambda identity: None) -> Data:
-    """Training features scaled with their own max/min, and (rank 0) the dev test set for the evaluation.
-    Rank 0 builds the feature caches first; the others then read them. `check` sees the training clips' identity
-    before any feature is extracted."""
+def load_data(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device,
+              check: Callable[[Identity], None] = lambda identity: None) -> Data:
+    """Training features scaled with their own max/min, and (rank 0) the dev test set; rank 0 builds the feature
+    caches, then the others read them. `check` sees the training clips' identity before any feature work."""
+    main = distributed.rank() == 0
     if not main:
-        distributed.barrier(world)
+        distributed.barrier()
     train_clips = spec.train_clips(cfg, mt)
     identity = spec.identity(cfg, mt, train_clips)
     check(identity)
@@ -109,7 +114,7 @@ def load_data(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, main:
                              f"{train_specs.shape[2]}: all clips of a machine type must have the same length")
         test_specs = scaled_tensor(test_raw, vmax, vmin, device)
     if main:
-        distributed.barrier(world)
+        distributed.barrier()
     return Data(train_clips=train_clips, train_specs=train_specs, vmax=vmax, vmin=vmin, test_clips=test_clips,
                 test_specs=test_specs, sample_rate=sf.info(str(train_clips[0].path)).samplerate, identity=identity)
 
@@ -126,3 +131,52 @@ def build(cfg: dict, device: torch.device) -> Nets:
     optG = torch.optim.Adam(netG.parameters(), lr=tcfg["lrG"], betas=(tcfg["beta1"], 0.999))
     return Nets(netG=netG, netD=netD, gen=torch.compile(netG) if tcfg["compile"] else netG, optD=optD, optG=optG,
                 fmt=fmt)
+
+
+def run_settings(resolved: Resolved, mt: str, seed: int | None, resume_run: bool
+                 ) -> tuple[dict, int, RunState | None]:
+    """(settings, seed, run state) of a training run; with --resume the run's own settings, so that it needs no
+    --config or --set again. `seed` None: not given (42 for a new run)."""
+    if not resume_run:
+        return resolved.cfg, 42 if seed is None else seed, None
+    path = ModelDir.of(resolved.cfg, mt).run_state
+    if not path.exists():
+        raise AeganError(f"--resume: no resumable checkpoint {path} (train without --resume first)")
+    state = model_file.read_run_state(path, torch.device("cpu"))
+    now, cfg = dict(leaves(resolved.cfg)), copy.deepcopy(resolved.cfg)
+    diffs = [f"--seed {state.seed} -> {seed}"] if seed is not None and seed != state.seed else []
+    kept = []  # settings whose files' value differs from the run's: the run's value is kept
+    for key, value in leaves(state.config):
+        if key not in now or key in PATH_KEYS or value == now[key]:
+            continue  # a setting this version no longer has; paths: where the command finds the run and writes
+        if key not in resolved.user:
+            put(cfg, key, value)
+            kept.append(f"{key}={value!r}")
+        elif key not in tagged(FREE):  # a setting the user gives now that changes the numbers
+            diffs.append(f"{key} {value!r} -> {now[key]!r}")
+    if diffs:
+        raise AeganError(f"--resume: {path} is a run with other settings ({'; '.join(diffs)}): resume with the "
+                         "run's settings (give none: --resume takes them from the run), or train anew without "
+                         "--resume")
+    validate(cfg, f"the settings stored in {shown(path)}")
+    print(f"resume: the settings of the run in {shown(path)}" + (
+        f"; {plural(len(kept), 'setting')} of the config files differ and keep the run's value: "
+        f"{', '.join(kept[:4])}{' ...' if len(kept) > 4 else ''}" if kept else ""))
+    return cfg, state.seed, state
+
+
+def restore(nets: Nets, state: RunState, path: Path, device: torch.device, cfg: dict) -> Progress:
+    """The state after the last completed epoch: weights, optimizers, random generators, the selected epoch."""
+    diffs = differences(state.config, cfg)
+    if diffs:  # a setting the run's state lacks (written by an earlier version): its numbers could differ
+        raise AeganError(f"--resume: {path} is a run with other settings ({'; '.join(diffs)}): resume with the "
+                         "run's settings, or train anew without --resume")
+    checkpoint.load_weights(nets.netG, state.netG, path, "netG", cfg["net"])
+    checkpoint.load_weights(nets.netD, state.netD, path, "netD", cfg["net"])
+    nets.optG.load_state_dict(state.optG)
+    nets.optD.load_state_dict(state.optD)
+    torch.set_rng_state(state.rng_cpu.cpu())
+    if device.type == "cuda" and state.rng_cuda is not None:
+        torch.cuda.set_rng_state(state.rng_cuda.cpu(), device)
+    return Progress(start=state.epoch, best=state.best, history=state.history, selected=state.selected,
+                    run_id=state.run_id)
