@@ -16,7 +16,7 @@ from aegan.core.files import csv_text, write_text
 from aegan.core.metrics import metric_names, resolve_metric
 from aegan.core.text import plural
 from aegan.detector import MAX_SECONDS, Detector, Result, expand
-from aegan.method.device import select_device
+from aegan.method.device import select_device, tune_allocator
 from aegan.store.model_dir import sidecar_of
 
 
@@ -43,7 +43,7 @@ def check_output(out: Path, inputs: list[Path]) -> None:
                              "choose another file")
 
 
-def main(argv: list[str] | None = None) -> None:
+def _parser() -> Parser:
     p = Parser(prog="python -m aegan.score", description=__doc__.split("\n\n")[0])
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="WAV files or folders of them")
     p.add_argument("--model", required=True, help="a checkpoint (ours, or the original's with its .scoring.pt)")
@@ -55,6 +55,11 @@ def main(argv: list[str] | None = None) -> None:
                    "its memory grows with its length)")
     p.add_argument("-c", "--card_id", type=int, default=0, help="CUDA device index (CPU when CUDA is absent)")
     p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = _parser()
     args = p.parse_args(argv)
     if not args.max_seconds > 0:
         p.error(f"argument --max-seconds: must be a positive number of seconds, got {args.max_seconds}")
@@ -92,6 +97,7 @@ def main(argv: list[str] | None = None) -> None:
         return (f"interrupted after scoring {len(results)} of {plural(len(files), 'file')}; nothing was written"
                 f"{where}: rerun the command for all of them")
 
+    tune_allocator()
     guarded(run, args, interrupted)
 
 

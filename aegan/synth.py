@@ -75,8 +75,10 @@ def add_anomaly(rng: np.random.Generator, y: np.ndarray, sr: int, kind: str, f0:
             seg = rng.normal(0, 1, length)
             seg = np.convolve(seg, np.ones(4) / 4, mode="same")  # soften to a band
             y[start:start + length] += 0.25 * seg[: n - start]
-    else:  # shift
+    elif kind == "shift":
         y += 0.15 * np.sin(2 * np.pi * f0 * 1.37 * t) + 0.08 * np.sin(2 * np.pi * f0 * 2.74 * t)
+    else:
+        raise ValueError(f"unknown anomaly kind {kind!r}: one of {', '.join(ANOMALY_KINDS)}")
     return y
 
 
@@ -91,8 +93,8 @@ def _write(path: Path, y: np.ndarray, sr: int, channels: int = 1) -> None:
 
 @dataclass(kw_only=True)
 class _Synth:
-    """One dataset being written: what its clips share (the make_* functions' `sizes` set the rest), and the one
-    seeded generator they are all drawn from; the clip counts are per section, domain and label, or ID and label."""
+    """One dataset being written: what its clips share, and the one seeded generator they are all drawn from; the
+    clip counts are per section, domain and label, or ID and label."""
 
     out: Path
     machine: str
@@ -137,30 +139,36 @@ class _Synth:
                            "\n".join(rows) + "\n")
 
 
-def make_2022(out: Path, machine: str, dev_sections: tuple[str, ...] = ("00", "01", "02"),
-              eval_sections: tuple[str, ...] = ("03", "04", "05"), **sizes: float) -> Path:
+def make_2022(out: Path, machine: str, seconds: float = 3.0, sr: int = 16000, n_train: int = 16,
+              n_train_target: int = 2, n_test: int = 5, dev_sections: tuple[str, ...] = ("00", "01", "02"),
+              eval_sections: tuple[str, ...] = ("03", "04", "05"), seed: int = 0) -> Path:
     """DCASE 2022 layout: the dev test set labelled; the eval one with unlabelled names, its truth beside it."""
-    synth = _Synth(out=out, machine=machine, **sizes)
+    synth = _Synth(out=out, machine=machine, seconds=seconds, sr=sr, n_train=n_train, n_train_target=n_train_target,
+                   n_test=n_test, seed=seed)
     for part, sections in (("dev", dev_sections), ("eval", eval_sections)):
         for sec in sections:
             synth.section(part, sec)
     return out
 
 
-def make_firstshot(out: Path, machine: str, year: int, part: str = "dev", channels: int | None = None,
-                   **sizes: float) -> Path:
+def make_firstshot(out: Path, machine: str, year: int, part: str = "dev", seconds: float = 3.0, sr: int = 16000,
+                   n_train: int = 16, n_train_target: int = 2, n_test: int = 5, channels: int | None = None,
+                   seed: int = 0) -> Path:
     """A first-shot year's layout: one section (00) in dev_data/ or eval_data/, as its registry entry says."""
     entry = registry.first_shot_year(year)
     if channels is None:
         channels = entry.eval_channels if part == "eval" else 1
-    _Synth(out=out, machine=machine, channels=channels, **sizes).section(part, "00", entry.first_eval_number)
+    synth = _Synth(out=out, machine=machine, seconds=seconds, sr=sr, n_train=n_train, n_train_target=n_train_target,
+                   n_test=n_test, seed=seed, channels=channels)
+    synth.section(part, "00", entry.first_eval_number)
     return out
 
 
-def make_2020(out: Path, machine: str, dev_ids: tuple[str, ...] = ("00", "02", "04"),
-              eval_ids: tuple[str, ...] = ("01", "03", "05"), **sizes: float) -> Path:
+def make_2020(out: Path, machine: str, seconds: float = 3.0, sr: int = 16000, n_train: int = 18, n_test: int = 8,
+              dev_ids: tuple[str, ...] = ("00", "02", "04"), eval_ids: tuple[str, ...] = ("01", "03", "05"),
+              seed: int = 0) -> Path:
     """DCASE 2020 layout: normal_id_II_NNNNNNNN.wav; eval test id_II_NNNNNNNN.wav (truth in ground_truth_data/)."""
-    synth = _Synth(out=out, machine=machine, **{"n_train": 18, "n_test": 8, **sizes})
+    synth = _Synth(out=out, machine=machine, seconds=seconds, sr=sr, n_train=n_train, n_test=n_test, seed=seed)
     for part, ids in (("dev", dev_ids), ("eval", eval_ids)):
         base = out / f"{part}_data" / machine
         for mid in ids:

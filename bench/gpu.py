@@ -238,7 +238,7 @@ def main() -> None:
     import torch
     sys.path.insert(0, str(ROOT))
     from aegan import synth
-    from aegan.commands.cli import tune_allocator
+    from aegan.method.device import tune_allocator
 
     tune_allocator()
     device_name = a.device or ("cuda:0" if torch.cuda.is_available() else "cpu")

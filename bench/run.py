@@ -31,10 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from aegan import synth  # noqa: E402
-from aegan.commands.cli import tune_allocator  # noqa: E402
 from aegan.data.audio import extract  # noqa: E402
 from aegan.data.cache import load_or_extract  # noqa: E402
 from aegan.data.segments import SegmentSampler  # noqa: E402
+from aegan.method.device import tune_allocator  # noqa: E402
 from aegan.method.fast_steps import train_step  # noqa: E402
 from aegan.method.nets import build_nets  # noqa: E402
 from aegan.method.steps import critic_step, feature_match  # noqa: E402

@@ -24,9 +24,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from aegan.commands.cli import tune_allocator  # noqa: E402
 from aegan.core.metrics import metric_names  # noqa: E402
 from aegan.data.segments import SegmentSampler  # noqa: E402
+from aegan.method.device import tune_allocator  # noqa: E402
 from aegan.scoring.evaluation import SECTIONS  # noqa: E402
 from aegan.settings.layers import load_config  # noqa: E402
 from aegan.training.epoch import LOG_EVERY, train_epoch  # noqa: E402

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from aegan.core.errors import AeganError
 from aegan.core.text import plural
 from aegan.data.clips import DatasetSpec
 from aegan.inference.model import model_settings
-from aegan.method.device import select_device
+from aegan.method.device import select_device, tune_allocator
 from aegan.settings.layers import Resolved, batch_key, batch_size, dump, load_config
 from aegan.training import distributed
 from aegan.training.parts import run_settings
@@ -80,7 +79,8 @@ def train_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
         cfg, seed, state = run_settings(_config(spec, a), a.mt, a.seed, a.resume)
         if a.print_config:
-            return print(dump(cfg))
+            print(dump(cfg))
+            return
         distributed.check_batch(batch_size(cfg), batch_key(cfg))
         run = train(spec, cfg, a.mt, select_device(a.card_id), seed, state)
         if run.rank == 0:
@@ -94,16 +94,6 @@ def train_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
     tune_allocator()
     guarded(run, args, lambda: "interrupted; the checkpoints of the last completed epoch are intact (train.py "
             "--resume continues from them)")
-
-
-def tune_allocator() -> bool:
-    """glibc malloc: every block from the heap (no mmap), never trimmed; changes no result. False without glibc.
-    Training and scoring free blocks over glibc's 32 MB mmap ceiling, each mapped and zeroed anew: 10% of a CPU step."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(-4, 0) and libc.mallopt(-1, 2**31 - 1))  # M_MMAP_MAX, M_TRIM_THRESHOLD
-    except (OSError, AttributeError):
-        return False
 
 
 def test_main(spec: DatasetSpec, argv: list[str] | None = None, default: str = "eval") -> None:
@@ -131,7 +121,8 @@ def test_main(spec: DatasetSpec, argv: list[str] | None = None, default: str = "
     def run(a: argparse.Namespace) -> None:
         resolved = _config(spec, a)
         if a.print_config:
-            return print(dump(model_settings(resolved, a.mt)))
+            print(dump(model_settings(resolved, a.mt)))
+            return
         run_test(spec, resolved, a, select_device(a.card_id))
 
     tune_allocator()
@@ -153,7 +144,8 @@ def loc_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
             raise AeganError("--limit and --top must be at least 1")
         resolved = _config(spec, a)
         if a.print_config:
-            return print(dump(model_settings(resolved, a.mt)))
+            print(dump(model_settings(resolved, a.mt)))
+            return
         run_loc(spec, resolved, a, select_device(a.card_id))
 
     tune_allocator()

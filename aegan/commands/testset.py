@@ -73,7 +73,8 @@ class TestRun:
         """Score distributions and ROC curves (with labels), the embedding map."""
         from aegan.commands import plots  # matplotlib: only when pictures are drawn
 
-        model, group, scores, out = self.model, self.spec.group_name, scored.scores[metric], self.out
+        model, group, out = self.model, self.spec.group_name, self.out
+        scores = scored.scores[metric]  # the one metric's scores
         epoch = f", epoch {model.info['epoch']}" if model.info.get("epoch") else ""
         title = (f"{self.mt} ({dataset_title(self.spec.name, model.cfg)}, {self.part} test set), model "
                  f"{model.path.name}{epoch}")
@@ -92,7 +93,7 @@ class TestRun:
 def run_test(spec: DatasetSpec, resolved: Resolved, args: argparse.Namespace, device: torch.device) -> None:
     """test.py with its arguments: the test set chosen, the released ground truth, the pictures."""
     # how results are scored and submission files named; looked up before any work (an unregistered dataset is
-    # one line), from settings the model cannot change (it fixes only model.MODEL_KEYS)
+    # one line), from settings the model cannot change (it fixes only net, feat and train_set)
     entry = registry.of(spec, resolved.cfg)
     check_result_dir(entry.rule, entry.name, Path(resolved.cfg["result_dir"]))  # before writing anything
     model, training = prepare(spec, resolved, args.mt, device)

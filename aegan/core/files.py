@@ -30,7 +30,8 @@ _DEFERRING: list[bool] = []
 
 @contextlib.contextmanager
 def signals_deferred() -> Iterator[None]:
-    """Ctrl-C and SIGTERM wait until the block has run (it must be short), then raise KeyboardInterrupt."""
+    """Ctrl-C and SIGTERM wait until the block has run (it must be short), then raise KeyboardInterrupt: a set of
+    renames is never cut in two."""
     if threading.current_thread() is not threading.main_thread() or _DEFERRING:
         yield  # signals go to the main thread; an outer block already defers them
         return

@@ -1,6 +1,7 @@
 """The feature cache `<spec_dir>/<mt>/<name>_<key>.npy`, keyed on the feature settings and each clip's name and
-content, with a `.json` record written after the data (settings, clips, CRC-32) and checked on every read: a broken
-cache or one of other clips is rebuilt. Hashing a clip costs 0.8% of its features (bench/clip_hash.py)."""
+content (sha256: a clip replaced with the same size and mtime is noticed), with a `.json` record written after the
+data (settings, clips, CRC-32) and checked on every read: a broken cache or one of other clips is rebuilt. Hashing a
+clip costs 0.8% of its features (bench/clip_hash.py)."""
 
 from __future__ import annotations
 

@@ -44,8 +44,9 @@ def clip_segments(specs: torch.Tensor, i: int, frame_num: int, hop: int, device:
 
 
 class SegmentSampler:
-    """Shuffled batches of training segments in the original DataLoader's order (same seed, same batches), each one
-    index_select from an overlapping view of the flat tensor (3x faster on the CPU than stacking segment views)."""
+    """Shuffled batches of training segments in the original DataLoader's order (same seed, same batches; a resumed
+    run restores the generator's state and sees an uninterrupted run's), each one index_select from an overlapping
+    view of the flat tensor (3x faster on the CPU than stacking segment views)."""
 
     def __init__(self, specs: torch.Tensor, frame_num: int, hop: int, batch_size: int, rank: int = 0,
                  world: int = 1):
@@ -71,7 +72,8 @@ class SegmentSampler:
         return self.total // self.batch_size  # last incomplete batch dropped
 
     def permutation(self) -> torch.Tensor:
-        """The epoch's order of segments c * n_seg + s as DataLoader draws it: base seed, sampler seed, randperm."""
+        """The epoch's order of segments c * n_seg + s as DataLoader draws it: base seed, sampler seed, randperm.
+        Every rank draws the same (same seed, same draws)."""
         torch.empty((), dtype=torch.int64).random_()  # the DataLoader iterator's base seed (unused here)
         seed = int(torch.empty((), dtype=torch.int64).random_().item())
         return torch.randperm(self.total, generator=torch.Generator().manual_seed(seed))

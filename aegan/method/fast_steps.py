@@ -19,8 +19,9 @@ def has_batchnorm(net: nn.Module) -> bool:
 
 def train_step(netD: nn.Module, netG: nn.Module, optD: torch.optim.Optimizer, optG: torch.optim.Optimizer,
                x: torch.Tensor, wgan: dict, g_update: bool = True) -> dict:
-    """steps.iteration (same signature) with G(x) computed once where exact: BatchNorm would advance its running
-    statistics twice, so only a generator without it reuses the first forward (a sixth of an iteration saved)."""
+    """steps.iteration (same signature) with G(x) computed once where exact: G does not change during the critic
+    step, so its second forward gives the same reconstruction, but BatchNorm would advance its running statistics a
+    second time; only a generator without it reuses the first forward (a sixth of an iteration saved)."""
     reuse = g_update and not has_batchnorm(netG)
     with torch.set_grad_enabled(reuse):
         recon = netG(x)
@@ -32,8 +33,13 @@ def train_step(netD: nn.Module, netG: nn.Module, optD: torch.optim.Optimizer, op
 
 def ddp_train_step(ddpD: nn.Module, ddpG: nn.Module, optD: torch.optim.Optimizer, optG: torch.optim.Optimizer,
                    x: torch.Tensor, wgan: dict, g_update: bool = True) -> dict:
-    """train_step for this rank of a DDP run, equal to train_step on the global batch up to float rounding: the
-    interpolation weights are drawn for the global batch and sliced, and embeddings all-gathered for its statistics."""
+    """train_step for this rank of a DDP run, equal to train_step on the global batch up to float rounding:
+    - DDP averages gradients over ranks, so per-rank means give the global means of every loss term;
+    - the critic takes one DDP forward per backward (real, fake and interpolates in one batch); the penalty
+      differentiates only with respect to the interpolates, which fires no gradient hook;
+    - the interpolation weights are drawn for the global batch (ranks share the seed) and each rank takes its slice;
+    - feature matching needs the global batch's statistics: embeddings are all-gathered with autograd, so each rank
+      holds W copies of the loss, whose gradients the gather sums and DDP averages back to one."""
     netG, netD = ddpG.module, ddpD.module
     b, rank, world = x.size(0), dist.get_rank(), dist.get_world_size()
     reuse = g_update and not has_batchnorm(netG)

@@ -80,7 +80,9 @@ class Decoder(nn.Module):
             _norm(norm, top, 4),
             nn.ReLU(True),
         ]
-        for cin, cout, size in stages[:-1]:  # the last is the output layer's
+        for cin, cout, size in stages:
+            if cin == 1:  # the image channel: the output layer below
+                break
             # state size. cin x (2*size) x (2*size)
             layers += [nn.ConvTranspose2d(cout, cin, 4, 2, 1, bias=False), _norm(norm, cin, size * 2), nn.ReLU(True)]
         # state size. 1 x isize x isize

@@ -5,7 +5,8 @@
 2. generator step: L_G = MSE(G(x), x) + feat_match_eff * (mu * MSE(mean_b f(G(x)), mean_b f(x))
                                                            + sigma * MSE(std_b f(G(x)), std_b f(x)))
    with f the critic's 512-d embedding and the critic as it is after its own step.
-Every expression is the original's, in its order: the same autograd graph, the same gradients to the last bit.
+Every expression is the original's, in its order: the same autograd graph, the same gradients to the last bit
+(tests/test_oracle.py trains both side by side). Each term's log tag is the stem of its weight's setting.
 """
 
 from __future__ import annotations

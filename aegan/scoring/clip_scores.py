@@ -99,7 +99,9 @@ def embed_clips(netD: nn.Module, specs: torch.Tensor, cfg: dict, desc: str = "cr
 
 class EmbeddingDetectors:
     """D_maha, D_knn, D_lof, D_cos fitted on the training clips' float32 embeddings in the original's order (it fixes
-    the rounding and which neighbour wins a tie); with fewer clips than dimensions, a pseudo-inverse covariance."""
+    the rounding and which neighbour wins a tie). D_maha inverts the covariance as the original (np.linalg.inv) when
+    there are more clips than dimensions; with fewer it is singular, the original's inverse is numerical noise, and a
+    pseudo-inverse is used."""
 
     def __init__(self, train_emb: np.ndarray):
         train_emb = np.asarray(train_emb, dtype=np.float32)
@@ -134,7 +136,8 @@ class EmbeddingDetectors:
 
 
 def reference_order(clips: list[Clip]) -> list[int]:
-    """Training clips in the original's order for the detectors: by section or ID, then source before target."""
+    """Training clips in the original's order for the detectors: by section or ID, then source before target, in
+    listing order within. Only DCASE 2020 deval differs from the listing (dev IDs, then eval IDs)."""
     return sorted(range(len(clips)), key=lambda i: (clips[i].group, clips[i].domain or ""))
 
 

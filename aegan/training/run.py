@@ -157,7 +157,8 @@ class TrainingRun:
         taken = self.evaluation.take()
         if taken is None:
             return
-        (p, results), rule, progress, how = taken, self.rule, self.progress, self.cfg["train"]["select"]
+        p, results = taken
+        rule, progress, how = self.rule, self.progress, self.cfg["train"]["select"]
         top = rule.best_metric(results)
         shown = resolve_metric(self.cfg["detect"]["metric"]) if how == "metric" else top
         value = float(results[shown][1][rule.summary_key])
@@ -182,7 +183,8 @@ class TrainingRun:
 
     def save(self, epoch: int, pending: dict | None = None) -> None:
         """The run state after `epoch` epochs, with the selected epoch's weights."""
-        nets, data, progress, cuda = self.nets, self.data, self.progress, self.device.type == "cuda"
+        nets, data, progress = self.nets, self.data, self.progress
+        cuda = self.device.type == "cuda"
         model_file.write_run_state(self.files.run_state, RunState(
             netG=nets.netG.state_dict(), netD=nets.netD.state_dict(), optG=nets.optG.state_dict(),
             optD=nets.optD.state_dict(), epoch=epoch, best=progress.best, history=progress.history,
@@ -229,7 +231,8 @@ def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int
           ) -> TrainingRun:
     """Train one machine type, or continue the run in `state` with its settings (parts.run_settings)."""
     registry.of(spec, cfg)  # before any work: an unregistered dataset is one line
-    device, files = distributed.init(device), ModelDir.of(cfg, mt)
+    device = distributed.init(device)  # joins the process group under torchrun
+    files = ModelDir.of(cfg, mt)
     with training_lock(files) if distributed.rank() == 0 else contextlib.nullcontext():
         run = TrainingRun.set_up(spec, cfg, mt, device, seed, state)
         trained = run.progress.start < cfg["train"]["epoch"]
