@@ -83,14 +83,20 @@ def _temp_beside(path: Path) -> Path:
     return Path(tmp)
 
 
+def dangling_link(path: str | os.PathLike) -> str | None:
+    """'<path> is a symbolic link to <target>, which does not exist' when it is one: every reader names it so."""
+    if not os.path.islink(path):
+        return None
+    return f"{shown(path)} is a symbolic link to {shown(os.readlink(path))}, which does not exist"
+
+
 def check_regular(path: str | os.PathLike) -> None:
     """A FIFO, device or folder named like a WAV would block or fail inside the decoder: refused unopened."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        if os.path.islink(path):
-            raise AeganError(f"{shown(path)} is a symbolic link to {shown(os.readlink(path))}, which does not exist: "
-                             "restore the clip or remove the link") from None
+        if link := dangling_link(path):
+            raise AeganError(f"{link}: restore the clip or remove the link") from None
         raise AeganError(f"audio file not found: {shown(path)}") from None
     except OSError as e:
         raise AeganError(f"cannot read audio file {shown(path)}: {e.strerror}") from None

@@ -3,12 +3,12 @@ settings written back as YAML."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import yaml
 
 from aegan.core.errors import AeganError, shown
+from aegan.core.files import dangling_link
 from aegan.core.kinds import TORCH, sniff
 
 # A config file is a few dozen settings; YAML aliases can make a small file expand to billions of nodes (the
@@ -46,9 +46,8 @@ def read_yaml(path: Path) -> dict:
         finally:
             loader.dispose()
     except FileNotFoundError:
-        if os.path.islink(path):
-            raise AeganError(f"config file {shown(path)} is a symbolic link to {shown(os.readlink(path))}, which does "
-                             "not exist: restore the file or remove the link") from None
+        if link := dangling_link(path):
+            raise AeganError(f"config file {link}: restore the file or remove the link") from None
         raise AeganError(f"config file not found: {shown(path)}") from None
     except IsADirectoryError:
         raise AeganError(f"config file {shown(path)} is a folder, not a YAML file") from None
