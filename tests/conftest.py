@@ -5,6 +5,7 @@ for the error paths)."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,11 @@ TINY = ["feat.fft_num=1024", "feat.mel_bin=32", "feat.frame_num=32", "net.isize=
 # beyond any passing run even on a busy 2-core machine (the slowest test takes under a minute and a half idle), and
 # short enough that one hang still lets CI report every other test within its 90 minutes.
 HANG_GUARD = 900
+# A shell runs a background command (`pytest ... &` in a script) with Ctrl-C ignored, and every child it starts
+# inherits that: the scripts would then outlive the SIGINT the interruption tests send, and exit 0. Python catches
+# it here instead, and a caught signal is reset to its default in a child, where Python makes it Ctrl-C again.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 needs_real = pytest.mark.skipif(not REAL.is_dir(), reason="../shared/real/ (real DCASE 2020 clips) is absent")
 
 
