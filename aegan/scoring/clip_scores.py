@@ -9,8 +9,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import DistanceMetric
-from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
 from torch import nn
 
 from aegan.core.metrics import D_METRICS, G_DISTS, POOLS, metric_names
@@ -104,6 +102,9 @@ class EmbeddingDetectors:
     pseudo-inverse is used."""
 
     def __init__(self, train_emb: np.ndarray):
+        from sklearn.metrics import DistanceMetric  # 0.8 s: every command imports this module, few fit detectors
+        from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
+
         train_emb = np.asarray(train_emb, dtype=np.float32)
         n, dim = train_emb.shape
         self.mean = np.mean(train_emb, axis=0)
