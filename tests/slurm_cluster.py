@@ -27,7 +27,7 @@ START_GUARD_S = 300
 @dataclass
 class Cluster:
     root: Path  # the temp folder: slurm.conf, logs, pid files, state
-    env: dict  # os.environ with SLURM_CONF: for Slurm's commands and the jobs they submit
+    env: dict  # os.environ with SLURM_CONF (and one thread a job): for Slurm's commands and the jobs they submit
     started_s: float  # seconds from the first daemon's start to an idle node
 
     def run(self, *cmd: str) -> str:
@@ -99,7 +99,9 @@ def start(root: Path) -> Cluster:
     conf, _ = write_conf(root, host)
     (root / "state").mkdir()
     (root / "spool").mkdir()
-    env = {**os.environ, "SLURM_CONF": str(conf)}
+    # A job is given one CPU but, without a binding task plugin here, torch would take a thread per core: the node's
+    # jobs would then fight over every core. One thread each, as a cluster's CPU binding gives a one-CPU job.
+    env = {**os.environ, "SLURM_CONF": str(conf), "OMP_NUM_THREADS": "1"}
     key = root / "munge.key"
     key.write_bytes(os.urandom(1024))
     key.chmod(0o600)
