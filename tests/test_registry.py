@@ -59,8 +59,9 @@ def system(rows_by_machine):
     return {"official": float(np.mean([r["AUC"] for rows in rows_by_machine for r in rows]))}
 
 
-UNITS = Rule("unit", ("AUC",), ("AUC",), "AUC", "mean AUC over units", "best_auc", False,
-             "{kind}_{mt}_unit{group}.csv", per_unit, system)
+UNITS = Rule(group="unit", row_columns=("AUC",), summary_columns=("AUC",), summary_key="AUC",
+             summary_label="mean AUC over units", best_key="best_auc", domains=False,
+             score_file="{kind}_{mt}_unit{group}.csv", per_group=per_unit, system=system)
 
 
 @pytest.fixture(autouse=True)
@@ -121,7 +122,9 @@ def test_a_new_dataset_is_a_folder_and_one_registry_entry(tmp_path, capsys, monk
 def test_a_rule_must_keep_score_and_decision_files_apart():
     """A submission name without {kind} would give a group's decision file the score file's name."""
     with pytest.raises(ValueError, match="must name {kind}"):
-        Rule("unit", ("AUC",), ("AUC",), "AUC", "", "best_auc", False, "scores_{mt}_{group}.csv", per_unit, system)
+        Rule(group="unit", row_columns=("AUC",), summary_columns=("AUC",), summary_key="AUC", summary_label="",
+             best_key="best_auc", domains=False, score_file="scores_{mt}_{group}.csv", per_group=per_unit,
+             system=system)
 
 
 def test_an_unregistered_dataset_is_one_line_before_any_work(tmp_path, capsys):

@@ -92,7 +92,7 @@ def official_ids(rows_by_machine: list[list[dict]]) -> dict[str, float]:
     return {"AUC": auc, "pAUC": pauc, "official": (auc + pauc) / 2}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Rule:
     """How a dataset's test results are scored and named, per group, per machine type and per system."""
 
@@ -136,12 +136,15 @@ class Rule:
         return self.score_file.format(kind=kind, mt=mt, group=group)
 
 
-SECTIONS = Rule("section", ("AUC_source", "AUC_target", "pAUC"), ("AUC_source", "AUC_target", "pAUC", "hmean"),
-                "hmean", "hmean of all sections' AUC_source, AUC_target and pAUC", "best_hmean", True,
-                "{kind}_{mt}_section_{group}_test.csv", evaluate_sections, official_sections)
-IDS = Rule("id", ("AUC", "pAUC"), ("AUC", "pAUC", "average"), "average",
-           "average of the mean AUC and the mean pAUC over IDs", "best_aver", False,
-           "{kind}_{mt}_id_{group}.csv", lambda s, y, _domains, g, p: evaluate_ids(s, y, g, p), official_ids)
+SECTIONS = Rule(group="section", row_columns=("AUC_source", "AUC_target", "pAUC"),
+                summary_columns=("AUC_source", "AUC_target", "pAUC", "hmean"), summary_key="hmean",
+                summary_label="hmean of all sections' AUC_source, AUC_target and pAUC", best_key="best_hmean",
+                domains=True, score_file="{kind}_{mt}_section_{group}_test.csv", per_group=evaluate_sections,
+                system=official_sections)
+IDS = Rule(group="id", row_columns=("AUC", "pAUC"), summary_columns=("AUC", "pAUC", "average"), summary_key="average",
+           summary_label="average of the mean AUC and the mean pAUC over IDs", best_key="best_aver", domains=False,
+           score_file="{kind}_{mt}_id_{group}.csv", per_group=lambda s, y, _domains, g, p: evaluate_ids(s, y, g, p),
+           system=official_ids)
 
 
 def fit_threshold(train_scores: np.ndarray, percentile: float = 0.9) -> dict:
