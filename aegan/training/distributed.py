@@ -93,6 +93,9 @@ def wrap(net: nn.Module, device: torch.device) -> nn.Module:
 
 
 def finish() -> None:
+    """End the process group, once no DDP wrapper is left: a wrapper freed after it would destroy the group from its
+    Reducer holding the GIL, while a gloo thread may wait for the GIL to free its last work: a rank that never exits
+    (pytorch/pytorch#56297)."""
     if world_size() > 1 and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()

@@ -243,5 +243,6 @@ def train(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device, seed: int
                             f"train.epoch={cfg['train']['epoch']} epochs, and {files.model} is its model")
         elif run.rank == 0:
             run.finish()
+        run.nets.ddp = None  # the DDP wrappers go before their process group: distributed.finish says why
         distributed.finish()
     return run
