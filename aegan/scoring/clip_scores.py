@@ -102,7 +102,7 @@ class EmbeddingDetectors:
     pseudo-inverse is used."""
 
     def __init__(self, train_emb: np.ndarray):
-        from sklearn.metrics import DistanceMetric  # 0.8 s: every command imports this module, few fit detectors
+        from sklearn.metrics import DistanceMetric  # 0.8 s: every command imports this module, only scoring fits these
         from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
 
         train_emb = np.asarray(train_emb, dtype=np.float32)
