@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
 
 from aegan.core.errors import AeganError, shown
 from aegan.core.metrics import D_METRICS, resolve_metric
@@ -78,8 +77,7 @@ class Detector:
         if num_segments(frames, feat["frame_num"], feat["graph_hop_f"]) == 0:
             raise AeganError(f"{name} is {len(y) / sr:.2f} s long, shorter than one segment of "
                              f"{feat['frame_num']} frames")
-        with threadpool_limits(1):  # as the feature cache computes them: the mel product's last bit depends on it
-            spec = logmel_of(y, sr, feat["fft_num"], feat["frame_hop"], feat["mel_bin"])
+        spec = logmel_of(y, sr, feat["fft_num"], feat["frame_hop"], feat["mel_bin"])  # as the feature cache has it
         scores = self.model.score(self.model.scaled(spec[None]), desc=None).scores
         value = float(scores[self.metric][0])
         return Result(name, value, int(decide(np.array([value]), self.threshold)[0]),

@@ -2,8 +2,10 @@
 
 The copy is patched only to run on the CPU (its scripts hard-code `cuda:N`, and call torch.load in a
 way torch >= 2.6 refuses for its own checkpoints); oracle_driver.py runs its train.py / test.py and
-records what they compute. Both sides run as subprocesses with one OpenBLAS thread: the mel product's
-last bit depends on the BLAS thread count, and our feature extraction always uses one.
+records what they compute. Both sides run as subprocesses in one environment: ENV (one OpenBLAS thread,
+this CPU's own kernels) or AVX2 (the kernels of a CPU without AVX-512, as an AMD EPYC before Zen 4 has, and
+the machine's default BLAS thread count, as a user runs): the bits of the mel product, the convolutions and
+the detectors depend on both, for the original as for ours, and must agree side by side under each.
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ ORIGINAL = ROOT.parent / "shared" / "original"
 DRIVER = Path(__file__).with_name("oracle_driver.py")
 FOLDER = {"dcase2022": "dcase22", "dcase2020": "dcase20"}
 ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+NATIVE = {k: v for k, v in ENV.items() if k != "OPENBLAS_NUM_THREADS"}  # this CPU, default BLAS threads
+# PyTorch's oneDNN and ATen kernels, OpenBLAS's and numpy's limited to AVX2 (numpy's names for its AVX-512
+# dispatch targets); OPENBLAS_NUM_THREADS unset: the default thread count
+AVX2 = {**NATIVE, "ONEDNN_MAX_CPU_ISA": "AVX2",
+        "ATEN_CPU_CAPABILITY": "avx2", "OPENBLAS_CORETYPE": "Haswell",
+        "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR"}
 # script: [(text in the original, replacement)]: run on the CPU; let torch >= 2.6 read the original's own files
 CPU_PATCHES = {
     "train.py": [("torch.device('cuda:{}'.format(param['card_id']))", "torch.device('cpu')"),
@@ -83,21 +91,22 @@ def original_config(dataset: str, mt: str, data: Path, out: Path, **settings) ->
     return cfg
 
 
-def run_original(copy: Path, mode: str, mt: str, seed: int, cfg: dict, out: Path) -> dict:
+def run_original(copy: Path, mode: str, mt: str, seed: int, cfg: dict, out: Path, env: dict = ENV) -> dict:
     """Run the original's train.py or test.py in `copy` with `cfg` as its config.yaml; what it recorded."""
     (copy / "config.yaml").write_text(yaml.safe_dump(cfg))
     record = out / f"original_{mode}.pt"
-    r = subprocess.run([sys.executable, str(DRIVER), mode, mt, str(seed), str(record)], cwd=copy, env=ENV,
+    r = subprocess.run([sys.executable, str(DRIVER), mode, mt, str(seed), str(record)], cwd=copy, env=env,
                        capture_output=True, text=True, timeout=HANG_GUARD)
     assert r.returncode == 0, f"the original's {mode}.py failed:\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
     return torch.load(record, weights_only=False)
 
 
-def run_ours(dataset: str, script: str, mt: str, config: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
+def run_ours(dataset: str, script: str, mt: str, config: Path, out: Path, *args: str, env: dict = ENV
+             ) -> subprocess.CompletedProcess:
     """Our real script with the original-format config file given as --config, outputs under `out`."""
     sets = [x for item in output_settings(out) for x in ("--set", item)]
     r = subprocess.run([sys.executable, str(ROOT / dataset / script), "--mt", mt, "--config", str(config), *sets,
-                        "--set", "feat.workers=1", *args], env=ENV, capture_output=True, text=True, timeout=HANG_GUARD)
+                        "--set", "feat.workers=1", *args], env=env, capture_output=True, text=True, timeout=HANG_GUARD)
     assert r.returncode == 0, f"our {script} failed:\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
     return r
 

@@ -1,16 +1,20 @@
 """Runs the original code's train.py or test.py (a CPU copy, see oracle.py) and records what it computes.
 
     python oracle_driver.py train|test <mt> <seed> <out.pt>     (cwd: the copy of dcase22/ or dcase20/)
+    python oracle_driver.py features <groups.json> <dir> <out.npz>   (cwd: the original's dcase20/)
 
 The script's own code runs unchanged: its definitions are executed, a few of its functions are wrapped
 so that their results are recorded on the way through, and then its `__main__` block runs with the
 command line a user would type. Recorded:
 - train: per epoch the losses train_one_epoch returns, the weights after it, and what test() returns;
-- test: every call to roc_auc_score, from which each clip's 19 scores are read back.
+- test: every call to roc_auc_score, from which each clip's 19 scores are read back;
+- features: per group of clips (one clip length each) its generate_spec's raw log-mel (what its cache file
+  holds) and the clips scaled by the group's own max and min, as its training set is.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import textwrap
@@ -85,6 +89,17 @@ def test(mt: str, out: str) -> None:
     torch.save({"calls": calls, "returned": [_plain(r) for r in results]}, out)
 
 
+def features(groups_file: str, top: str, out: str) -> None:
+    import utils  # the original's dcase20/utils.py, unchanged
+
+    record = {}
+    for name, clips in json.loads(open(groups_file).read()).items():
+        scaled = utils.generate_spec({"dev": clips}, "mel", 2048, 128, 512, top, name, "train", "dev")
+        record[f"{name}_raw"] = np.load(os.path.join(top, "dev", name, "train_raw_mel_128_2048_512_1.npy"))
+        record[f"{name}_scaled"] = scaled
+    np.savez(out, **record)
+
+
 def _plain(value):
     if isinstance(value, (tuple, list)):
         return [_plain(v) for v in value]
@@ -100,5 +115,7 @@ if __name__ == "__main__":
         train(sys.argv[2], sys.argv[3], sys.argv[4])
     elif mode == "test":
         test(sys.argv[2], sys.argv[4])
+    elif mode == "features":
+        features(sys.argv[2], sys.argv[3], sys.argv[4])
     else:
         raise SystemExit(f"oracle: unknown mode {mode}")

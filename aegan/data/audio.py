@@ -14,13 +14,20 @@ import librosa
 import numpy as np
 import soundfile as sf
 import torch
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController, threadpool_limits
 from tqdm import tqdm
 
 from aegan.core.errors import AeganError, shown
 from aegan.core.files import check_regular
 from aegan.core.kinds import sniff
 from aegan.core.progress import Bar
+
+# The BLAS thread count a process gets before anything limits it (OPENBLAS_NUM_THREADS, else the CPUs it may
+# use), read at import. The original's librosa computes its mel product (an sgemm) with this many threads, and
+# the product's last bits depend on the count (1, 2, 3, 4, 8 and 16 threads: six different results), so every
+# mel product here runs with it too, in one process or in workers.
+_BLAS = ThreadpoolController()
+BLAS_THREADS = max((c.num_threads for c in _BLAS.select(user_api="blas").lib_controllers), default=1)
 
 
 def read_audio(path: str | os.PathLike, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
@@ -52,11 +59,15 @@ def read_audio(path: str | os.PathLike, max_seconds: float | None = None) -> tup
 
 def logmel_of(y: np.ndarray, sr: int, fft_num: int = 2048, frame_hop: int = 512, mel_bin: int = 128) -> np.ndarray:
     """Log-mel in dB (mel_bin, T) float32: librosa's melspectrogram with its filter bank built once per setting
-    (a sixth of the time per clip, bit-identical: tests/test_audio.py), then power_to_db(ref=1)."""
+    (a sixth of the time per clip), then power_to_db(ref=1). Bit-identical to the original's librosa calls on
+    any CPU in the same environment (tests/test_audio.py, tests/test_oracle.py): the same operations on the same
+    shapes, dtypes and layouts, and the mel product with the BLAS thread count librosa gets there (BLAS_THREADS).
+    The bits themselves depend on the CPU's BLAS kernel and that count, for the original as here (docs/FAITHFUL.md)."""
     with warnings.catch_warnings():  # "n_fft is too large" for a clip shorter than n_fft: such a clip gives fewer
         warnings.filterwarnings("ignore", "n_fft=", UserWarning)  # frames than a segment, said in one line later
         power = np.abs(librosa.stft(y, n_fft=fft_num, hop_length=frame_hop)) ** 2.0
-    mel = np.einsum("...ft,mf->...mt", power, mel_basis(int(sr), fft_num, mel_bin), optimize=True)
+    with _BLAS.limit(limits=BLAS_THREADS, user_api="blas"):
+        mel = np.einsum("...ft,mf->...mt", power, mel_basis(int(sr), fft_num, mel_bin), optimize=True)
     return librosa.power_to_db(mel, ref=1.0).astype(np.float32)
 
 
@@ -89,7 +100,8 @@ def mel_basis(sr: int, fft_num: int, mel_bin: int) -> np.ndarray:
 
 
 def _single_threaded() -> None:
-    """Worker init: forked workers inherit the parent's thread pools (N x N threads on N cores ran 3x slower)."""
+    """Worker init: forked workers inherit the parent's thread pools (N x N threads on N cores ran 3x slower);
+    only the mel product runs with BLAS_THREADS, as the original's does."""
     threadpool_limits(1)
     torch.set_num_threads(1)
 
@@ -98,20 +110,18 @@ def extract(paths: list[Path], feat_cfg: dict, workers: int = 1, desc: str = "fe
     """Log-mel of every clip, stacked (N, mel_bin, T). All clips of a set must have one length and rate."""
     job = functools.partial(logmel, fft_num=feat_cfg["fft_num"], frame_hop=feat_cfg["frame_hop"],
                             mel_bin=feat_cfg["mel_bin"])
-    # one BLAS thread everywhere: the mel product's rounding depends on the thread count (1e-7 dB), and the
-    # features (and the cache) must not depend on how many workers computed them
-    with threadpool_limits(1):
-        if workers > 1 and len(paths) > 2 * workers:
-            # the first clip here, before the fork: librosa's numba kernels compile once in the parent and
-            # the workers inherit them (otherwise each worker spends seconds compiling its own)
-            first = [job(paths[0])]
-            chunk = max(1, min(16, (len(paths) - 1) // (4 * workers)))
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
-                                     initializer=_single_threaded) as pool:
-                rest = pool.map(job, paths[1:], chunksize=chunk)
-                results = list(Bar(itertools.chain(first, rest), desc, len(paths), "clips"))
-        else:
-            results = [job(p) for p in Bar(paths, desc, unit="clips")]
+    # features do not depend on how many workers computed them: each mel product uses BLAS_THREADS (logmel_of)
+    if workers > 1 and len(paths) > 2 * workers:
+        # the first clip here, before the fork: librosa's numba kernels compile once in the parent and
+        # the workers inherit them (otherwise each worker spends seconds compiling its own)
+        first = [job(paths[0])]
+        chunk = max(1, min(16, (len(paths) - 1) // (4 * workers)))
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                 initializer=_single_threaded) as pool:
+            rest = pool.map(job, paths[1:], chunksize=chunk)
+            results = list(Bar(itertools.chain(first, rest), desc, len(paths), "clips"))
+    else:
+        results = [job(p) for p in Bar(paths, desc, unit="clips")]
     first_shape, first_sr = results[0][0].shape, results[0][1]
     for p, (spec, sr) in zip(paths, results):
         if sr != first_sr:
