@@ -3,7 +3,10 @@ seed and settings give the same weights, losses, selected epoch, metric and valu
 same 19 scores for every clip in testing, on synthetic DCASE 2022 and 2020 data and on real DCASE 2020 clips.
 
 Both sides read the same original-format config file (ours as --config), and our test.py scores the
-checkpoint the original's train.py wrote. Expected: bit equality; asserted: 1e-6.
+checkpoint the original's train.py wrote. Expected: bit equality; asserted: 1e-6. Both sides run in one
+environment (oracle.py): the synthetic runs with this CPU's kernels and one BLAS thread, the real clips with
+AVX2 kernels and the default thread count, every real clip's features under both: the original's own bits
+differ between these environments (docs/FAITHFUL.md), ours must follow them.
 """
 
 from __future__ import annotations
