@@ -2,10 +2,10 @@
 
 The copy is patched only to run on the CPU (its scripts hard-code `cuda:N`, and call torch.load in a
 way torch >= 2.6 refuses for its own checkpoints); oracle_driver.py runs its train.py / test.py and
-records what they compute. Both sides run as subprocesses in one environment: ENV (one OpenBLAS thread,
-this CPU's own kernels) or AVX2 (the kernels of a CPU without AVX-512, as an AMD EPYC before Zen 4 has, and
-the machine's default BLAS thread count, as a user runs): the bits of the mel product, the convolutions and
-the detectors depend on both, for the original as for ours, and must agree side by side under each.
+records what they compute. Both sides run as subprocesses in one environment: this CPU's own kernels or
+those of a CPU without AVX-512 (AVX2), with one OpenBLAS thread or the machine's default count (as a user
+runs): the bits of the mel product, the convolutions and the detectors depend on them, for the original as
+for ours, and must agree side by side under each.
 """
 
 from __future__ import annotations
@@ -31,10 +31,11 @@ FOLDER = {"dcase2022": "dcase22", "dcase2020": "dcase20"}
 ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 NATIVE = {k: v for k, v in ENV.items() if k != "OPENBLAS_NUM_THREADS"}  # this CPU, default BLAS threads
 # PyTorch's oneDNN and ATen kernels, OpenBLAS's and numpy's limited to AVX2 (numpy's names for its AVX-512
-# dispatch targets); OPENBLAS_NUM_THREADS unset: the default thread count
-AVX2 = {**NATIVE, "ONEDNN_MAX_CPU_ISA": "AVX2",
-        "ATEN_CPU_CAPABILITY": "avx2", "OPENBLAS_CORETYPE": "Haswell",
-        "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR"}
+# dispatch targets): a CPU without AVX-512, as an AMD EPYC before Zen 4
+AVX2_KERNELS = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "OPENBLAS_CORETYPE": "Haswell",
+                "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR"}
+AVX2 = {**NATIVE, **AVX2_KERNELS}  # with the default BLAS thread count
+AVX2_ONE_THREAD = {**ENV, **AVX2_KERNELS}  # with one: each threaded BLAS call on a busy machine waits for a core
 # script: [(text in the original, replacement)]: run on the CPU; let torch >= 2.6 read the original's own files
 CPU_PATCHES = {
     "train.py": [("torch.device('cuda:{}'.format(param['card_id']))", "torch.device('cpu')"),
