@@ -99,10 +99,9 @@ def test_detector_api_takes_a_path_a_folder_and_channels_first_arrays(trained202
     y, sr = sf.read(clips[0], dtype="float32")
     stereo = np.stack([y, y])  # (2, n): channels first, as librosa gives them
     assert det.score_array(stereo, sr).scores == det.score_array(stereo.T, sr).scores == one[0].scores
-    with pytest.raises(AeganError, match="ambiguous"):
-        det.score_array(np.zeros((4, 4)), sr)
-    with pytest.raises(AeganError, match="more than the limit of 1 s"):
-        Detector.load(trained2022[0] / "model" / "fan.pth", max_seconds=1).score_array(y, sr)
+    assert "ambiguous" in det.score_array(np.zeros((4, 4)), sr).error
+    assert "more than the limit of 1 s" in Detector.load(trained2022[0] / "model" / "fan.pth",
+                                                         max_seconds=1).score_array(y, sr).error
 
 
 def test_score_command_output_holds_no_progress_bar(trained2022, clips):
@@ -134,5 +133,5 @@ def test_a_too_short_waveform_is_our_one_error_with_no_warning_before_it(trained
     det = Detector.load(trained2022[0] / "model" / "fan.pth")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # any warning would fail the call before our error
-        with pytest.raises(AeganError, match="shorter than one segment"):
-            det.score_array(np.full(600, 0.1, dtype=np.float32), 16000)
+        r = det.score_array(np.full(600, 0.1, dtype=np.float32), 16000)
+    assert "shorter than one segment" in r.error
