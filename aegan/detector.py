@@ -60,6 +60,9 @@ class Detector:
         Integer samples are scaled as the audio libraries read them (float_samples). A problem of the recording
         is its Result's error, as in score()."""
         try:
+            if (isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float, np.number))
+                    or not (sample_rate > 0 and float(sample_rate).is_integer())):
+                raise AeganError(f"{name}: sample_rate {sample_rate!r} is not a positive whole number of Hz")
             return self._score_waveform(mono(float_samples(waveform, name), name), int(sample_rate), name)
         except AeganError as e:
             return Result(name, error=str(e))

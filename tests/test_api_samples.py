@@ -89,3 +89,6 @@ def test_a_recordings_problem_is_its_results_error_in_both_calls(det, recording,
         assert r.decision is None and np.isnan(r.score) and r.scores == {}
     assert "shorter than one segment" in det.score_array(y[:600], 16000).error
     assert "ambiguous" in det.score_array(np.zeros((4, 4)), 16000).error
+    for rate in (0, 16000.5, "16000"):  # 0 divided by zero; a string or fraction was cut to an int in silence
+        assert det.score_array(y, rate, "x").error == f"x: sample_rate {rate!r} is not a positive whole number of Hz"
+    assert det.score_array(y, np.float64(16000)).scores == det.score_array(y, 16000).scores  # a whole float is one
