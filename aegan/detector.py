@@ -4,6 +4,7 @@ features would not fit (sample rate, length, not a regular file) is refused in o
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,16 +55,16 @@ class Detector:
         return cls(load(path, device or torch.device("cpu")), metric, max_seconds)
 
     def score_array(self, waveform: np.ndarray, sample_rate: int, name: str = "<array>") -> Result:
-        """A waveform (samples,), or (samples, channels) / (channels, samples): the loader averages the channels."""
-        y = np.asarray(waveform, dtype=np.float32)
-        if y.ndim == 2:
-            if y.shape[0] == y.shape[1]:
-                raise AeganError(f"{name} has shape {y.shape}: which axis holds the channels is ambiguous; give "
-                                 "(samples,) or (samples, channels)")
-            y = y.mean(axis=int(np.argmin(y.shape)))
-        elif y.ndim != 1:
-            raise AeganError(f"{name} has shape {y.shape}: give a waveform of shape (samples,) or (samples, channels)")
-        return self._score_waveform(y, int(sample_rate), name)
+        """A waveform (samples,), or (samples, channels) / (channels, samples): the loader averages the channels.
+        Integer samples are scaled as the audio libraries read them (float_samples). A problem of the recording
+        is its Result's error, as in score()."""
+        try:
+            if (isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float, np.number))
+                    or not (sample_rate > 0 and float(sample_rate).is_integer())):
+                raise AeganError(f"{name}: sample_rate {sample_rate!r} is not a positive whole number of Hz")
+            return self._score_waveform(mono(float_samples(waveform, name), name), int(sample_rate), name)
+        except AeganError as e:
+            return Result(name, error=str(e))
 
     def _score_waveform(self, y: np.ndarray, sr: int, name: str) -> Result:
         feat = self.model.cfg["feat"]
@@ -99,6 +100,45 @@ class Detector:
                 yield self._score_waveform(y, sr, str(p))
             except AeganError as e:
                 yield Result(str(p), error=str(e))
+
+
+# integer sample types as soundfile (libsndfile) and librosa read the same WAV as floats: (x - offset) / scale
+INTEGER_SAMPLES = {np.dtype(np.int16): (0, 2 ** 15), np.dtype(np.int32): (0, 2 ** 31),
+                   np.dtype(np.uint8): (128, 2 ** 7), np.dtype(np.int8): (0, 2 ** 7)}
+
+
+def float_samples(waveform: np.ndarray, name: str) -> np.ndarray:
+    """float32 samples as scoring a WAV file reads them: integer PCM (as scipy.io.wavfile returns it) scaled to
+    [-1, 1] the way soundfile does, to the bit; other types refused by name. Floats are taken as they are, with a
+    warning past [-1, 1]: a float WAV may hold such peaks (the command scores them as read), but an array of
+    integer values cast to float would otherwise score as a recording 30,000 times louder, with no error."""
+    y = np.asarray(waveform)
+    if y.dtype in INTEGER_SAMPLES:
+        offset, scale = INTEGER_SAMPLES[y.dtype]
+        return (y.astype(np.float32) - np.float32(offset)) / np.float32(scale)
+    if y.dtype.kind != "f":
+        raise AeganError(f"{name} has samples of type {y.dtype}: give float samples in [-1, 1], or the int16, "
+                         "int32 or uint8 samples of a PCM WAV (as scipy.io.wavfile reads them)")
+    y = y.astype(np.float32)
+    if not np.isfinite(y).all():
+        raise AeganError(f"{name} holds NaN or infinite samples")
+    peak = float(np.abs(y).max(initial=0.0))
+    if peak > 1:
+        warnings.warn(f"{name}: float samples reach {peak:.6g}, outside [-1, 1]; scored at that level (integer "
+                      "samples converted to float without scaling? divide int16 values by 32768)", stacklevel=3)
+    return y
+
+
+def mono(y: np.ndarray, name: str) -> np.ndarray:
+    """(samples,), or the channels' mean of (samples, channels) / (channels, samples), as the loader mixes them."""
+    if y.ndim == 2:
+        if y.shape[0] == y.shape[1]:
+            raise AeganError(f"{name} has shape {y.shape}: which axis holds the channels is ambiguous; give "
+                             "(samples,) or (samples, channels)")
+        return y.mean(axis=int(np.argmin(y.shape)))
+    if y.ndim != 1:
+        raise AeganError(f"{name} has shape {y.shape}: give a waveform of shape (samples,) or (samples, channels)")
+    return y
 
 
 def expand(inputs: Iterable[str | os.PathLike], ignored: list[Path] | None = None) -> list[Path]:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+import progress
 from aegan import synth
 from aegan.settings.layers import output_settings
 
@@ -23,15 +24,13 @@ SMALL = ROOT / "demo" / "small.yaml"
 # --set items for the smallest runs of the real scripts: 32 mels and frames, narrow networks, one epoch
 TINY = ["feat.fft_num=1024", "feat.mel_bin=32", "feat.frame_num=32", "net.isize=32", "net.nz=16", "net.ndf=8",
         "net.ngf=8", "train.epoch=1", "train.batch_size=16", "feat.workers=1"]
-# The only wall-clock limit in the tests: a guard against a child process that hangs forever, 15 minutes, far
-# beyond any passing run even on a busy 2-core machine (the slowest test takes under a minute and a half idle), and
-# short enough that one hang still lets CI report every other test within its 90 minutes.
-HANG_GUARD = 900
 # A shell runs a background command (`pytest ... &` in a script) with Ctrl-C ignored, and every child it starts
 # inherits that: the scripts would then outlive the SIGINT the interruption tests send, and exit 0. Python catches
 # it here instead, and a caught signal is reset to its default in a child, where Python makes it Ctrl-C again.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+# No wall-clock limit on any child process (the session fixtures' training runs included): every subprocess of the
+# tests runs under tests/progress.py, which kills only a child that sits still (no output, no CPU time) for minutes.
 needs_real = pytest.mark.skipif(not REAL.is_dir(), reason="../shared/real/ (real DCASE 2020 clips) is absent")
 
 
@@ -50,8 +49,7 @@ def synth2020(tmp_path_factory) -> Path:
 
 def run_script(script: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, script, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=HANG_GUARD)
+    return progress.run([sys.executable, script, *args], cwd=cwd, env=env, capture_output=True, text=True)
 
 
 def out_sets(tmp: Path, dataset_dir: Path) -> list[str]:

@@ -22,8 +22,9 @@ import pytest
 import torch
 import yaml
 
+import progress
 from aegan.settings.layers import output_settings
-from conftest import HANG_GUARD, ROOT
+from conftest import ROOT
 
 ORIGINAL = ROOT.parent / "shared" / "original"
 DRIVER = Path(__file__).with_name("oracle_driver.py")
@@ -96,8 +97,8 @@ def run_original(copy: Path, mode: str, mt: str, seed: int, cfg: dict, out: Path
     """Run the original's train.py or test.py in `copy` with `cfg` as its config.yaml; what it recorded."""
     (copy / "config.yaml").write_text(yaml.safe_dump(cfg))
     record = out / f"original_{mode}.pt"
-    r = subprocess.run([sys.executable, str(DRIVER), mode, mt, str(seed), str(record)], cwd=copy, env=env,
-                       capture_output=True, text=True, timeout=HANG_GUARD)
+    r = progress.run([sys.executable, str(DRIVER), mode, mt, str(seed), str(record)], cwd=copy, env=env,
+                     capture_output=True, text=True)
     assert r.returncode == 0, f"the original's {mode}.py failed:\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
     return torch.load(record, weights_only=False)
 
@@ -106,8 +107,8 @@ def run_ours(dataset: str, script: str, mt: str, config: Path, out: Path, *args:
              ) -> subprocess.CompletedProcess:
     """Our real script with the original-format config file given as --config, outputs under `out`."""
     sets = [x for item in output_settings(out) for x in ("--set", item)]
-    r = subprocess.run([sys.executable, str(ROOT / dataset / script), "--mt", mt, "--config", str(config), *sets,
-                        "--set", "feat.workers=1", *args], env=env, capture_output=True, text=True, timeout=HANG_GUARD)
+    r = progress.run([sys.executable, str(ROOT / dataset / script), "--mt", mt, "--config", str(config), *sets,
+                      "--set", "feat.workers=1", *args], env=env, capture_output=True, text=True)
     assert r.returncode == 0, f"our {script} failed:\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
     return r
 

@@ -30,6 +30,11 @@ class Cluster:
     env: dict  # os.environ with SLURM_CONF (and one thread a job): for Slurm's commands and the jobs they submit
     started_s: float  # seconds from the first daemon's start to an idle node
 
+    def pids(self) -> tuple[int, ...]:
+        """The daemons' process ids: slurmd's descendants are the jobs, whose progress is a sweep's."""
+        files = [self.root / f"{name}.pid" for name in DAEMONS]
+        return tuple(int(f.read_text().split()[0]) for f in files if f.is_file())
+
     def run(self, *cmd: str) -> str:
         r = subprocess.run(cmd, env=self.env, capture_output=True, text=True)
         assert r.returncode == 0, f"{' '.join(cmd)}: {r.stderr}"

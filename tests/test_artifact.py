@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 import torch
 
+import progress
 from aegan.commands import cli
 from aegan.core.files import HOST, write_text
 from aegan.inference.model import prepare
@@ -102,9 +103,7 @@ def test_one_training_run_per_model_and_a_killed_runs_lock_is_taken_over(trained
     base = [sys.executable, "dcase2022/train.py", *TRAINED_ARGS, *small_sets(out, synth2022)]
     proc = subprocess.Popen(base, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lock = ModelDir(out / "model", "fan").lock
-    for line in proc.stdout:  # the run has started training: it holds the lock
-        if "training clips" in line:
-            break
+    progress.read_until(proc, lambda out: b"training clips" in out)  # the run has started training: it holds the lock
     assert lock.is_file()
     code, _, err = run_cli(cli.train_main, SPEC, [*TRAINED_ARGS, *small_sets(out, synth2022)], capsys)
     one_line_error(code, err, "model/fan is being trained by process", str(proc.pid), "fan.lock")
@@ -185,7 +184,7 @@ def test_temp_files_of_a_killed_write_are_removed_by_the_next_write(tmp_path):
     killed = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     live = subprocess.Popen([sys.executable, "-c", code.replace("fan.pth", "other.pth")], cwd=ROOT,
                             stdout=subprocess.PIPE, text=True)
-    left, writing = killed.stdout.readline().strip(), live.stdout.readline().strip()
+    left, writing = (progress.read_until(p, lambda out: b"\n" in out).decode().strip() for p in (killed, live))
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     assert os.path.exists(left) and f".{HOST}.{killed.pid}." in left
@@ -210,8 +209,8 @@ def test_score_out_never_destroys_an_input(trained2022, synth2022, tmp_path, tar
     if target == "input hard link.csv":
         os.link(clip, out)
     before = {p: p.read_bytes() for p in (model, clip)}
-    r = subprocess.run([sys.executable, "-m", "aegan.score", "--model", str(model), "--out", str(out), str(clip)],
-                       cwd=ROOT, capture_output=True, text=True)
+    r = progress.run([sys.executable, "-m", "aegan.score", "--model", str(model), "--out", str(out), str(clip)],
+                     cwd=ROOT, capture_output=True, text=True)
     one_line_error(r.returncode, r.stderr, "an input of this run" if "link" in target else "the rows are a CSV table")
     assert all(p.read_bytes() == b for p, b in before.items()) and not (tmp_path / "table.wav").exists()
 
@@ -233,7 +232,7 @@ def test_a_run_killed_before_its_model_file_finishes_on_resume(trained2022, synt
             "def killed(*a, **k):\n    os.kill(os.getpid(), signal.SIGKILL)\n"
             "trainer.write_model = killed  # the kill lands exactly where the model file would be written\n"
             "from aegan.commands.cli import train_main\nfrom dcase2022.datasets import SPEC\ntrain_main(SPEC)\n")
-    r = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True)
+    r = progress.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
     assert (out / "model" / "fan_last.pth").is_file() and not (out / "model" / "fan.pth").exists()
     code, stdout, err = run_cli(cli.train_main, SPEC, [*args, "--resume"], capsys)

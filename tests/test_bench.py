@@ -1,20 +1,20 @@
 """The benchmark still runs (a smoke run at small sizes); its numbers are reported, never asserted."""
 
 import json
-import subprocess
 import sys
 
 import pytest
 
-from conftest import HANG_GUARD, ROOT
+import progress
+from conftest import ROOT
 from oracle import needs_original
 
 
 @pytest.mark.slow
 def test_bench_quick_runs_and_writes_json(tmp_path):
     out = tmp_path / "bench.json"
-    r = subprocess.run([sys.executable, "bench/run.py", "--quick", "--device", "cpu", "--out", str(out)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=HANG_GUARD)
+    r = progress.run([sys.executable, "bench/run.py", "--quick", "--device", "cpu", "--out", str(out)], cwd=ROOT,
+                     capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(out.read_text())
     assert {"features", "data", "train", "score", "memory", "real_size_epoch_estimate"} <= set(res)
@@ -27,8 +27,8 @@ def test_bench_quick_runs_and_writes_json(tmp_path):
 @needs_original
 def test_versus_original_quick_runs_and_writes_ratios(tmp_path):
     out = tmp_path / "vs.json"
-    r = subprocess.run([sys.executable, "bench/versus_original.py", "--quick", "--out", str(out)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=HANG_GUARD)
+    r = progress.run([sys.executable, "bench/versus_original.py", "--quick", "--out", str(out)], cwd=ROOT,
+                     capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     res = json.loads(out.read_text())
     assert set(res["ratios"]) == {"train_epoch", "test_first", "test_later", "test_later_no_plots", "loc"}
@@ -47,9 +47,9 @@ def test_gpu_bench_runs_at_a_tiny_size_on_the_cpu(tmp_path):
     """bench/gpu.py, the prepared GPU command, end to end on the CPU: ours (two variants; bf16 is slow on a CPU
     without AMX) and the original's train.py (its CPU copy), a table and the JSON."""
     out = tmp_path / "gpu.json"
-    r = subprocess.run([sys.executable, "bench/gpu.py", "--tiny", "--device", "cpu", "--iters", "2", "--variants",
-                        "fp32 exact,original (TF32 convs)", "--out", str(out)], cwd=ROOT, capture_output=True,
-                       text=True, timeout=HANG_GUARD)
+    r = progress.run([sys.executable, "bench/gpu.py", "--tiny", "--device", "cpu", "--iters", "2", "--variants",
+                      "fp32 exact,original (TF32 convs)", "--out", str(out)], cwd=ROOT, capture_output=True,
+                     text=True)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     res = json.loads(out.read_text())
     assert res["device"] == "cpu" and set(res["ours"]) == {"fp32 exact", "original (TF32 convs)"}
@@ -63,8 +63,8 @@ def test_gpu_bench_runs_at_a_tiny_size_on_the_cpu(tmp_path):
 @pytest.mark.slow
 def test_tensorboard_cost_quick_runs_and_writes_shares(tmp_path):
     out = tmp_path / "tb.json"
-    r = subprocess.run([sys.executable, "bench/tensorboard_cost.py", "--quick", "--out", str(out)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=HANG_GUARD)
+    r = progress.run([sys.executable, "bench/tensorboard_cost.py", "--quick", "--out", str(out)], cwd=ROOT,
+                     capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     res = json.loads(out.read_text())
     sizes = [v for k, v in res.items() if k != "machine"]

@@ -4,11 +4,13 @@ half-written file, a concurrent writer or a full disk never gives wrong features
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 
+import progress
 from aegan.data.cache import load_or_extract
-from conftest import HANG_GUARD, ROOT, write_wav
+from conftest import ROOT, write_wav
 
 FEAT = {"fft_num": 1024, "frame_hop": 512, "mel_bin": 64}
 
@@ -76,7 +78,11 @@ def test_concurrent_cache_builders_leave_one_valid_cache(tmp_path):
     code = ("import sys; from pathlib import Path; from aegan.data.cache import load_or_extract; "
             f"load_or_extract([Path(p) for p in {[str(p) for p in paths]}], {FEAT}, '{tmp_path / 'c'}', 'x')")
     procs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT) for _ in range(2)]
-    assert all(p.wait(timeout=HANG_GUARD) == 0 for p in procs)
+    watch = progress.Watch(*(p.pid for p in procs), what="two cache builders")  # one waits for the other's lock
+    while any(p.poll() is None for p in procs):
+        watch.check()
+        time.sleep(progress.POLL)
+    assert [p.returncode for p in procs] == [0, 0]
     files = sorted(p.name for p in (tmp_path / "c").iterdir())
     assert len(files) == 2 and {f.rsplit(".", 1)[1] for f in files} == {"npy", "json"}  # no temp files left
     assert load_or_extract(paths, FEAT, tmp_path / "c", "x").shape[0] == 6
@@ -94,7 +100,7 @@ def test_full_disk_keeps_previous_cache(tmp_path):
             "from pathlib import Path; from aegan.data.cache import load_or_extract; "
             f"a = load_or_extract([Path(p) for p in {[str(p) for p in paths]}], {FEAT}, '{tmp_path / 'c'}', 'x'); "
             "print('shape', a.shape)")
-    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD)
+    r = progress.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "could not write the feature cache" in r.stdout and "shape (2, 64" in r.stdout
     assert cache.read_bytes() == before

@@ -31,10 +31,11 @@ def _sentinel():
 
 def test_original_is_pytorchs_default():
     """The default choice is what a fresh PyTorch process has (the original's setting, never changed)."""
-    import subprocess
     import sys
-    fresh = subprocess.run([sys.executable, "-c", "import torch; print(torch.backends.cudnn.allow_tf32, "
-                            "torch.backends.cuda.matmul.allow_tf32)"], capture_output=True, text=True).stdout.split()
+
+    import progress
+    fresh = progress.run([sys.executable, "-c", "import torch; print(torch.backends.cudnn.allow_tf32, "
+                          "torch.backends.cuda.matmul.allow_tf32)"], capture_output=True, text=True).stdout.split()
     assert tuple(x == "True" for x in fresh) == PRECISIONS["original"] == (True, False)
     cfg = load_config(SPEC.root, "fan").cfg
     assert cfg["train"]["tf32"] == "original"

@@ -3,11 +3,11 @@ permissions a plain open() would give under the umask."""
 
 import os
 import signal
-import subprocess
 import sys
 
 import pytest
 
+import progress
 from aegan.commands.exits import sigterm_as_interrupt
 from aegan.core.errors import AeganError
 from aegan.core.files import atomic_path, replace_set, signals_deferred, write_text
@@ -27,7 +27,7 @@ def test_a_failed_write_keeps_the_previous_file(tmp_path):
 def test_finished_files_get_the_umask_permissions(tmp_path):
     code = ("import os; os.umask(0o027); from aegan.core.files import write_text; "
             f"write_text({str(tmp_path / 'b.csv')!r}, 'x')")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+    progress.run([sys.executable, "-c", code], check=True, cwd=ROOT)
     assert (tmp_path / "b.csv").stat().st_mode & 0o777 == 0o640  # not the 0600 of its temp file
 
 

@@ -4,7 +4,6 @@ the evaluation set with the evaluators' three ground-truth folders, and the year
 
 import csv
 import json
-import subprocess
 import sys
 
 import numpy as np
@@ -12,12 +11,13 @@ import pytest
 import soundfile as sf
 from scipy.stats import hmean
 
+import progress
 from aegan import registry, synth
 from aegan.commands import cli
 from aegan.scoring.evaluation import SECTIONS
 from aegan.settings.layers import load_config, output_settings
 from aegan.store import checkpoint
-from conftest import HANG_GUARD, ROOT, TINY, one_line_error, run_cli
+from conftest import ROOT, TINY, one_line_error, run_cli
 from firstshot.datasets import SPEC
 
 
@@ -89,9 +89,9 @@ def test_reproduce_runs_a_whole_year_through_the_scripts(tmp_path):
     data = tmp_path / "data"
     synth.make_firstshot(data, "ToyDrone", 2026, "eval", seconds=1.2, n_train=6, n_train_target=2, n_test=2)
     synth.make_firstshot(data, "fan", 2026, "dev", seconds=1.2, n_train=6, n_train_target=2, n_test=2, seed=3)
-    r = subprocess.run([sys.executable, "-m", "aegan.reproduce", "--dataset", "dcase2026", "--out",
-                        str(tmp_path / "rep"), *[x for s in [f"dataset_dir={data}", *TINY] for x in ("--set", s)]],
-                       cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD)
+    r = progress.run([sys.executable, "-m", "aegan.reproduce", "--dataset", "dcase2026", "--out",
+                      str(tmp_path / "rep"), *[x for s in [f"dataset_dir={data}", *TINY] for x in ("--set", s)]],
+                     cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "ToyDrone seed 0: done" in r.stdout and "fan seed 0: done" in r.stdout
     rows = {row["machine"]: row for row in csv.DictReader((tmp_path / "rep" / "summary.csv").open())}

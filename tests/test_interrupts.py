@@ -4,18 +4,16 @@ reproduce launcher's: test_reproduce.py)."""
 
 from __future__ import annotations
 
-import os
-import select
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from conftest import HANG_GUARD, ROOT, one_line_error
+import progress
+from conftest import ROOT, one_line_error
 
 pytestmark = pytest.mark.slow
 
@@ -24,16 +22,9 @@ def _stop_when(argv: list[str], ready: Callable[[bytes], bool]) -> tuple[int, st
     """Start a command, read its stdout as it streams until `ready(stdout so far)` (an event, not a number of
     seconds), SIGTERM it; (exit status, stderr)."""
     proc = subprocess.Popen([sys.executable, *argv], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out = bytearray()
-    deadline = time.monotonic() + HANG_GUARD
-    while not ready(bytes(out)):
-        got, _, _ = select.select([proc.stdout], [], [], 0.05)
-        chunk = os.read(proc.stdout.fileno(), 65536) if got else b""
-        assert chunk or proc.poll() is None, f"ended before the event: {out[-2000:].decode(errors='replace')}"
-        assert time.monotonic() < deadline
-        out += chunk
+    progress.read_until(proc, ready)
     proc.send_signal(signal.SIGTERM)
-    err = proc.communicate(timeout=HANG_GUARD)[1].decode(errors="replace")
+    err = progress.communicate(proc)[1].decode(errors="replace")
     return proc.returncode, err
 
 
@@ -43,8 +34,8 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 def test_test_py_says_whether_it_published(trained2022):
     out, sets, _ = trained2022
-    r = subprocess.run([sys.executable, "dcase2022/test.py", "--mt", "fan", "-d", "--no-plots", *sets], cwd=ROOT,
-                       capture_output=True, timeout=HANG_GUARD)
+    r = progress.run([sys.executable, "dcase2022/test.py", "--mt", "fan", "-d", "--no-plots", *sets], cwd=ROOT,
+                     capture_output=True)
     assert r.returncode == 0, r.stderr[-2000:]
     before = _files(out / "detect")
     code, err = _stop_when(["dcase2022/test.py", "--mt", "fan", "-d", "--no-plots", *sets, "--set",

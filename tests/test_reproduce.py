@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import progress
 from aegan import synth
 from aegan.jobs.slurm import key_value, minutes
 from aegan.reproduce import mean_std, paper, summarize
-from conftest import HANG_GUARD, ROOT, TINY, one_line_error
+from conftest import ROOT, TINY, one_line_error
 
 
 def test_paper_numbers_have_one_home():
@@ -83,9 +84,10 @@ def served_tags(root, jobs: int) -> dict[str, set[str]]:
                                "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     try:
-        deadline, runs = time.monotonic() + HANG_GUARD, []
+        watch, runs = progress.Watch(server.pid, what="tensorboard"), []
         while len(runs) < jobs:  # the server answers once it has loaded the runs: wait for it, not for seconds
-            assert server.poll() is None and time.monotonic() < deadline
+            assert server.poll() is None
+            watch.check()
             try:
                 runs = _get(port, "/data/runs")
             except OSError:
@@ -94,11 +96,11 @@ def served_tags(root, jobs: int) -> dict[str, set[str]]:
         return {run: set(tags[run]) for run in runs}
     finally:
         server.terminate()
-        server.wait(timeout=HANG_GUARD)
+        progress.communicate(server)
 
 
 def run(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD)
+    return progress.run(args, cwd=ROOT, capture_output=True, text=True)
 
 
 @pytest.mark.slow
@@ -145,12 +147,11 @@ def test_ctrl_c_stops_the_jobs_in_one_line_and_writes_nothing_half(tmp_path):
     args, out = table(tmp_path, ("ToyTrain",), "train.epoch=3")
     p = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     job = out / "ToyTrain" / "seed0"
-    t0 = time.monotonic()
-    while not (job / "model" / "ToyTrain_last.pth").exists() and p.poll() is None:  # inside training: epoch 1 done
-        assert time.monotonic() - t0 < HANG_GUARD
-        time.sleep(0.1)
+    # inside training: epoch 1 done
+    progress.wait_for(lambda: (job / "model" / "ToyTrain_last.pth").exists() or p.poll() is not None, p.pid,
+                      what="the first epoch")
     p.send_signal(signal.SIGINT)  # as Ctrl-C: the jobs' scripts run in their own sessions and get it from us
-    stdout, stderr = p.communicate(timeout=HANG_GUARD)
+    stdout, stderr = progress.communicate(p)
     assert p.returncode == 130
     one_line_error(p.returncode, stderr, "interrupted", "the running jobs (ToyTrain seed 0) stopped",
                    "rerun the same command")
@@ -197,6 +198,6 @@ def test_gpus_per_job_trains_under_torchrun(tmp_path):
 
 def test_slurm_launcher_without_slurm_is_one_line(tmp_path):
     args, _ = table(tmp_path, ("fan",))
-    r = subprocess.run([*args, "--launcher", "slurm"], cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD,
-                       env={**os.environ, "PATH": str(tmp_path)})  # no Slurm commands on the PATH
+    r = progress.run([*args, "--launcher", "slurm"], cwd=ROOT, capture_output=True, text=True,
+                     env={**os.environ, "PATH": str(tmp_path)})  # no Slurm commands on the PATH
     one_line_error(r.returncode, r.stderr, "squeue: ", "where Slurm's commands are")

@@ -12,10 +12,11 @@ import pytest
 import soundfile as sf
 import torch
 
+import progress
 from aegan.core.errors import AeganError
 from aegan.detector import Detector
 from aegan.store import checkpoint
-from conftest import HANG_GUARD, ROOT, one_line_error, write_wav
+from conftest import ROOT, one_line_error, write_wav
 
 pytestmark = pytest.mark.slow
 
@@ -33,8 +34,8 @@ def test_detector_scores_a_clip_as_test_py_does(trained2022, clips, synth2022):
     results = det.score(clips)
     assert [r.file for r in results] == [str(c) for c in clips] and all(r.error is None for r in results)
     # the same numbers test.py writes for these clips (scored there in one run over the whole test set)
-    subprocess.run([sys.executable, "dcase2022/test.py", "--mt", "fan", "-d", *sets, "--no-plots"], cwd=ROOT,
-                   check=True, capture_output=True)
+    progress.run([sys.executable, "dcase2022/test.py", "--mt", "fan", "-d", *sets, "--no-plots"], cwd=ROOT,
+                 check=True, capture_output=True)
     table = {r["file"]: r for r in csv.DictReader((out / "result" / "fan" / "clip_scores.csv").open())}
     for r in results:
         name = r.file.rsplit("/", 1)[1]
@@ -59,9 +60,9 @@ def test_score_command_writes_rows_and_names_the_files_it_cannot_score(trained20
     other_rate = write_wav(tmp_path / "rate.wav", 2.5, sr=22050)
     stereo = write_wav(tmp_path / "stereo.wav", 2.5, channels=2)
     out_csv = tmp_path / "scores.csv"
-    r = subprocess.run([sys.executable, "-m", "aegan.score", "--model", str(trained2022[0] / "model" / "fan.pth"),
-                        "--all-metrics", "--out", str(out_csv), str(folder), str(other_rate), str(stereo),
-                        str(clips[3])], cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD)
+    r = progress.run([sys.executable, "-m", "aegan.score", "--model", str(trained2022[0] / "model" / "fan.pth"),
+                      "--all-metrics", "--out", str(out_csv), str(folder), str(other_rate), str(stereo),
+                      str(clips[3])], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 1, r.stderr[-2000:]
     errors = [x for x in r.stderr.splitlines() if x.startswith("error:")]
     assert len(errors) == 3 and "broken.wav" in errors[0] and "cannot read audio file" in errors[0]
@@ -79,8 +80,8 @@ def test_score_command_writes_rows_and_names_the_files_it_cannot_score(trained20
 def test_an_original_checkpoint_without_sidecar_is_one_line(trained2022, tmp_path):
     state = checkpoint.load(trained2022[0] / "model" / "fan.pth")
     torch.save({"netD": state["netD"], "netG": state["netG"], "best_hmean": 0.5}, tmp_path / "fan.pth")
-    r = subprocess.run([sys.executable, "-m", "aegan.score", "--model", str(tmp_path / "fan.pth"), str(tmp_path)],
-                       cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD)
+    r = progress.run([sys.executable, "-m", "aegan.score", "--model", str(tmp_path / "fan.pth"), str(tmp_path)],
+                     cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 1 and r.stderr.strip().startswith("error: checkpoint") and "no sidecar" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
 
@@ -98,17 +99,15 @@ def test_detector_api_takes_a_path_a_folder_and_channels_first_arrays(trained202
     y, sr = sf.read(clips[0], dtype="float32")
     stereo = np.stack([y, y])  # (2, n): channels first, as librosa gives them
     assert det.score_array(stereo, sr).scores == det.score_array(stereo.T, sr).scores == one[0].scores
-    with pytest.raises(AeganError, match="ambiguous"):
-        det.score_array(np.zeros((4, 4)), sr)
-    with pytest.raises(AeganError, match="more than the limit of 1 s"):
-        Detector.load(trained2022[0] / "model" / "fan.pth", max_seconds=1).score_array(y, sr)
+    assert "ambiguous" in det.score_array(np.zeros((4, 4)), sr).error
+    assert "more than the limit of 1 s" in Detector.load(trained2022[0] / "model" / "fan.pth",
+                                                         max_seconds=1).score_array(y, sr).error
 
 
 def test_score_command_output_holds_no_progress_bar(trained2022, clips):
     """stdout and stderr into one stream, as a console shows them: the header, then one CSV row per clip."""
-    r = subprocess.run([sys.executable, "-m", "aegan.score", "--model", str(trained2022[0] / "model" / "fan.pth"),
-                        *map(str, clips)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                       timeout=HANG_GUARD)
+    r = progress.run([sys.executable, "-m", "aegan.score", "--model", str(trained2022[0] / "model" / "fan.pth"),
+                      *map(str, clips)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert r.returncode == 0, r.stdout[-2000:]
     lines = r.stdout.splitlines()
     head = lines.index("file,metric,score,decision")
@@ -118,12 +117,12 @@ def test_score_command_output_holds_no_progress_bar(trained2022, clips):
 
 def test_flags_are_named_as_typed_and_counts_read_right(trained2022, clips):
     model = str(trained2022[0] / "model" / "fan.pth")
-    r = subprocess.run([sys.executable, "-m", "aegan.score", "--model", model, "--metric", "Bogus", str(clips[0])],
-                       cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD)
+    r = progress.run([sys.executable, "-m", "aegan.score", "--model", model, "--metric", "Bogus", str(clips[0])],
+                     cwd=ROOT, capture_output=True, text=True)
     line = one_line_error(r.returncode, r.stderr, "--metric 'Bogus' is not one of the 19 metrics")
     assert "detect.metric" not in line
-    r = subprocess.run([sys.executable, "-m", "aegan.score", "--model", model, str(clips[0])], cwd=ROOT,
-                       capture_output=True, text=True, timeout=HANG_GUARD)
+    r = progress.run([sys.executable, "-m", "aegan.score", "--model", model, str(clips[0])], cwd=ROOT,
+                     capture_output=True, text=True)
     assert r.returncode == 0 and "scoring 1 file\n" in r.stdout, r.stderr[-2000:]
     with pytest.raises(AeganError, match="metric 'Bogus' is not one"):
         Detector.load(model, "Bogus")
@@ -134,5 +133,5 @@ def test_a_too_short_waveform_is_our_one_error_with_no_warning_before_it(trained
     det = Detector.load(trained2022[0] / "model" / "fan.pth")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # any warning would fail the call before our error
-        with pytest.raises(AeganError, match="shorter than one segment"):
-            det.score_array(np.full(600, 0.1, dtype=np.float32), 16000)
+        r = det.score_array(np.full(600, 0.1, dtype=np.float32), 16000)
+    assert "shorter than one segment" in r.error

@@ -7,20 +7,18 @@ import csv
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 
+import progress
 from aegan import synth
-from conftest import HANG_GUARD, ROOT, TINY, one_line_error
+from conftest import ROOT, TINY, one_line_error
 from slurm_cluster import cluster  # noqa: F401 - the session's cluster fixture
 
 
-def wait_for(condition, what: str) -> None:
-    t0 = time.monotonic()
-    while not condition():
-        assert time.monotonic() - t0 < HANG_GUARD, f"no {what} after {HANG_GUARD} s"
-        time.sleep(0.1)
+def run(cluster, args: list[str]) -> subprocess.CompletedProcess:  # noqa: F811
+    """The command under the hang guard, its progress being its own or that of the cluster's jobs."""
+    return progress.run(args, cwd=ROOT, env=cluster.env, capture_output=True, text=True, also=cluster.pids())
 
 
 @pytest.fixture
@@ -45,13 +43,14 @@ def test_slurm_sweep_requeues_resumes_reports_and_resubmits(cluster, sweep):  # 
     bad.write_bytes(b"not a checkpoint")
     p = subprocess.Popen(args, cwd=ROOT, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     last = out / "fan" / "seed1" / "model" / "fan_last.pth"
-    wait_for(lambda: last.exists() or p.poll() is not None, "first epoch of fan seed 1")
+    progress.wait_for(lambda: last.exists() or p.poll() is not None, p.pid, *cluster.pids(),
+                      what="first epoch of fan seed 1")
     job = json.loads((out / "slurm" / "jobs.json").read_text())["fan/seed1"]
     # Slurm's warning before a time limit (submitit asks for USR2 --signal), as Slurm sends it: to the job's
     # step (step 0 runs submitit's process). Signalling the whole array task instead makes scancel retry for
     # minutes ("try again later") while submitit requeues it, and a retry could hit the restarted job.
     cluster.run("scancel", "--signal=USR2", f"{job['id']}.0")
-    stdout, stderr = p.communicate()
+    stdout, stderr = progress.communicate(p, also=cluster.pids())
     assert p.returncode == 1, stderr
     assert stderr.count("\n") == 1 and stderr.startswith("error: 1 of 4 jobs did not finish: ToyTrain seed 1 ")
 
@@ -73,7 +72,7 @@ def test_slurm_sweep_requeues_resumes_reports_and_resubmits(cluster, sweep):  # 
     assert rows["fan"]["seeds"] == "2" and rows["ToyTrain"]["seeds"] == "1"
     assert "**Missing** (not finished, left out of the means): ToyTrain seed 1." in (out / "summary.md").read_text()
 
-    r = subprocess.run([*args, "--status"], cwd=ROOT, env=cluster.env, capture_output=True, text=True)
+    r = run(cluster, [*args, "--status"])
     assert r.returncode == 0, r.stderr
     states = dict(x.split(": ", 1) for x in r.stdout.splitlines()[:4])
     assert [states[f"{m} seed {s}"] for m in ("fan", "ToyTrain") for s in (0, 1)][:3] == ["done"] * 3
@@ -81,7 +80,7 @@ def test_slurm_sweep_requeues_resumes_reports_and_resubmits(cluster, sweep):  # 
 
     # Resubmit after fixing the failed job: only that one runs again.
     bad.unlink()
-    r = subprocess.run(args, cwd=ROOT, env=cluster.env, capture_output=True, text=True)
+    r = run(cluster, args)
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("done before") == 3 and "submitted 1 job as" in r.stdout
     summary = (out / "summary.csv").read_text()
@@ -89,13 +88,13 @@ def test_slurm_sweep_requeues_resumes_reports_and_resubmits(cluster, sweep):  # 
 
     # the local launcher, on the same finished jobs, runs none and writes the same summary
     local = [a for a in args if a not in ("slurm", "--launcher")]
-    r = subprocess.run(local, cwd=ROOT, env=cluster.env, capture_output=True, text=True)
+    r = run(cluster, local)
     assert r.returncode == 0 and r.stdout.count("done before") == 4, r.stderr
     assert (out / "summary.csv").read_text() == summary
 
 
 def test_slurm_refusal_is_one_line(cluster, sweep):  # noqa: F811
     args, out = sweep
-    r = subprocess.run([*args, "--partition", "nosuch"], cwd=ROOT, env=cluster.env, capture_output=True, text=True)
+    r = run(cluster, [*args, "--partition", "nosuch"])
     one_line_error(r.returncode, r.stderr, "sbatch refused the job array: ", "invalid partition", "--partition")
     assert not (out / "slurm" / "jobs.json").exists()

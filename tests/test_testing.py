@@ -4,13 +4,13 @@ ground truth, the settings taken from the checkpoint, and the permissions of wha
 import csv
 import os
 import shutil
-import subprocess
 import sys
 
 import pytest
 import torch
 from scipy.stats import hmean
 
+import progress
 from aegan.commands import cli
 from aegan.store import checkpoint
 from conftest import ROOT, one_line_error, out_sets, run_cli, run_script
@@ -155,7 +155,7 @@ def test_a_full_disk_during_test_py_is_one_line_and_publishes_no_partial_set(tra
     code = ("import resource, runpy, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
             "resource.setrlimit(resource.RLIMIT_FSIZE, (300, 300)); sys.argv = sys.argv[1:]; "
             "runpy.run_path(sys.argv[0], run_name='__main__')")
-    r = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True)
+    r = progress.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True)
     line = one_line_error(r.returncode, r.stderr, "could not write", "free some space")
     assert "Traceback" not in r.stderr and str(out) in line
     written = [p.name for p in (out / "detect").iterdir()] if (out / "detect").exists() else []

@@ -1,21 +1,19 @@
 """The training loop run as a user runs train.py: what it logs and writes, resuming after an interruption to
 the same weights as an uninterrupted run, stopping on a non-finite loss, and the speed options."""
 
-import os
-import select
 import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 import yaml
 
+import progress
 from aegan.commands import cli
 from aegan.store import checkpoint
-from conftest import HANG_GUARD, ROOT, TINY, TRAINED_ARGS, one_line_error, out_sets, run_cli, run_script, small_sets
+from conftest import ROOT, TINY, TRAINED_ARGS, one_line_error, out_sets, run_cli, run_script, small_sets
 from dcase2022.datasets import SPEC
 
 SELECTION = ("epoch", "metric", "best_hmean", "thresholds", "feat_max", "feat_min", "sample_rate")
@@ -49,19 +47,12 @@ def _start_until(args: list[str], shown: bytes) -> tuple[subprocess.Popen, bytea
     """Start train.py and read its stdout as it streams until the run shows `shown` (a progress line's label, off
     a terminal): an event, not a number of seconds, so a busy machine only makes the wait longer."""
     proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out = bytearray()
-    deadline = time.monotonic() + HANG_GUARD
-    while shown not in out:
-        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
-        chunk = os.read(proc.stdout.fileno(), 65536) if ready else b""
-        assert chunk, f"train.py ended or hung before showing {shown!r}: {out[-2000:].decode(errors='replace')}"
-        out += chunk
-    return proc, out
+    return proc, progress.read_until(proc, lambda out: shown in out)
 
 
 def _finish(proc: subprocess.Popen, out: bytearray) -> str:
     """Its stderr, once it has ended."""
-    return proc.communicate(timeout=HANG_GUARD)[1].decode(errors="replace")
+    return progress.communicate(proc)[1].decode(errors="replace")
 
 
 def test_interrupted_training_resumes_to_the_same_weights(tmp_path, synth2022, trained2022):

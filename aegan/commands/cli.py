@@ -18,6 +18,7 @@ from aegan.core.text import plural
 from aegan.data.clips import DatasetSpec
 from aegan.inference.model import model_settings
 from aegan.method.device import select_device, tune_allocator
+from aegan.settings.checks import unusual
 from aegan.settings.layers import Resolved, batch_key, batch_size, dump, load_config
 from aegan.training import distributed
 from aegan.training.parts import run_settings
@@ -82,6 +83,8 @@ def train_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
             print(dump(cfg))
             return
         distributed.check_batch(batch_size(cfg), batch_key(cfg))
+        for line in unusual(cfg):
+            print(f"warning: {line}", flush=True)
         run = train(spec, cfg, a.mt, select_device(a.card_id), seed, state)
         if run.rank == 0:
             from aegan.commands.curves import training_curves  # matplotlib: only once training is over

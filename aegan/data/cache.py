@@ -13,10 +13,12 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
 from aegan.core.errors import AeganError
 from aegan.core.files import atomic_path
 from aegan.core.progress import Bar
+from aegan.core.text import plural
 from aegan.data.audio import extract
 from aegan.data.clips import Clip, clip_digest
 from aegan.data.segments import num_segments
@@ -93,6 +95,18 @@ def clip_features(cfg: dict, mt: str, clips: list[Clip], name: str) -> np.ndarra
     arr = load_or_extract([c.path for c in clips], feat, Path(cfg["spec_dir"]) / mt, name,
                           feat["workers"] or min(os.cpu_count() or 1, 8))
     if num_segments(arr.shape[2], feat["frame_num"], feat["graph_hop_f"]) == 0:
-        raise AeganError(f"clips of {mt} ({clips[0].path}) give {arr.shape[2]} frames, fewer than one segment "
-                         f"of feat.frame_num={feat['frame_num']}")
+        raise too_short(clips[0].path, mt, arr.shape[2], feat)
     return arr
+
+
+def too_short(path: Path, mt: str, frames: int, feat: dict) -> AeganError:
+    """Clips that give fewer frames than a segment: the hop named when it alone is longer than a clip."""
+    info = sf.info(str(path))
+    hop, num = feat["frame_hop"], feat["frame_num"]
+    if hop >= info.frames:
+        return AeganError(f"feat.frame_hop={hop} samples is longer than the clips of {mt} ({info.frames} samples, "
+                          f"{info.duration:.2f} s: {path}), which then give {plural(frames, 'frame')}, fewer than "
+                          f"one segment of feat.frame_num={num}: lower feat.frame_hop (the paper's is 512)")
+    return AeganError(f"clips of {mt} ({path}, {info.duration:.2f} s) give {frames} frames at feat.frame_hop={hop}, "
+                      f"fewer than one segment of feat.frame_num={num}: a segment needs clips of at least "
+                      f"{(num - 1) * hop} samples; lower feat.frame_hop or feat.frame_num, or use longer clips")

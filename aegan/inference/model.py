@@ -21,7 +21,7 @@ from aegan.core.metrics import D_METRICS, metric_choice
 from aegan.data.cache import clip_features
 from aegan.data.clips import Clip, DatasetSpec, Identity, check_identity
 from aegan.data.segments import minmax, scaled_tensor
-from aegan.method.device import apply_precision, model_precision
+from aegan.method.device import apply_precision, model_precision, sized_by
 from aegan.method.nets import Discriminator, Generator, build_nets
 from aegan.scoring import clip_scores
 from aegan.scoring.clip_scores import EmbeddingDetectors, Scored, score_clips, training_scores, with_critic_scores
@@ -123,10 +123,11 @@ def model_settings(resolved: Resolved, mt: str) -> dict:
 
 def nets(state: dict, net_cfg: dict, path: Path, device: torch.device) -> tuple[Generator, Discriminator]:
     """G and D with a checkpoint's weights, for scoring."""
-    netG, netD = build_nets(net_cfg)
-    checkpoint.load_weights(netG, state["netG"], path, "netG", net_cfg)
-    checkpoint.load_weights(netD, state["netD"], path, "netD", net_cfg)
-    return netG.to(device).eval(), netD.to(device).eval()
+    with sized_by({"net": net_cfg}, f"the networks of {shown(path)} on {device}"):
+        netG, netD = build_nets(net_cfg)
+        checkpoint.load_weights(netG, state["netG"], path, "netG", net_cfg)
+        checkpoint.load_weights(netD, state["netD"], path, "netD", net_cfg)
+        return netG.to(device).eval(), netD.to(device).eval()
 
 
 def built(state: dict, src: ModelFile | Sidecar, cfg: dict, path: Path, device: torch.device) -> Model:

@@ -3,14 +3,18 @@ the CUDA precision, and glibc's allocator tuned for large blocks."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import random
+import re
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 
 from aegan.core.errors import AeganError
 from aegan.settings.checks import check_value
+from aegan.settings.layers import get
 
 
 def select_device(card_id: int | None) -> torch.device:
@@ -79,3 +83,37 @@ def tune_allocator() -> bool:
         return bool(libc.mallopt(-4, 0) and libc.mallopt(-1, 2**31 - 1))  # M_MMAP_MAX, M_TRIM_THRESHOLD
     except (OSError, AttributeError):
         return False
+
+
+# what an allocation that failed asked for, as torch's CPU allocator, its CUDA allocator and NumPy say it
+ASKED = re.compile(r"(?:you tried to allocate (\d+) bytes|Tried to allocate ([\d.]+ [KMGTP]?i?B)|"
+                   r"Unable to allocate ([\d.]+ [KMGTP]?i?B))")
+NET_SIZES = ("net.isize", "net.ndf", "net.ngf", "net.nz")
+
+
+def asked_for(e: BaseException) -> str | None:
+    """The size a failed allocation asked for (None: `e` is no allocation failure)."""
+    if not isinstance(e, (RuntimeError, MemoryError)):
+        return None
+    m = ASKED.search(str(e))
+    if m is None:
+        return "memory" if isinstance(e, MemoryError) or "out of memory" in str(e) else None
+    if m.group(1):
+        n = int(m.group(1))
+        return f"{n / 2 ** 30:,.1f} GiB ({n:,} bytes)"
+    return m.group(2) or m.group(3)
+
+
+@contextlib.contextmanager
+def sized_by(cfg: dict, what: str, names: tuple[str, ...] = NET_SIZES) -> Iterator[None]:
+    """An allocation that fails inside is one line naming the settings that size it and what it asked for, not
+    an allocator's message naming none (alloc_cpu.cpp)."""
+    try:
+        yield
+    except (RuntimeError, MemoryError) as e:
+        asked = asked_for(e)
+        if asked is None:
+            raise
+        values = ", ".join(f"{n}={get(cfg, n)}" for n in names)
+        raise AeganError(f"{what} asked for {asked}, more memory than this machine could give: lower the "
+                         f"settings that size it ({values})") from None

@@ -38,9 +38,16 @@ Real = Annotated[float, BeforeValidator(number_text), Field(allow_inf_nan=False)
 Weight = Annotated[Real, Field(ge=0)]
 
 
-def setting(default: Any, doc: str, *tags: str, **constraints: Any) -> Any:
-    """A setting's declaration: its default, its one-line doc, its tags and its constraints (pydantic's)."""
-    return Field(default, description=doc, json_schema_extra={"tags": list(tags)}, **constraints)
+def setting(default: Any, doc: str, *tags: str, sane: tuple[float, float] | None = None, **constraints: Any) -> Any:
+    """A setting's declaration: its default, its one-line doc, its tags, its constraints (pydantic's) and the range
+    outside which an allowed value is unusual enough to warn about at the start of a run (`sane`, inclusive)."""
+    extra = {"tags": list(tags), **({"sane": list(sane)} if sane else {})}
+    return Field(default, description=doc, json_schema_extra=extra, **constraints)
+
+
+# Adam's learning rates: the paper's 2e-4, and 50 times either way still trains or at least moves; 2e4 typed for 2e-4
+# (losses of 1e15) or 2e-9 (nothing moves) are far out
+LEARNING_RATE = (4e-6, 1e-2)
 
 
 class Section(BaseModel):
@@ -83,8 +90,8 @@ class Wgan(Section):
 
 
 class Train(Section):
-    lrD: Real = setting(0.0002, "critic learning rate (Adam)", gt=0)
-    lrG: Real = setting(0.0002, "generator learning rate (Adam)", gt=0)
+    lrD: Real = setting(0.0002, "critic learning rate (Adam)", gt=0, sane=LEARNING_RATE)
+    lrG: Real = setting(0.0002, "generator learning rate (Adam)", gt=0, sane=LEARNING_RATE)
     beta1: Real = setting(0.5, "Adam beta1", ge=0, lt=1)
     epoch: int = setting(60, "epochs", FREE, gt=0)
     batch_size: int = setting(512, "segments per batch (the global batch under torchrun)", gt=0)

@@ -22,7 +22,7 @@ from aegan.core.text import plural
 from aegan.data.cache import clip_features
 from aegan.data.clips import Clip, DatasetSpec, Identity
 from aegan.data.segments import minmax, scaled_tensor
-from aegan.method.device import apply_precision
+from aegan.method.device import apply_precision, sized_by
 from aegan.method.nets import build_nets
 from aegan.settings.checks import tagged
 from aegan.settings.layers import Resolved, differences, leaves, put, validate
@@ -122,11 +122,12 @@ def load_data(spec: DatasetSpec, cfg: dict, mt: str, device: torch.device,
 def build(cfg: dict, device: torch.device) -> Nets:
     """G, D (in the original's order of random draws) and their Adam optimizers, with the speed options."""
     tcfg = cfg["train"]
-    netG, netD = build_nets(cfg["net"], tcfg["depthwise_sum"])
-    apply_precision(tcfg["tf32"], device)  # for training and its per-epoch evaluation (docs/PERFORMANCE.md)
-    fmt = torch.channels_last if tcfg["channels_last"] else torch.contiguous_format
-    netG.to(device, memory_format=fmt)
-    netD.to(device, memory_format=fmt)
+    with sized_by(cfg, f"building the networks on {device}"):
+        netG, netD = build_nets(cfg["net"], tcfg["depthwise_sum"])
+        apply_precision(tcfg["tf32"], device)  # for training and its per-epoch evaluation (docs/PERFORMANCE.md)
+        fmt = torch.channels_last if tcfg["channels_last"] else torch.contiguous_format
+        netG.to(device, memory_format=fmt)
+        netD.to(device, memory_format=fmt)
     optD = torch.optim.Adam(netD.parameters(), lr=tcfg["lrD"], betas=(tcfg["beta1"], 0.999))
     optG = torch.optim.Adam(netG.parameters(), lr=tcfg["lrG"], betas=(tcfg["beta1"], 0.999))
     return Nets(netG=netG, netD=netD, gen=torch.compile(netG) if tcfg["compile"] else netG, optD=optD, optG=optG,

@@ -20,7 +20,7 @@ from aegan.core.metrics import metric_choice, resolve_metric
 from aegan.core.progress import epochs_file, write_epochs
 from aegan.data.clips import DatasetSpec, Identity, check_identity
 from aegan.data.segments import SegmentSampler, skip_loader_draw
-from aegan.method.device import seed_everything
+from aegan.method.device import NET_SIZES, seed_everything, sized_by
 from aegan.scoring.clip_scores import EmbeddingDetectors, training_scores
 from aegan.scoring.evaluation import Rule, fit_threshold
 from aegan.settings.layers import batch_size, record_settings
@@ -120,7 +120,8 @@ class TrainingRun:
                              "during training, the last epoch is kept, and its scores use "
                              f"{metric_choice(cfg['detect']['metric'])[0]} (detect.metric)")
         epochs, start = epochs_file(cfg["log_dir"], self.mt), time.time()
-        with ThreadPoolExecutor(1, thread_name_prefix="evaluation") as self.evaluation.pool:
+        with (sized_by(cfg, "training", (*NET_SIZES, "train.batch_size")),
+              ThreadPoolExecutor(1, thread_name_prefix="evaluation") as self.evaluation.pool):
             for epoch in range(self.progress.start, tcfg["epoch"]):
                 t0, first = time.time(), self.step(epoch)
                 mean = train_epoch(nets, self.sampler, tcfg, self.device, f"epoch {epoch + 1}/{tcfg['epoch']}",
