@@ -15,7 +15,7 @@ import importlib
 import json
 import os
 import shutil
-import subprocess
+import progress
 import sys
 from pathlib import Path
 
@@ -28,7 +28,7 @@ from aegan import synth
 from aegan.core.metrics import metric_names
 from aegan.settings.layers import output_settings
 from aegan.store import checkpoint
-from conftest import HANG_GUARD, REAL, ROOT, TINY
+from conftest import REAL, ROOT, TINY
 from oracle import (
     AVX2,
     AVX2_ONE_THREAD,
@@ -212,9 +212,8 @@ def test_every_real_clip_has_the_originals_features(tmp_path, env):
             "ours": (["-c", OUR_FEATURES, str(tmp_path / "groups.json")], ROOT)}
     got = {}
     for side, (args, cwd) in runs.items():
-        r = subprocess.run([sys.executable, *args, str(tmp_path / f"{side}.npz")], cwd=cwd, capture_output=True,
-                           text=True, env={**env, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(ROOT)},
-                           timeout=HANG_GUARD)
+        r = progress.run([sys.executable, *args, str(tmp_path / f"{side}.npz")], cwd=cwd, capture_output=True,
+                         text=True, env={**env, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(ROOT)})
         assert r.returncode == 0, f"{side}:\n{r.stderr[-3000:]}"
         got[side] = np.load(tmp_path / f"{side}.npz")
     assert sum(len(c) for c in groups.values()) == len(list(REAL.rglob("*.wav")))
