@@ -15,7 +15,6 @@ import importlib
 import json
 import os
 import shutil
-import progress
 import sys
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import pytest
 import torch
 import yaml
 
+import progress
 from aegan import synth
 from aegan.core.metrics import metric_names
 from aegan.settings.layers import output_settings
