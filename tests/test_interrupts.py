@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HANG_GUARD, ROOT, one_line_error
+from conftest import HANG_GUARD, ROOT, TINY, one_line_error, out_sets
 
 pytestmark = pytest.mark.slow
 
@@ -76,3 +76,37 @@ def test_the_score_command_says_how_many_files_it_scored(trained2022, synth2022,
     line = one_line_error(code, err, "interrupted after scoring", f"of {len(clips)} files; nothing was written to "
                           f"{table}")
     assert code == 130 and not table.exists() and int(line.split("scoring ")[1].split()[0]) <= len(clips)
+
+
+def test_train_py_stopped_before_its_first_epoch_promises_no_checkpoint(synth2022, tmp_path):
+    """Stopped once it has read its settings (then it extracts features and trains the first epoch), train.py said
+    the checkpoints of the last completed epoch were intact (--resume continues from them); there were none, and
+    --resume said so."""
+    sets = [x for s in TINY for x in ("--set", s)]
+    code, err = _stop_when(["dcase2022/train.py", "--mt", "fan", *sets, *out_sets(tmp_path, synth2022)],
+                           lambda o: b"config: " in o)
+    line = one_line_error(code, err, "nothing was trained", "run train.py again")
+    assert code == 130 and "--resume" not in line and "intact" not in line
+    assert not (tmp_path / "model" / "fan_last.pth").exists()
+
+
+def test_train_py_stopped_while_reading_its_settings_says_so(tmp_path):
+    """A --config that is a pipe nobody writes yet: SIGTERM while train.py waits to read it."""
+    fifo = tmp_path / "settings.yaml"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen([sys.executable, "dcase2022/train.py", "--mt", "fan", "--config", str(fifo)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + HANG_GUARD
+    while True:  # the event: train.py has opened the pipe to read it (then a writer can open it)
+        try:
+            writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+    try:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=HANG_GUARD)
+    finally:
+        os.close(writer)
+    one_line_error(proc.returncode, err.decode(), "interrupted while reading the settings; nothing was trained")
