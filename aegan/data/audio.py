@@ -106,15 +106,10 @@ def extract(paths: list[Path], feat_cfg: dict, workers: int = 1, desc: str = "fe
             # the workers inherit them (otherwise each worker spends seconds compiling its own)
             first = [job(paths[0])]
             chunk = max(1, min(16, (len(paths) - 1) // (4 * workers)))
-            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
-                                       initializer=_single_threaded)
-            try:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                     initializer=_single_threaded) as pool:
                 rest = pool.map(job, paths[1:], chunksize=chunk)
                 results = list(Bar(itertools.chain(first, rest), desc, len(paths), "clips"))
-            except BaseException:  # Ctrl-C, SIGTERM, an unreadable clip: the clips not started are not computed
-                pool.shutdown(wait=False, cancel_futures=True)  # (a `with` waited for every one of them)
-                raise
-            pool.shutdown()
         else:
             results = [job(p) for p in Bar(paths, desc, unit="clips")]
     first_shape, first_sr = results[0][0].shape, results[0][1]
