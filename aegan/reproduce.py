@@ -23,6 +23,10 @@ from aegan.jobs.launcher import Launcher, launchers
 from aegan.settings.layers import load_config, output_settings
 from aegan.store import model_file
 
+# A table's jobs, at most: the paper's are a few seeds of six machine types. Far more is a typo (--seeds 100000000),
+# which would spend minutes listing jobs before the first line; 10000 are planned in about a second.
+MAX_JOBS = 10_000
+
 
 def paper(dataset: str, mt: str) -> tuple[str | None, float | None]:
     """(the paper's metric, its result in %) from pretrain/<dataset>/<mt>.yaml; (None, None) without one."""
@@ -147,10 +151,18 @@ def plan(a: argparse.Namespace, out: Path) -> tuple[list[Job], list[str]]:
     extra = [*(["--config", a.config] if a.config else []), *set_args([*a.set, *entry.sets])]
     cfg = load_config(entry.root, "", a.config, [*a.set, *entry.sets]).cfg
     known = spec.machine_types(cfg)
-    machines = list(known) if a.mt == "all" else a.mt.split(",")
-    unknown = [m for m in machines if m not in known]
+    named = list(known) if a.mt == "all" else a.mt.split(",")
+    unknown = [m for m in named if m not in known]
     if unknown:
-        raise AeganError(f"--mt: unknown machine type {unknown[0]} (known: {', '.join(known)})")
+        raise AeganError(f"--mt: unknown machine type {unknown[0]!r} (known: {', '.join(known)})")
+    machines = list(dict.fromkeys(named))  # one folder per job: a machine type named twice would share one
+    if len(machines) < len(named):
+        twice = [m for m in machines if named.count(m) > 1]
+        print(f"reproduce: --mt names {', '.join(twice)} more than once; each machine type runs once", flush=True)
+    if len(machines) * a.seeds > MAX_JOBS:
+        raise AeganError(f"--seeds {a.seeds} x {plural(len(machines), 'machine type')} is "
+                         f"{len(machines) * a.seeds} jobs, more than the {MAX_JOBS} a table is bounded to: give "
+                         "fewer seeds (the paper's tables average a few)")
     jobs = [Job(mt=mt, seed=s, out=out / mt / f"seed{s}", script=entry.root,
                 sets=(*extra, *set_args([*output_settings(out / mt / f"seed{s}"), f"tb_dir={out / 'tb'}"])),
                 test=tuple(test_args(spec, cfg, mt)),

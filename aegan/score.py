@@ -65,6 +65,14 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"argument --max-seconds: must be a positive number of seconds, got {args.max_seconds}")
     results: list[Result] = []
     files: list[Path] = []
+    closed: list[bool] = []  # stdout was closed (a pipe such as | head ended): the rest goes to /dev/null
+
+    def say(text: str) -> None:
+        try:
+            print(text, flush=True)
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's recipe: no error at exit
+            closed.append(True)
 
     def run(a: argparse.Namespace) -> None:
         metric = resolve_metric(a.metric, "--metric") if a.metric else None  # named as typed, before any work
@@ -73,23 +81,29 @@ def main(argv: list[str] | None = None) -> None:
         files.extend(expand(a.inputs, ignored))
         if ignored:
             names = ", ".join(shown(p) for p in ignored[:3]) + (" ..." if len(ignored) > 3 else "")
-            print(f"inputs: ignored {plural(len(ignored), 'file')} of the folders not named .wav: {names}")
+            say(f"inputs: ignored {plural(len(ignored), 'file')} of the folders not named .wav: {names}")
         if a.out:
             check_output(Path(a.out), [Path(a.model), *files])
         # before the bar starts on stderr: a console shows the two in order
-        print(f"model: {det.model.path} ({det.metric}, threshold {det.threshold:.6g}); "
-              f"scoring {plural(len(files), 'file')}", flush=True)
+        say(f"model: {det.model.path} ({det.metric}, threshold {det.threshold:.6g}); "
+            f"scoring {plural(len(files), 'file')}")
         results.extend(det.scores(files))
         table = rows_csv(results, det.metric, a.all_metrics)
-        print(table, end="")
-        if a.out:
+        if a.out:  # before stdout, which a reader may close (| head): the file asked for is never lost with it
             write_text(a.out, table)
-            print(f"wrote {a.out}")
+        say(table.removesuffix("\n"))
+        if a.out:
+            say(f"wrote {a.out}")
         failed = [r for r in results if r.error]
         for r in failed:
             print(f"error: {r.error}", file=sys.stderr)
+        if closed:
+            kept = f"every row is in {a.out}" if a.out else "--out FILE.csv keeps every row"
+            print(f"error: stdout was closed before the rows were printed in full (a pipe such as | head ended); "
+                  f"{kept}", file=sys.stderr)
         if failed:
             print(f"error: {len(failed)} of {plural(len(results), 'file')} could not be scored", file=sys.stderr)
+        if failed or closed:
             sys.exit(1)
 
     def interrupted() -> str:

@@ -52,6 +52,11 @@ TRAIN_CASES = [
     ("YAML alias bomb (billion laughs)", _file("bomb.yaml", BOMB), ["bomb.yaml", "expands to more than 100000"]),
     ("alias bomb as a setting's value", _file("bomb2.yaml", BOMB + "feat: {fft_num: *i}\n"),
      ["bomb2.yaml", "expands to more than"]),
+    ("a section given twice", _file("twice.yaml", "train:\n  epoch: 3\nfeat: {workers: 1}\ntrain:\n  lrD: 0.001\n"),
+     ["twice.yaml", "key train is given twice (lines 1 and 4)"]),  # PyYAML: 60 epochs, the first section dropped
+    ("a base-60 batch size", _file("b60.yaml", "train: {batch_size: 1:04}\n"),
+     ["b60.yaml", "train.batch_size must be of type int", "'1:04'"]),  # PyYAML: 64
+    ("an empty model_dir", _sets("model_dir="), ["--set model_dir=: model_dir is empty"]),
     ("NaN learning rate", _sets("train.lrD=nan"), ["train.lrD must be a finite number, got nan"]),
     ("infinite lambda_gp", _sets("train.wgan.lambda_gp=.inf"), ["train.wgan.lambda_gp must be a finite number"]),
     ("negative lambda_gp", _sets("train.wgan.lambda_gp=-1"), ["train.wgan.lambda_gp must be in [0, inf)", "-1"]),

@@ -107,6 +107,69 @@ def test_the_originals_config_files_load_unchanged_and_our_pretrain_agrees(datas
         assert batch_size(theirs) == batch_size(ours) and theirs["detect"]["p"] == ours["detect"]["p"]
 
 
+def _every_yaml_file() -> list[Path]:
+    ours = [p for p in ROOT.rglob("*.yaml") if ".git" not in p.parts and "reproduce" not in p.parts]
+    return sorted(ours) + sorted(ORIGINAL.rglob("*.yaml"))
+
+
+def test_every_shipped_and_original_config_file_reads_as_pyyaml_read_it():
+    """The strict YAML 1.2 reader changes nothing in the files we ship nor in the original's: the same settings
+    as PyYAML's YAML 1.1 reading (what they were read with before), key for key and type for type."""
+    files = _every_yaml_file()
+    assert len(files) >= 16 + (13 if ORIGINAL.is_dir() else 0)
+    for f in files:
+        before, after = yaml.safe_load(f.read_text()), read_yaml(f)
+        assert after == before and repr(after) == repr(before), f
+
+
+@pytest.mark.parametrize("text, key, value", [
+    ("train:\n  epoch: 010\n", "epoch", 10),  # YAML 1.1: octal 8
+    ("train:\n  epoch: 0o10\n", "epoch", 8),  # YAML 1.2's octal, written as such
+    ("train:\n  lrD: 2e-4\n", "lrD", 2e-4),  # YAML 1.1: the text '2e-4'
+])
+def test_numbers_are_read_as_written_in_files_and_in_set(tmp_path, text, key, value):
+    f = tmp_path / "c.yaml"
+    f.write_text(text)
+    assert load_config(D22, "ToyTrain", str(f)).cfg["train"][key] == value
+    item = f"train.{key}={text.split(': ')[1].strip()}"
+    assert load_config(D22, "ToyTrain", None, [item]).cfg["train"][key] == value
+
+
+@pytest.mark.parametrize("text, lines", [
+    ("train:\n  epoch: 3\nfeat: {workers: 1}\ntrain:\n  batch_size: 16\n", "train is given twice (lines 1 and 4)"),
+    ("train:\n  epoch: 3\n  lrD: 0.001\n  epoch: 60\n", "epoch is given twice (lines 2 and 4)"),
+    ("feat: {workers: 1, workers: 2}\n", "workers is given twice (lines 1 and 1)"),
+])
+def test_a_key_or_section_given_twice_is_refused_naming_the_file_and_both_lines(tmp_path, text, lines):
+    """PyYAML keeps the last one in silence: a second train: section dropped the first one's epochs."""
+    f = tmp_path / "twice.yaml"
+    f.write_text(text)
+    with pytest.raises(AeganError) as e:
+        load_config(D22, "ToyTrain", str(f))
+    assert str(e.value).startswith(f"config file {f}: key ") and lines in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_huge_settings_file_is_refused_before_it_is_parsed(tmp_path):
+    """50 MB of settings: PyYAML grew past gigabytes composing it; the size bound refuses it at once."""
+    f = tmp_path / "huge.yaml"
+    with open(f, "w") as out:
+        out.write("train:\n")
+        out.writelines(f"  k{i}: [{i}, {i}, {i}, {i}, {i}, {i}, {i}, {i}, {i}, {i}]\n" for i in range(1_000_000))
+    assert f.stat().st_size > 50e6
+    with pytest.raises(AeganError, match=f"config file {f} is over 1 MiB"):
+        load_config(D22, "ToyTrain", str(f))
+
+
+def test_settings_written_back_read_the_same():
+    """What record_settings and --print-config write (dump) reads back as the same values: text that YAML 1.2
+    reads as a number is quoted."""
+    from aegan.settings.yaml_files import dump, load_text
+
+    values = {"a": "010", "b": "1e-3", "c": "yes", "d": 1e-5, "e": True, "f": None, "g": "1:04", "h": "0o7",
+              "i": 7, "j": [0.5, "null"]}
+    assert load_text(dump(values), "dumped") == values
+
+
 def test_original_file_can_replace_config_yaml(tmp_path):
     """The original's README: substitute config.yaml by a pretrain file. A dataset folder whose config.yaml is
     the original's loads it over our defaults (and it overrides the pretrain layer, as it is the user's file)."""
@@ -145,6 +208,11 @@ def test_checkpoint_settings_win_unless_set_explicitly():
     (["train"], "expected key=value"),
     (["feat=3"], "feat must be a mapping"),
     (["feat.n_fft=1024"], "unknown key feat.n_fft"),
+    (["train.batch_size=1:04"], r"train.batch_size must be of type int \(like 512\), got '1:04'"),  # not 64
+    (["train.epoch=0b11"], "train.epoch must be of type int"),  # YAML 1.1's binary is text in 1.2
+    (["model_dir="], "--set model_dir=: model_dir is empty"),
+    (["log_dir=  "], "log_dir is empty"),
+    (["net.normalize={g: ln, g: bn}"], "key g is given twice"),
 ])
 def test_bad_settings_name_the_key(sets, message):
     with pytest.raises(AeganError, match=message):

@@ -4,6 +4,7 @@ reproduce launcher's: test_reproduce.py)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import progress
-from conftest import ROOT, one_line_error
+from conftest import ROOT, TINY, one_line_error, out_sets
 
 pytestmark = pytest.mark.slow
 
@@ -67,3 +68,41 @@ def test_the_score_command_says_how_many_files_it_scored(trained2022, synth2022,
     line = one_line_error(code, err, "interrupted after scoring", f"of {len(clips)} files; nothing was written to "
                           f"{table}")
     assert code == 130 and not table.exists() and int(line.split("scoring ")[1].split()[0]) <= len(clips)
+
+
+def test_train_py_stopped_before_its_first_epoch_promises_no_checkpoint(synth2022, tmp_path):
+    """Stopped once it has read its settings (then it extracts features and trains the first epoch), train.py said
+    the checkpoints of the last completed epoch were intact (--resume continues from them); there were none, and
+    --resume said so."""
+    sets = [x for s in TINY for x in ("--set", s)]
+    code, err = _stop_when(["dcase2022/train.py", "--mt", "fan", *sets, *out_sets(tmp_path, synth2022)],
+                           lambda o: b"config: " in o)
+    line = one_line_error(code, err, "nothing was trained", "run train.py again")
+    assert code == 130 and "--resume" not in line and "intact" not in line
+    assert not (tmp_path / "model" / "fan_last.pth").exists()
+
+
+def test_train_py_stopped_while_reading_its_settings_says_so(tmp_path):
+    """A --config that is a pipe nobody writes yet: SIGTERM while train.py waits to read it."""
+    fifo = tmp_path / "settings.yaml"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen([sys.executable, "dcase2022/train.py", "--mt", "fan", "--config", str(fifo)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    opened = []
+
+    def writer_opens() -> bool:  # the event: train.py has opened the pipe to read it (then a writer can open it)
+        assert proc.poll() is None
+        try:
+            opened.append(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            return True
+        except OSError:
+            return False
+
+    progress.wait_for(writer_opens, proc.pid, what="train.py to open its settings pipe")
+    writer = opened[0]
+    try:
+        proc.send_signal(signal.SIGTERM)
+        _, err = progress.communicate(proc)
+    finally:
+        os.close(writer)
+    one_line_error(proc.returncode, err.decode(), "interrupted while reading the settings; nothing was trained")

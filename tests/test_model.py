@@ -2,18 +2,22 @@
 lacks is derived once from the training clips, kept in a sidecar keyed on the checkpoint's content."""
 
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
+import progress
 from aegan.core.errors import AeganError
 from aegan.inference import model
 from aegan.inference.model import prepare
 from aegan.settings.layers import load_config
 from aegan.store import checkpoint
 from aegan.store.model_dir import sidecar_of as sidecar_path
-from conftest import SMALL, out_sets
+from aegan.store.model_file import threshold_key
+from conftest import ROOT, SMALL, out_sets
 from dcase2022.datasets import SPEC
 
 pytestmark = pytest.mark.slow
@@ -72,3 +76,46 @@ def test_a_fitted_threshold_is_kept(trained2022, synth2022, tmp_path):
     again, _ = prepare(SPEC, _resolved(out, synth2022), "fan", CPU)
     assert again.threshold("D_lof", train_specs) == (rule, False)
     assert again.threshold("G_z_cos_min", train_specs)[1] is False  # the model file's own is still there
+
+
+def _copy(trained2022, tmp_path):
+    """The trained model alone in a folder of this test's (its sidecar gains thresholds that others must not see)."""
+    path = tmp_path / "model" / "fan.pth"
+    path.parent.mkdir()
+    shutil.copy(trained2022[0] / "model" / "fan.pth", path)
+    return path
+
+
+def test_two_models_saving_thresholds_keep_both(trained2022, tmp_path):
+    """Each run read the sidecar when it loaded the model, then wrote its own thresholds: the last writer dropped
+    what the other had kept. Saved now under a lock, merged with what is on disk."""
+    path = _copy(trained2022, tmp_path)
+    a, b = model.load(path, CPU), model.load(path, CPU)  # both loaded before either saves
+    for m, percentile in ((a, 0.8), (b, 0.7)):
+        m.cfg["detect"]["decision_percentile"] = percentile
+        m.threshold("D_lof")
+    model.save_thresholds(a)
+    model.save_thresholds(b)
+    kept = model.load(path, CPU).thresholds
+    assert {threshold_key("D_lof", 0.8), threshold_key("D_lof", 0.7), "G_z_cos_min@0.9"} <= set(kept)
+    assert kept[threshold_key("D_lof", 0.8)] == a.thresholds[threshold_key("D_lof", 0.8)]
+
+
+def test_concurrent_test_runs_keep_every_threshold_they_announce(trained2022, tmp_path):
+    """Two test.py on one model at once, with other decision percentiles: both said their threshold was kept in
+    the sidecar, and only one was."""
+    out, sets, _ = trained2022
+    path = _copy(trained2022, tmp_path)
+    runs = {}
+    for p in ("0.8", "0.7"):
+        own = [f"model_dir={path.parent}", f"detect.decision_percentile={p}",
+               *(f"{k}={tmp_path / p / k}" for k in ("detect_dir", "result_dir", "log_dir"))]
+        runs[p] = subprocess.Popen([sys.executable, "dcase2022/test.py", "--mt", "fan", "-d", "--no-plots", *sets,
+                                    *(x for s in own for x in ("--set", s))], cwd=ROOT, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    for proc in runs.values():
+        printed, err = progress.communicate(proc)
+        assert proc.returncode == 0, err[-2000:]
+        assert "decision: fitted the gamma threshold of G_z_cos_min on the training clips; kept in " in printed
+    kept = checkpoint.load(sidecar_path(path))["thresholds"]
+    assert {threshold_key("G_z_cos_min", 0.8), threshold_key("G_z_cos_min", 0.7)} <= set(kept)

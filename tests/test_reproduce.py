@@ -201,3 +201,40 @@ def test_slurm_launcher_without_slurm_is_one_line(tmp_path):
     r = progress.run([*args, "--launcher", "slurm"], cwd=ROOT, capture_output=True, text=True,
                      env={**os.environ, "PATH": str(tmp_path)})  # no Slurm commands on the PATH
     one_line_error(r.returncode, r.stderr, "squeue: ", "where Slurm's commands are")
+
+
+def _status(argv: list[str], capsys) -> tuple[int, str, str]:
+    """`python -m aegan.reproduce ... --status` in this process (it runs no job): (exit status, stdout, stderr)."""
+    from aegan import reproduce
+
+    capsys.readouterr()
+    try:
+        reproduce.main([*argv, "--status"])
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_a_machine_type_named_twice_runs_once_and_says_so(tmp_path, synth2022, capsys):
+    """--mt fan,fan ran "2 machine types" into one folder and wrote fan twice into the summary."""
+    code, out, err = _status(["--dataset", "dcase2022", "--mt", "fan,ToyTrain,fan", "--out", str(tmp_path),
+                              "--set", f"dataset_dir={synth2022}"], capsys)
+    assert code == 0, err
+    assert "reproduce: --mt names fan more than once; each machine type runs once" in out
+    assert out.count("fan seed 0:") == 1 and out.count("ToyTrain seed 0:") == 1
+    assert [r["machine"] for r in csv.DictReader((tmp_path / "summary.csv").open())] == ["fan", "ToyTrain"]
+
+
+def test_a_sweep_over_the_bound_is_refused_at_once(tmp_path, synth2022, capsys):
+    """--seeds 100000000 listed its jobs for minutes in silence (memory growing); now one line, before any work."""
+    from aegan.reproduce import MAX_JOBS
+
+    code, out, err = _status(["--dataset", "dcase2022", "--mt", "fan,ToyTrain", "--seeds", "100000000", "--out",
+                              str(tmp_path / "rep"), "--set", f"dataset_dir={synth2022}"], capsys)
+    one_line_error(code, err, "--seeds 100000000 x 2 machine types is 200000000 jobs", f"more than the {MAX_JOBS}")
+    assert not (tmp_path / "rep").exists()
+    code, out, err = _status(["--dataset", "dcase2022", "--mt", "fan", "--seeds", str(MAX_JOBS), "--out",
+                              str(tmp_path / "rep"), "--set", f"dataset_dir={synth2022}"], capsys)
+    assert code == 0 and out.count(": not started") == MAX_JOBS, err

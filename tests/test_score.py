@@ -135,3 +135,19 @@ def test_a_too_short_waveform_is_our_one_error_with_no_warning_before_it(trained
         warnings.simplefilter("error")  # any warning would fail the call before our error
         r = det.score_array(np.full(600, 0.1, dtype=np.float32), 16000)
     assert "shorter than one segment" in r.error
+
+
+def test_a_closed_stdout_keeps_the_out_file_and_says_so(trained2022, clips, tmp_path):
+    """`aegan.score ... --out s.csv | head -2`: stdout closed by its reader once it has the first line; the run
+    ended "error: Broken pipe" and the --out file was never written."""
+    table = tmp_path / "s.csv"
+    proc = subprocess.Popen([sys.executable, "-m", "aegan.score", "--model", str(trained2022[0] / "model" / "fan.pth"),
+                             "--out", str(table), *map(str, clips)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout.readline().startswith(b"model: ")  # the line before scoring: then the reader goes away
+    proc.stdout.close()
+    err = progress.communicate(proc)[1].decode()
+    one_line_error(proc.returncode, err, "stdout was closed before the rows were printed in full",
+                   f"every row is in {table}")
+    rows = list(csv.DictReader(table.open()))
+    assert [r["file"] for r in rows] == [str(c) for c in clips]

@@ -20,6 +20,7 @@ from aegan.inference.model import model_settings
 from aegan.method.device import select_device, tune_allocator
 from aegan.settings.checks import unusual
 from aegan.settings.layers import Resolved, batch_key, batch_size, dump, load_config
+from aegan.store.model_dir import ModelDir
 from aegan.training import distributed
 from aegan.training.parts import run_settings
 from aegan.training.run import train
@@ -56,6 +57,18 @@ def loc_interrupted() -> str:
             "removed first) and the summary figure was not: rerun loc.py for all of them")
 
 
+def train_interrupted(run_state: Path | None) -> str:
+    """train.py's interruption line, true to where it stopped: `run_state` None while the settings were read; the
+    run state of the model (absent until an epoch has completed: nothing to resume from)."""
+    if run_state is None:
+        return "interrupted while reading the settings; nothing was trained: run train.py again"
+    if not run_state.exists():
+        return ("interrupted before the first epoch completed (while preparing the features or training it); "
+                "nothing was trained yet and no checkpoint was written: run train.py again")
+    return (f"interrupted; the checkpoints of the last completed epoch are intact in {run_state} (train.py --resume "
+            "continues from them)")
+
+
 def _config(spec: DatasetSpec, args: argparse.Namespace) -> Resolved:
     resolved = load_config(spec.root, args.mt, args.config, args.set)
     spec.check_machine(args.mt, resolved.cfg)
@@ -79,6 +92,7 @@ def train_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
         if distributed.rank() > 0:  # torchrun: only rank 0 talks; errors still reach stderr
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
         cfg, seed, state = run_settings(_config(spec, a), a.mt, a.seed, a.resume)
+        stage["run_state"] = ModelDir.of(cfg, a.mt).run_state
         if a.print_config:
             print(dump(cfg))
             return
@@ -94,9 +108,9 @@ def train_main(spec: DatasetSpec, argv: list[str] | None = None) -> None:
                             f"{run.mt} ({dataset_title(spec.name, cfg)}), seed {run.seed}: training")
             print(f"wrote {path}")
 
+    stage: dict[str, Path] = {}
     tune_allocator()
-    guarded(run, args, lambda: "interrupted; the checkpoints of the last completed epoch are intact (train.py "
-            "--resume continues from them)")
+    guarded(run, args, lambda: train_interrupted(stage.get("run_state")))
 
 
 def test_main(spec: DatasetSpec, argv: list[str] | None = None, default: str = "eval") -> None:

@@ -13,14 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from aegan.core.errors import AeganError, shown
 from aegan.core.files import write_text
 from aegan.settings.checks import check_value, cross_checks, defaults, is_section, short, tagged
 from aegan.settings.checks import field as declared
 from aegan.settings.schema import ALIASES, FREE, IGNORED, PATH_KEYS
-from aegan.settings.yaml_files import dump, read_yaml
+from aegan.settings.yaml_files import dump, load_text, read_yaml
 
 EXTENDS = "_extends"
 RENAME = "_rename"  # in a dataset's defaults.yaml: {declared key: this dataset's name for it}
@@ -81,17 +79,15 @@ def merge(base: dict, override: dict, source: str, prefix: str = "") -> dict:
 
 
 def parse_set(item: str) -> dict:
-    """`train.epoch=3` -> {'train': {'epoch': 3}}; the value is read as YAML (3, 0.1, ln, [a, b])."""
+    """`train.epoch=3` -> {'train': {'epoch': 3}}; the value is read as a config file's are (YAML 1.2: 3, 010 = 10,
+    0.1, 1e-3, ln, [a, b]); text that is not YAML stays text."""
     if "=" not in item:
         raise AeganError(f"--set {item!r}: expected key=value, e.g. --set train.epoch=3")
     key, raw = item.split("=", 1)
     key = key.strip()
     if not key or any(not part for part in key.split(".")):
         raise AeganError(f"--set {item!r}: empty key")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
+    value = load_text(raw, f"--set {item!r}", lenient=True) if raw.strip() else ""
     for part in reversed(key.split(".")):
         value = {part: value}
     return value
@@ -132,9 +128,13 @@ def _drop_ignored(layer: dict, source: str, ignored: list[str]) -> dict:
     return layer
 
 
-def _resolve_paths(layer: dict, base: Path) -> dict:
+def _resolve_paths(layer: dict, base: Path, source: str) -> dict:
+    """Relative folders against `base`; an empty one is refused (it would put the outputs in the current folder)."""
     out = dict(layer)
     for key in PATH_KEYS:
+        if isinstance(out.get(key), str) and not out[key].strip():
+            raise AeganError(f"{source}: {key} is empty (that would write into the current folder): give it a folder, "
+                             "or leave it out for its default")
         if isinstance(out.get(key), str):
             path = Path(out[key]).expanduser()
             out[key] = str(path if path.is_absolute() else (base / path).resolve())
@@ -177,7 +177,7 @@ def _dataset_defaults(cfg: dict, dataset_root: Path) -> tuple[dict, list[str]]:
         parent = chain[0][1].pop(EXTENDS, None)
         path = (path.parent / parent).resolve() if parent else None
     for path, layer in chain:
-        layer = _resolve_paths(layer, dataset_root)
+        layer = _resolve_paths(layer, dataset_root, shown(path))
         for old, new in layer.pop(RENAME, {}).items():  # the dataset's own spelling of a declared key, in its place
             node, leaf = node_of(cfg, old)
             items = list(node.items())
@@ -202,7 +202,7 @@ def load_config(dataset_root: Path, mt: str, config_file: str | None = None, set
     user: set[str] = set()
     for source, what, base, is_explicit, is_user in layers:
         raw = parse_set(what) if isinstance(what, str) else read_yaml(what)
-        layer = _resolve_paths(_drop_ignored(raw, shown(source), ignored), base)
+        layer = _resolve_paths(_drop_ignored(raw, shown(source), ignored), base, shown(source))
         cfg = merge(cfg, layer, shown(source))
         keys = _keys(layer, cfg)
         explicit |= keys if is_explicit else set()

@@ -4,7 +4,11 @@ was derived with: written by test.py / loc.py, derived again when it no longer m
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,14 +44,45 @@ def derived_settings(cfg: dict) -> dict:
     return {k: get(cfg, k) for k in (*tagged(FEATURES), *tagged(SEGMENTS))}
 
 
+@contextlib.contextmanager
+def _locked(model: Path) -> Iterator[None]:
+    """Held while a sidecar is read and replaced: an exclusive flock on the checkpoint file itself (no lock file
+    left behind; the kernel releases it however the process ends). Without the file to lock, no lock."""
+    try:
+        fd = os.open(model, os.O_RDONLY)
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _kept_by_others(target: Path, side: Sidecar) -> dict[str, dict]:
+    """The thresholds the sidecar on disk holds for this same checkpoint, data and settings: other runs (another
+    test.py with other detection settings) kept them since this one read it."""
+    try:
+        on_disk = _load(target)
+    except Exception:  # noqa: BLE001 - absent, unreadable or of another version: nothing to keep
+        return {}
+    same = (on_disk.checkpoint_sha256, on_disk.identity, on_disk.settings) == (side.checkpoint_sha256,
+                                                                                side.identity, side.settings)
+    return on_disk.thresholds if same else {}
+
+
 def write(model: Path, side: Sidecar) -> Path:
-    """The sidecar of checkpoint `model`, beside it; returns its path."""
+    """The sidecar of checkpoint `model`, beside it, merged under a lock with the thresholds that runs beside this
+    one kept there (each threshold a run announces stays); returns its path."""
     target = sidecar_of(model)
-    data = dataclasses.asdict(side)
-    data["identity"] = side.identity.as_dict() if side.identity else None
-    if side.train_emb is not None:
-        data["train_emb"] = torch.from_numpy(np.ascontiguousarray(side.train_emb, dtype=np.float32))
-    checkpoint.save(target, {"version": VERSION, **data})
+    with _locked(model):
+        side = dataclasses.replace(side, thresholds={**_kept_by_others(target, side), **side.thresholds})
+        data = dataclasses.asdict(side)
+        data["identity"] = side.identity.as_dict() if side.identity else None
+        if side.train_emb is not None:
+            data["train_emb"] = torch.from_numpy(np.ascontiguousarray(side.train_emb, dtype=np.float32))
+        checkpoint.save(target, {"version": VERSION, **data})
     return target
 
 
