@@ -146,6 +146,7 @@ def test_a_closed_stdout_keeps_the_out_file_and_says_so(trained2022, clips, tmp_
                             stderr=subprocess.PIPE)
     assert proc.stdout.readline().startswith(b"model: ")  # the line before scoring: then the reader goes away
     proc.stdout.close()
+    proc.stdout = None  # nothing more to read from it
     err = progress.communicate(proc)[1].decode()
     one_line_error(proc.returncode, err, "stdout was closed before the rows were printed in full",
                    f"every row is in {table}")
