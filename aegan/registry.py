@@ -121,5 +121,6 @@ def channel_settings(entry: Dataset, cfg: dict, user: set[str]) -> str | None:
     how = {"mean": "their mean (the original's librosa.load(mono=True))", "near": "channel 0 (the near microphone)",
            "far": "channel 1 (the far microphone)",
            "subtract": f"the near channel less {feat['far_share']:g} x the far one in mel power"}[feat["channel"]]
+    others = ", ".join(k for k in how if k != feat["channel"])
     return (f"config: {entry.name} clips have {feat['channels']} channels; the model reads {how} "
-            f"(feat.channel={feat['channel']}; others: mean, near, far, subtract)")
+            f"(feat.channel={feat['channel']}; the others: {others})")
