@@ -1,6 +1,8 @@
 """The dev official score of each feat.channel option on the synthetic DCASE 2026 twin (two channels per clip).
 
     python bench/channels.py [--seeds 3] [--mts fan,gearbox] [--out bench/results/channels_cpu.json]
+    python bench/channels.py --seeds 1 --first-seed 2 --out s2.json     # one seed per process, side by side
+    python bench/channels.py --merge s0.json s1.json s2.json --out bench/results/channels_cpu.json
 
 For each seed: aegan.synth writes the development machine types at the demo's size (3 s clips, 16 + 2 training
 clips, 5 test clips per domain and label) with that seed; for each option the real firstshot/train.py trains the
@@ -57,16 +59,25 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--mts", default="fan", help="development machine types, comma-separated")
-    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=4, help="the demo's 4 (docs/DCASE2026.md: the run there used 2)")
     p.add_argument("--work", default=str(ROOT / "demo_out" / "bench_channels"))
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "channels_cpu.json"))
+    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--merge", nargs="+", metavar="JSON", help="only merge the runs of these outputs into --out")
     a = p.parse_args()
+    if a.merge:
+        parts = [json.loads(Path(f).read_text()) for f in a.merge]
+        runs = {name: {k: [x for part in parts if name in part["options"] for x in part["options"][name][k]["runs"]]
+                       for k in ("official", "best")} for name, _ in OPTIONS}
+        report(a.out, runs, {**parts[0], "seeds": sum(part["seeds"] for part in parts),
+                             "seconds": sum(part["seconds"] for part in parts)})
+        return
     work, mts = Path(a.work), a.mts.split(",")
     results: dict[str, dict[str, list[float]]] = {name: {"official": [], "best": []} for name, _ in OPTIONS}
     t0 = time.time()
     work.parent.mkdir(parents=True, exist_ok=True)
     with open(work.with_suffix(".log"), "w") as log:
-        for seed in range(a.seeds):
+        for seed in range(a.first_seed, a.first_seed + a.seeds):
             data = work / f"seed{seed}" / "data"
             for i, mt in enumerate(mts):
                 if not (data / "dev_data" / mt).is_dir():
@@ -86,15 +97,28 @@ def main() -> None:
                 results[name]["best"].append(best)
                 print(f"seed {seed} {name:>12}: official ({METRIC}) {score:6.2f}   best of 19 {best:6.2f}   "
                       f"[{time.time() - t0:.0f} s]", flush=True)
+                report(a.out, results, {"seeds": a.seeds, "machine_types": mts, "epochs": a.epochs, "metric": METRIC,
+                                        "seconds": round(time.time() - t0), "partial": True}, quiet=True)
+    report(a.out, {name: r for name, r in results.items()},
+           {"seeds": a.seeds, "machine_types": mts, "epochs": a.epochs, "metric": METRIC,
+            "seconds": round(time.time() - t0)})
+
+
+def report(out: str, results: dict[str, dict[str, list[float]]], meta: dict, quiet: bool = False) -> None:
+    """The table of mean and spread (sample standard deviation) over the seeds, printed and written as JSON (after
+    each run too, `partial`: an interrupted benchmark keeps what it measured)."""
     table = {name: {k: {"mean": statistics.mean(v), "sd": statistics.stdev(v) if len(v) > 1 else 0.0, "runs": v}
-                    for k, v in r.items()} for name, r in results.items()}
-    print(f"\n{'option':>12}  official {METRIC} (mean +- sd)   best of 19 (mean +- sd)   [{a.seeds} seeds, {mts}]")
+                    for k, v in r.items()} for name, r in results.items() if r["official"]}
+    if quiet:
+        Path(out).write_text(json.dumps({**meta, "options": table}, indent=1) + "\n")
+        return
+    print(f"\n{'option':>12}  official {METRIC} (mean +- sd)   best of 19 (mean +- sd)   [{meta['seeds']} seeds, "
+          f"{meta['machine_types']}]")
     for name, r in table.items():
         print(f"{name:>12}  {r['official']['mean']:6.2f} +- {r['official']['sd']:5.2f}"
               f"            {r['best']['mean']:6.2f} +- {r['best']['sd']:5.2f}")
-    Path(a.out).write_text(json.dumps({"seeds": a.seeds, "machine_types": mts, "epochs": a.epochs, "metric": METRIC,
-                                       "seconds": round(time.time() - t0), "options": table}, indent=1) + "\n")
-    print(f"wrote {a.out}")
+    Path(out).write_text(json.dumps({**meta, "options": table}, indent=1) + "\n")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
