@@ -15,7 +15,7 @@ import torch
 from aegan.core.errors import AeganError, shown
 from aegan.core.metrics import D_METRICS, resolve_metric
 from aegan.core.progress import Bar, on_terminal
-from aegan.data.audio import logmel_of, read_audio
+from aegan.data.audio import channel_settings, check_channels, logmel_of, pick, read_audio
 from aegan.data.segments import num_segments
 from aegan.inference.model import Model, load
 from aegan.scoring.evaluation import decide
@@ -36,8 +36,14 @@ class Result:
 class Detector:
     """A trained model with one metric and its decision threshold."""
 
-    def __init__(self, model: Model, metric: str | None = None, max_seconds: float = MAX_SECONDS):
+    def __init__(self, model: Model, metric: str | None = None, max_seconds: float = MAX_SECONDS,
+                 channel: str | None = None):
         self.model = model
+        self.channels = channel_settings(model.cfg["feat"])  # the clips are read as the model's were
+        if channel is not None and channel != self.channels["channel"]:
+            raise AeganError(f"model {shown(model.path)} was trained with feat.channel={self.channels['channel']} "
+                             f"and scores clips read that way, not with channel {channel}: leave the channel out, "
+                             f"or score with a model trained with feat.channel={channel}")
         if not max_seconds > 0:
             raise AeganError(f"max_seconds must be a positive number of seconds, got {max_seconds}")
         self.max_seconds = float(max_seconds)
@@ -51,34 +57,37 @@ class Detector:
 
     @classmethod
     def load(cls, path: str | os.PathLike, metric: str | None = None, device: torch.device | None = None,
-             max_seconds: float = MAX_SECONDS) -> Detector:
-        return cls(load(path, device or torch.device("cpu")), metric, max_seconds)
+             max_seconds: float = MAX_SECONDS, channel: str | None = None) -> Detector:
+        return cls(load(path, device or torch.device("cpu")), metric, max_seconds, channel)
 
     def score_array(self, waveform: np.ndarray, sample_rate: int, name: str = "<array>") -> Result:
-        """A waveform (samples,), or (samples, channels) / (channels, samples): the loader averages the channels.
-        Integer samples are scaled as the audio libraries read them (float_samples). A problem of the recording
-        is its Result's error, as in score()."""
+        """A waveform (samples,), or (samples, channels) / (channels, samples): its channels read as the model's
+        training clips were (feat.channels, feat.channel). Integer samples are scaled as the audio libraries read
+        them (float_samples). A problem of the recording is its Result's error, as in score()."""
         try:
             if (isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float, np.number))
                     or not (sample_rate > 0 and float(sample_rate).is_integer())):
                 raise AeganError(f"{name}: sample_rate {sample_rate!r} is not a positive whole number of Hz")
-            return self._score_waveform(mono(float_samples(waveform, name), name), int(sample_rate), name)
+            y = channels_first(float_samples(waveform, name), name)
+            check_channels(name, 1 if y.ndim == 1 else y.shape[0], self.channels["channels"], self.channels["channel"])
+            return self._score_waveform(pick(y, self.channels["channel"]), int(sample_rate), name)
         except AeganError as e:
             return Result(name, error=str(e))
 
     def _score_waveform(self, y: np.ndarray, sr: int, name: str) -> Result:
-        feat = self.model.cfg["feat"]
-        if len(y) > self.max_seconds * sr:
-            raise AeganError(f"{name} is {len(y) / sr:.0f} s long, more than the limit of {self.max_seconds:g} s: "
+        feat, n = self.model.cfg["feat"], y.shape[-1]
+        if n > self.max_seconds * sr:
+            raise AeganError(f"{name} is {n / sr:.0f} s long, more than the limit of {self.max_seconds:g} s: "
                              "cut it into clips (or raise max_seconds)")
         if sr != self.model.sample_rate:
             raise AeganError(f"{name} has sample rate {sr} Hz; the model was trained on {self.model.sample_rate} Hz "
                              "clips (resample it first)")
-        frames = 1 + len(y) // feat["frame_hop"]  # librosa's centred frames: checked before any feature work
+        frames = 1 + n // feat["frame_hop"]  # librosa's centred frames: checked before any feature work
         if num_segments(frames, feat["frame_num"], feat["graph_hop_f"]) == 0:
-            raise AeganError(f"{name} is {len(y) / sr:.2f} s long, shorter than one segment of "
+            raise AeganError(f"{name} is {n / sr:.2f} s long, shorter than one segment of "
                              f"{feat['frame_num']} frames")
-        spec = logmel_of(y, sr, feat["fft_num"], feat["frame_hop"], feat["mel_bin"])  # as the feature cache has it
+        spec = logmel_of(y, sr, feat["fft_num"], feat["frame_hop"], feat["mel_bin"],  # as the feature cache has it
+                         self.channels["far_share"])
         scores = self.model.score(self.model.scaled(spec[None]), desc=None).scores
         value = float(scores[self.metric][0])
         return Result(name, value, int(decide(np.array([value]), self.threshold)[0]),
@@ -96,7 +105,7 @@ class Detector:
         shown = on_terminal() if progress is None else progress
         for p in Bar(files, "scoring files", unit="files", disable=not shown):
             try:
-                y, sr = read_audio(p, self.max_seconds)
+                y, sr = read_audio(p, self.max_seconds, self.channels["channels"], self.channels["channel"])
                 yield self._score_waveform(y, sr, str(p))
             except AeganError as e:
                 yield Result(str(p), error=str(e))
@@ -129,13 +138,13 @@ def float_samples(waveform: np.ndarray, name: str) -> np.ndarray:
     return y
 
 
-def mono(y: np.ndarray, name: str) -> np.ndarray:
-    """(samples,), or the channels' mean of (samples, channels) / (channels, samples), as the loader mixes them."""
+def channels_first(y: np.ndarray, name: str) -> np.ndarray:
+    """(samples,), or (channels, samples) of (samples, channels) / (channels, samples), as the loader reads them."""
     if y.ndim == 2:
         if y.shape[0] == y.shape[1]:
             raise AeganError(f"{name} has shape {y.shape}: which axis holds the channels is ambiguous; give "
                              "(samples,) or (samples, channels)")
-        return y.mean(axis=int(np.argmin(y.shape)))
+        return y if y.shape[0] < y.shape[1] else y.T
     if y.ndim != 1:
         raise AeganError(f"{name} has shape {y.shape}: give a waveform of shape (samples,) or (samples, channels)")
     return y

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aegan.core.errors import AeganError
@@ -23,6 +23,8 @@ class Dataset:
     folder: str  # the dataset folder: "dcase2022" beside the package, or an absolute path anywhere
     layout: str  # aegan.synth's generator: "2020" | "2022" | "firstshot"
     rule: Rule  # how its results are scored and its submission files named (aegan/scoring/evaluation.py)
+    channels: int = field(default=1, kw_only=True)  # every clip's channels (feat.channels; DCASE 2026: near, far)
+    channel: str = field(default="mean", kw_only=True)  # feat.channel's default here (the original's: the mean)
 
     @property
     def sets(self) -> list[str]:
@@ -58,16 +60,18 @@ class FirstShotYear(Dataset):
 
     year: int = 0
     first_eval_number: int = 1  # section_00_0000.wav (2023) or section_00_0001.wav (2024 on)
-    eval_channels: int = 1  # the evaluation clips' channels (2026: two)
 
     @property
     def sets(self) -> list[str]:
         return [f"year={self.year}"]
 
 
-def _first_shot(year: int, first_eval_number: int = 1, eval_channels: int = 1) -> FirstShotYear:
-    return FirstShotYear(f"dcase{year}", "firstshot", "firstshot", SECTIONS, year, first_eval_number, eval_channels)
+def _first_shot(year: int, first_eval_number: int = 1, channels: int = 1, channel: str = "mean") -> FirstShotYear:
+    return FirstShotYear(f"dcase{year}", "firstshot", "firstshot", SECTIONS, year, first_eval_number,
+                         channels=channels, channel=channel)
 
+
+TWO_CHANNEL_DEFAULT = "near"  # bench/channels.py: docs/DCASE2026.md
 
 REGISTRY: dict[str, Dataset] = {d.name: d for d in (
     Dataset("dcase2020", "dcase2020", "2020", IDS),
@@ -75,7 +79,8 @@ REGISTRY: dict[str, Dataset] = {d.name: d for d in (
     _first_shot(2023, first_eval_number=0),
     _first_shot(2024),
     _first_shot(2025),
-    _first_shot(2026, eval_channels=2),
+    # every 2026 clip has a near (0) and a far (1) microphone; the default reads the near one (README, DCASE 2026)
+    _first_shot(2026, channels=2, channel=TWO_CHANNEL_DEFAULT),
 )}
 
 
@@ -102,3 +107,20 @@ def first_shot_year(year: object) -> FirstShotYear:
         years = ", ".join(str(d.year) for d in REGISTRY.values() if isinstance(d, FirstShotYear))
         raise AeganError(f"year must be one of {years}, got {year!r}")
     return entry
+
+
+def channel_settings(entry: Dataset, cfg: dict, user: set[str]) -> str | None:
+    """feat.channels and feat.channel set to the dataset's where no user layer set them (in place); for a dataset
+    of several channels, the line that says how its clips are read."""
+    feat = cfg["feat"]
+    for key, value in (("channels", entry.channels), ("channel", entry.channel)):
+        if f"feat.{key}" not in user:
+            feat[key] = value
+    if entry.channels == 1 and feat["channels"] == 1:
+        return None
+    how = {"mean": "their mean (the original's librosa.load(mono=True))", "near": "channel 0 (the near microphone)",
+           "far": "channel 1 (the far microphone)",
+           "subtract": f"the near channel less {feat['far_share']:g} x the far one in mel power"}[feat["channel"]]
+    others = ", ".join(k for k in how if k != feat["channel"])
+    return (f"config: {entry.name} clips have {feat['channels']} channels; the model reads {how} "
+            f"(feat.channel={feat['channel']}; the others: {others})")

@@ -8,6 +8,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import get_args
 
 from aegan.commands.exits import guarded
 from aegan.commands.parser import Parser
@@ -17,6 +18,7 @@ from aegan.core.metrics import metric_names, resolve_metric
 from aegan.core.text import plural
 from aegan.detector import MAX_SECONDS, Detector, Result, expand
 from aegan.method.device import select_device, tune_allocator
+from aegan.settings.schema import Feat
 from aegan.store.model_dir import sidecar_of
 
 
@@ -53,6 +55,9 @@ def _parser() -> Parser:
     p.add_argument("--max-seconds", type=float, default=MAX_SECONDS, metavar="S",
                    help=f"refuse recordings longer than this (default {MAX_SECONDS:g}: a clip is scored in one pass, "
                    "its memory grows with its length)")
+    p.add_argument("--channel", choices=get_args(Feat.model_fields["channel"].annotation),
+                   help="how the clips' channels are read (default and only choice: the model's feat.channel; "
+                   "another is refused)")
     p.add_argument("-c", "--card_id", type=int, default=0, help="CUDA device index (CPU when CUDA is absent)")
     p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     return p
@@ -76,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def run(a: argparse.Namespace) -> None:
         metric = resolve_metric(a.metric, "--metric") if a.metric else None  # named as typed, before any work
-        det = Detector.load(a.model, metric, select_device(a.card_id), a.max_seconds)
+        det = Detector.load(a.model, metric, select_device(a.card_id), a.max_seconds, a.channel)
         ignored: list[Path] = []
         files.extend(expand(a.inputs, ignored))
         if ignored:
@@ -85,8 +90,8 @@ def main(argv: list[str] | None = None) -> None:
         if a.out:
             check_output(Path(a.out), [Path(a.model), *files])
         # before the bar starts on stderr: a console shows the two in order
-        say(f"model: {det.model.path} ({det.metric}, threshold {det.threshold:.6g}); "
-            f"scoring {plural(len(files), 'file')}")
+        say(f"model: {det.model.path} ({det.metric}, threshold {det.threshold:.6g}, clips read as feat.channel="
+            f"{det.channels['channel']}); scoring {plural(len(files), 'file')}")
         results.extend(det.scores(files))
         table = rows_csv(results, det.metric, a.all_metrics)
         if a.out:  # before stdout, which a reader may close (| head): the file asked for is never lost with it

@@ -1,4 +1,5 @@
-"""Synthetic machine sound in the official DCASE 2022 / 2020 layouts and file names, for demos and tests.
+"""Synthetic machine sound in the official DCASE 2020, 2022 and 2023-2026 layouts and file names (2026: a near and
+a far microphone in every clip), for demos and tests.
 
 Every clip is drawn from one seeded generator: same seed, same bytes (tests rely on the clips)."""
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from scipy.signal import lfilter
 
 from aegan import registry
 from aegan.commands.parser import Parser
@@ -82,13 +84,39 @@ def add_anomaly(rng: np.random.Generator, y: np.ndarray, sr: int, kind: str, f0:
     return y
 
 
-def _write(path: Path, y: np.ndarray, sr: int, channels: int = 1) -> None:
+def _write(path: Path, y: np.ndarray, sr: int) -> None:
+    """PCM-16 WAV of (samples,) or (samples, channels), scaled as one below full scale (the channels' levels kept)."""
     y = np.clip(y / max(1.0, np.abs(y).max() / 0.9), -1, 1)
-    if channels > 1:  # more microphones: each a little quieter, with its own small noise
-        y = np.stack([y, *(np.clip(0.8 ** c * y + 0.005 * np.sin(c * np.arange(len(y))), -1, 1)
-                           for c in range(1, channels))], axis=1)
     with atomic_path(path) as tmp:
         sf.write(tmp, y, sr, subtype="PCM_16", format="WAV")
+
+
+# Two microphones (DCASE 2026): the far one hears the machine FAR_GAIN as loud, FAR_DELAY s later, and the room's
+# noise ENV_NEAR times as loud as the near one hears it; the noise's colour and level differ by domain.
+FAR_GAIN, FAR_DELAY, ENV_NEAR = 0.35, 0.002, 0.25
+ENVIRONMENT = {"source": (0.97, 0.06, 0.0), "target": (0.6, 0.09, 0.5)}  # domain: (low-pass pole, level, AM depth)
+
+
+def environment(rng: np.random.Generator, n: int, sr: int, domain: str) -> np.ndarray:
+    """The room's noise in one domain: white noise through a one-pole low-pass, its level slowly modulated."""
+    pole, level, depth = ENVIRONMENT[domain]
+    y = lfilter([1 - pole], [1, -pole], rng.normal(0, 1, n))
+    y *= level / max(np.std(y), 1e-12)
+    t = np.arange(n) / sr
+    return y * (1 + depth * np.sin(2 * np.pi * rng.uniform(0.1, 0.5) * t))
+
+
+def microphones(rng: np.random.Generator, machine: np.ndarray, sr: int, domain: str, channels: int) -> np.ndarray:
+    """(samples, channels): channel 0 the machine with a little of the room, the others farther (FAR_GAIN /
+    FAR_DELAY per step) in the room's full noise; each microphone with its own small self-noise."""
+    n = len(machine)
+    env = environment(rng, n, sr, domain)
+    delay = int(round(FAR_DELAY * sr))
+    out = [machine + ENV_NEAR * env]
+    for c in range(1, channels):
+        late = np.concatenate([np.zeros(c * delay), machine[: n - c * delay]])
+        out.append(FAR_GAIN ** c * late + env)
+    return np.stack([ch + 0.002 * rng.normal(0, 1, n) for ch in out], axis=1)
 
 
 @dataclass(kw_only=True)
@@ -112,9 +140,9 @@ class _Synth:
     def clip(self, path: Path, group: str, domain: str = "source", anomalous: bool = False) -> None:
         f0 = _base_f0(self.machine, group) * (1.12 if domain == "target" else 1.0)
         y = normal_sound(self.rng, self.sr, self.seconds, f0, 0.01 if domain == "source" else 0.02)
-        if anomalous:
+        if anomalous:  # in the machine only: every microphone hears it as it hears the machine
             y = add_anomaly(self.rng, y, self.sr, ANOMALY_KINDS[int(self.rng.integers(len(ANOMALY_KINDS)))], f0)
-        _write(path, y, self.sr, self.channels)
+        _write(path, y if self.channels == 1 else microphones(self.rng, y, self.sr, domain, self.channels), self.sr)
 
     def section(self, part: str, sec: str, first: int = 0) -> None:
         """One section in the DCASE 2022-2026 names; eval test clips shuffled, renamed from `first`, truth beside."""
@@ -152,12 +180,11 @@ def make_2022(out: Path, machine: str, seconds: float = 3.0, sr: int = 16000, n_
 
 
 def make_firstshot(out: Path, machine: str, year: int, part: str = "dev", seconds: float = 3.0, sr: int = 16000,
-                   n_train: int = 16, n_train_target: int = 2, n_test: int = 5, channels: int | None = None,
-                   seed: int = 0) -> Path:
-    """A first-shot year's layout: one section (00) in dev_data/ or eval_data/, as its registry entry says."""
+                   n_train: int = 16, n_train_target: int = 2, n_test: int = 5, seed: int = 0) -> Path:
+    """A first-shot year's layout: one section (00) in dev_data/ or eval_data/, in the year's channels (its
+    registry entry)."""
     entry = registry.first_shot_year(year)
-    if channels is None:
-        channels = entry.eval_channels if part == "eval" else 1
+    channels = entry.channels
     synth = _Synth(out=out, machine=machine, seconds=seconds, sr=sr, n_train=n_train, n_train_target=n_train_target,
                    n_test=n_test, seed=seed, channels=channels)
     synth.section(part, "00", entry.first_eval_number)

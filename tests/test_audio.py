@@ -9,7 +9,7 @@ import soundfile as sf
 from threadpoolctl import threadpool_limits
 
 from aegan.core.errors import AeganError
-from aegan.data.audio import extract, logmel
+from aegan.data.audio import CHANNEL_NAMES, SUBTRACT_FLOOR, extract, logmel
 from conftest import REAL, ROOT, needs_real, write_wav
 
 FEAT = {"fft_num": 2048, "frame_hop": 512, "mel_bin": 128}
@@ -48,12 +48,69 @@ def test_logmel_is_bit_identical_to_direct_librosa(tmp_path):
 
 
 def test_two_channels_are_averaged_as_the_originals_loader_does(tmp_path):
-    """librosa.load(mono=True) averages the channels; DCASE 2026 clips have two."""
+    """feat.channel=mean: librosa.load(mono=True) averages the channels; DCASE 2026 clips have two."""
     p = write_wav(tmp_path / "st.wav", 1.0, channels=2)
     y, sr = librosa.load(p, sr=None, mono=True)
     want = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr, n_fft=2048, hop_length=512,
                                                               n_mels=128), ref=1.0)
-    np.testing.assert_array_equal(logmel(p, **FEAT)[0], want)
+    np.testing.assert_array_equal(logmel(p, **FEAT, channels=2, channel="mean")[0], want)
+
+
+@pytest.mark.parametrize("channel", ["near", "far"])
+def test_a_channel_option_equals_reading_that_channel_alone(tmp_path, channel):
+    """near is channel 0 and far channel 1 of the same file, written alone as a one-channel clip, to the bit."""
+    p = write_wav(tmp_path / "st.wav", 1.0, channels=2)
+    y, sr = sf.read(p, dtype="int16")
+    alone = tmp_path / "alone.wav"
+    sf.write(alone, y[:, CHANNEL_NAMES.index(channel)], sr, subtype="PCM_16")
+    got = logmel(p, **FEAT, channels=2, channel=channel)[0]
+    np.testing.assert_array_equal(got, logmel(alone, **FEAT)[0])
+    assert not np.array_equal(got, logmel(p, **FEAT, channels=2, channel="mean")[0])
+
+
+def test_subtract_takes_the_far_channels_mel_power_from_the_near_ones_floored(tmp_path):
+    p = write_wav(tmp_path / "st.wav", 1.0, channels=2)
+    y, sr = librosa.load(p, sr=None, mono=False)
+    near, far = (librosa.feature.melspectrogram(y=c, sr=sr, n_fft=2048, hop_length=512, n_mels=128) for c in y)
+    for share in (0.0, 0.5, 2.0):
+        want = librosa.power_to_db(np.maximum(near - share * far, SUBTRACT_FLOOR * near), ref=1.0)
+        got = logmel(p, **FEAT, channels=2, channel="subtract", far_share=share)[0]
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
+    # white noise of one level in both: a share of 2 takes more than the near power in most bins; the floor holds
+    floor = librosa.power_to_db(SUBTRACT_FLOOR * near, ref=1.0)
+    assert (got >= floor - 1e-4).all() and np.isclose(got, floor, atol=1e-4).mean() > 0.5
+
+
+@pytest.mark.parametrize(("file_channels", "channels", "channel", "needle"), [
+    (2, 1, "mean", "has 2 channels, but this dataset's clips have one (feat.channels=1)"),
+    (1, 2, "near", "has one channel, but feat.channel=near reads the near and far channels"),
+    (1, 2, "mean", "has one channel, but the dataset's clips have 2 (feat.channels=2)"),
+    (3, 2, "near", "has 3 channels, but the dataset's clips have 2 (feat.channels=2)"),
+    (2, 2, "mean", None),
+])
+def test_a_clip_of_another_channel_count_is_one_line_naming_it(tmp_path, file_channels, channels, channel, needle):
+    """A stereo clip in a mono year is not averaged in silence; a mono clip is not read as DCASE 2026's pair."""
+    p = write_wav(tmp_path / "clip.wav", 0.5, channels=file_channels)
+    if needle is None:
+        assert logmel(p, **FEAT, channels=channels, channel=channel)[0].shape == (128, 16)
+        return
+    with pytest.raises(AeganError) as e:
+        logmel(p, **FEAT, channels=channels, channel=channel)
+    assert str(e.value).startswith(f"audio file {p} ") and needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_opposite_phase_channels_are_named_as_such_not_as_silence(tmp_path, capsys):
+    """Issue 34, case 10: channels that cancel in their mean are not 'all samples zero'."""
+    y = (np.random.default_rng(0).normal(0, 3000, 16000)).astype(np.int16)  # integers: exact opposites
+    sf.write(tmp_path / "op.wav", np.stack([y, -y], axis=1), 16000, subtype="PCM_16")
+    logmel(tmp_path / "op.wav", **FEAT, channels=2, channel="mean")
+    out = capsys.readouterr().out
+    assert "channels that cancel in their mean (opposite phase" in out and "all samples zero" not in out
+    logmel(tmp_path / "op.wav", **FEAT, channels=2, channel="near")  # one channel: sound, no warning
+    assert capsys.readouterr().out == ""
+    sf.write(tmp_path / "z.wav", np.zeros((16000, 2)), 16000, subtype="PCM_16")
+    logmel(tmp_path / "z.wav", **FEAT, channels=2, channel="far")
+    assert "is pure silence (its far channel) (all samples zero)" in capsys.readouterr().out
 
 
 def test_silence_keeps_features_finite(tmp_path, capsys):

@@ -22,7 +22,7 @@ def test_defaults_are_the_paper_settings():
     assert r.sources == [str(D22 / "defaults.yaml"), str(D22 / "config.yaml")] and not r.explicit
     cfg = r.cfg
     assert cfg["feat"] == {"fft_num": 2048, "mel_bin": 128, "frame_hop": 512, "frame_num": 128, "graph_hop_f": 1,
-                           "workers": 0}
+                           "workers": 0, "channels": 1, "channel": "mean", "far_share": 1.0}  # one channel, as read
     assert cfg["net"]["isize"] == 128 and cfg["net"]["nz"] == 256 and cfg["net"]["normalize"] == {"d": "ln", "g": "ln"}
     t = cfg["train"]
     assert (t["epoch"], t["batch_size"], t["lrD"], t["lrG"], t["beta1"]) == (60, 512, 2e-4, 2e-4, 0.5)

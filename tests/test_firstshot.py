@@ -107,7 +107,7 @@ def test_a_new_year_is_one_registry_entry(tmp_path, capsys, monkeypatch):
     """DCASE 2027 (fictitious: evaluation clips renamed from 0005, three channels) registered as its one line in
     aegan/registry.py would be: synth lays it out, train.py and test.py run it end to end, paths name it."""
     year = registry.FirstShotYear("dcase2027", "firstshot", "firstshot", SECTIONS, 2027, first_eval_number=5,
-                                  eval_channels=3)
+                                  channels=3)
     monkeypatch.setitem(registry.REGISTRY, year.name, year)
     data, out = tmp_path / "data", tmp_path / "out"
     synth.make_firstshot(data, "Drill", 2027, "eval", seconds=1.2, n_train=6, n_train_target=2, n_test=2, seed=3)

@@ -65,12 +65,13 @@ def test_score_command_writes_rows_and_names_the_files_it_cannot_score(trained20
                       str(clips[3])], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 1, r.stderr[-2000:]
     errors = [x for x in r.stderr.splitlines() if x.startswith("error:")]
-    assert len(errors) == 3 and "broken.wav" in errors[0] and "cannot read audio file" in errors[0]
+    assert len(errors) == 4 and "broken.wav" in errors[0] and "cannot read audio file" in errors[0]
     assert "rate.wav has sample rate 22050 Hz; the model was trained on 16000 Hz clips" in errors[1]
-    assert errors[2] == "error: 2 of 6 files could not be scored" and "Traceback" not in r.stderr
+    # a two-channel recording to a one-channel model: named, not averaged in silence
+    assert f"{stereo} has 2 channels, but this dataset's clips have one (feat.channels=1)" in errors[2]
+    assert errors[3] == "error: 3 of 6 files could not be scored" and "Traceback" not in r.stderr
     rows = list(csv.DictReader(out_csv.open()))
-    assert [row["file"].rsplit("/", 1)[1] for row in rows] == [clips[0].name, clips[1].name, "stereo.wav",
-                                                               clips[3].name]
+    assert [row["file"].rsplit("/", 1)[1] for row in rows] == [clips[0].name, clips[1].name, clips[3].name]
     assert list(rows[0])[:4] == ["file", "metric", "score", "decision"] and len(rows[0]) == 4 + 19
     assert all(row["decision"] in ("0", "1") and row["score"] == row["G_z_cos_min"] for row in rows)
     assert all(np.isfinite(float(row["score"])) and row["metric"] == "G_z_cos_min" for row in rows)
@@ -86,7 +87,7 @@ def test_an_original_checkpoint_without_sidecar_is_one_line(trained2022, tmp_pat
     assert len(r.stderr.strip().splitlines()) == 1
 
 
-def test_detector_api_takes_a_path_a_folder_and_channels_first_arrays(trained2022, clips, tmp_path):
+def test_detector_api_takes_a_path_a_folder_and_an_array(trained2022, clips, tmp_path):
     det = Detector.load(trained2022[0] / "model" / "fan.pth")
     one = det.score(str(clips[0]))  # a string is one file, not one file per character
     assert [r.file for r in one] == [str(clips[0])] and one[0].error is None
@@ -97,8 +98,10 @@ def test_detector_api_takes_a_path_a_folder_and_channels_first_arrays(trained202
         shutil.copy(c, folder / c.name)
     assert [r.file for r in det.score(tmp_path / "in")] == [str(folder / c.name) for c in clips[:2]]
     y, sr = sf.read(clips[0], dtype="float32")
-    stereo = np.stack([y, y])  # (2, n): channels first, as librosa gives them
-    assert det.score_array(stereo, sr).scores == det.score_array(stereo.T, sr).scores == one[0].scores
+    assert det.score_array(y, sr).scores == det.score_array(y.astype(np.float64), sr).scores == one[0].scores
+    # a one-channel model: a pair is its Result's error, not averaged
+    assert det.score_array(np.stack([y, y]), sr).error.startswith("<array> has 2 channels, but this dataset's "
+                                                                   "clips have one (feat")
     assert "ambiguous" in det.score_array(np.zeros((4, 4)), sr).error
     assert "more than the limit of 1 s" in Detector.load(trained2022[0] / "model" / "fan.pth",
                                                          max_seconds=1).score_array(y, sr).error

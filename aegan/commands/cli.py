@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from aegan import registry
 from aegan.commands.exits import guarded
 from aegan.commands.parser import Parser
 from aegan.commands.results import dataset_title
@@ -73,6 +74,9 @@ def _config(spec: DatasetSpec, args: argparse.Namespace) -> Resolved:
     resolved = load_config(spec.root, args.mt, args.config, args.set)
     spec.check_machine(args.mt, resolved.cfg)
     print("config: " + " <- ".join(resolved.sources))
+    channels = registry.channel_settings(registry.of(spec, resolved.cfg), resolved.cfg, resolved.user)
+    if channels:
+        print(channels)
     if resolved.ignored:
         print(f"config: ignored (keys of the original code that this code does not use): "
               f"{', '.join(resolved.ignored)}")

@@ -19,6 +19,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from aegan.commands.plots import save_png  # noqa: E402
+from aegan.commands.results import channel_label  # noqa: E402
 from aegan.core.progress import Bar  # noqa: E402
 from aegan.core.text import plural  # noqa: E402
 from aegan.data.cache import clip_features  # noqa: E402
@@ -153,20 +154,22 @@ def run_loc(spec: DatasetSpec, resolved: Resolved, args: argparse.Namespace, dev
     chosen = list(range(len(clips)))[:args.limit]
     maps, scores = {}, {}
     figure = None
+    label = channel_label(cfg)  # which channel option the model read its clips with, for several channels
+    suffix = f"   ({label})" if label else ""
     for i in Bar(chosen, "localization", unit="clips"):
         recon, resid, scores[i] = maps_and_score(model, specs, i, metric)
         norm01 = to_unit(normal[:, : recon.shape[1]])
         amap = localization_map(recon, normal) if kind == "recon" else resid / 2  # /2: in [0, 1] units
         figure = figure or ClipFigure(tuple(amap.shape), sr, hop, MAP_NAMES[kind])
         figure.draw(out / figure_name(clips[i], spec.group_name), to_unit(recon).numpy(), norm01.numpy(),
-                    amap.numpy(), f"{clips[i].path.name}   {metric} = {scores[i]:.4g}")
+                    amap.numpy(), f"{clips[i].path.name}   {metric} = {scores[i]:.4g}{suffix}")
         maps[i] = amap.numpy()
     plt.close(figure.fig)
     best = sorted(chosen, key=lambda i: -scores[i])[:args.top]
     among = (f"of all {len(clips)} dev test clips" if len(chosen) == len(clips) else
              f"of the first {len(chosen)} of {len(clips)} dev test clips (--limit {args.limit}), the only ones scored")
     title = (f"{'localization' if kind == 'recon' else 'residual'} maps of the {len(best)} highest {metric} scores\n"
-             f"{among} (one colour scale)")
+             f"{among} (one colour scale){'; ' + label if label else ''}")
     save_png(summary_layout([(f"{clips[i].path.name}  {metric} = {scores[i]:.4g}", maps[i]) for i in best], sr, hop,
                             title), out / f"summary_top{len(best)}.png", 80)
     print(f"wrote {len(chosen) + 1} figures ({kind} maps) to {out}")

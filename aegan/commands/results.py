@@ -22,9 +22,23 @@ def fraction(column: str) -> str:
 
 
 def dataset_title(spec_name: str, cfg: dict) -> str:
-    """How pictures and summaries name the dataset: "DCASE 2022", and for the first-shot folder its year."""
+    """How pictures and summaries name the dataset: "DCASE 2022", and for the first-shot folder its year; with
+    clips of several channels, how the model read them ("DCASE 2026, near channel")."""
     year = cfg.get("year") if isinstance(cfg, dict) else None
-    return f"DCASE {year}" if year else spec_name.upper().replace("DCASE", "DCASE ")
+    name = f"DCASE {year}" if year else spec_name.upper().replace("DCASE", "DCASE ")
+    label = channel_label(cfg)
+    return f"{name}, {label}" if label else name
+
+
+def channel_label(cfg: dict) -> str:
+    """feat.channel in words for clips of several channels ("near channel"); "" for one-channel clips."""
+    feat = cfg.get("feat") if isinstance(cfg, dict) else None
+    if not isinstance(feat, dict) or feat.get("channels", 1) == 1:
+        return ""
+    channel = feat.get("channel", "mean")
+    if channel == "subtract":
+        return f"near - {feat.get('far_share', 1.0):g} x far channel (mel power)"
+    return {"mean": "mean of the channels"}.get(channel, f"{channel} channel")
 
 
 def table(rule: Rule, metric: str, rows: list[dict], summary: dict, title: str = "") -> str:

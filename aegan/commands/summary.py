@@ -74,9 +74,15 @@ def write_summary(rule: Rule, name: str, result_dir: Path, part: str) -> tuple[P
     cols = ["machine", "metric", "chosen_by", key, "best_metric", f"best_{key}", "paper", "model"]
     rows = [[r["machine"], r["metric"], _chosen_by(r), pct(r["value"]), r["best_metric"], pct(r["best_value"]),
              "" if r.get("paper") is None else f"{r['paper']:.2f}", r.get("model", "")] for r in records]
+    channels = any(r.get("channel") for r in records)  # clips of several channels: how each model read them
+    if channels:
+        cols.insert(1, "channel")
+        for row, r in zip(rows, records):
+            row.insert(1, r.get("channel") or "")
     stem = "summary" if part == "dev" else "summary_eval"
     csv_path, md_path = result_dir / f"{stem}.csv", result_dir / f"{stem}.md"
-    write_text(csv_path, csv_text(cols, [*rows, ["official", "", "", pct(official["official"]), "", "", "", ""]]))
+    official_row = ["official", *[""] * (channels + 2), pct(official["official"]), "", "", "", ""]
+    write_text(csv_path, csv_text(cols, [*rows, official_row]))
     write_text(md_path, _markdown(key, name, records, official, part))
     return csv_path, md_path
 
@@ -89,14 +95,15 @@ def _chosen_by(record: dict) -> str:
 
 
 def _markdown(key: str, name: str, records: list[dict], official: dict, part: str) -> str:
-    title = next((r["title"] for r in records if r.get("title")), dataset_title(name, {}))
+    title = next((r["title"] for r in records if r.get("title") and not r.get("channel")), dataset_title(name, {}))
     lines = [f"# {title}: {key} (%) per machine type, {part} test set", "",
              f"| machine | metric (chosen by) | {key} | best metric | best {key} | paper |",
              "|---|---|---|---|---|---|"]
     for r in records:
         paper = "-" if r.get("paper") is None else f"{r['paper']:.2f}"
-        lines.append(f"| {r['machine']} | {r['metric']} ({_chosen_by(r)}) | {pct(r['value'])} | {r['best_metric']} | "
-                     f"{pct(r['best_value'])} | {paper} |")
+        channel = f" ({r['channel']})" if r.get("channel") else ""
+        lines.append(f"| {r['machine']}{channel} | {r['metric']} ({_chosen_by(r)}) | {pct(r['value'])} | "
+                     f"{r['best_metric']} | {pct(r['best_value'])} | {paper} |")
     parts = ", ".join(f"{k} {pct(v)}" for k, v in official.items() if k != "official")
     lines += ["", f"**Official score** (the challenge's rule over the {plural(len(records), 'machine type')} above, "
               f"each with its metric): {pct(official['official'])} ({parts}).", "",

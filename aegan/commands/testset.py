@@ -12,6 +12,7 @@ import torch
 
 from aegan import registry
 from aegan.commands.results import (
+    channel_label,
     dataset_title,
     decision_table,
     score_files,
@@ -123,7 +124,8 @@ def run_test(spec: DatasetSpec, resolved: Resolved, args: argparse.Namespace, de
     if results:
         record_run(run.out, mt, run.part, metric, chosen_by, results, entry.rule,
                    {"paper": cfg.get("paper_result"), "model": str(model.path), "epoch": model.info.get("epoch"),
-                    "dataset": entry.name, "title": dataset_title(spec.name, cfg)})
+                    "dataset": entry.name, "title": dataset_title(spec.name, cfg),
+                    "channel": channel_label(cfg) or None})
         for f in write_summary(entry.rule, entry.name, Path(cfg["result_dir"]), run.part):
             print(f"wrote {f}")
     if not args.no_plots:

@@ -30,9 +30,10 @@ _BLAS = ThreadpoolController()
 BLAS_THREADS = max((c.num_threads for c in _BLAS.select(user_api="blas").lib_controllers), default=1)
 
 
-def read_audio(path: str | os.PathLike, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
-    """(mono waveform, sample rate) as the original reads it (two channels: their mean); a file too long for
-    `max_seconds` is refused from its header, before its samples are read."""
+def read_audio(path: str | os.PathLike, max_seconds: float | None = None, channels: int = 1, channel: str = "mean"
+               ) -> tuple[np.ndarray, int]:
+    """(waveform, sample rate) as the model reads it (feat.channels, feat.channel: `pick`); a file too long for
+    `max_seconds` or with another channel count is refused from its header, before its samples are read."""
     check_regular(path)
     try:
         info = sf.info(str(path))
@@ -44,20 +45,73 @@ def read_audio(path: str | os.PathLike, max_seconds: float | None = None) -> tup
     if max_seconds is not None and info.duration > max_seconds:
         raise AeganError(f"audio file {shown(path)} is {info.duration:.0f} s long, more than the limit of "
                          f"{max_seconds:g} s: cut it into clips (or raise --max-seconds)")
-    try:
-        y, sr = librosa.load(path, sr=None, mono=True)
+    check_channels(f"audio file {shown(path)}", info.channels, channels, channel)
+    try:  # mono=True for the mean: the original's own call, so the mono years' features stay bit-equal
+        y, sr = librosa.load(path, sr=None, mono=channel == "mean")
     except Exception as e:  # soundfile raises many types for broken files
         raise AeganError(f"cannot read audio file {shown(path)}: {type(e).__name__}: {e}") from None
     if y.size == 0:
         raise AeganError(f"audio file {shown(path)} is empty")
+    y = pick(y, channel)
     if not np.any(y):
         # power_to_db floors at amin=1e-10 (-100 dB): finite, so the scaling stays finite, but the clip sets
         # the training minimum; say so rather than hide it
-        tqdm.write(f"warning: audio file {shown(path)} is pure silence (all samples zero); its features are -100 dB")
+        tqdm.write(f"warning: audio file {shown(path)} {silence(path, channel)}; its features are -100 dB")
     return y, int(sr)
 
 
-def logmel_of(y: np.ndarray, sr: int, fft_num: int = 2048, frame_hop: int = 512, mel_bin: int = 128) -> np.ndarray:
+CHANNEL_NAMES = ("near", "far")  # DCASE 2026: channel 0 the microphone near the machine, channel 1 the far one
+
+
+def check_channels(name: str, found: int, channels: int, channel: str) -> None:
+    """One line when a clip's channel count is not the dataset's (feat.channels), or too few for feat.channel."""
+    need = 1 if channel == "mean" else 2
+    if found != channels or found < need:
+        count = "one channel" if found == 1 else f"{found} channels"
+        if found < need:
+            hint = (f"feat.channel={channel} reads the near and far channels of two-channel clips (DCASE 2026): "
+                    "give the two-channel recording, or use feat.channel=mean on a one-channel dataset")
+        elif channels == 1:
+            hint = ("this dataset's clips have one (feat.channels=1), and a recording of more is not averaged "
+                    "in silence: give the one-channel recording (DCASE 2026's two-channel clips: year=2026)")
+        else:
+            hint = f"the dataset's clips have {channels} (feat.channels={channels}): give one of them"
+        raise AeganError(f"{name} has {count}, but {hint}")
+
+
+def pick(y: np.ndarray, channel: str) -> np.ndarray:
+    """What feat.channel takes of a (channels, samples) waveform: near (0) or far (1), both for subtract (2,
+    samples); the mean is librosa.load(mono=True)'s own (given already mono)."""
+    if channel == "mean":
+        return y if y.ndim == 1 else librosa.to_mono(y)
+    if channel == "subtract":
+        return y[:2]
+    return y[CHANNEL_NAMES.index(channel)]
+
+
+def silence(path: str | os.PathLike, channel: str) -> str:
+    """What an all-zero input is: silence, or channels that cancel in their mean (opposite phase)."""
+    if channel == "mean" and sf.info(str(path)).channels > 1:
+        y, _ = librosa.load(path, sr=None, mono=False)
+        if np.any(y):
+            return ("has channels that cancel in their mean (opposite phase: the mean of its channels is zero); "
+                    "feat.channel=near or far reads one channel")
+    which = {"mean": "", "subtract": " (both channels)"}.get(channel, f" (its {channel} channel)")
+    return f"is pure silence{which} (all samples zero)"
+
+
+def subtract_far(mel: np.ndarray, far_share: float) -> np.ndarray:
+    """feat.channel=subtract: spectral subtraction in the mel-power domain, near - far_share x far, floored at
+    SUBTRACT_FLOOR of the near power (no negative power; docs/DCASE2026.md measures it)."""
+    near, far = mel[..., 0, :, :], mel[..., 1, :, :]
+    return np.maximum(near - far_share * far, SUBTRACT_FLOOR * near)
+
+
+SUBTRACT_FLOOR = 0.1  # -10 dB: a bin the far channel explains entirely keeps a tenth of its near power
+
+
+def logmel_of(y: np.ndarray, sr: int, fft_num: int = 2048, frame_hop: int = 512, mel_bin: int = 128,
+              far_share: float = 1.0) -> np.ndarray:
     """Log-mel in dB (mel_bin, T) float32: librosa's melspectrogram with its filter bank built once per setting
     (a sixth of the time per clip), then power_to_db(ref=1). Bit-identical to the original's librosa calls on
     any CPU in the same environment (tests/test_audio.py, tests/test_oracle.py): the same operations on the same
@@ -68,14 +122,16 @@ def logmel_of(y: np.ndarray, sr: int, fft_num: int = 2048, frame_hop: int = 512,
         power = np.abs(librosa.stft(y, n_fft=fft_num, hop_length=frame_hop)) ** 2.0
     with _BLAS.limit(limits=BLAS_THREADS, user_api="blas"):
         mel = np.einsum("...ft,mf->...mt", power, mel_basis(int(sr), fft_num, mel_bin), optimize=True)
+    if y.ndim == 2:  # feat.channel=subtract: near and far mel powers through subtract_far
+        mel = subtract_far(mel, far_share)
     return librosa.power_to_db(mel, ref=1.0).astype(np.float32)
 
 
-def logmel(path: str | os.PathLike, fft_num: int = 2048, frame_hop: int = 512, mel_bin: int = 128
-           ) -> tuple[np.ndarray, int]:
+def logmel(path: str | os.PathLike, fft_num: int = 2048, frame_hop: int = 512, mel_bin: int = 128,
+           channels: int = 1, channel: str = "mean", far_share: float = 1.0) -> tuple[np.ndarray, int]:
     """(log-mel in dB, shape (mel_bin, T), float32; sample rate) of one file."""
-    y, sr = read_audio(path)
-    return logmel_of(y, sr, fft_num, frame_hop, mel_bin), sr
+    y, sr = read_audio(path, None, channels, channel)
+    return logmel_of(y, sr, fft_num, frame_hop, mel_bin, far_share), sr
 
 
 def _filters(sr: int, fft_num: int, mel_bin: int) -> np.ndarray:
@@ -99,6 +155,12 @@ def mel_basis(sr: int, fft_num: int, mel_bin: int) -> np.ndarray:
     return basis
 
 
+def channel_settings(feat_cfg: dict) -> dict:
+    """feat.channels, channel and far_share of a feature section (one written before they existed: the mean of one)."""
+    return {"channels": feat_cfg.get("channels", 1), "channel": feat_cfg.get("channel", "mean"),
+            "far_share": feat_cfg.get("far_share", 1.0)}
+
+
 def _single_threaded() -> None:
     """Worker init: forked workers inherit the parent's thread pools (N x N threads on N cores ran 3x slower);
     only the mel product runs with BLAS_THREADS, as the original's does."""
@@ -109,7 +171,7 @@ def _single_threaded() -> None:
 def extract(paths: list[Path], feat_cfg: dict, workers: int = 1, desc: str = "features") -> np.ndarray:
     """Log-mel of every clip, stacked (N, mel_bin, T). All clips of a set must have one length and rate."""
     job = functools.partial(logmel, fft_num=feat_cfg["fft_num"], frame_hop=feat_cfg["frame_hop"],
-                            mel_bin=feat_cfg["mel_bin"])
+                            mel_bin=feat_cfg["mel_bin"], **channel_settings(feat_cfg))
     # features do not depend on how many workers computed them: each mel product uses BLAS_THREADS (logmel_of)
     if workers > 1 and len(paths) > 2 * workers:
         # the first clip here, before the fork: librosa's numba kernels compile once in the parent and

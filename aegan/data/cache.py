@@ -19,7 +19,7 @@ from aegan.core.errors import AeganError
 from aegan.core.files import atomic_path
 from aegan.core.progress import Bar
 from aegan.core.text import plural
-from aegan.data.audio import extract
+from aegan.data.audio import channel_settings, extract
 from aegan.data.clips import Clip, clip_digest
 from aegan.data.segments import num_segments
 from aegan.settings.checks import tagged
@@ -40,7 +40,7 @@ def load_or_extract(paths: list[Path], feat_cfg: dict, cache_dir: str | os.PathL
     if not paths:
         raise AeganError(f"no clips to extract features from for {name}")
     records = clip_records(paths)
-    settings = {k: feat_cfg[k] for k in FEAT_KEYS}
+    settings = {k: {**channel_settings(feat_cfg), **feat_cfg}[k] for k in FEAT_KEYS}
     key = hashlib.sha256(json.dumps({"v": CACHE_VERSION, "feat": settings, "clips": records}).encode()).hexdigest()
     cache = Path(cache_dir) / f"{name}_{key[:16]}.npy"
     record = cache.with_suffix(".json")

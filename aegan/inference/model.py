@@ -106,7 +106,8 @@ def from_checkpoint(resolved: Resolved, saved: dict, path: object) -> tuple[dict
             continue
         if name in resolved.explicit:
             raise AeganError(f"{name}={node[leaf]!r} was set, but checkpoint {shown(path)} was trained with "
-                             f"{name}={value!r}")
+                             f"{name}={value!r}: leave {name} out (the checkpoint's is used), or train a model with "
+                             "it")
         node[leaf] = value
         changed.append(name)
     return cfg, changed

@@ -58,6 +58,14 @@ class Feat(Section):
     fft_num: int = setting(2048, "FFT length", FEATURES, gt=0)
     mel_bin: int = setting(128, "mel bands (= net.isize)", FEATURES, gt=0)
     frame_hop: int = setting(512, "STFT hop in samples", FEATURES, gt=0)
+    channels: int = setting(1, "channels of every clip (the dataset's: DCASE 2026 two, the others one); a clip with "
+                            "another count is refused", FEATURES, gt=0)
+    channel: Literal["mean", "near", "far", "subtract"] = setting(
+        "mean", "how a clip's channels become the input: mean (the original's librosa.load(mono=True)) | near "
+        "(channel 0) | far (channel 1) | subtract (near's mel power less feat.far_share x far's, floored: "
+        "docs/DCASE2026.md); DCASE 2026's default: the registry's", FEATURES)
+    far_share: Weight = setting(1.0, "subtract: the share of the far channel's mel power taken from the near "
+                                "channel's", FEATURES)
     frame_num: int = setting(128, "segment length in frames (= mel_bin: square segments)", SEGMENTS, gt=0)
     graph_hop_f: int = setting(1, "segment hop in frames", SEGMENTS, gt=0)
     workers: int = setting(0, "feature-extraction processes; 0 = one per CPU core (up to 8); same numbers", FREE,
