@@ -13,6 +13,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
 from aegan.core.errors import AeganError
 from aegan.core.files import atomic_path
@@ -90,9 +91,25 @@ def _file_crc32(path: Path) -> str:
 def clip_features(cfg: dict, mt: str, clips: list[Clip], name: str) -> np.ndarray:
     """Raw log-mel (N, mel_bin, T) of `clips`, cached under <spec_dir>/<mt>/; at least one segment long."""
     feat = cfg["feat"]
+    check_long_enough(mt, clips[0].path if clips else None, feat)  # before minutes of features, not after
     arr = load_or_extract([c.path for c in clips], feat, Path(cfg["spec_dir"]) / mt, name,
                           feat["workers"] or min(os.cpu_count() or 1, 8))
     if num_segments(arr.shape[2], feat["frame_num"], feat["graph_hop_f"]) == 0:
-        raise AeganError(f"clips of {mt} ({clips[0].path}) give {arr.shape[2]} frames, fewer than one segment "
-                         f"of feat.frame_num={feat['frame_num']}")
+        raise too_short(mt, clips[0].path, arr.shape[2], feat)
     return arr
+
+
+def check_long_enough(mt: str, path: Path | None, feat: dict) -> None:
+    """A clip too short for one segment, told from its header (librosa's centred frames: 1 + samples // hop)."""
+    try:
+        frames = 1 + sf.info(str(path)).frames // feat["frame_hop"]
+    except Exception:  # noqa: BLE001 - not readable audio: the extraction names it
+        return
+    if num_segments(frames, feat["frame_num"], feat["graph_hop_f"]) == 0:
+        raise too_short(mt, path, frames, feat)
+
+
+def too_short(mt: str, path: Path, frames: int, feat: dict) -> AeganError:
+    return AeganError(f"clips of {mt} ({path}) give {frames} frames, fewer than one segment of "
+                      f"feat.frame_num={feat['frame_num']}: give longer clips, or a smaller feat.frame_num (the "
+                      "demo's --config demo/small.yaml takes 64-frame segments: 2.1 s at 16 kHz is enough)")
