@@ -94,8 +94,12 @@ def roc_figure(group: str, clips: list[Clip], scores: np.ndarray, metric: str, m
     """ROC per section/ID, with the pAUC's band: a curve per domain (its normal clips against all the section's
     anomalies, the challenge's rule) with its AUC, and the curve of all clips with the pAUC (and AUC if no domains)."""
     groups = sorted({c.group for c in clips})
-    fig, axes = plt.subplots(1, len(groups), figsize=(max(3.6 * len(groups), MIN_WIDTH), 4.4), squeeze=False)
-    for ax, g in zip(axes[0], groups):
+    ncols = min(4, len(groups))  # rows of at most four: many sections stay readable
+    nrows = -(-len(groups) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(max(3.6 * ncols, MIN_WIDTH), 3.8 * nrows + 0.6), squeeze=False)
+    for ax in list(axes.flat)[len(groups):]:
+        ax.set_visible(False)
+    for ax, g in zip(axes.flat, groups):
         members = [(c, v) for c, v in zip(clips, scores) if c.group == g]
         domains = sorted({c.domain for c, _ in members if c.domain}, key=lambda d: d != "source")
         for d in domains:
