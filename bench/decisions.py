@@ -9,7 +9,8 @@ clip and training clip scored through the Python API (all 19 metrics). Before: a
 the training clips scored against the reference set that holds them (in-sample); after: each training clip against
 the other training clips (held out), the gamma fit guarded against its degenerate corner (evaluation.fit_threshold).
 Generator metrics' thresholds are the same in both. Writes
-bench/results/decisions_cpu.json.
+bench/results/decisions_cpu.json; `--timing-only`: what the held-out scores cost at 3000 clips of 512-d embeddings,
+bench/results/decisions_timing_cpu.json.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from aegan import synth  # noqa: E402
 from aegan.core.metrics import D_METRICS, metric_names  # noqa: E402
 from aegan.detector import Detector  # noqa: E402
-from aegan.scoring.clip_scores import training_scores  # noqa: E402
+from aegan.scoring.clip_scores import EmbeddingDetectors, training_scores  # noqa: E402
 from aegan.scoring.evaluation import fit_threshold  # noqa: E402
 from aegan.scoring.held_out import fitted_rule  # noqa: E402
 from aegan.settings.layers import output_settings  # noqa: E402
@@ -75,13 +77,33 @@ def shares(dataset: str, model_path: Path, data: Path, percentile: float) -> dic
             "metrics": rows}
 
 
+def timing(n: int = 3000, dim: int = 512) -> dict:
+    """Seconds of each critic metric's held-out training scores at a real size (random clustered float32
+    embeddings, as bench/evaluation_cost.py draws them), after the detectors are fitted."""
+    rng = np.random.default_rng(0)
+    emb = (rng.normal(size=(n, dim)) + 3 * rng.normal(size=(8, dim))[rng.integers(0, 8, n)]).astype(np.float32)
+    det = EmbeddingDetectors(emb)
+    out = {}
+    for m in D_METRICS:
+        t = time.perf_counter()
+        training_scores(m, None, det, emb, None, {})
+        out[m] = round(time.perf_counter() - t, 3)
+    return {"clips": n, "dim": dim, "seconds": out}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--train", type=int, default=20, help="training clips per section / ID")
     p.add_argument("--test", type=int, default=20, help="normal (and as many anomalous) test clips per section / ID")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--percentile", type=float, default=0.9)
+    p.add_argument("--timing-only", action="store_true", help="only the held-out scores' cost at 3000 x 512")
     a = p.parse_args()
+    if a.timing_only:
+        cost = timing()
+        print(f"held-out training scores, {cost['clips']} clips x {cost['dim']}: {cost['seconds']} s")
+        (ROOT / "bench" / "results" / "decisions_timing_cpu.json").write_text(json.dumps(cost, indent=1) + "\n")
+        return
     results = {"machine": platform.processor() or platform.machine(), "percentile": a.percentile, **vars(a)}
     with tempfile.TemporaryDirectory() as tmp:
         for dataset in ("dcase2022", "dcase2020"):
