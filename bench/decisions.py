@@ -39,7 +39,10 @@ from aegan.settings.layers import output_settings  # noqa: E402
 
 
 def trained(dataset: str, out: Path, a: argparse.Namespace) -> Path:
-    data = out / "data"
+    """The model of `dataset` under `out`, trained unless a run of the same --work left it there."""
+    data, model = out / "data", out / "model" / "fan.pth"
+    if model.exists():
+        return model
     if dataset == "dcase2022":
         synth.make_2022(data, "fan", n_train=a.train, n_train_target=2, n_test=a.test, seed=1)
     else:
@@ -49,7 +52,7 @@ def trained(dataset: str, out: Path, a: argparse.Namespace) -> Path:
     sets += [x for item in output_settings(out) for x in ("--set", item)]
     subprocess.run([sys.executable, str(ROOT / dataset / "train.py"), "--mt", "fan", "--seed", "42", *sets],
                    check=True, stdout=subprocess.DEVNULL)
-    return out / "model" / "fan.pth"
+    return model
 
 
 def shares(dataset: str, model_path: Path, data: Path, percentile: float) -> dict:
@@ -98,6 +101,9 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--percentile", type=float, default=0.9)
     p.add_argument("--timing-only", action="store_true", help="only the held-out scores' cost at 3000 x 512")
+    p.add_argument("--datasets", nargs="+", default=["dcase2022", "dcase2020"], choices=["dcase2022", "dcase2020"])
+    p.add_argument("--work", help="folder of the data and models, kept (a model there is reused); default: temporary")
+    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "decisions_cpu.json"))
     a = p.parse_args()
     if a.timing_only:
         cost = timing()
@@ -106,18 +112,16 @@ def main() -> None:
         return
     results = {"machine": platform.processor() or platform.machine(), "percentile": a.percentile, **vars(a)}
     with tempfile.TemporaryDirectory() as tmp:
-        for dataset in ("dcase2022", "dcase2020"):
-            out = Path(tmp) / dataset
+        for dataset in a.datasets:
+            out = Path(a.work or tmp) / dataset
             results[dataset] = shares(dataset, trained(dataset, out, a), out / "data", a.percentile)
     print(f"share of normal dev test clips flagged (threshold at the gamma fit's {a.percentile:g} point; "
           f"expected about {1 - a.percentile:.2f})")
-    print(f"{'metric':<14}" + "".join(f"{d + ' ' + w:>22}" for d in ("dcase2022", "dcase2020")
-                                      for w in ("before", "after")))
+    print(f"{'metric':<14}" + "".join(f"{d + ' ' + w:>22}" for d in a.datasets for w in ("before", "after")))
     for m in metric_names():
-        cells = [results[d]["metrics"][m][w]["normal_flagged"] for d in ("dcase2022", "dcase2020")
-                 for w in ("before", "after")]
+        cells = [results[d]["metrics"][m][w]["normal_flagged"] for d in a.datasets for w in ("before", "after")]
         print(f"{m:<14}" + "".join(f"{c:>22.3f}" for c in cells))
-    target = ROOT / "bench" / "results" / "decisions_cpu.json"
+    target = Path(a.out)
     target.write_text(json.dumps(results, indent=1) + "\n")
     print(f"wrote {target}")
 

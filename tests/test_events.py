@@ -143,3 +143,31 @@ def test_the_training_curves_figure_says_what_it_draws(trained2022):
                              f"{state['metric']}, hmean {100 * state['best_hmean']:.2f}")
     assert text["Description"] == ("loss terms and the Wasserstein estimate (wdist) | hmean per epoch")
     assert size == (720, 765) and pixels.std() > 10 and not math.isnan(pixels.mean())  # drawn, not blank
+
+
+def test_per_epoch_charts_are_on_an_epoch_axis_and_a_resume_purges_each_axis(tmp_path):
+    """#37: epoch means, hmeans and the selection sat on the batch axis (steps 15, 30, ...). Now in the run's
+    epochs/ folder at step = epoch; the losses stay on the batch axis. A run resumed after epoch 1 purges what the
+    stopped one logged later, on each axis."""
+    from aegan.scoring.evaluation import SECTIONS
+    from aegan.training.events import Events
+
+    results = {m: ([], {q: 0.5 for q in QUANTITIES}) for m in metric_names()}
+    first = Events(tmp_path / "run", SECTIONS, None, 15)
+    for epoch in (1, 2):
+        first.losses(epoch * 15, {"lossD": float(epoch)})
+        first.epoch(epoch, {"lossD": float(epoch)}, 1.0, 100, (2e-4, 2e-4))
+        first.evaluation(epoch, results, {"epoch": epoch, "value": 0.5, "metric": "D_lof"}, True)
+    first.flush()
+    resumed = Events(tmp_path / "run", SECTIONS, 1, 15)  # epoch 2 is trained again
+    resumed.losses(30, {"lossD": 5.0})
+    resumed.epoch(2, {"lossD": 5.0}, 1.0, 100, (2e-4, 2e-4))
+    resumed.flush()
+    batch = EventAccumulator(str(tmp_path / "run"), size_guidance={"scalars": 0})
+    epochs = EventAccumulator(str(tmp_path / "run" / EPOCHS), size_guidance={"scalars": 0})
+    batch.Reload()
+    epochs.Reload()
+    assert [(e.step, e.value) for e in epochs.Scalars("epoch/lossD")] == [(1, 1.0), (2, 5.0)]
+    assert [(e.step, e.value) for e in batch.Scalars("loss/lossD")] == [(15, 1.0), (30, 5.0)]
+    assert _steps(epochs, "hmean/D_lof") == [1] and _steps(epochs, "selection/epoch") == [1]
+    assert "epoch/lossD" not in batch.Tags()["scalars"]
