@@ -39,9 +39,7 @@ def main() -> None:
             synth.make_2022(data, a.mt, seconds=3.0, n_train=16, n_train_target=2, n_test=5, seed=0)
         else:
             synth.make_2020(data, a.mt, seconds=3.0, n_train=18, n_test=8, seed=0)
-    sets = ["--config", str(ROOT / "demo" / "small.yaml"), "--set", f"dataset_dir={data}",
-            "--set", f"train.epoch={a.epochs}"]
-    sets += [x for item in output_settings(out) for x in ("--set", item)]
+    sets = demo_sets(out, a.epochs)
     script_dir = ROOT / a.dataset
     for cmd in (["train.py", "--mt", a.mt, "-c", "0", "--seed", "42", *sets],
                 ["test.py", "--mt", a.mt, "-d", "-c", "0", *sets]):
@@ -51,6 +49,13 @@ def main() -> None:
             sys.exit(r.returncode)
     print(f"\ndemo: done in {time.time() - t0:.0f} s; results in {out / 'result'}, scores in {out / 'detect'}")
     explain(out, a.mt)
+
+
+def demo_sets(out: Path, epochs: int) -> list[str]:
+    """The demo's settings: demo/small.yaml, its data under `out`/data, every output under `out`."""
+    sets = ["--config", str(ROOT / "demo" / "small.yaml"), "--set", f"dataset_dir={out / 'data'}",
+            "--set", f"train.epoch={epochs}"]
+    return sets + [x for item in output_settings(out) for x in ("--set", item)]
 
 
 def explain(out: Path, mt: str) -> None:

@@ -52,7 +52,9 @@ def test_clip_shorter_than_one_segment(tmp_path, capsys):
     data = synth.make_2022(tmp_path / "d", "ToyTrain", seconds=1.0, n_train=2, n_train_target=1, n_test=1)
     code, _, err = run_cli(cli.train_main, SPEC, ["--mt", "ToyTrain", "--config", str(SMALL),
                                                   *out_sets(tmp_path, data)], capsys)
-    one_line_error(code, err, "fewer than one segment")
+    one_line_error(code, err, "fewer than one segment", "demo/small.yaml")
+    # #37: told from the clips' headers before any feature work, not after the features were cached
+    assert not list(tmp_path.rglob("*.npy")), list(tmp_path.rglob("*.npy"))
 
 
 @pytest.mark.parametrize("args, message", [

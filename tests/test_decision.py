@@ -38,3 +38,16 @@ def test_decisions_and_prf_hand_worked():
     assert (rows[0]["precision"], rows[0]["recall"], rows[0]["F1"]) == (0.5, 0.5, 0.5)
     assert (rows[1]["precision"], rows[1]["recall"], rows[1]["F1"]) == (1.0, 1.0, 1.0)
     assert summary["F1"] == pytest.approx(2 / (1 / 0.5 + 1 / 1.0))
+
+
+def test_a_degenerate_gamma_fit_is_refitted_when_guarded():
+    """#37: LOF-like scores (near 1, a long right tail) put the free-loc gamma MLE at shape < 1 with loc at the
+    smallest score, whose 90% point lay beyond every score; guarded, loc is fixed at 0 and the point fits."""
+    s = 1 + scipy.stats.gamma.rvs(0.6, scale=0.08, size=300, random_state=2)
+    plain, guarded = fit_threshold(s, 0.9), fit_threshold(s, 0.9, guard=True)
+    assert plain["shape"] < 1 and "loc_fixed" not in plain  # unguarded: the DCASE baselines' fit, unchanged
+    assert guarded["loc_fixed"] and guarded["loc"] == 0
+    assert abs((s > guarded["threshold"]).mean() - 0.1) < abs((s > plain["threshold"]).mean() - 0.1)
+    assert 0.04 < (s > guarded["threshold"]).mean() < 0.2
+    ok = scipy.stats.gamma.rvs(2.0, scale=1.5, size=300, random_state=0)  # a good fit is left as it is
+    assert fit_threshold(ok, 0.9, guard=True) == fit_threshold(ok, 0.9)

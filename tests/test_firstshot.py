@@ -44,6 +44,11 @@ def test_a_year_trains_and_tests_end_to_end(tmp_path, capsys, year):
     assert code == 0, err[-2000:]
     assert "8 training clips (eval)" in stdout and "no labelled dev test set" in stdout
     assert checkpoint.load(out / "model" / "Polisher.pth")["metric"] == "D_lof"
+    # #37: training named the choice "(detect.metric)" where test.py and the summary said "default"
+    assert "its scores use D_lof (default)" in stdout
+    # #37: -d on an evaluation machine type named a missing folder without saying why it is missing
+    code, _, err = run_cli(cli.test_main, SPEC, ["--mt", "Polisher", "-d", "--no-plots", *sets], capsys)
+    one_line_error(code, err, "Polisher has no development test set", "evaluation machine type", "with -e")
     code, stdout, err = run_cli(cli.test_main, SPEC, ["--mt", "Polisher", "--no-plots", *sets, "--ground-truth",
                                                       str(data / "ground_truth_data")], capsys)
     assert code == 0, err[-2000:]
@@ -51,7 +56,9 @@ def test_a_year_trains_and_tests_end_to_end(tmp_path, capsys, year):
     scores = (out / "detect" / "anomaly_score_Polisher_section_00_test.csv").read_text().splitlines()
     assert scores[0].startswith(f"section_00_{first:04d}.wav,") and len(scores) == 8
     run = json.loads((out / "result" / "Polisher" / "eval" / "run.json").read_text())
-    assert run["metric"] == "D_lof" and {r["section"] for r in run["rows"]} == {"00"}
+    assert run["metric"] == "D_lof" and run["chosen_by"] == "default" and {r["section"] for r in run["rows"]} == {"00"}
+    md = (out / "result" / "summary_eval.md").read_text()  # #37: it said the eval set's metric came from dev labels
+    assert "| Polisher | D_lof (default) |" in md and "dev test set" not in md and "ground truth never chooses" in md
     # the year's official score over its machine types
     rows = list(csv.DictReader((out / "result" / "summary_eval.csv").open()))
     assert [r["machine"] for r in rows] == ["Polisher", "official"]

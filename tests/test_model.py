@@ -11,12 +11,15 @@ import torch
 
 import progress
 from aegan.core.errors import AeganError
+from aegan.core.files import sha256
 from aegan.inference import model
 from aegan.inference.model import prepare
+from aegan.scoring.held_out import BASIS_KEY, basis
 from aegan.settings.layers import load_config
-from aegan.store import checkpoint
+from aegan.store import checkpoint, sidecar
 from aegan.store.model_dir import sidecar_of as sidecar_path
 from aegan.store.model_file import threshold_key
+from aegan.store.sidecar import Sidecar
 from conftest import ROOT, SMALL, out_sets
 from dcase2022.datasets import SPEC
 
@@ -119,3 +122,31 @@ def test_concurrent_test_runs_keep_every_threshold_they_announce(trained2022, tm
         assert "decision: fitted the gamma threshold of G_z_cos_min on the training clips; kept in " in printed
     kept = checkpoint.load(sidecar_path(path))["thresholds"]
     assert {threshold_key("G_z_cos_min", 0.8), threshold_key("G_z_cos_min", 0.7)} <= set(kept)
+
+
+def test_a_critic_threshold_kept_by_an_earlier_version_is_refitted_and_says_so(trained2022, synth2022, tmp_path,
+                                                                                capsys):
+    """#37: a critic metric's threshold from in-sample scores (no `fitted_on` in its record) is refitted on held-out
+    scores, with a line saying so, and the refit is kept in the sidecar; the AUC scores are untouched."""
+    out = tmp_path / "run"
+    shutil.copytree(trained2022[0] / "model", out / "model")
+    shutil.copytree(trained2022[0] / "spec", out / "spec")
+    path = out / "model" / "fan.pth"
+    state = checkpoint.load(path)
+    old = {"metric": "D_lof", "threshold": 0.5, "percentile": 0.9, "shape": 1.0, "loc": 0.0, "scale": 1.0,
+           "shift": 0.0}
+    state["thresholds"]["D_lof@0.9"] = old  # in the model file, as training wrote it before
+    checkpoint.save(path, state)
+    sidecar.write(path, Sidecar(checkpoint_sha256=sha256(path), identity=None, settings={},
+                                thresholds={"D_knn@0.9": {**old, "metric": "D_knn"}}))
+    for metric in ("D_lof", "D_knn"):
+        m, training = prepare(SPEC, _resolved(out, synth2022), "fan", CPU)
+        capsys.readouterr()
+        rule, fitted = m.threshold(metric, training.specs)
+        printed = capsys.readouterr().out
+        assert fitted and f"the {metric} threshold kept with fan.pth (0.5) was fitted on in-sample" in printed
+        assert rule[BASIS_KEY] == basis(metric) and rule["threshold"] != 0.5
+        model.save_thresholds(m)
+        again, _ = prepare(SPEC, _resolved(out, synth2022), "fan", CPU)
+        assert again.threshold(metric, training.specs) == (rule, False)  # the refit, read from the sidecar
+        assert again.threshold("G_z_cos_min", training.specs)[1] is False  # a generator's rule is current

@@ -124,3 +124,47 @@ def test_the_readme_python_imports_resolve():
     assert imports, "the README shows no Python import"
     for line in imports:
         exec(line, {})
+
+
+def _demo_images():
+    spec = importlib.util.spec_from_file_location("demo_images", ROOT / "demo" / "images.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_readme_pictures_are_the_demo_commands_with_its_captions():
+    """#37: the captions named a metric the demo no longer selects and a command it never ran. Each picture is
+    written by demo/images.py with its caption in the PNG; the README shows it under that caption."""
+    from PIL import Image
+
+    images = _demo_images()
+    shown = dict((name, alt) for alt, name in re.findall(r"^!\[([^\]]*)\]\(docs/images/([^)]+)\)$", README, re.M))
+    assert set(shown) == set(images.IMAGES)
+    for name in images.IMAGES:
+        with Image.open(ROOT / "docs" / "images" / name) as im:
+            caption = im.text.get("Caption")
+        assert caption == shown[name], name
+        assert f"({images.COMMAND}: " in caption and "training selected epoch " in caption, caption
+
+
+def test_the_synthetic_data_section_trains_as_written(tmp_path):
+    """#37: the README's synthetic clips are shorter than one segment of the default settings (training failed
+    after caching the features); its training command adds demo/small.yaml, with which they give segments."""
+    import soundfile as sf
+
+    from aegan.data.segments import num_segments
+    from aegan.settings.layers import load_config
+
+    section = README.split("## Synthetic data", 1)[1].split("\n## ", 1)[0]
+    synth_cmd, train_cmd = re.findall(r"```bash\n(.*?)```", section, re.S)[0].strip().splitlines()
+    argv = shlex.split(synth_cmd.split(" #", 1)[0])[3:]  # after python -m aegan.synth
+    synth.main([*(a.replace("data/synth2022", str(tmp_path)) for a in argv), "--train", "1", "--test", "1"])
+    samples = sf.info(str(next(tmp_path.glob("dev_data/*/train/*.wav")))).frames
+    config = re.search(r"--config (\S+)", train_cmd).group(1)
+    assert f"dataset_dir={argv[argv.index('--out') + 1]}" in train_cmd
+    for extra, trains in ((None, False), (str(ROOT / config), True)):
+        feat = load_config(ROOT / "dcase2022", "fan", extra).cfg["feat"]
+        frames = 1 + samples // feat["frame_hop"]  # librosa's centred frames
+        assert (num_segments(frames, feat["frame_num"], feat["graph_hop_f"]) > 0) == trains, (extra, frames)
+    assert "hours per epoch on a CPU" in section

@@ -95,7 +95,8 @@ def test_a_new_dataset_is_a_folder_and_one_registry_entry(tmp_path, capsys, monk
     sets = [*out_sets(out, data), *(x for s in TINY for x in ("--set", s))]
     code, stdout, err = run_cli(cli.train_main, spec, ["--mt", "pump", *sets], capsys)
     assert code == 0, err[-2000:]
-    assert "mean AUC over units" not in stdout and re.search(r"\| \w+: AUC \d+\.\d\d \*selected", stdout), stdout
+    line = r"evaluation on the labelled dev test set, \w+ \(the best metric\): AUC \d+\.\d\d \*selected"
+    assert "mean AUC over units" not in stdout and re.search(line, stdout), stdout
     state = checkpoint.load(out / "model" / "pump.pth")
     assert isinstance(state["best_auc"], float) and state["identity"]["dataset"] == "dcase2099"
 

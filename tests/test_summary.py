@@ -186,26 +186,59 @@ def test_pca_axes_give_their_explained_variance():
     plt.close(fig)
 
 
+def _threshold_drawn(ax) -> str:
+    """How a panel shows the threshold: its line, or the arrow to it with its value."""
+    if any(ln.get_linestyle() == "--" for ln in ax.get_lines()):
+        return "line"
+    (arrow,) = [t.get_text() for t in ax.texts]
+    return arrow
+
+
 def test_each_score_panel_has_the_range_of_its_own_clips():
     """Source and target scores far apart, the threshold among the source clips: each panel's x-range is its own
     clips' (the threshold's line where it lies near them), so that neither domain is squeezed into a corner of a
-    shared range; a panel whose clips lie far from the threshold names it in its legend."""
+    shared range; a panel whose clips lie far from the threshold points to it with an arrow and its value."""
     clips = _clips22()
     scores = np.array([(0 if c.domain == "source" else 100) + c.label + 0.1 * i for i, c in enumerate(clips)])
     threshold = 0.5
     fig = plots.score_figure("section", clips, scores, "G_x_2_sum", threshold, "t")
-    lines = {}
+    shown = {}
     for ax in fig.axes:
-        g, d = ax.get_title().replace("section ", "").split(", ")
+        g, d = ax.get_title().replace("section ", "").split(" (")[0].split(", ")
         own = [s for c, s in zip(clips, scores) if c.group == g and c.domain == d]
-        lines[g, d] = [t.get_text() for t in ax.get_legend().get_texts()][-1]
-        drawn = own + ([threshold] if lines[g, d] == "decision threshold" else [])
+        shown[g, d] = _threshold_drawn(ax)
+        drawn = own + ([threshold] if shown[g, d] == "line" else [])
         lo, hi = ax.get_xlim()
         span = max(drawn) - min(drawn)
         assert min(drawn) - 0.1 * span <= lo <= min(drawn) and max(drawn) <= hi <= max(drawn) + 0.1 * span, \
             ax.get_title()
-    assert lines["00", "source"] == "decision threshold"  # its clips score 0 to 1.4: the line among them
-    assert {v for (g, d), v in lines.items() if d == "target"} == {"decision threshold 0.5 (below the axis)"}
+    assert shown["00", "source"] == "line"  # its clips score 0 to 1.4: the line among them
+    assert {v for (g, d), v in shown.items() if d == "target"} == {"threshold 0.5"}
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("sections", [1, 3, 7])
+def test_figures_are_readable_at_any_section_count(sections):
+    """#37: a one-section ROC was 324 px wide with its title cut; legends covered the bars; the clip counts had
+    fractional ticks. Now: a minimum width, titles wrapped inside the figure, one legend outside the panels, integer
+    count ticks."""
+    clips = [Clip(Path(f"{g}_{d}_{i}.wav"), f"{g:02d}", d, i % 2) for g in range(sections)
+             for d in ("source", "target") for i in range(6)]
+    scores = np.array([c.label + 0.1 * i for i, c in enumerate(clips)])
+    title = "fan (DCASE 2022), dev test set, the model of epoch 4 selected on the hmean of all sections' AUCs and pAUC"
+    for fig in (plots.score_figure("section", clips, scores, "D_knn", 0.7, title),
+                plots.roc_figure("section", clips, scores, "D_knn", 0.1, title)):
+        fig.canvas.draw()
+        box = fig.bbox
+        assert box.width >= plots.MIN_WIDTH * fig.dpi - 1
+        text = fig._suptitle.get_window_extent()
+        assert box.x0 <= text.x0 and text.x1 <= box.x1 and text.y1 <= box.y1, (text, box)
+        plt.close(fig)
+    fig = plots.score_figure("section", clips, scores, "D_knn", 0.7, title)
+    assert all(ax.get_legend() is None for ax in fig.axes) and len(fig.legends) == 1
+    for ax in fig.axes:
+        if ax.get_visible():
+            assert all(float(t).is_integer() for t in ax.get_yticks()), ax.get_yticks()
     plt.close(fig)
 
 

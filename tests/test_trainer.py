@@ -1,6 +1,7 @@
 """The training loop run as a user runs train.py: what it logs and writes, resuming after an interruption to
 the same weights as an uninterrupted run, stopping on a non-finite loss, and the speed options."""
 
+import re
 import shutil
 import signal
 import subprocess
@@ -12,7 +13,9 @@ import yaml
 
 import progress
 from aegan.commands import cli
+from aegan.core.progress import Bar
 from aegan.store import checkpoint
+from aegan.training.epoch import _read
 from conftest import ROOT, TINY, TRAINED_ARGS, one_line_error, out_sets, run_cli, run_script, small_sets
 from dcase2022.datasets import SPEC
 
@@ -41,6 +44,32 @@ def test_training_writes_log_and_checkpoints(trained2022):
     assert [h["epoch"] for h in state["history"]] == [1, 2, 3]
     assert [h["epoch"] for h in last["history"]] == [1, 2] and last["pending"]["epoch"] == 2  # epoch 3, settling
     assert {"lossD", "gp", "lossG", "recon", "feat_match", "metric", "value"} <= set(state["history"][0])
+
+
+def test_an_epochs_training_line_comes_when_it_ends_and_its_evaluation_line_when_ready(trained2022):
+    """#37: the line of epoch 1 came after epoch 2's progress had begun (its evaluation runs beside epoch 2)."""
+    lines = trained2022[2].splitlines()
+
+    def at(prefix: str) -> int:
+        return next(i for i, line in enumerate(lines) if prefix in line)
+
+    for k in (1, 2, 3):
+        assert re.search(rf"epoch {k}/3 training \(epoch means\): lossD -?\d+\.\d+ lossG", lines[at(f"epoch {k}/3 tr")])
+        assert re.search(rf"epoch {k}/3 evaluation on the labelled dev test set, \w+ \(the best metric\): AUC_source "
+                         r"\d+\.\d\d", lines[at(f"epoch {k}/3 ev")])
+    for k in (1, 2):  # epoch k's training line before epoch k+1's progress starts, its evaluation line after
+        assert at(f"epoch {k}/3 training") < at(f"epoch {k + 1}/3: 0/") < at(f"epoch {k}/3 evaluation")
+
+
+def test_the_progress_bars_values_are_the_epochs_running_means(tmp_path):
+    """#37: the bar showed the last batch's losses, unlabelled, unlike the epoch means printed after it."""
+    bar, sums, seen = Bar([], "epoch 1/1", total=0, disable=True), {}, {}
+    t = torch.tensor
+    _read([(0, {"lossD": t(1.0), "lossG": t(3.0)}), (1, {"lossD": t(2.0)})], sums, seen, "e", tmp_path, bar,
+          lambda i, m: None)
+    assert bar.values == "running mean lossD=1.500, running mean lossG=3.000"
+    _read([(2, {"lossD": t(6.0), "lossG": t(5.0)})], sums, seen, "e", tmp_path, bar, lambda i, m: None)
+    assert bar.values == "running mean lossD=3.000, running mean lossG=4.000"  # (1+2+6)/3, (3+5)/2
 
 
 def _start_until(args: list[str], shown: bytes) -> tuple[subprocess.Popen, bytearray]:
@@ -72,7 +101,8 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, synth2022, t
     # epoch 1's evaluation was still running beside epoch 2 when the run stopped: the resumed run settles it
     # from the run state, so the log holds every epoch's line once, none trained twice
     log = (tmp_path / "log" / "fan" / "train.log").read_text()
-    assert [log.count(f"epoch {k}/3 lossD") for k in (1, 2, 3)] == [1, 1, 1], log
+    assert [log.count(f"epoch {k}/3 training (epoch means)") for k in (1, 2, 3)] == [1, 1, 1], log
+    assert [log.count(f"epoch {k}/3 evaluation on the labelled") for k in (1, 2, 3)] == [1, 1, 1], log
     for name in ("fan_last.pth", "fan.pth"):
         ours, ref = checkpoint.load(tmp_path / "model" / name), checkpoint.load(trained2022[0] / "model" / name)
         for net in ("netG", "netD"):

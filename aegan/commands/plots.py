@@ -3,6 +3,7 @@ section or ID, the critic embeddings in 2-D; and every figure's one writer."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -11,6 +12,9 @@ matplotlib.use("Agg")  # files only; no display needed
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
 
@@ -19,6 +23,7 @@ from aegan.core.text import pct  # noqa: E402
 from aegan.data.clips import Clip  # noqa: E402
 
 COLORS = {"normal": "tab:blue", "anomaly": "tab:red"}
+MIN_WIDTH = 6.5  # inches: a figure of one section still holds its title and legend
 DOMAIN_COLORS = {"source": "tab:blue", "target": "tab:orange", None: "tab:green"}
 
 
@@ -33,36 +38,55 @@ def save_png(fig, path: Path, dpi: int = 90, close: bool = True) -> Path:
     return path
 
 
+def suptitle(fig, text: str, fontsize: float = 10) -> None:
+    """The figure's title, each line wrapped to the figure's width (a long title is never cut at the edges)."""
+    chars = max(20, int(fig.get_figwidth() * 72 / (0.6 * fontsize)))
+    fig.suptitle("\n".join(textwrap.fill(line, chars) for line in text.split("\n")), fontsize=fontsize)
+
+
+def _off_range(ax, threshold: float, above: bool) -> None:
+    """A threshold beyond the drawn range: an arrow at that edge pointing to it, with its value."""
+    x = 0.98 if above else 0.02
+    ax.annotate(f"threshold {threshold:.4g}", xy=(x, 0.55), xycoords="axes fraction", xytext=(0.5, 0.55),
+                textcoords="axes fraction", ha="center", va="center", fontsize=7,
+                bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85},
+                arrowprops={"arrowstyle": "->", "color": "black", "lw": 1})
+
+
 def score_figure(group: str, clips: list[Clip], scores: np.ndarray, metric: str, threshold: float, title: str):
     """Score histograms per section/ID and domain, each on its own clips' range: the domains' scores can lie far apart.
-    The threshold is drawn when it lies near the clips, else named in the legend."""
+    The threshold is drawn when it lies near the clips, else an arrow points to it; one legend, above the panels."""
     groups = sorted({c.group for c in clips})  # a panel per section and domain (DCASE 2022), per machine ID (2020)
     domains = sorted({c.domain for c in clips if c.domain}, key=lambda d: d != "source") or [None]
     panels = [(g, d) for g in groups for d in domains]
     ncols = 2 if panels[0][1] else min(3, len(panels))
     nrows = -(-len(panels) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 2.8 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(max(4.2 * ncols, MIN_WIDTH), 2.8 * nrows + 1.0), squeeze=False)
     for ax, (g, d) in zip(axes.flat, panels):
         here = [(c.label, v) for c, v in zip(clips, scores) if c.group == g and c.domain == d]
         lo, hi = min(v for _, v in here), max(v for _, v in here)
         near = lo - (hi - lo) / 4 <= threshold <= hi + (hi - lo) / 4  # else drawing it would squeeze the clips
         bins = np.histogram_bin_edges([v for _, v in here] + ([threshold] if near else []), bins=30)
+        counts = []
         for label, name in ((0, "normal"), (1, "anomaly")):
             s = [v for y, v in here if y == label]
-            ax.hist(s, bins=bins, alpha=0.6, color=COLORS[name], histtype="stepfilled", label=f"{name} ({len(s)})")
+            ax.hist(s, bins=bins, alpha=0.6, color=COLORS[name], histtype="stepfilled", label=name)
+            counts.append(f"{len(s)} {name}")
         if near:
             ax.axvline(threshold, color="black", ls="--", lw=1, label="decision threshold")
         else:
-            side = "below" if threshold < lo else "above"
-            ax.plot([], [], color="black", ls="--", lw=1, label=f"decision threshold {threshold:.4g} ({side} the axis)")
-        ax.set_title(f"{group} {g}" + (f", {d}" if d else ""), fontsize=9)
+            _off_range(ax, threshold, threshold > hi)
+        ax.set_title(f"{group} {g}" + (f", {d}" if d else "") + f" ({', '.join(counts)})", fontsize=9)
         ax.set_xlabel(f"{metric} score", fontsize=8)
         ax.set_ylabel("clips", fontsize=8)
-        ax.legend(fontsize=7)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts of clips
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
-    fig.suptitle(f"{title}\n{metric} scores of normal and anomalous clips", fontsize=10)
-    fig.tight_layout()
+    legend = [Patch(color=COLORS[n], alpha=0.6, label=n) for n in COLORS]
+    legend.append(Line2D([], [], color="black", ls="--", lw=1, label="decision threshold"))
+    fig.legend(handles=legend, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    suptitle(fig, f"{title}\n{metric} scores of normal and anomalous clips")
+    fig.tight_layout(rect=(0, 0.35 / fig.get_figheight(), 1, 1))  # the legend's row below the panels
     return fig
 
 
@@ -70,8 +94,12 @@ def roc_figure(group: str, clips: list[Clip], scores: np.ndarray, metric: str, m
     """ROC per section/ID, with the pAUC's band: a curve per domain (its normal clips against all the section's
     anomalies, the challenge's rule) with its AUC, and the curve of all clips with the pAUC (and AUC if no domains)."""
     groups = sorted({c.group for c in clips})
-    fig, axes = plt.subplots(1, len(groups), figsize=(3.6 * len(groups), 3.6), squeeze=False)
-    for ax, g in zip(axes[0], groups):
+    ncols = min(4, len(groups))  # rows of at most four: many sections stay readable
+    nrows = -(-len(groups) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(max(3.6 * ncols, MIN_WIDTH), 3.8 * nrows + 0.6), squeeze=False)
+    for ax in list(axes.flat)[len(groups):]:
+        ax.set_visible(False)
+    for ax, g in zip(axes.flat, groups):
         members = [(c, v) for c, v in zip(clips, scores) if c.group == g]
         domains = sorted({c.domain for c, _ in members if c.domain}, key=lambda d: d != "source")
         for d in domains:
@@ -95,7 +123,7 @@ def roc_figure(group: str, clips: list[Clip], scores: np.ndarray, metric: str, m
         ax.set_ylabel("true positive rate", fontsize=8)
         ax.set_aspect("equal")
         ax.legend(fontsize=7, loc="lower right")
-    fig.suptitle(f"{title}\nROC of {metric} (AUC and pAUC in %)", fontsize=10)
+    suptitle(fig, f"{title}\nROC of {metric} (AUC and pAUC in %)")
     fig.tight_layout()
     return fig
 
@@ -142,6 +170,8 @@ def embedding_figure(train_emb: np.ndarray, train_clips: list[Clip], test_emb: n
     ax.set_xlabel(axis[0])
     ax.set_ylabel(axis[1])
     ax.legend(fontsize=7, markerscale=1.2)
-    ax.set_title(f"{title}\ncritic embeddings ({'PCA' if method == 'pca' else 't-SNE'})", fontsize=10)
+    ax.set_title("\n".join(textwrap.fill(line, 80) for line in
+                            f"{title}\ncritic embeddings ({'PCA' if method == 'pca' else 't-SNE'})".split("\n")),
+                 fontsize=10)
     fig.tight_layout()
     return fig

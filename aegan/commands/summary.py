@@ -106,9 +106,14 @@ def _markdown(key: str, name: str, records: list[dict], official: dict, part: st
                      f"{r['best_metric']} | {pct(r['best_value'])} | {paper} |")
     parts = ", ".join(f"{k} {pct(v)}" for k, v in official.items() if k != "official")
     lines += ["", f"**Official score** (the challenge's rule over the {plural(len(records), 'machine type')} above, "
-              f"each with its metric): {pct(official['official'])} ({parts}).", "",
-              "A machine type's metric is the one its score files use: its detect.metric when set, else the best on "
-              "the labelled dev test set being scored, else the one selected in training, else "
-              f"{FALLBACK_METRIC}. The best metric and, in training, the epoch are chosen on the labelled test set, "
-              "as in the paper."]
+              f"each with its metric): {pct(official['official'])} ({parts}).", ""]
+    if part == "dev":
+        lines.append("A machine type's metric is the one its score files use: its detect.metric when set, else the "
+                     "best on the labelled dev test set being scored, else the one selected in training, else "
+                     f"{FALLBACK_METRIC}. The best metric and, in training, the epoch are chosen on the labelled dev "
+                     "test set, as in the paper.")
+    else:  # the released evaluation labels evaluate, never choose (metrics.metric_choice)
+        lines.append("A machine type's metric is the one its score files use: its detect.metric when set, else the "
+                     f"one selected in training, else {FALLBACK_METRIC}; the evaluation set's ground truth never "
+                     "chooses it. The best metric column is the best on this evaluation set, shown for comparison.")
     return "\n".join(lines) + "\n"

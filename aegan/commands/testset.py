@@ -29,6 +29,7 @@ from aegan.data.clips import Clip, DatasetSpec, attach_ground_truth
 from aegan.inference.model import Model, Training, prepare, save_thresholds
 from aegan.scoring.clip_scores import Scored, reference_order
 from aegan.scoring.evaluation import Rule, decide, decision_metrics
+from aegan.scoring.held_out import BASIS_KEY
 from aegan.settings.layers import Resolved, record_settings
 
 
@@ -51,7 +52,7 @@ class TestRun:
         machine type and test set; with labels, precision / recall / F1. Returns the decision threshold."""
         decision, fitted = self.model.threshold(metric, self.training.specs)
         if fitted:
-            print(f"decision: fitted the gamma threshold of {metric} on the training clips; kept in "
+            print(f"decision: fitted the gamma threshold of {metric} on {decision[BASIS_KEY]}; kept in "
                   f"{save_thresholds(self.model)}")
         decisions = decide(scores, decision["threshold"])
         detect_dir, group = Path(self.model.cfg["detect_dir"]), self.rule.group

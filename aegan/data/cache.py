@@ -92,11 +92,22 @@ def _file_crc32(path: Path) -> str:
 def clip_features(cfg: dict, mt: str, clips: list[Clip], name: str) -> np.ndarray:
     """Raw log-mel (N, mel_bin, T) of `clips`, cached under <spec_dir>/<mt>/; at least one segment long."""
     feat = cfg["feat"]
+    check_long_enough(mt, clips[0].path if clips else None, feat)  # before minutes of features, not after
     arr = load_or_extract([c.path for c in clips], feat, Path(cfg["spec_dir"]) / mt, name,
                           feat["workers"] or min(os.cpu_count() or 1, 8))
     if num_segments(arr.shape[2], feat["frame_num"], feat["graph_hop_f"]) == 0:
         raise too_short(clips[0].path, mt, arr.shape[2], feat)
     return arr
+
+
+def check_long_enough(mt: str, path: Path | None, feat: dict) -> None:
+    """A clip too short for one segment, told from its header (librosa's centred frames: 1 + samples // hop)."""
+    try:
+        frames = 1 + sf.info(str(path)).frames // feat["frame_hop"]
+    except Exception:  # noqa: BLE001 - not readable audio: the extraction names it
+        return
+    if num_segments(frames, feat["frame_num"], feat["graph_hop_f"]) == 0:
+        raise too_short(path, mt, frames, feat)
 
 
 def too_short(path: Path, mt: str, frames: int, feat: dict) -> AeganError:
@@ -109,4 +120,5 @@ def too_short(path: Path, mt: str, frames: int, feat: dict) -> AeganError:
                           f"one segment of feat.frame_num={num}: lower feat.frame_hop (the paper's is 512)")
     return AeganError(f"clips of {mt} ({path}, {info.duration:.2f} s) give {frames} frames at feat.frame_hop={hop}, "
                       f"fewer than one segment of feat.frame_num={num}: a segment needs clips of at least "
-                      f"{(num - 1) * hop} samples; lower feat.frame_hop or feat.frame_num, or use longer clips")
+                      f"{(num - 1) * hop} samples; lower feat.frame_hop or feat.frame_num, or use longer clips (the "
+                      "demo's --config demo/small.yaml takes 64-frame segments: 2.1 s at 16 kHz is enough)")

@@ -145,6 +145,11 @@ class DatasetSpec:
     def test_clips(self, cfg: dict, mt: str, dev: bool, train_clips: list[Clip]) -> list[Clip]:
         """Sorted test clips; a section/ID without training clips of its part (dev/eval) is an error."""
         part = "dev" if dev else "eval"
+        if dev and not self.has_dev_test(cfg, mt) and (Path(cfg["dataset_dir"]) / "eval_data" / mt).is_dir():
+            raise AeganError(f"{mt} has no development test set (no folder "
+                             f"{Path(cfg['dataset_dir']) / 'dev_data' / mt / 'test'}): it is an evaluation machine "
+                             "type, under eval_data/ only; score its evaluation test set with -e (with --ground-truth "
+                             "when its labels are released)")
         clips = self.list_clips(cfg["dataset_dir"], mt, part, "test")
         if part in self.train_parts(cfg, mt):
             trained = {c.group for c in train_clips if c.source == part}

@@ -25,7 +25,7 @@ from aegan.method.device import apply_precision, model_precision, sized_by
 from aegan.method.nets import Discriminator, Generator, build_nets
 from aegan.scoring import clip_scores
 from aegan.scoring.clip_scores import EmbeddingDetectors, Scored, score_clips, training_scores, with_critic_scores
-from aegan.scoring.evaluation import fit_threshold
+from aegan.scoring.held_out import basis, fitted_rule, is_current
 from aegan.settings.layers import Resolved, get, leaves, node_of
 from aegan.store import checkpoint, model_file, sidecar
 from aegan.store.model_dir import ModelDir, sidecar_of
@@ -76,11 +76,16 @@ class Model:
         metric's calls `train_specs()` for the scaled training features."""
         percentile = self.cfg["detect"]["decision_percentile"]
         key = threshold_key(metric, percentile)
-        if key in self.thresholds:
+        if key in self.thresholds and is_current(self.thresholds[key]):
             return self.thresholds[key], False
+        if key in self.thresholds:  # kept before critic thresholds were held out: refitted, and kept in the sidecar
+            print(f"decision: the {metric} threshold kept with {self.path.name} "
+                  f"({self.thresholds[key]['threshold']:.6g}) was fitted on in-sample training scores (an earlier "
+                  f"version); refitted on held-out ones ({basis(metric)})")
+            self.stored.discard(key)
         specs = None if metric in D_METRICS else train_specs()
         scores = training_scores(metric, self.netG, self.detectors, self.train_emb, specs, self.cfg)
-        self.thresholds[key] = {"metric": metric, **fit_threshold(scores, percentile)}
+        self.thresholds[key] = fitted_rule(metric, scores, percentile)
         return self.thresholds[key], True
 
 
@@ -143,10 +148,12 @@ def built(state: dict, src: ModelFile | Sidecar, cfg: dict, path: Path, device: 
         side = sidecar.read(path, digest)
         info = {"epoch": src.epoch, "metric": src.metric, "chosen_by": training_choice(src),
                 "dataset": src.identity.dataset, "mt": src.identity.mt}
+    kept = side.thresholds if side else {}
+    # the model file's rule, unless it is stale and the sidecar holds its refit
+    own = {k: v for k, v in stored.items() if is_current(v) or not is_current(kept.get(k, v))}
     return Model(netG=netG, netD=netD, cfg=cfg, vmax=np.float32(src.feat_max), vmin=np.float32(src.feat_min),
                  train_emb=src.train_emb, path=path, device=device, digest=digest, sample_rate=int(src.sample_rate),
-                 info=info, thresholds={**(side.thresholds if side else {}), **stored}, identity=src.identity,
-                 stored=set(stored))
+                 info=info, thresholds={**kept, **own}, identity=src.identity, stored=set(own))
 
 
 def load(path: str | Path, device: torch.device) -> Model:

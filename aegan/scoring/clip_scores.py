@@ -16,6 +16,7 @@ from aegan.core.progress import Bar
 from aegan.data.clips import Clip
 from aegan.data.segments import clip_segments
 from aegan.method.device import autocast
+from aegan.scoring.held_out import held_out_scores
 
 NAN_SCORE = float(np.finfo(np.float32).max)
 
@@ -144,8 +145,9 @@ def reference_order(clips: list[Clip]) -> list[int]:
 
 def training_scores(metric: str, netG: nn.Module | None, detectors: EmbeddingDetectors, train_emb: np.ndarray,
                     train_specs: torch.Tensor | None, cfg: dict) -> np.ndarray:
-    """One metric's scores of the training clips, for the decision threshold; only a generator metric runs G."""
+    """One metric's scores of the training clips, for the decision threshold; only a generator metric runs G. A
+    critic metric's are held out (held_out.py): each clip against the other training clips, as a new clip is."""
     if metric in D_METRICS:
-        scores = detectors.score(train_emb, (metric,))[metric]  # only this metric's detector is queried
+        scores = held_out_scores(metric, detectors, train_emb)
         return np.nan_to_num(scores, nan=NAN_SCORE, posinf=NAN_SCORE)
     return score_clips(netG, None, train_specs, cfg, desc="training clips' scores").scores[metric]

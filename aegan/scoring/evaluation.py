@@ -147,9 +147,11 @@ IDS = Rule(group="id", row_columns=("AUC", "pAUC"), summary_columns=("AUC", "pAU
            system=official_ids)
 
 
-def fit_threshold(train_scores: np.ndarray, percentile: float = 0.9) -> dict:
+def fit_threshold(train_scores: np.ndarray, percentile: float = 0.9, guard: bool = False) -> dict:
     """The DCASE baselines' threshold (the original has none): a percentile of a gamma fitted to the training clips'
-    scores, shifted when not positive; a critic metric's are in-sample (its detectors' reference set)."""
+    scores, shifted when not positive (a critic metric's are held out: scoring/held_out.py). `guard`: a fit at the
+    likelihood's unbounded corner (shape < 1 with loc at the smallest score: LOF's scores near 1 land there, and
+    its 90% point lies far beyond every score) is refitted with loc fixed at 0, `loc_fixed` recorded."""
     import scipy.stats
 
     s = np.asarray(train_scores, dtype=np.float64)
@@ -163,9 +165,12 @@ def fit_threshold(train_scores: np.ndarray, percentile: float = 0.9) -> dict:
         return {"shape": float("nan"), "loc": float("nan"), "scale": float("nan"), "shift": shift,
                 "percentile": percentile, "threshold": float(s[0])}
     shape, loc, scale = scipy.stats.gamma.fit(s + shift)
+    degenerate = guard and shape < 1 and loc >= s.min() + shift - 1e-3 * np.ptp(s)
+    if degenerate:
+        shape, loc, scale = scipy.stats.gamma.fit(s + shift, floc=0)
     threshold = float(scipy.stats.gamma.ppf(percentile, shape, loc=loc, scale=scale)) - shift
     return {"shape": float(shape), "loc": float(loc), "scale": float(scale), "shift": shift,
-            "percentile": percentile, "threshold": threshold}
+            "percentile": percentile, "threshold": threshold, **({"loc_fixed": True} if degenerate else {})}
 
 
 def decide(scores: np.ndarray, threshold: float) -> np.ndarray:

@@ -25,7 +25,7 @@ def train_epoch(nets: Nets, sampler: SegmentSampler, train: dict, device: torch.
     settings (wgan, amp); `log(i, mean)` gets each logging interval's mean losses, i its last iteration."""
     nets.netG.train()
     nets.netD.train()
-    wgan, sums, pending = train["wgan"], {}, []
+    wgan, sums, seen, pending = train["wgan"], {}, {}, []
     bar = Bar(sampler.epoch(), desc, total=len(sampler), unit="batches", disable=sampler.rank > 0, start_line=True)
     with autocast(device, train["amp"]):
         for i, x in enumerate(bar):
@@ -37,18 +37,18 @@ def train_epoch(nets: Nets, sampler: SegmentSampler, train: dict, device: torch.
                 losses = train_step(nets.netD, nets.gen, nets.optD, nets.optG, x, wgan, g_update)
             pending.append((i, losses))
             if len(pending) == LOG_EVERY:
-                _read(pending, sums, desc, last_path, bar, log)
+                _read(pending, sums, seen, desc, last_path, bar, log)
                 pending = []
     if pending:
-        _read(pending, sums, desc, last_path, bar, log)
+        _read(pending, sums, seen, desc, last_path, bar, log)
     n_g = len(range(0, len(sampler), wgan["ncritic"]))
     return {k: v / (n_g if k in G_TERMS else len(sampler)) for k, v in sums.items()}
 
 
-def _read(pending: list[tuple[int, dict]], sums: dict[str, float], desc: str, last_path: Path, bar: Bar,
-          log: Callable[[int, dict], None]) -> None:
+def _read(pending: list[tuple[int, dict]], sums: dict[str, float], seen: dict[str, int], desc: str, last_path: Path,
+          bar: Bar, log: Callable[[int, dict], None]) -> None:
     """The pending iterations' losses in one host sync, added to `sums` in iteration order (the means of reading
-    each with .item(), to the bit); the last beside the bar, the interval's means to `log`."""
+    each with .item(), to the bit); the running means beside the bar, the interval's means to `log`."""
     flat = iter(torch.stack([v.float() for _, losses in pending for v in losses.values()]).tolist())
     rows = []
     for i, losses in pending:
@@ -61,6 +61,9 @@ def _read(pending: list[tuple[int, dict]], sums: dict[str, float], desc: str, la
         for k, v in row.items():
             sums[k] = sums.get(k, 0.0) + v
         rows.append(row)
-    bar.note(lossD=f"{row['lossD']:.3f}", lossG=f"{row.get('lossG', float('nan')):.3f}")
+    for k in sums:
+        seen[k] = seen.get(k, 0) + sum(k in r for r in rows)
+    # the epoch's running means (`seen`: how many iterations logged each term), which end at its training line's means
+    bar.note(**{f"running mean {k}": f"{sums[k] / seen[k]:.3f}" for k in ("lossD", "lossG") if seen.get(k)})
     keys = dict.fromkeys(k for r in rows for k in r)  # the generator's terms only in its iterations (ncritic)
     log(pending[-1][0], {k: sum(r[k] for r in rows if k in r) / sum(k in r for r in rows) for k in keys})

@@ -1,6 +1,7 @@
-"""A training run's TensorBoard events (rank 0): loss/, epoch/, lr/, a chart per evaluation quantity of the 19 metrics,
-selection/, and the settings as hparams at the end. Every step is the global iteration, so that a resumed run purges
-what the stopped one logged after its last run state (purge_step)."""
+"""A training run's TensorBoard events (rank 0): loss/ on the batch axis (the global iteration) in the run folder;
+epoch/, lr/, a chart per evaluation quantity of the 19 metrics and selection/ on the epoch axis (step = epoch) in its
+`epochs` subfolder (TensorBoard's run `<run>/epochs`); the settings as hparams at the end. A resumed run purges what
+the stopped one logged after its last run state, in each folder on its own axis (purge_step)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from aegan.core.files import out_of_space
 from aegan.core.metrics import metric_names
 from aegan.scoring.evaluation import Results, Rule
 from aegan.settings.layers import leaves
+
+EPOCHS = "epochs"  # the subfolder of the per-epoch charts
 
 
 def folder(cfg: dict, mt: str, seed: int, run_id: str) -> Path:
@@ -53,39 +56,48 @@ def writing(path: Path) -> Iterator[None]:
 class Events:
     """The writer of one run's events; every method does nothing when the run logs none."""
 
-    def __init__(self, path: Path | None, rule: Rule, purge_step: int | None):
-        self.rule, self.path, self.writer = rule, path, None
+    def __init__(self, path: Path | None, rule: Rule, resumed_at: int | None, iterations: int):
+        """`resumed_at`: the epochs a resumed run had completed (None: a new run); `iterations` per epoch."""
+        self.rule, self.path, self.writer, self.epochs = rule, path, None, None
         if path is not None:
             threading.excepthook = _quiet_writer_thread
             with writing(path):
-                self.writer = SummaryWriter(str(path), purge_step=purge_step, flush_secs=60)
-                if purge_step is None:  # a new run: the charts of one quantity, all metrics
+                new = resumed_at is None
+                self.writer = SummaryWriter(str(path), purge_step=None if new else resumed_at * iterations + 1,
+                                            flush_secs=60)
+                self.epochs = SummaryWriter(str(path / EPOCHS), purge_step=None if new else resumed_at + 1,
+                                            flush_secs=60)
+                if new:  # the charts of one quantity, all metrics
                     charts = {q: ["Multiline", [f"^{q}/"]] for q in rule.summary_columns}
-                    self.writer.add_custom_scalars({"evaluation (%)": charts})
+                    self.epochs.add_custom_scalars({"evaluation (%)": charts})
 
-    def scalars(self, step: int, values: dict[str, float]) -> None:
-        if self.writer is not None:
+    def scalars(self, step: int, values: dict[str, float], per_epoch: bool = True) -> None:
+        """`values` at `step`: an epoch on the epoch axis, else a global iteration."""
+        writer = self.epochs if per_epoch else self.writer
+        if writer is not None:
             with writing(self.path):
                 for tag, value in values.items():
-                    self.writer.add_scalar(tag, value, step)
+                    writer.add_scalar(tag, value, step)
 
     def losses(self, step: int, mean: dict[str, float]) -> None:
-        self.scalars(step, {f"loss/{k}": v for k, v in mean.items()})
+        self.scalars(step, {f"loss/{k}": v for k, v in mean.items()}, per_epoch=False)
 
-    def epoch(self, step: int, mean: dict[str, float], seconds: float, segments: int, lrs: tuple[float, float]
+    def epoch(self, epoch: int, mean: dict[str, float], seconds: float, segments: int, lrs: tuple[float, float]
               ) -> None:
-        self.scalars(step, {**{f"epoch/{k}": v for k, v in mean.items()}, "epoch/seconds": seconds,
+        """Epoch `epoch`'s (1-based) loss means, time and learning rates."""
+        self.scalars(epoch, {**{f"epoch/{k}": v for k, v in mean.items()}, "epoch/seconds": seconds,
                             "epoch/segments_per_second": segments / seconds, "lr/D": lrs[0], "lr/G": lrs[1]})
         self.flush()
 
-    def evaluation(self, step: int, results: Results, best: dict, improved: bool) -> None:
-        """Every metric's summary in %; the selection when this epoch changed it."""
-        self.scalars(step, {f"{q}/{m}": 100 * s[q] for m, (_, s) in results.items() for q in self.rule.summary_columns})
+    def evaluation(self, epoch: int, results: Results, best: dict, improved: bool) -> None:
+        """Epoch `epoch`'s every metric's summary in %; the selection when this epoch changed it."""
+        columns = self.rule.summary_columns
+        self.scalars(epoch, {f"{q}/{m}": 100 * s[q] for m, (_, s) in results.items() for q in columns})
         if improved:
-            self.scalars(step, {"selection/epoch": best["epoch"], "selection/value": 100 * best["value"]})
-            if self.writer is not None:
+            self.scalars(epoch, {"selection/epoch": best["epoch"], "selection/value": 100 * best["value"]})
+            if self.epochs is not None:
                 with writing(self.path):
-                    self.writer.add_text("selection/metric", best["metric"], step)
+                    self.epochs.add_text("selection/metric", best["metric"], epoch)
         self.flush()
 
     def finish(self, step: int, cfg: dict, best: dict) -> None:
@@ -99,21 +111,23 @@ class Events:
             for summary in hparams(settings, {"hparam/selected": selected}):
                 self.writer.file_writer.add_summary(summary, step)
             self.writer.close()
+            self.epochs.close()
         except OSError as e:
             print(f"warning: could not write the run's last TensorBoard events (its hparams) in {shown(self.path)}: "
                   f"{e.strerror or e}; the model file is written", file=sys.stderr)
 
-    def logged(self, step: int) -> bool:
-        """Whether the evaluation at `step` is in the run folder already (a stopped run may have logged it)."""
-        if self.writer is None:
+    def logged(self, epoch: int) -> bool:
+        """Whether the evaluation of `epoch` is in the run folder already (a stopped run may have logged it)."""
+        if self.epochs is None:
             return False
         self.flush()
-        events = EventAccumulator(self.writer.log_dir, size_guidance={"scalars": 0})
+        events = EventAccumulator(self.epochs.log_dir, size_guidance={"scalars": 0})
         events.Reload()
         tag = f"{self.rule.summary_key}/{metric_names()[0]}"
-        return tag in events.Tags()["scalars"] and any(e.step == step for e in events.Scalars(tag))
+        return tag in events.Tags()["scalars"] and any(e.step == epoch for e in events.Scalars(tag))
 
     def flush(self) -> None:
         if self.writer is not None:
             with writing(self.path):
                 self.writer.flush()
+                self.epochs.flush()

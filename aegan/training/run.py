@@ -22,7 +22,8 @@ from aegan.data.clips import DatasetSpec, Identity, check_identity
 from aegan.data.segments import SegmentSampler, skip_loader_draw
 from aegan.method.device import NET_SIZES, seed_everything, sized_by
 from aegan.scoring.clip_scores import EmbeddingDetectors, training_scores
-from aegan.scoring.evaluation import Rule, fit_threshold
+from aegan.scoring.evaluation import Rule
+from aegan.scoring.held_out import BASIS_KEY, fitted_rule
 from aegan.settings.layers import batch_size, record_settings
 from aegan.store import model_file
 from aegan.store.model_dir import ModelDir, training_lock
@@ -96,14 +97,14 @@ class TrainingRun:
                                  batch_size(cfg), rank, world)
         logged = folder(cfg, mt, seed, progress.run_id) if main and cfg["train"]["tensorboard"] else None
         # a resumed run hides what the stopped one logged after the last completed epoch (its run state)
-        events = Events(logged, rule, progress.start * len(sampler) + 1 if state is not None else None)
+        events = Events(logged, rule, progress.start if state is not None else None, len(sampler))
         run = cls(rule=rule, cfg=cfg, mt=mt, seed=seed, device=device, rank=rank, world=world, files=files,
                   data=data, nets=nets, progress=progress, logger=logger,
                   evaluation=Overlap(rule, cfg, data, None), sampler=sampler, events=events)
         if state is not None and state.pending and main:  # the last epoch's evaluation was running when it stopped
             run.evaluation.resume(state.pending, nets.snapshot())  # the nets hold its weights
             # its events, unless the stopped run logged them in the moment between settling it and its next state
-            run.settle(log=not events.logged(run.step(progress.start)))
+            run.settle(log=not events.logged(progress.start))
         return run
 
     def train_epochs(self) -> None:
@@ -116,9 +117,9 @@ class TrainingRun:
             self.logger.info(SELECT_NOTE[tcfg["select"]].format(key=self.rule.summary_key,
                                                                 metric=cfg["detect"]["metric"]))
         else:
+            metric, how = metric_choice(cfg["detect"]["metric"])  # test.py names the choice in the same words
             self.logger.info(f"{self.mt} has no labelled dev test set (an evaluation machine type): no evaluation "
-                             "during training, the last epoch is kept, and its scores use "
-                             f"{metric_choice(cfg['detect']['metric'])[0]} (detect.metric)")
+                             f"during training, the last epoch is kept, and its scores use {metric} ({how})")
         epochs, start = epochs_file(cfg["log_dir"], self.mt), time.time()
         with (sized_by(cfg, "training", (*NET_SIZES, "train.batch_size")),
               ThreadPoolExecutor(1, thread_name_prefix="evaluation") as self.evaluation.pool):
@@ -136,15 +137,17 @@ class TrainingRun:
     def end_epoch(self, epoch: int, mean: dict, seconds: float) -> None:
         """Rank 0 after an epoch: settle the previous epoch's evaluation, start this one's, save the run state."""
         lrs = self.nets.optD.param_groups[0]["lr"], self.nets.optG.param_groups[0]["lr"]
-        self.events.epoch(self.step(epoch + 1), mean, seconds, len(self.sampler) * batch_size(self.cfg), lrs)
-        if not self.data.test_clips:  # the last epoch is the model, with its training embeddings
+        self.events.epoch(epoch + 1, mean, seconds, len(self.sampler) * batch_size(self.cfg), lrs)
+        if self.data.test_clips:  # now, not when its evaluation is ready (beside the next epoch)
+            self.logger.info(self.epoch_line(epoch, mean, seconds))
+        else:  # the last epoch is the model, with its training embeddings
             train_emb = train_embeddings(self.cfg, self.nets, self.data, "training embeddings")
             self.progress.history.append({"epoch": epoch + 1, **mean})
             self.progress.best = {"value": math.nan, "epoch": epoch + 1,
                                   "metric": metric_choice(self.cfg["detect"]["metric"])[0]}
             self.progress.keep(self.nets.snapshot(), train_emb)
             self.save(epoch + 1)
-            self.logger.info(f"{self.epoch_line(epoch, mean, seconds)} *selected")
+            self.logger.info(f"{self.epoch_line(epoch, mean, seconds)} *selected (the last epoch)")
             return
         self.settle()
         self.evaluation.start(epoch, mean, seconds, self.nets)
@@ -172,15 +175,17 @@ class TrainingRun:
             progress.best = {"value": value, "epoch": p.epoch + 1, "metric": shown}
             progress.keep(p.weights, p.train_emb)
         if log:
-            self.events.evaluation(self.step(p.epoch + 1), results, progress.best, improved)
+            self.events.evaluation(p.epoch + 1, results, progress.best, improved)
         summ = results[shown][1]
-        self.logger.info(f"{self.epoch_line(p.epoch, p.mean, p.seconds)} | {shown}: "
+        self.logger.info(f"epoch {p.epoch + 1}/{self.cfg['train']['epoch']} evaluation on the labelled dev test set, "
+                         f"{shown}{' (the best metric)' if how != 'metric' else ' (detect.metric)'}: "
                          + " ".join(f"{c} {100 * summ[c]:.2f}" for c in rule.summary_columns)
                          + (" *selected" if improved else ""))
 
     def epoch_line(self, epoch: int, mean: dict, seconds: float) -> str:
-        return (f"epoch {epoch + 1}/{self.cfg['train']['epoch']} lossD {mean['lossD']:.4f} "
-                f"lossG {mean.get('lossG', math.nan):.4f} recon {mean.get('recon', math.nan):.5f} {seconds:.1f}s")
+        """The epoch's training line: its loss means, logged when it ends."""
+        return (f"epoch {epoch + 1}/{self.cfg['train']['epoch']} training (epoch means): lossD {mean['lossD']:.4f} "
+                f"lossG {mean.get('lossG', math.nan):.4f} recon {mean.get('recon', math.nan):.5f} in {seconds:.1f}s")
 
     def save(self, epoch: int, pending: dict | None = None) -> None:
         """The run state after `epoch` epochs, with the selected epoch's weights."""
@@ -204,7 +209,7 @@ class TrainingRun:
         emb = sel["train_emb"].numpy()
         scores = training_scores(metric, self.nets.netG, EmbeddingDetectors(emb), emb, data.train_specs, cfg)
         percentile = cfg["detect"]["decision_percentile"]
-        decision = {"metric": metric, **fit_threshold(scores, percentile)}
+        decision = fitted_rule(metric, scores, percentile)
         write_model(self.files.model, ModelFile(
             netG=sel["netG"], netD=sel["netD"], config=cfg, identity=data.identity, feat_max=float(data.vmax),
             feat_min=float(data.vmin), train_emb=emb, sample_rate=data.sample_rate, epoch=best["epoch"],
@@ -212,7 +217,7 @@ class TrainingRun:
             thresholds={threshold_key(metric, percentile): decision}, history=progress.history, seed=self.seed,
             run_id=progress.run_id))
         self.logger.info(f"decision threshold of {metric}: {decision['threshold']:.6g} "
-                         f"(gamma fit, {decision['percentile']:.0%} of the training clips' scores)")
+                         f"(gamma fit, {decision['percentile']:.0%} point; scores: {decision[BASIS_KEY]})")
         value = "" if math.isnan(best["value"]) else f", {self.rule.summary_key} {100 * best['value']:.2f}"
         self.logger.info(f"selected model: epoch {best['epoch']}, metric {best['metric']}{value} -> {self.files.model}")
         self.events.finish(self.step(len(progress.history)), cfg, best)
