@@ -113,7 +113,7 @@ SUBTRACT_FLOOR = 0.1  # -10 dB: a bin the far channel explains entirely keeps a 
 def logmel_of(y: np.ndarray, sr: int, fft_num: int = 2048, frame_hop: int = 512, mel_bin: int = 128,
               far_share: float = 1.0) -> np.ndarray:
     """Log-mel in dB (mel_bin, T) float32: librosa's melspectrogram with its filter bank built once per setting
-    (a sixth of the time per clip), then power_to_db(ref=1). Bit-identical to the original's librosa calls on
+    (librosa rebuilds it per call), then power_to_db(ref=1). Bit-identical to the original's librosa calls on
     any CPU in the same environment (tests/test_audio.py, tests/test_oracle.py): the same operations on the same
     shapes, dtypes and layouts, and the mel product with the BLAS thread count librosa gets there (BLAS_THREADS).
     The bits themselves depend on the CPU's BLAS kernel and that count, for the original as here (docs/FAITHFUL.md)."""
