@@ -145,7 +145,8 @@ def test_a_closed_stdout_keeps_the_out_file_and_says_so(trained2022, clips, tmp_
     proc = subprocess.Popen([sys.executable, "-m", "aegan.score", "--model", str(trained2022[0] / "model" / "fan.pth"),
                              "--out", str(table), *map(str, clips)], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
-    assert proc.stdout.readline().startswith(b"model: ")  # the line before scoring: then the reader goes away
+    while not proc.stdout.readline().startswith(b"model: "):  # the line before scoring: then the reader goes away
+        assert proc.poll() is None
     proc.stdout.close()
     err = proc.communicate(timeout=HANG_GUARD)[1].decode()
     one_line_error(proc.returncode, err, "stdout was closed before the rows were printed in full",
