@@ -45,6 +45,31 @@ def check_output(out: Path, inputs: list[Path]) -> None:
                              "choose another file")
 
 
+def said(text: str) -> bool:
+    """Print a line; False when stdout is closed (a pipe such as | head ended), which then goes to /dev/null."""
+    try:
+        print(text, flush=True)
+        return True
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's recipe: no error at exit
+        return False
+
+
+def finish(results: list[Result], closed: bool, out: str | None) -> None:
+    """The files that failed and a closed stdout, each one line on stderr; exit status 1 for either."""
+    failed = [r for r in results if r.error]
+    for r in failed:
+        print(f"error: {r.error}", file=sys.stderr)
+    if closed:
+        kept = f"every row is in {out}" if out else "--out FILE.csv keeps every row"
+        print(f"error: stdout was closed before the rows were printed in full (a pipe such as | head ended); {kept}",
+              file=sys.stderr)
+    if failed:
+        print(f"error: {len(failed)} of {plural(len(results), 'file')} could not be scored", file=sys.stderr)
+    if failed or closed:
+        sys.exit(1)
+
+
 def _parser() -> Parser:
     p = Parser(prog="python -m aegan.score", description=__doc__.split("\n\n")[0])
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="WAV files or folders of them")
@@ -73,11 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     closed: list[bool] = []  # stdout was closed (a pipe such as | head ended): the rest goes to /dev/null
 
     def say(text: str) -> None:
-        try:
-            print(text, flush=True)
-        except BrokenPipeError:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's recipe: no error at exit
-            closed.append(True)
+        closed.extend([] if said(text) else [True])
 
     def run(a: argparse.Namespace) -> None:
         metric = resolve_metric(a.metric, "--metric") if a.metric else None  # named as typed, before any work
@@ -99,17 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         say(table.removesuffix("\n"))
         if a.out:
             say(f"wrote {a.out}")
-        failed = [r for r in results if r.error]
-        for r in failed:
-            print(f"error: {r.error}", file=sys.stderr)
-        if closed:
-            kept = f"every row is in {a.out}" if a.out else "--out FILE.csv keeps every row"
-            print(f"error: stdout was closed before the rows were printed in full (a pipe such as | head ended); "
-                  f"{kept}", file=sys.stderr)
-        if failed:
-            print(f"error: {len(failed)} of {plural(len(results), 'file')} could not be scored", file=sys.stderr)
-        if failed or closed:
-            sys.exit(1)
+        finish(results, bool(closed), a.out)
 
     def interrupted() -> str:
         where = f" to {args.out}" if args.out else ""

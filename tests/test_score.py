@@ -147,7 +147,8 @@ def test_a_closed_stdout_keeps_the_out_file_and_says_so(trained2022, clips, tmp_
     proc = subprocess.Popen([sys.executable, "-m", "aegan.score", "--model", str(trained2022[0] / "model" / "fan.pth"),
                              "--out", str(table), *map(str, clips)], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
-    assert proc.stdout.readline().startswith(b"model: ")  # the line before scoring: then the reader goes away
+    while not proc.stdout.readline().startswith(b"model: "):  # the line before scoring: then the reader goes away
+        assert proc.poll() is None
     proc.stdout.close()
     proc.stdout = None  # nothing more to read from it
     err = progress.communicate(proc)[1].decode()
