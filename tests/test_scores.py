@@ -1,22 +1,26 @@
-"""SPEC section 5: the 19 scores against direct computations, the critic detectors against sklearn."""
+"""SPEC section 5: the scores against direct computations, the critic detectors against sklearn."""
 
 import numpy as np
 import pytest
 import torch
 from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
 
-from aegan.core.metrics import metric_names
+from aegan.core.metrics import CRITIC, D_METRICS, GENERATOR, METRICS, metric_names, original_names, selecting_names
 from aegan.method.nets import build_nets
 from aegan.scoring.clip_scores import NAN_SCORE, EmbeddingDetectors, embed_clips, score_clips, with_critic_scores
 
 NET = {"isize": 16, "nz": 8, "ndf": 4, "ngf": 4, "normalize": {"g": "ln", "d": "ln"}}
 
 
-def test_metric_names_are_the_19():
+def test_the_originals_metrics_are_declared_in_its_order_and_select():
     names = metric_names()
-    assert len(names) == 19 == len(set(names))
-    assert names[:4] == ["D_maha", "D_knn", "D_lof", "D_cos"]  # the original's order: ties go to the critic
-    assert names[4:7] == ["G_x_2_sum", "G_x_2_min", "G_x_2_max"] and names[-1] == "G_z_cos_max"
+    assert len(names) == len(set(names)) == len(METRICS)
+    assert {m.family for m in METRICS} == {CRITIC, GENERATOR}
+    original = original_names()  # SPEC section 5: 4 critic scores, 5 distances x 3 pools over segments
+    assert original[:4] == ["D_maha", "D_knn", "D_lof", "D_cos"]  # the original's order: ties go to the critic
+    assert original[4:] == [f"G_{d}_{p}" for d in ("x_2", "x_1", "z_2", "z_1", "z_cos") for p in ("sum", "min", "max")]
+    assert names[:len(original)] == original  # a new metric comes after the original's: the tie-break is kept
+    assert set(original) <= set(selecting_names())  # the original's take part in the model selection
 
 
 def test_generator_scores_equal_a_direct_per_clip_loop():
@@ -28,7 +32,7 @@ def test_generator_scores_equal_a_direct_per_clip_loop():
     cfg = {"feat": {"frame_num": 16, "graph_hop_f": 2}, "detect": {"amp": "fp32"}}
     scored = score_clips(g, d, specs, cfg, recon=True)
     scores, emb = scored.scores, scored.emb
-    assert list(scores) == metric_names()[4:]  # without detectors: the 15 generator scores
+    assert list(scores) == [m.name for m in METRICS if m.family == GENERATOR]  # without detectors: G's scores
     for c in range(3):
         x = torch.stack([specs[c, :, 2 * i:2 * i + 16] for i in range(4)]).unsqueeze(1)
         with torch.no_grad():
@@ -133,9 +137,9 @@ def test_batched_detector_queries_equal_one_clip_at_a_time_to_the_bit(source):
         ref = _one_at_a_time(det, emb, ("D_maha", "D_cos"))
         for m in ("D_maha", "D_cos"):
             assert got[m].dtype == np.float64 and np.array_equal(got[m], ref[m]), m
-    sub = test[:40]  # all four on a few rows: the neighbour metrics stay one clip at a time
-    got, ref = det.score(sub), _one_at_a_time(det, sub, ("D_maha", "D_knn", "D_lof", "D_cos"))
-    assert list(got) == ["D_maha", "D_knn", "D_lof", "D_cos"]
+    sub = test[:40]  # all of them on a few rows: the neighbour metrics stay one clip at a time
+    got, ref = det.score(sub), _one_at_a_time(det, sub, D_METRICS)
+    assert list(got) == list(D_METRICS)
     assert all(np.array_equal(got[m], ref[m]) for m in ref)
 
 
@@ -155,7 +159,7 @@ def test_training_scores_query_only_the_metric_and_empty_sets_work():
     rng = np.random.default_rng(2)
     train = rng.normal(size=(30, 8)).astype(np.float32)
     det = EmbeddingDetectors(train)
-    for m in ("D_maha", "D_knn", "D_lof", "D_cos"):
+    for m in D_METRICS:
         got = training_scores(m, None, det, train, None, {})
         assert np.array_equal(got, _one_at_a_time(det, train, (m,))[m])
     assert all(v.shape == (0,) for v in det.score(np.zeros((0, 8), np.float32)).values())

@@ -1,4 +1,4 @@
-"""A training run's TensorBoard events (rank 0): loss/, epoch/, lr/, a chart per evaluation quantity of the 19 metrics,
+"""A training run's TensorBoard events (rank 0): loss/, epoch/, lr/, a chart per evaluation quantity of the metrics,
 selection/, and the settings as hparams at the end. Every step is the global iteration, so that a resumed run purges
 what the stopped one logged after its last run state (purge_step)."""
 
