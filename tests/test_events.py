@@ -20,12 +20,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.custom_scalar import layout_pb2
 
 from aegan.core.metrics import metric_names
+from aegan.method.steps import TERMS
 from aegan.store import checkpoint
 from aegan.training.epoch import LOG_EVERY
 from conftest import HANG_GUARD, ROOT, TRAINED_ARGS, run_script, small_sets
 
 pytestmark = pytest.mark.slow
-LOSSES = ("lossD", "wdist", "gp", "lossG", "recon", "feat_match")
+LOSSES = [t.name for t in TERMS]
 QUANTITIES = ("AUC_source", "AUC_target", "pAUC", "hmean")
 
 

@@ -8,8 +8,9 @@ from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
 from aegan.core.metrics import CRITIC, D_METRICS, GENERATOR, METRICS, metric_names, original_names, selecting_names
 from aegan.method.nets import build_nets
 from aegan.scoring.clip_scores import NAN_SCORE, EmbeddingDetectors, embed_clips, score_clips, with_critic_scores
+from declared import settings, small_net, train_section
 
-NET = {"isize": 16, "nz": 8, "ndf": 4, "ngf": 4, "normalize": {"g": "ln", "d": "ln"}}
+NET = {"isize": 16, "nz": 8, "ndf": 4, "ngf": 4}
 
 
 def test_the_originals_metrics_are_declared_in_its_order_and_select():
@@ -25,11 +26,11 @@ def test_the_originals_metrics_are_declared_in_its_order_and_select():
 
 def test_generator_scores_equal_a_direct_per_clip_loop():
     torch.manual_seed(0)
-    g, d = build_nets({**NET, "first_norm": True})
+    g, d = build_nets(small_net(**NET))
     g.eval()
     d.eval()
     specs = torch.rand(3, 16, 22) * 2 - 1  # 3 clips, 22 frames -> 4 segments of 16 with hop 2
-    cfg = {"feat": {"frame_num": 16, "graph_hop_f": 2}, "detect": {"amp": "fp32"}}
+    cfg = settings(feat={"frame_num": 16, "graph_hop_f": 2})
     scored = score_clips(g, d, specs, cfg, recon=True)
     scores, emb = scored.scores, scored.emb
     assert list(scores) == [m.name for m in METRICS if m.family == GENERATOR]  # without detectors: G's scores
@@ -85,10 +86,10 @@ def test_mahalanobis_pseudo_inverse_when_clips_do_not_outnumber_dimensions():
 def test_nan_scores_become_largest_float32():
     """A clip whose features hold NaN: every score it gets is the largest float32, in the table's order."""
     torch.manual_seed(0)
-    g, d = build_nets({**NET, "first_norm": True})
+    g, d = build_nets(small_net(**NET))
     specs = torch.rand(2, 16, 16) * 2 - 1
     specs[1, 3, 4] = float("nan")
-    cfg = {"feat": {"frame_num": 16, "graph_hop_f": 1}, "detect": {"amp": "fp32"}}
+    cfg = settings(feat={"frame_num": 16, "graph_hop_f": 1})
     train = embed_clips(d, torch.rand(20, 16, 16) * 2 - 1, cfg)
     scored = score_clips(g, d, specs, cfg)
     out = with_critic_scores(scored.scores, scored.emb, EmbeddingDetectors(train))
@@ -106,14 +107,12 @@ def _one_at_a_time(det: EmbeddingDetectors, emb: np.ndarray, metrics) -> dict[st
 def _embeddings_of_a_trained_critic(n: int) -> tuple[np.ndarray, np.ndarray]:
     """Clip embeddings (512-d, as at the paper's size) from a critic trained a few steps on synthetic segments."""
     from aegan.method.steps import iteration
-    net = {"isize": 32, "nz": 16, "ndf": 128, "ngf": 8, "normalize": {"g": "ln", "d": "ln"}}  # 128*32/8 = 512
     torch.manual_seed(3)
-    g, d = build_nets({**net, "first_norm": True})
+    g, d = build_nets(small_net(ndf=128))  # 128*32/8 = 512
     opts = [torch.optim.Adam(m.parameters(), lr=2e-4, betas=(0.5, 0.999)) for m in (d, g)]
     base = torch.rand(1, 32, 34) * 2 - 1  # one "machine sound"; its clips are noisy copies
-    wgan = {"lambda_gp": 10.0, "feat_match_eff": 0.1, "match_item": {"mu": 1}, "ncritic": 1}
     for _ in range(3):
-        iteration(d, g, *opts, base[None, :, :, :32] + 0.1 * torch.randn(8, 1, 32, 32), wgan)
+        iteration(d, g, *opts, base[None, :, :, :32] + 0.1 * torch.randn(8, 1, 32, 32), train_section())
     with torch.no_grad():  # one segment per clip: its embedding is the clip's
         emb = d.eval().embed(base[None, :, :, :32] + 0.1 * torch.randn(n, 1, 32, 32)).numpy()
     assert emb.shape == (n, 512) and emb.dtype == np.float32

@@ -18,8 +18,9 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from aegan.commands.plots import save_png  # noqa: E402
 from aegan.core.metrics import selecting_names  # noqa: E402
 from aegan.core.text import plural  # noqa: E402
+from aegan.method import steps  # noqa: E402
 
-CRITIC, GENERATOR = ("lossD", "wdist", "gp"), ("lossG", "recon", "feat_match")
+CRITIC, GENERATOR = steps.terms(steps.CRITIC), steps.terms(steps.GENERATOR)
 
 
 def _series(history: list[dict], key: str) -> tuple[list[int], list[float]]:

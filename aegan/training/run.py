@@ -21,6 +21,7 @@ from aegan.core.progress import epochs_file, write_epochs
 from aegan.data.clips import DatasetSpec, Identity, check_identity
 from aegan.data.segments import SegmentSampler, skip_loader_draw
 from aegan.method.device import seed_everything
+from aegan.method.steps import terms_text
 from aegan.scoring.clip_scores import EmbeddingDetectors, training_scores
 from aegan.scoring.evaluation import Rule, fit_threshold
 from aegan.settings.layers import batch_size, record_settings
@@ -178,8 +179,7 @@ class TrainingRun:
                          + (" *selected" if improved else ""))
 
     def epoch_line(self, epoch: int, mean: dict, seconds: float) -> str:
-        return (f"epoch {epoch + 1}/{self.cfg['train']['epoch']} lossD {mean['lossD']:.4f} "
-                f"lossG {mean.get('lossG', math.nan):.4f} recon {mean.get('recon', math.nan):.5f} {seconds:.1f}s")
+        return f"epoch {epoch + 1}/{self.cfg['train']['epoch']} {terms_text(mean)} {seconds:.1f}s"
 
     def save(self, epoch: int, pending: dict | None = None) -> None:
         """The run state after `epoch` epochs, with the selected epoch's weights."""
