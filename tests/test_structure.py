@@ -24,9 +24,8 @@ DEFERRED = {
     ("aegan.scoring.evaluation", "sklearn.metrics"): "1.2 s: the registry, which every command imports, holds the "
                                                      "rules, not their arithmetic",
     ("aegan.scoring.evaluation", "scipy.stats"): "the same",
-    ("aegan.scoring.clip_scores", "sklearn.metrics"): "0.8 s: every command imports the scoring pass; only scoring "
-                                                      "fits the critic detectors",
-    ("aegan.scoring.clip_scores", "sklearn.neighbors"): "the same",
+    ("aegan.scoring.clip_scores", "sklearn"): "0.8 s: every command imports the scoring pass; only scoring fits the "
+                                              "critic detectors (any of sklearn's estimators: a new metric's too)",
     ("aegan.reproduce", "aegan.commands.curves"): "matplotlib: only for the table's figure",
     ("aegan.jobs.local", "torch"): "seconds: aegan.reproduce --status and the Slurm launcher never need it",
     ("aegan.jobs.slurm", "submitit"): "the cluster's package: only where jobs are submitted or run",
