@@ -1,6 +1,7 @@
 """A model that stands alone: our checkpoints hold what scoring needs; for one of the original's, what it
 lacks is derived once from the training clips, kept in a sidecar keyed on the checkpoint's content."""
 
+import dataclasses
 import shutil
 
 import numpy as np
@@ -8,10 +9,11 @@ import pytest
 import torch
 
 from aegan.core.errors import AeganError
+from aegan.detector import Detector
 from aegan.inference import model
 from aegan.inference.model import prepare
 from aegan.settings.layers import load_config
-from aegan.store import checkpoint
+from aegan.store import checkpoint, model_file
 from aegan.store.model_dir import sidecar_of as sidecar_path
 from conftest import SMALL, out_sets
 from dcase2022.datasets import SPEC
@@ -72,3 +74,16 @@ def test_a_fitted_threshold_is_kept(trained2022, synth2022, tmp_path):
     again, _ = prepare(SPEC, _resolved(out, synth2022), "fan", CPU)
     assert again.threshold("D_lof", train_specs) == (rule, False)
     assert again.threshold("G_z_cos_min", train_specs)[1] is False  # the model file's own is still there
+
+
+def test_a_model_file_from_before_a_setting_was_declared_scores_as_before(trained2022, synth2022, tmp_path):
+    """A model file whose stored settings lack a setting declared since (here detect.amp, which scoring reads)
+    reads with the declared default, the behaviour before it, and scores its clips as the complete file does."""
+    _, mf = model_file.read(trained2022[0] / "model" / "fan.pth")
+    older = {k: dict(v) if isinstance(v, dict) else v for k, v in mf.config.items()}
+    del older["detect"]["amp"]
+    model_file.write(tmp_path / "fan.pth", dataclasses.replace(mf, config=older))
+    assert model_file.read(tmp_path / "fan.pth")[1].config["detect"]["amp"] == "fp32"
+    clips = sorted((synth2022 / "dev_data" / "fan" / "test").glob("*.wav"))[:3]
+    then, now = Detector.load(tmp_path / "fan.pth").score(clips), Detector.load(trained2022[0] / "model" / "fan.pth")
+    assert [r.scores for r in then] == [r.scores for r in now.score(clips)]
