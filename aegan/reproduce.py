@@ -17,6 +17,7 @@ from aegan.commands.parser import Parser
 from aegan.commands.results import fraction
 from aegan.core.errors import AeganError, shown
 from aegan.core.files import csv_text, write_text
+from aegan.core.metrics import selecting_names
 from aegan.core.text import pct, plural
 from aegan.jobs.job import Job
 from aegan.jobs.launcher import Launcher, launchers
@@ -86,8 +87,8 @@ def summarize(dataset: str, machines: list[str], seeds: list[int], out: Path) ->
 
 
 def curves(dataset: str, jobs: list[Job], out: Path) -> Path | None:
-    """<out>/summary_curves.png: each machine type's paper metric (else best of 19) per epoch, over the seeds whose
-    training finished; None when no job evaluated epochs."""
+    """<out>/summary_curves.png: each machine type's paper metric (else the best of the selecting metrics) per
+    epoch, over the seeds whose training finished; None when no job evaluated epochs."""
     key, found = registry.dataset(dataset).rule.summary_key, {}
     for mt in dict.fromkeys(j.mt for j in jobs):
         paper_metric, result = paper(dataset, mt)
@@ -98,7 +99,7 @@ def curves(dataset: str, jobs: list[Job], out: Path) -> Path | None:
             if history and all("values" in h for h in history):
                 runs.append([100 * (h["values"][paper_metric] if paper_metric else h["best_value"]) for h in history])
         if runs:
-            found[mt] = (paper_metric or "the best of the 19 metrics, per epoch", runs, result)
+            found[mt] = (paper_metric or f"the best of the {len(selecting_names())} metrics, per epoch", runs, result)
     if not found:
         return None
     from aegan.commands.curves import table_curves  # matplotlib: only for the figure

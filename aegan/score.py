@@ -74,9 +74,9 @@ def _parser() -> Parser:
     p = Parser(prog="python -m aegan.score", description=__doc__.split("\n\n")[0])
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="WAV files or folders of them")
     p.add_argument("--model", required=True, help="a checkpoint (ours, or the original's with its .scoring.pt)")
-    p.add_argument("--metric", help="one of the 19 metrics (default: the model's)")
+    p.add_argument("--metric", help=f"one of the {len(metric_names())} metrics (default: the model's)")
     p.add_argument("--out", metavar="FILE.csv", help="also write the rows to this CSV file")
-    p.add_argument("--all-metrics", action="store_true", help="add the 19 scores to every row")
+    p.add_argument("--all-metrics", action="store_true", help="add every metric's score to every row")
     p.add_argument("--max-seconds", type=float, default=MAX_SECONDS, metavar="S",
                    help=f"refuse recordings longer than this (default {MAX_SECONDS:g}: a clip is scored in one pass, "
                    "its memory grows with its length)")

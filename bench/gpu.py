@@ -160,7 +160,7 @@ def time_variant(name: str, spec, cfg: dict, device, data, s: dict) -> dict:
     def step(i: int) -> dict:
         x = next(it).to(device, non_blocking=True).contiguous(memory_format=nets.fmt)
         with torch.autocast(device.type, torch.bfloat16, enabled=amp == "bf16"):
-            return train_step(nets.netD, nets.gen, nets.optD, nets.optG, x, wgan, i % wgan["ncritic"] == 0)
+            return train_step(nets.netD, nets.gen, nets.optD, nets.optG, x, cfg["train"], i % wgan["ncritic"] == 0)
 
     nets.netG.train()
     nets.netD.train()

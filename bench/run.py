@@ -39,8 +39,9 @@ from aegan.method.fast_steps import train_step  # noqa: E402
 from aegan.method.nets import build_nets  # noqa: E402
 from aegan.method.steps import critic_step, feature_match  # noqa: E402
 from aegan.scoring.clip_scores import embed_clips, score_clips  # noqa: E402
+from aegan.settings.checks import defaults  # noqa: E402
 
-WGAN = {"lambda_gp": 10.0, "feat_match_eff": 0.1, "match_item": {"mu": 1}, "ncritic": 1}
+TRAIN = defaults()["train"]  # the declared weights: lambda_gp 10, feat_match_eff 0.1, match_item {mu: 1}
 
 
 # ---------------------------------------------------------------- reference paths (the original's way)
@@ -170,7 +171,7 @@ def main() -> None:
         isize, bs, clips, repeat = 32, 16, 12, 1
     n_fft, hop_length, frame_num = 2048, 512, isize
     feat_cfg = {"fft_num": n_fft, "frame_hop": hop_length, "mel_bin": isize}
-    net_cfg = {"isize": isize, "nz": 256, "ndf": 32, "ngf": 32, "normalize": {"g": "ln", "d": "ln"}}
+    net_cfg = {**defaults()["net"], "isize": isize}
     res: dict = {"device": str(device), "torch": torch.__version__, "python": platform.python_version(),
                  "cpu_threads": torch.get_num_threads(), "isize": isize, "batch": bs,
                  "gpu": torch.cuda.get_device_name(device) if cuda else None, "allocator_tuned": tuned}
@@ -231,23 +232,23 @@ def main() -> None:
     x = next(iter(sampler.epoch())).to(device)
 
     def fresh():
-        g, d = build_nets({**net_cfg, "first_norm": True})
+        g, d = build_nets(net_cfg)
         g, d = g.to(device), d.to(device)
         return (g, d, torch.optim.Adam(d.parameters(), 2e-4, betas=(0.5, 0.999)),
                 torch.optim.Adam(g.parameters(), 2e-4, betas=(0.5, 0.999)))
 
     g0, d0, oD0, oG0 = fresh()
     g, d, oD, oG = fresh()
-    t_ref, t_our = compare(lambda: (critic_step(d0, oD0, x, g0(x).detach(), WGAN),
-                                    reference_g_step(d0, g0, oG0, x, WGAN)),
-                           lambda: train_step(d, g, oD, oG, x, WGAN), repeat + 1, sync)
+    t_ref, t_our = compare(lambda: (critic_step(d0, oD0, x, g0(x).detach(), TRAIN),
+                                    reference_g_step(d0, g0, oG0, x, TRAIN["wgan"])),
+                           lambda: train_step(d, g, oD, oG, x, TRAIN), repeat + 1, sync)
     flops = step_flops(d, g, x)
 
     def amp_step():
         with torch.autocast(device.type, torch.bfloat16):
-            train_step(d, g, oD, oG, x, WGAN)
+            train_step(d, g, oD, oG, x, TRAIN)
 
-    t_our2, t_bf16 = compare(lambda: train_step(d, g, oD, oG, x, WGAN), amp_step, repeat, sync)
+    t_our2, t_bf16 = compare(lambda: train_step(d, g, oD, oG, x, TRAIN), amp_step, repeat, sync)
     mm = matmul_gflops(device)
     res["train"] = {"reference_segments_per_s": bs / t_ref, "ours_segments_per_s": bs / t_our,
                     "bf16_segments_per_s": bs / t_bf16, "ratio": t_ref / t_our, "ratio_bf16_vs_fp32": t_our2 / t_bf16,

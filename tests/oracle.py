@@ -114,16 +114,16 @@ def run_ours(dataset: str, script: str, mt: str, config: Path, out: Path, *args:
 
 
 def clip_scores_from_calls(calls: list, names: list[str], group_of) -> dict[str, dict[str, float]]:
-    """Each clip's 19 scores from the original's roc_auc_score calls: per metric (in its order) and per
+    """Each clip's scores of the original's metrics from its roc_auc_score calls: per metric (in its order) and per
     section/ID (sorted), the pAUC call (max_fpr set) scores every clip of the group in listing order."""
-    from aegan.core.metrics import metric_names
+    from aegan.core.metrics import original_names
 
     groups = sorted({group_of(n) for n in names})
     members = {g: [n for n in names if group_of(n) == g] for g in groups}
     pauc = [c for c in calls if c[2] is not None]
-    assert len(pauc) == 19 * len(groups), (len(pauc), len(groups))
+    assert len(pauc) == len(original_names()) * len(groups), (len(pauc), len(groups))
     out: dict[str, dict[str, float]] = {}
-    for k, metric in enumerate(metric_names()):
+    for k, metric in enumerate(original_names()):
         out[metric] = {}
         for j, g in enumerate(groups):
             _, scores, _ = pauc[k * len(groups) + j]

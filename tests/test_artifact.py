@@ -15,6 +15,7 @@ import torch
 import progress
 from aegan.commands import cli
 from aegan.core.files import HOST, write_text
+from aegan.core.metrics import metric_names
 from aegan.inference.model import prepare
 from aegan.settings.layers import load_config
 from aegan.store import checkpoint, model_file
@@ -218,7 +219,7 @@ def test_score_out_never_destroys_an_input(trained2022, synth2022, tmp_path, tar
 def test_detect_metric_is_checked_before_any_work(synth2022, tmp_path, capsys):
     code, _, err = run_cli(cli.train_main, SPEC, ["--mt", "fan", *small_sets(tmp_path, synth2022), "--set",
                                                   "detect.metric=G_x_2_avg"], capsys)
-    one_line_error(code, err, "detect.metric 'G_x_2_avg' is not one of the 19 metrics")
+    one_line_error(code, err, f"detect.metric 'G_x_2_avg' is not one of the {len(metric_names())} metrics")
     assert not any(tmp_path.iterdir())
 
 

@@ -9,14 +9,13 @@ import torch
 
 from aegan.method.nets import Discriminator, Generator, build_nets
 from aegan.store import checkpoint
-
-NET = {"isize": 128, "nz": 256, "ndf": 32, "ngf": 32, "normalize": {"d": "ln", "g": "ln"}, "first_norm": True}
+from declared import section
 
 
 def net(**changes) -> dict:
-    """The paper's `net` section with some settings changed (normalize_g sets normalize.g)."""
-    out = {**NET, **{k: v for k, v in changes.items() if k != "normalize_g"}}
-    return {**out, "normalize": {"d": "ln", "g": changes.get("normalize_g", "ln")}}
+    """The paper's `net` section (the declared defaults) with some settings changed (normalize_g sets normalize.g)."""
+    out = {k: v for k, v in changes.items() if k != "normalize_g"}
+    return section("net", **out, normalize={"d": "ln", "g": changes.get("normalize_g", "ln")})
 
 
 @pytest.mark.parametrize("norm, first_norm, key", [("ln", False, "best_hmean"), ("bn", True, "best_aver")])

@@ -21,11 +21,10 @@ from aegan.method.fast_steps import ddp_train_step, train_step
 from aegan.method.nets import build_nets
 from aegan.settings.layers import load_config, output_settings
 from aegan.store import checkpoint
-from aegan.training.run import train
 from conftest import ROOT, SMALL, small_sets
+from declared import small_net, train_section
 
-NET = {"isize": 32, "nz": 16, "ndf": 8, "ngf": 8, "normalize": {"g": "ln", "d": "ln"}}
-WGAN = {"lambda_gp": 10.0, "feat_match_eff": 0.5, "match_item": {"mu": 1, "sigma": 1}, "ncritic": 1}
+TRAIN = train_section(feat_match_eff=0.5, match_item={"mu": 1, "sigma": 1})
 
 
 def free_port() -> int:
@@ -44,12 +43,12 @@ def _rank(rank, world, batch, port, out):
     dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(hours=24))
     x = torch.load(batch)
     torch.manual_seed(0)
-    g, d = build_nets({**NET, "first_norm": True})
+    g, d = build_nets(small_net())
     dg, dd = DDP(g), DDP(d)
     oD, oG = _opt(d.parameters()), _opt(g.parameters())
     torch.manual_seed(1)
     b = x.size(0) // world
-    losses = ddp_train_step(dd, dg, oD, oG, x[rank * b:(rank + 1) * b], WGAN)
+    losses = ddp_train_step(dd, dg, oD, oG, x[rank * b:(rank + 1) * b], TRAIN)
     if rank == 0:
         torch.save({"g": g.state_dict(), "d": d.state_dict(), "fm": losses["feat_match"]}, out)
     del dg, dd  # before the group: see aegan.training.distributed.finish
@@ -73,11 +72,11 @@ def test_ddp_step_equals_single_process_step_on_the_global_batch(tmp_path):
     torch.save(x, tmp_path / "x.pt")  # a file, not a tensor shared through the parent's fd-passing thread
     _spawn(_rank, (2, str(tmp_path / "x.pt"), free_port(), str(tmp_path / "ddp.pt")))
     torch.manual_seed(0)
-    g, d = build_nets({**NET, "first_norm": True})
+    g, d = build_nets(small_net())
     init = {key: {k: v.clone() for k, v in net.state_dict().items()} for key, net in (("g", g), ("d", d))}
     oD, oG = _opt(d.parameters()), _opt(g.parameters())
     torch.manual_seed(1)
-    ref = train_step(d, g, oD, oG, x, WGAN)
+    ref = train_step(d, g, oD, oG, x, TRAIN)
     got = torch.load(tmp_path / "ddp.pt")
     # feature matching on global batch statistics
     assert float(got["fm"]) == pytest.approx(float(ref["feat_match"]), rel=1e-4)
@@ -94,7 +93,7 @@ def _train_rank(rank: int, port: int, sets: list[str], out: str) -> None:
     os.environ.update(WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port), GLOO_SOCKET_IFNAME="lo")
     entry = registry.dataset("dcase2022")
-    run = train(entry.spec(), load_config(entry.root, "ToyTrain", str(SMALL), sets).cfg, "ToyTrain",
+    run = train_section(entry.spec(), load_config(entry.root, "ToyTrain", str(SMALL), sets).cfg, "ToyTrain",
                 torch.device("cpu"), 42)
     # while the caller still holds the run (train.py draws its curves then): isinstance trips on dead weak proxies
     alive = sum(type(o) is DDP for o in gc.get_objects())

@@ -21,13 +21,14 @@ from tensorboard.plugins.custom_scalar import layout_pb2
 
 import progress
 from aegan.core.metrics import metric_names
+from aegan.method.steps import TERMS
 from aegan.store import checkpoint
 from aegan.training.epoch import LOG_EVERY
 from aegan.training.events import EPOCHS
 from conftest import ROOT, TRAINED_ARGS, run_script, small_sets
 
 pytestmark = pytest.mark.slow
-LOSSES = ("lossD", "wdist", "gp", "lossG", "recon", "feat_match")
+LOSSES = [t.name for t in TERMS]
 QUANTITIES = ("AUC_source", "AUC_target", "pAUC", "hmean")
 
 

@@ -7,9 +7,9 @@ from torch import nn
 
 from aegan.method.nets import build_nets
 from aegan.method.steps import critic_step, feature_match, generator_step, gradient_penalty, iteration
+from declared import small_net, train_section
 
-NET = {"isize": 32, "nz": 16, "ndf": 8, "ngf": 8, "normalize": {"g": "ln", "d": "ln"}}
-WGAN = {"lambda_gp": 10.0, "feat_match_eff": 0.1, "match_item": {"mu": 1}, "ncritic": 1}
+TRAIN = train_section()  # the declared weights: lambda_gp 10, feat_match_eff 0.1, match_item {mu: 1}
 
 
 class LinearCritic(nn.Module):
@@ -61,7 +61,7 @@ def test_feature_matching_against_hand_computation():
 
 def test_each_step_changes_only_its_network_and_the_generator_loss_is_the_formula():
     torch.manual_seed(0)
-    g, d = build_nets({**NET, "first_norm": True})
+    g, d = build_nets(small_net())
     optD = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
     optG = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
     x = torch.rand(8, 1, 32, 32) * 2 - 1
@@ -69,7 +69,7 @@ def test_each_step_changes_only_its_network_and_the_generator_loss_is_the_formul
     d0 = [p.detach().clone() for p in d.parameters()]
 
     # the generator loss computed by hand with the critic after its step
-    ld = critic_step(d, optD, x, g(x).detach(), WGAN)
+    ld = critic_step(d, optD, x, g(x).detach(), TRAIN)
     assert all(k in ld for k in ("lossD", "wdist", "gp"))
     assert any(not torch.equal(a, b) for a, b in zip(d0, d.parameters()))
     assert all(torch.equal(a, b) for a, b in zip(g0, g.parameters()))  # critic step leaves G alone
@@ -77,7 +77,7 @@ def test_each_step_changes_only_its_network_and_the_generator_loss_is_the_formul
         recon = g(x)
         expect = F.mse_loss(recon, x) + 0.1 * F.mse_loss(d(recon)[1].mean(0), d(x)[1].mean(0))
     d1 = [p.detach().clone() for p in d.parameters()]
-    lg = generator_step(d, optG, g(x), x, WGAN)
+    lg = generator_step(d, optG, g(x), x, TRAIN)
     assert lg["lossG"].item() == pytest.approx(expect.item(), rel=1e-5)
     assert any(not torch.equal(a, b) for a, b in zip(g0, g.parameters()))
     assert all(torch.equal(a, b) for a, b in zip(d1, d.parameters()))  # generator step leaves D alone
@@ -86,9 +86,9 @@ def test_each_step_changes_only_its_network_and_the_generator_loss_is_the_formul
 
 def test_iteration_without_generator_update_leaves_g_alone():
     torch.manual_seed(1)
-    g, d = build_nets({**NET, "first_norm": True})
+    g, d = build_nets(small_net())
     optD = torch.optim.Adam(d.parameters(), lr=2e-4)
     optG = torch.optim.Adam(g.parameters(), lr=2e-4)
     g0 = [p.detach().clone() for p in g.parameters()]
-    out = iteration(d, g, optD, optG, torch.rand(4, 1, 32, 32), WGAN, g_update=False)
+    out = iteration(d, g, optD, optG, torch.rand(4, 1, 32, 32), TRAIN, g_update=False)
     assert "lossG" not in out and all(torch.equal(a, b) for a, b in zip(g0, g.parameters()))

@@ -1,6 +1,7 @@
 """A model that stands alone: our checkpoints hold what scoring needs; for one of the original's, what it
 lacks is derived once from the training clips, kept in a sidecar keyed on the checkpoint's content."""
 
+import dataclasses
 import shutil
 import subprocess
 import sys
@@ -12,11 +13,12 @@ import torch
 import progress
 from aegan.core.errors import AeganError
 from aegan.core.files import sha256
+from aegan.detector import Detector
 from aegan.inference import model
 from aegan.inference.model import prepare
 from aegan.scoring.held_out import BASIS_KEY, basis
 from aegan.settings.layers import load_config
-from aegan.store import checkpoint, sidecar
+from aegan.store import checkpoint, model_file, sidecar
 from aegan.store.model_dir import sidecar_of as sidecar_path
 from aegan.store.model_file import threshold_key
 from aegan.store.sidecar import Sidecar
@@ -150,3 +152,16 @@ def test_a_critic_threshold_kept_by_an_earlier_version_is_refitted_and_says_so(t
         again, _ = prepare(SPEC, _resolved(out, synth2022), "fan", CPU)
         assert again.threshold(metric, training.specs) == (rule, False)  # the refit, read from the sidecar
         assert again.threshold("G_z_cos_min", training.specs)[1] is False  # a generator's rule is current
+
+
+def test_a_model_file_from_before_a_setting_was_declared_scores_as_before(trained2022, synth2022, tmp_path):
+    """A model file whose stored settings lack a setting declared since (here detect.amp, which scoring reads)
+    reads with the declared default, the behaviour before it, and scores its clips as the complete file does."""
+    _, mf = model_file.read(trained2022[0] / "model" / "fan.pth")
+    older = {k: dict(v) if isinstance(v, dict) else v for k, v in mf.config.items()}
+    del older["detect"]["amp"]
+    model_file.write(tmp_path / "fan.pth", dataclasses.replace(mf, config=older))
+    assert model_file.read(tmp_path / "fan.pth")[1].config["detect"]["amp"] == "fp32"
+    clips = sorted((synth2022 / "dev_data" / "fan" / "test").glob("*.wav"))[:3]
+    then, now = Detector.load(tmp_path / "fan.pth").score(clips), Detector.load(trained2022[0] / "model" / "fan.pth")
+    assert [r.scores for r in then] == [r.scores for r in now.score(clips)]

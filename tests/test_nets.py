@@ -7,6 +7,7 @@ import torch
 
 from aegan.method.nets import Discriminator, Generator, build_nets, weights_init
 from conftest import ROOT
+from declared import section, small_net
 
 # the original checkpoints' parameter names and shapes (a copy of shared/reference/state_dict_keys.json)
 REF = json.loads((ROOT / "tests" / "data" / "state_dict_keys.json").read_text())
@@ -49,8 +50,7 @@ def test_forward_shapes():
 
 
 def test_dcgan_init_really_runs():
-    g, d = build_nets({"isize": 128, "nz": 256, "ndf": 32, "ngf": 32, "normalize": {"g": "bn", "d": "ln"},
-                       "first_norm": True})
+    g, d = build_nets(section("net", normalize={"g": "bn"}))  # the paper's size
     for net in (g, d):
         for m in net.modules():
             if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) and m.weight.numel() > 5000:
@@ -62,14 +62,13 @@ def test_dcgan_init_really_runs():
 
 def test_d_is_built_and_initialised_before_g():
     """The original builds D, then G, and initialises them in that order: the draws of one seed land in D first."""
-    net = {"isize": 32, "nz": 16, "ndf": 8, "ngf": 8, "normalize": {"g": "ln", "d": "ln"}}
     torch.manual_seed(5)
     d = Discriminator(32, 8)
     g = Generator(32, 16, 8, 8, "ln", True)
     d.apply(weights_init)
     g.apply(weights_init)
     torch.manual_seed(5)
-    g2, d2 = build_nets({**net, "first_norm": True})
+    g2, d2 = build_nets(small_net())
     for a, b in ((g, g2), (d, d2)):
         assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 

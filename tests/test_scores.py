@@ -1,34 +1,39 @@
-"""SPEC section 5: the 19 scores against direct computations, the critic detectors against sklearn."""
+"""SPEC section 5: the scores against direct computations, the critic detectors against sklearn."""
 
 import numpy as np
 import pytest
 import torch
 from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
 
-from aegan.core.metrics import metric_names
+from aegan.core.metrics import CRITIC, D_METRICS, GENERATOR, METRICS, metric_names, original_names, selecting_names
 from aegan.method.nets import build_nets
 from aegan.scoring.clip_scores import NAN_SCORE, EmbeddingDetectors, embed_clips, score_clips, with_critic_scores
+from declared import settings, small_net, train_section
 
-NET = {"isize": 16, "nz": 8, "ndf": 4, "ngf": 4, "normalize": {"g": "ln", "d": "ln"}}
+NET = {"isize": 16, "nz": 8, "ndf": 4, "ngf": 4}
 
 
-def test_metric_names_are_the_19():
+def test_the_originals_metrics_are_declared_in_its_order_and_select():
     names = metric_names()
-    assert len(names) == 19 == len(set(names))
-    assert names[:4] == ["D_maha", "D_knn", "D_lof", "D_cos"]  # the original's order: ties go to the critic
-    assert names[4:7] == ["G_x_2_sum", "G_x_2_min", "G_x_2_max"] and names[-1] == "G_z_cos_max"
+    assert len(names) == len(set(names)) == len(METRICS)
+    assert {m.family for m in METRICS} == {CRITIC, GENERATOR}
+    original = original_names()  # SPEC section 5: 4 critic scores, 5 distances x 3 pools over segments
+    assert original[:4] == ["D_maha", "D_knn", "D_lof", "D_cos"]  # the original's order: ties go to the critic
+    assert original[4:] == [f"G_{d}_{p}" for d in ("x_2", "x_1", "z_2", "z_1", "z_cos") for p in ("sum", "min", "max")]
+    assert names[:len(original)] == original  # a new metric comes after the original's: the tie-break is kept
+    assert set(original) <= set(selecting_names())  # the original's take part in the model selection
 
 
 def test_generator_scores_equal_a_direct_per_clip_loop():
     torch.manual_seed(0)
-    g, d = build_nets({**NET, "first_norm": True})
+    g, d = build_nets(small_net(**NET))
     g.eval()
     d.eval()
     specs = torch.rand(3, 16, 22) * 2 - 1  # 3 clips, 22 frames -> 4 segments of 16 with hop 2
-    cfg = {"feat": {"frame_num": 16, "graph_hop_f": 2}, "detect": {"amp": "fp32"}}
+    cfg = settings(feat={"frame_num": 16, "graph_hop_f": 2})
     scored = score_clips(g, d, specs, cfg, recon=True)
     scores, emb = scored.scores, scored.emb
-    assert list(scores) == metric_names()[4:]  # without detectors: the 15 generator scores
+    assert list(scores) == [m.name for m in METRICS if m.family == GENERATOR]  # without detectors: G's scores
     for c in range(3):
         x = torch.stack([specs[c, :, 2 * i:2 * i + 16] for i in range(4)]).unsqueeze(1)
         with torch.no_grad():
@@ -81,10 +86,10 @@ def test_mahalanobis_pseudo_inverse_when_clips_do_not_outnumber_dimensions():
 def test_nan_scores_become_largest_float32():
     """A clip whose features hold NaN: every score it gets is the largest float32, in the table's order."""
     torch.manual_seed(0)
-    g, d = build_nets({**NET, "first_norm": True})
+    g, d = build_nets(small_net(**NET))
     specs = torch.rand(2, 16, 16) * 2 - 1
     specs[1, 3, 4] = float("nan")
-    cfg = {"feat": {"frame_num": 16, "graph_hop_f": 1}, "detect": {"amp": "fp32"}}
+    cfg = settings(feat={"frame_num": 16, "graph_hop_f": 1})
     train = embed_clips(d, torch.rand(20, 16, 16) * 2 - 1, cfg)
     scored = score_clips(g, d, specs, cfg)
     out = with_critic_scores(scored.scores, scored.emb, EmbeddingDetectors(train))
@@ -102,14 +107,12 @@ def _one_at_a_time(det: EmbeddingDetectors, emb: np.ndarray, metrics) -> dict[st
 def _embeddings_of_a_trained_critic(n: int) -> tuple[np.ndarray, np.ndarray]:
     """Clip embeddings (512-d, as at the paper's size) from a critic trained a few steps on synthetic segments."""
     from aegan.method.steps import iteration
-    net = {"isize": 32, "nz": 16, "ndf": 128, "ngf": 8, "normalize": {"g": "ln", "d": "ln"}}  # 128*32/8 = 512
     torch.manual_seed(3)
-    g, d = build_nets({**net, "first_norm": True})
+    g, d = build_nets(small_net(ndf=128))  # 128*32/8 = 512
     opts = [torch.optim.Adam(m.parameters(), lr=2e-4, betas=(0.5, 0.999)) for m in (d, g)]
     base = torch.rand(1, 32, 34) * 2 - 1  # one "machine sound"; its clips are noisy copies
-    wgan = {"lambda_gp": 10.0, "feat_match_eff": 0.1, "match_item": {"mu": 1}, "ncritic": 1}
     for _ in range(3):
-        iteration(d, g, *opts, base[None, :, :, :32] + 0.1 * torch.randn(8, 1, 32, 32), wgan)
+        iteration(d, g, *opts, base[None, :, :, :32] + 0.1 * torch.randn(8, 1, 32, 32), train_section())
     with torch.no_grad():  # one segment per clip: its embedding is the clip's
         emb = d.eval().embed(base[None, :, :, :32] + 0.1 * torch.randn(n, 1, 32, 32)).numpy()
     assert emb.shape == (n, 512) and emb.dtype == np.float32
@@ -133,9 +136,9 @@ def test_batched_detector_queries_equal_one_clip_at_a_time_to_the_bit(source):
         ref = _one_at_a_time(det, emb, ("D_maha", "D_cos"))
         for m in ("D_maha", "D_cos"):
             assert got[m].dtype == np.float64 and np.array_equal(got[m], ref[m]), m
-    sub = test[:40]  # all four on a few rows: the neighbour metrics stay one clip at a time
-    got, ref = det.score(sub), _one_at_a_time(det, sub, ("D_maha", "D_knn", "D_lof", "D_cos"))
-    assert list(got) == ["D_maha", "D_knn", "D_lof", "D_cos"]
+    sub = test[:40]  # all of them on a few rows: the neighbour metrics stay one clip at a time
+    got, ref = det.score(sub), _one_at_a_time(det, sub, D_METRICS)
+    assert list(got) == list(D_METRICS)
     assert all(np.array_equal(got[m], ref[m]) for m in ref)
 
 
@@ -155,7 +158,7 @@ def test_training_scores_query_only_the_metric_and_empty_sets_work():
     rng = np.random.default_rng(2)
     train = rng.normal(size=(30, 8)).astype(np.float32)
     det = EmbeddingDetectors(train)
-    for m in ("D_maha", "D_knn", "D_lof", "D_cos"):
+    for m in D_METRICS:
         got = training_scores(m, None, det, train, None, {})
         assert np.array_equal(got, _one_at_a_time(det, train, (m,))[m])
     assert all(v.shape == (0,) for v in det.score(np.zeros((0, 8), np.float32)).values())

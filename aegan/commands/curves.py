@@ -16,9 +16,11 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from aegan.commands.plots import save_png  # noqa: E402
+from aegan.core.metrics import selecting_names  # noqa: E402
 from aegan.core.text import plural  # noqa: E402
+from aegan.method import steps  # noqa: E402
 
-CRITIC, GENERATOR = ("lossD", "wdist", "gp"), ("lossG", "recon", "feat_match")
+CRITIC, GENERATOR = steps.terms(steps.CRITIC), steps.terms(steps.GENERATOR)
 
 
 def _series(history: list[dict], key: str) -> tuple[list[int], list[float]]:
@@ -28,7 +30,7 @@ def _series(history: list[dict], key: str) -> tuple[list[int], list[float]]:
 
 def training_curves(path: Path, history: list[dict], best: dict, key: str, paper: float | None, title: str) -> Path:
     """The critic's and the generator's loss terms, and with a labelled dev test set the selected metric's `key` per
-    epoch, with the best of all 19, the selected epoch and the paper's value."""
+    epoch, with the best of the selecting metrics, the selected epoch and the paper's value."""
     evaluated = any("values" in h for h in history)
     fig, axes = plt.subplots(3 if evaluated else 2, 1, figsize=(8, 8.5 if evaluated else 6), sharex=True)
     for ax, terms, name in ((axes[0], CRITIC, "critic"), (axes[1], GENERATOR, "generator")):
@@ -46,7 +48,8 @@ def training_curves(path: Path, history: list[dict], best: dict, key: str, paper
         ax.plot(epochs, [100 * h["values"][best["metric"]] for h in history if "values" in h], marker=".",
                 color="tab:blue", label=f"{best['metric']} (the selected metric)")
         at, top = _series(history, "best_value")
-        ax.plot(at, [100 * v for v in top], color="grey", lw=0.8, ls=":", label="best of the 19 metrics")
+        ax.plot(at, [100 * v for v in top], color="grey", lw=0.8, ls=":",
+                label=f"best of the {len(selecting_names())} metrics")
         ax.axvline(best["epoch"], color="crimson", lw=1, label=f"selected: epoch {best['epoch']}")
         if paper is not None:
             ax.axhline(paper, color="black", lw=1, ls="--", label=f"the paper: {paper:.2f}")

@@ -70,7 +70,7 @@ def write_results(rule: Rule, results: dict[str, tuple[list[dict], dict]], out_d
 
 
 def write_clip_scores(group: str, clips: list[Clip], scores: dict[str, np.ndarray], out_dir: Path) -> Path:
-    """clip_scores.csv: every clip's 19 scores at full precision, with its section/ID, domain and label."""
+    """clip_scores.csv: every clip's scores of every metric at full precision, with its section/ID, domain and label."""
     names = list(scores)
     rows = [[c.path.name, c.group, c.domain or "", "" if c.label is None else c.label]
             + [repr(float(scores[m][i])) for m in names] for i, c in enumerate(clips)]

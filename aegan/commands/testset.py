@@ -1,4 +1,4 @@
-"""What test.py does: score a test set with all 19 metrics, evaluate them when labels are known, and write
+"""What test.py does: score a test set with every metric, evaluate them when labels are known, and write
 the result tables, the per-clip scores and the challenge's score and decision files."""
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from aegan.commands.results import (
 )
 from aegan.commands.summary import check_result_dir, record_run, write_summary
 from aegan.core.files import replace_set
+from aegan.core.metrics import metric_names
 from aegan.core.text import plural
 from aegan.data.cache import clip_features
 from aegan.data.clips import Clip, DatasetSpec, attach_ground_truth
@@ -108,7 +109,7 @@ def run_test(spec: DatasetSpec, resolved: Resolved, args: argparse.Namespace, de
                   part="dev" if args.dev else "eval", labelled=args.dev or bool(args.ground_truth),
                   out=Path(cfg["result_dir"]) / mt / ("" if args.dev else "eval"))
     specs = model.scaled(clip_features(cfg, mt, clips, f"test_{run.part}"))
-    print(f"scoring {plural(len(clips), f'{run.part} test clip')} with all 19 metrics")
+    print(f"scoring {plural(len(clips), f'{run.part} test clip')} with all {len(metric_names())} metrics")
     scored = model.score(specs)
     print(f"wrote {write_clip_scores(spec.group_name, clips, scored.scores, run.out)}")
     results = entry.rule.evaluate_all(clips, scored.scores, cfg["detect"]["p"]) if run.labelled else None

@@ -58,7 +58,8 @@ class Model:
         return EmbeddingDetectors(self.train_emb)
 
     def score(self, specs: torch.Tensor, recon: bool = False, desc: str | None = "scoring") -> Scored:
-        """The one scoring pass of `specs` (scaled, (N, mel_bin, T)): 19 scores, embeddings, reconstructions."""
+        """The one scoring pass of `specs` (scaled, (N, mel_bin, T)): every metric's scores, embeddings,
+        reconstructions."""
         scored = score_clips(self.netG, self.netD, specs, self.cfg, recon, desc)
         return replace(scored, scores=with_critic_scores(scored.scores, scored.emb, self.detectors))
 

@@ -10,29 +10,27 @@ import torch.distributed as dist
 import torch.distributed.nn.functional as dist_fn
 from torch import nn
 
+from aegan.method.nets import repeatable
 from aegan.method.steps import critic_step, critic_update, generator_step, penalty
 
 
-def has_batchnorm(net: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
-
-
 def train_step(netD: nn.Module, netG: nn.Module, optD: torch.optim.Optimizer, optG: torch.optim.Optimizer,
-               x: torch.Tensor, wgan: dict, g_update: bool = True) -> dict:
+               x: torch.Tensor, train: dict, g_update: bool = True) -> dict:
     """steps.iteration (same signature) with G(x) computed once where exact: G does not change during the critic
-    step, so its second forward gives the same reconstruction, but BatchNorm would advance its running statistics a
-    second time; only a generator without it reuses the first forward (a sixth of an iteration saved)."""
-    reuse = g_update and not has_batchnorm(netG)
+    step, so a repeatable generator's second forward gives the same reconstruction (nets.repeatable: no BatchNorm
+    to advance its statistics a second time, no dropout to draw a second mask) and the first is reused (a sixth of
+    an iteration saved); any other generator takes the exact path's two forwards."""
+    reuse = g_update and repeatable(netG)
     with torch.set_grad_enabled(reuse):
         recon = netG(x)
-    losses = critic_step(netD, optD, x, recon.detach(), wgan)
+    losses = critic_step(netD, optD, x, recon.detach(), train)
     if not g_update:
         return losses
-    return losses | generator_step(netD, optG, recon if reuse else netG(x), x, wgan)
+    return losses | generator_step(netD, optG, recon if reuse else netG(x), x, train)
 
 
 def ddp_train_step(ddpD: nn.Module, ddpG: nn.Module, optD: torch.optim.Optimizer, optG: torch.optim.Optimizer,
-                   x: torch.Tensor, wgan: dict, g_update: bool = True) -> dict:
+                   x: torch.Tensor, train: dict, g_update: bool = True) -> dict:
     """train_step for this rank of a DDP run, equal to train_step on the global batch up to float rounding:
     - DDP averages gradients over ranks, so per-rank means give the global means of every loss term;
     - the critic takes one DDP forward per backward (real, fake and interpolates in one batch); the penalty
@@ -42,14 +40,14 @@ def ddp_train_step(ddpD: nn.Module, ddpG: nn.Module, optD: torch.optim.Optimizer
       holds W copies of the loss, whose gradients the gather sums and DDP averages back to one."""
     netG, netD = ddpG.module, ddpD.module
     b, rank, world = x.size(0), dist.get_rank(), dist.get_world_size()
-    reuse = g_update and not has_batchnorm(netG)
+    reuse = g_update and repeatable(netG)
     with torch.set_grad_enabled(reuse):
         recon = (ddpG if reuse else netG)(x)
     fake = recon.detach()
     alpha = torch.rand((b * world, 1, 1, 1), dtype=torch.float32, device=x.device)[rank * b:(rank + 1) * b]
     interp = (alpha * x + ((1 - alpha) * fake)).requires_grad_(True)
     out, _ = ddpD(torch.cat([x, fake, interp]))
-    losses = critic_update(optD, out[:b], out[b:2 * b], penalty(out[2 * b:], interp), wgan)
+    losses = critic_update(optD, out[:b], out[b:2 * b], penalty(out[2 * b:], interp), train)
     if not g_update:
         return losses
 
@@ -58,4 +56,4 @@ def ddp_train_step(ddpD: nn.Module, ddpG: nn.Module, optD: torch.optim.Optimizer
             warnings.simplefilter("ignore", FutureWarning)
             return torch.cat(dist_fn.all_gather(feat))
 
-    return losses | generator_step(netD, optG, recon if reuse else ddpG(x), x, wgan, gather)
+    return losses | generator_step(netD, optG, recon if reuse else ddpG(x), x, train, gather)

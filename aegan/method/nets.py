@@ -6,6 +6,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+# Modules whose forward in training mode is not a function of the weights and the input alone: BatchNorm advances
+# its running statistics, dropout draws a mask. A network holding none of them is repeatable.
+NOT_REPEATABLE = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)
+
+
+def repeatable(net: nn.Module) -> bool:
+    """Whether a second forward of `net` in training mode gives the same output and leaves the same state as the
+    first: the fast path's precondition for reusing G(x) (method/fast_steps.py); tested for every network option."""
+    return not any(isinstance(m, NOT_REPEATABLE) for m in net.modules())
+
 
 def _norm(kind: str, channels: int, size: int) -> nn.Module:
     # "ln" normalises over the whole (C, H, W) map of one sample: no coupling between samples.
@@ -105,6 +115,11 @@ class Generator(nn.Module):
     def forward(self, x: torch.Tensor, outz: bool = False) -> torch.Tensor:
         z = self.Encoder(x)
         return z if outz else self.Decoder(z)
+
+    @property
+    def repeatable(self) -> bool:
+        """Whether G's training forward can be reused (nets.repeatable): as its network options make it."""
+        return repeatable(self)
 
     def forward_with_z(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(x^, z) from one encoder pass; the test-time scores need both."""

@@ -7,13 +7,53 @@
    with f the critic's 512-d embedding and the critic as it is after its own step.
 Every expression is the original's, in its order: the same autograd graph, the same gradients to the last bit
 (tests/test_oracle.py trains both side by side). Each term's log tag is the stem of its weight's setting.
+
+The loss terms the steps return are declared once in TERMS: epoch means, curves, TensorBoard, the train.log line
+and the model's history read it. The steps take the train settings: the original's weights are in train.wgan,
+under its config keys; a new term's weight goes in a section of its own.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+CRITIC, GENERATOR = "critic", "generator"  # which step computes a term: the generator's only every ncritic-th
+
+
+@dataclass(frozen=True)
+class Term:
+    """A loss term the steps return: its name (the log tag), its step, what it is, and with how many decimals the
+    train.log epoch line shows it (None: not shown there)."""
+
+    name: str
+    step: str
+    doc: str
+    digits: int | None = None
+
+
+TERMS = (
+    Term("lossD", CRITIC, "L_D, the critic's loss", 4),
+    Term("wdist", CRITIC, "mean D(x) - mean D(G(x)): the Wasserstein estimate"),
+    Term("gp", CRITIC, "GP, the gradient penalty"),
+    Term("lossG", GENERATOR, "L_G, the generator's loss", 4),
+    Term("recon", GENERATOR, "MSE(G(x), x)", 5),
+    Term("feat_match", GENERATOR, "the feature-matching term, before its weight"),
+)
+
+
+def terms(step: str) -> tuple[str, ...]:
+    """The names of one step's terms, in TERMS order; the first is its total loss."""
+    return tuple(t.name for t in TERMS if t.step == step)
+
+
+def terms_text(mean: dict) -> str:
+    """The terms the train.log epoch line shows: 'lossD 0.1234 lossG 0.5678 recon 0.01234'."""
+    return " ".join(f"{t.name} {mean.get(t.name, math.nan):.{t.digits}f}" for t in TERMS if t.digits is not None)
 
 
 def gradient_penalty(netD: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -48,9 +88,9 @@ def feature_match(feat_fake: torch.Tensor, feat_real: torch.Tensor, match_item: 
 
 
 def critic_update(optD: torch.optim.Optimizer, pred_real: torch.Tensor, pred_fake: torch.Tensor, gp: torch.Tensor,
-                   wgan: dict) -> dict:
+                  train: dict) -> dict:
     """L_D's Adam step; the loss terms stay 0-d tensors on the device (read once per logging interval)."""
-    loss = -torch.mean(pred_real) + torch.mean(pred_fake) + wgan["lambda_gp"] * gp
+    loss = -torch.mean(pred_real) + torch.mean(pred_fake) + train["wgan"]["lambda_gp"] * gp
     optD.zero_grad()
     loss.backward()
     optD.step()
@@ -59,16 +99,16 @@ def critic_update(optD: torch.optim.Optimizer, pred_real: torch.Tensor, pred_fak
     return {"lossD": loss.detach(), "wdist": wdist, "gp": gp.detach()}
 
 
-def critic_step(netD: nn.Module, optD: torch.optim.Optimizer, x: torch.Tensor, fake: torch.Tensor, wgan: dict
+def critic_step(netD: nn.Module, optD: torch.optim.Optimizer, x: torch.Tensor, fake: torch.Tensor, train: dict
                 ) -> dict:
     """Step 1: one Adam step of the critic on real segments x and their reconstructions `fake` (detached)."""
     pred_real, _ = netD(x)
     pred_fake, _ = netD(fake)
-    return critic_update(optD, pred_real, pred_fake, gradient_penalty(netD, x, fake), wgan)
+    return critic_update(optD, pred_real, pred_fake, gradient_penalty(netD, x, fake), train)
 
 
 def generator_step(netD: nn.Module, optG: torch.optim.Optimizer, recon: torch.Tensor, x: torch.Tensor,
-                   wgan: dict, gather=None) -> dict:
+                   train: dict, gather=None) -> dict:
     """Step 2: one Adam step of G from `recon` = G(x); `gather` maps per-rank embeddings to the global batch's (DDP).
     The critic gets no weight gradients (the original's are discarded; G's are the same either way)."""
     netD.requires_grad_(False)
@@ -78,6 +118,7 @@ def generator_step(netD: nn.Module, optG: torch.optim.Optimizer, recon: torch.Te
     recon_loss = F.mse_loss(recon, x)
     if gather is not None:
         feat_fake, feat_real = gather(feat_fake), gather(feat_real)
+    wgan = train["wgan"]
     fm = feature_match(feat_fake, feat_real, wgan["match_item"])
     loss = recon_loss + wgan["feat_match_eff"] * fm
     optG.zero_grad()
@@ -88,7 +129,7 @@ def generator_step(netD: nn.Module, optG: torch.optim.Optimizer, recon: torch.Te
 
 
 def iteration(netD: nn.Module, netG: nn.Module, optD: torch.optim.Optimizer, optG: torch.optim.Optimizer,
-              x: torch.Tensor, wgan: dict, g_update: bool = True) -> dict:
+              x: torch.Tensor, train: dict, g_update: bool = True) -> dict:
     """One iteration as the original runs it: G(x), the critic step, then (every ncritic-th) G(x) again and step 2."""
-    losses = critic_step(netD, optD, x, netG(x).detach(), wgan)
-    return losses | generator_step(netD, optG, netG(x), x, wgan) if g_update else losses
+    losses = critic_step(netD, optD, x, netG(x).detach(), train)
+    return losses | generator_step(netD, optG, netG(x), x, train) if g_update else losses

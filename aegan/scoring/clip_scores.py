@@ -1,5 +1,6 @@
-"""The scoring pass and the 19 anomaly scores of a clip (higher = more anomalous; SPEC section 5): 15 generator
-scores of G(x) against x, 4 critic scores of the clip's mean embedding against the training clips'. Every number
+"""The scoring pass and the anomaly scores of a clip (higher = more anomalous; SPEC section 5; declared in
+core/metrics.py): generator scores of G(x) against x, critic scores of the clip's mean embedding against the
+training clips'. Every number
 is computed as the original computes it, so near-ties between clips break the same way (tests/test_oracle.py)."""
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from aegan.core.errors import AeganError
+from aegan.core.metrics import selecting_names
 from aegan.data.clips import Clip
 
 EPS = sys.float_info.epsilon
@@ -75,8 +76,10 @@ def evaluate_ids(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, max
 
 
 def best_metric(results: Results, summary_key: str) -> str:
-    """The metric with the highest summary; ties go to the first in table order, as in the original; nan never wins."""
-    values = {k: v[1][summary_key] for k, v in results.items()}
+    """The metric with the highest summary among those declared to select (core/metrics.py); ties go to the first in
+    table order, as in the original; nan never wins."""
+    selecting = set(selecting_names())
+    values = {k: v[1][summary_key] for k, v in results.items() if k in selecting}
     return max(values, key=lambda k: -np.inf if np.isnan(values[k]) else values[k])
 
 

@@ -74,6 +74,21 @@ def defaults() -> dict:
     return Settings().model_dump()
 
 
+def completed(stored: dict, base: dict | None = None, prefix: str = "") -> dict:
+    """Stored settings (a model file's) with each setting declared since they were written at its declared default,
+    which is the behaviour before it: a model trained before a new setting builds and scores as it did. What is
+    stored is kept as it is (a setting no longer declared, the other spelling of the batch size)."""
+    base = defaults() if base is None else base
+    out = dict(stored)
+    for key, value in base.items():
+        name = f"{prefix}{key}"
+        if key not in out and ALIASES.get(name) not in out:
+            out[key] = value
+        elif is_section(name) and isinstance(out.get(key), dict):
+            out[key] = completed(out[key], value, f"{name}.")
+    return out
+
+
 @functools.cache
 def _adapter(name: str) -> TypeAdapter:
     fi = FIELDS[name]

@@ -13,6 +13,7 @@ import torch
 
 from aegan.core.errors import AeganError, shown
 from aegan.data.clips import Identity, identity_from
+from aegan.settings.checks import completed
 from aegan.settings.layers import validate
 from aegan.store import checkpoint
 from aegan.store.model_dir import model_of
@@ -90,7 +91,7 @@ def _checked(state: dict, path: Path) -> ModelFile:
     if state["train_emb"].shape[0] != len(identity.clips):
         raise damaged(path, "train_emb (one row per training clip)")
     check_settings(state["config"], path)
-    return ModelFile(netG=state["netG"], netD=state["netD"], config=state["config"], identity=identity,
+    return ModelFile(netG=state["netG"], netD=state["netD"], config=completed(state["config"]), identity=identity,
                      feat_max=float(state["feat_max"]), feat_min=float(state["feat_min"]),
                      train_emb=state["train_emb"].float().numpy(), sample_rate=state["sample_rate"],
                      epoch=state["epoch"], metric=state["metric"], value=float(state[best_key]), best_key=best_key,

@@ -13,16 +13,18 @@ from aegan.core.progress import Bar
 from aegan.data.segments import SegmentSampler
 from aegan.method.device import autocast
 from aegan.method.fast_steps import ddp_train_step, train_step
+from aegan.method.steps import CRITIC, GENERATOR, terms
 from aegan.training.parts import Nets
 
-G_TERMS = ("lossG", "recon", "feat_match")  # logged once per generator step, not per critic step
+G_TERMS = terms(GENERATOR)  # logged once per generator step, not per critic step
 LOG_EVERY = 25  # training iterations between reads of the losses (each read waits for the device)
 
 
 def train_epoch(nets: Nets, sampler: SegmentSampler, train: dict, device: torch.device, desc: str, last_path: Path,
                 log: Callable[[int, dict], None] = lambda i, mean: None) -> dict:
     """One pass over this rank's slices of the shuffled batches: each loss term's epoch mean. `train`: the train
-    settings (wgan, amp); `log(i, mean)` gets each logging interval's mean losses, i its last iteration."""
+    settings (the steps' weights, amp); `log(i, mean)` gets each logging interval's mean losses, i its last
+    iteration."""
     nets.netG.train()
     nets.netD.train()
     wgan, sums, seen, pending = train["wgan"], {}, {}, []
@@ -32,9 +34,9 @@ def train_epoch(nets: Nets, sampler: SegmentSampler, train: dict, device: torch.
             x = x.to(device, non_blocking=True).contiguous(memory_format=nets.fmt)
             g_update = i % wgan["ncritic"] == 0
             if nets.ddp:
-                losses = ddp_train_step(nets.ddp[1], nets.ddp[0], nets.optD, nets.optG, x, wgan, g_update)
+                losses = ddp_train_step(nets.ddp[1], nets.ddp[0], nets.optD, nets.optG, x, train, g_update)
             else:
-                losses = train_step(nets.netD, nets.gen, nets.optD, nets.optG, x, wgan, g_update)
+                losses = train_step(nets.netD, nets.gen, nets.optD, nets.optG, x, train, g_update)
             pending.append((i, losses))
             if len(pending) == LOG_EVERY:
                 _read(pending, sums, seen, desc, last_path, bar, log)
@@ -64,6 +66,7 @@ def _read(pending: list[tuple[int, dict]], sums: dict[str, float], seen: dict[st
     for k in sums:
         seen[k] = seen.get(k, 0) + sum(k in r for r in rows)
     # the epoch's running means (`seen`: how many iterations logged each term), which end at its training line's means
-    bar.note(**{f"running mean {k}": f"{sums[k] / seen[k]:.3f}" for k in ("lossD", "lossG") if seen.get(k)})
+    bar.note(**{f"running mean {k}": f"{sums[k] / seen[k]:.3f}" for k in (terms(CRITIC)[0], G_TERMS[0])
+                if seen.get(k)})
     keys = dict.fromkeys(k for r in rows for k in r)  # the generator's terms only in its iterations (ncritic)
     log(pending[-1][0], {k: sum(r[k] for r in rows if k in r) / sum(k in r for r in rows) for k in keys})

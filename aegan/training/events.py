@@ -1,5 +1,5 @@
 """A training run's TensorBoard events (rank 0): loss/ on the batch axis (the global iteration) in the run folder;
-epoch/, lr/, a chart per evaluation quantity of the 19 metrics and selection/ on the epoch axis (step = epoch) in its
+epoch/, lr/, a chart per evaluation quantity of the metrics and selection/ on the epoch axis (step = epoch) in its
 `epochs` subfolder (TensorBoard's run `<run>/epochs`); the settings as hparams at the end. A resumed run purges what
 the stopped one logged after its last run state, in each folder on its own axis (purge_step)."""
 

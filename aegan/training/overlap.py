@@ -1,4 +1,4 @@
-"""The evaluation after each epoch, all 19 metrics on the labelled dev test set: its device part at once with the
+"""The evaluation after each epoch, every metric on the labelled dev test set: its device part at once with the
 epoch's weights, its CPU part (the critic detectors) in a thread beside the next epoch, with the same numbers."""
 
 from __future__ import annotations

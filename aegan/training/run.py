@@ -21,6 +21,7 @@ from aegan.core.progress import epochs_file, write_epochs
 from aegan.data.clips import DatasetSpec, Identity, check_identity
 from aegan.data.segments import SegmentSampler, skip_loader_draw
 from aegan.method.device import NET_SIZES, seed_everything, sized_by
+from aegan.method.steps import terms_text
 from aegan.scoring.clip_scores import EmbeddingDetectors, training_scores
 from aegan.scoring.evaluation import Rule
 from aegan.scoring.held_out import BASIS_KEY, fitted_rule
@@ -184,8 +185,8 @@ class TrainingRun:
 
     def epoch_line(self, epoch: int, mean: dict, seconds: float) -> str:
         """The epoch's training line: its loss means, logged when it ends."""
-        return (f"epoch {epoch + 1}/{self.cfg['train']['epoch']} training (epoch means): lossD {mean['lossD']:.4f} "
-                f"lossG {mean.get('lossG', math.nan):.4f} recon {mean.get('recon', math.nan):.5f} in {seconds:.1f}s")
+        return (f"epoch {epoch + 1}/{self.cfg['train']['epoch']} training (epoch means): {terms_text(mean)} "
+                f"in {seconds:.1f}s")
 
     def save(self, epoch: int, pending: dict | None = None) -> None:
         """The run state after `epoch` epochs, with the selected epoch's weights."""
