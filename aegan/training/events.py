@@ -62,22 +62,28 @@ class Events:
         if path is not None:
             threading.excepthook = _quiet_writer_thread
             with writing(path):
-                new = resumed_at is None
-                self.writer = SummaryWriter(str(path), purge_step=None if new else resumed_at * iterations + 1,
+                self.new = resumed_at is None
+                self.writer = SummaryWriter(str(path), purge_step=None if self.new else resumed_at * iterations + 1,
                                             flush_secs=60)
-                self.epochs = SummaryWriter(str(path / EPOCHS), purge_step=None if new else resumed_at + 1,
-                                            flush_secs=60)
-                if new:  # the charts of one quantity, all metrics
-                    charts = {q: ["Multiline", [f"^{q}/"]] for q in rule.summary_columns}
-                    self.epochs.add_custom_scalars({"evaluation (%)": charts})
+                self.epoch_purge = None if self.new else resumed_at + 1
+
+    def epoch_writer(self) -> SummaryWriter | None:
+        """The epoch axis's writer, made at its first event (after the epoch's run state is saved)."""
+        if self.epochs is None and self.writer is not None:
+            self.epochs = SummaryWriter(str(self.path / EPOCHS), purge_step=self.epoch_purge, flush_secs=60)
+            if self.new:  # the charts of one quantity, all metrics
+                charts = {q: ["Multiline", [f"^{q}/"]] for q in self.rule.summary_columns}
+                self.epochs.add_custom_scalars({"evaluation (%)": charts})
+        return self.epochs
 
     def scalars(self, step: int, values: dict[str, float], per_epoch: bool = True) -> None:
         """`values` at `step`: an epoch on the epoch axis, else a global iteration."""
-        writer = self.epochs if per_epoch else self.writer
-        if writer is not None:
-            with writing(self.path):
-                for tag, value in values.items():
-                    writer.add_scalar(tag, value, step)
+        if self.writer is None:
+            return
+        with writing(self.path):
+            writer = self.epoch_writer() if per_epoch else self.writer
+            for tag, value in values.items():
+                writer.add_scalar(tag, value, step)
 
     def losses(self, step: int, mean: dict[str, float]) -> None:
         self.scalars(step, {f"loss/{k}": v for k, v in mean.items()}, per_epoch=False)
@@ -95,9 +101,9 @@ class Events:
         self.scalars(epoch, {f"{q}/{m}": 100 * s[q] for m, (_, s) in results.items() for q in columns})
         if improved:
             self.scalars(epoch, {"selection/epoch": best["epoch"], "selection/value": 100 * best["value"]})
-            if self.epochs is not None:
+            if self.writer is not None:
                 with writing(self.path):
-                    self.epochs.add_text("selection/metric", best["metric"], epoch)
+                    self.epoch_writer().add_text("selection/metric", best["metric"], epoch)
         self.flush()
 
     def finish(self, step: int, cfg: dict, best: dict) -> None:
@@ -111,17 +117,18 @@ class Events:
             for summary in hparams(settings, {"hparam/selected": selected}):
                 self.writer.file_writer.add_summary(summary, step)
             self.writer.close()
-            self.epochs.close()
+            if self.epochs is not None:
+                self.epochs.close()
         except OSError as e:
             print(f"warning: could not write the run's last TensorBoard events (its hparams) in {shown(self.path)}: "
                   f"{e.strerror or e}; the model file is written", file=sys.stderr)
 
     def logged(self, epoch: int) -> bool:
         """Whether the evaluation of `epoch` is in the run folder already (a stopped run may have logged it)."""
-        if self.epochs is None:
+        if self.writer is None or not (self.path / EPOCHS).is_dir():
             return False
         self.flush()
-        events = EventAccumulator(self.epochs.log_dir, size_guidance={"scalars": 0})
+        events = EventAccumulator(str(self.path / EPOCHS), size_guidance={"scalars": 0})
         events.Reload()
         tag = f"{self.rule.summary_key}/{metric_names()[0]}"
         return tag in events.Tags()["scalars"] and any(e.step == epoch for e in events.Scalars(tag))
@@ -130,4 +137,5 @@ class Events:
         if self.writer is not None:
             with writing(self.path):
                 self.writer.flush()
-                self.epochs.flush()
+                if self.epochs is not None:
+                    self.epochs.flush()

@@ -138,7 +138,6 @@ class TrainingRun:
     def end_epoch(self, epoch: int, mean: dict, seconds: float) -> None:
         """Rank 0 after an epoch: settle the previous epoch's evaluation, start this one's, save the run state."""
         lrs = self.nets.optD.param_groups[0]["lr"], self.nets.optG.param_groups[0]["lr"]
-        self.events.epoch(epoch + 1, mean, seconds, len(self.sampler) * batch_size(self.cfg), lrs)
         if self.data.test_clips:  # now, not when its evaluation is ready (beside the next epoch)
             self.logger.info(self.epoch_line(epoch, mean, seconds))
         else:  # the last epoch is the model, with its training embeddings
@@ -149,6 +148,7 @@ class TrainingRun:
             self.progress.keep(self.nets.snapshot(), train_emb)
             self.save(epoch + 1)
             self.logger.info(f"{self.epoch_line(epoch, mean, seconds)} *selected (the last epoch)")
+            self.events.epoch(epoch + 1, mean, seconds, len(self.sampler) * batch_size(self.cfg), lrs)
             return
         self.settle()
         self.evaluation.start(epoch, mean, seconds, self.nets)
@@ -156,6 +156,8 @@ class TrainingRun:
             self.settle()
         pending = self.evaluation.pending
         self.save(epoch + 1, pending.state() if pending else None)
+        # after the run state: an event that cannot be written stops a run that --resume continues
+        self.events.epoch(epoch + 1, mean, seconds, len(self.sampler) * batch_size(self.cfg), lrs)
 
     def settle(self, log: bool = True) -> None:
         """The pending epoch's results selected under train.select and logged (`log`: in TensorBoard too)."""
