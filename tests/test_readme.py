@@ -126,6 +126,28 @@ def test_the_readme_python_imports_resolve():
         exec(line, {})
 
 
+def _demo_images():
+    spec = importlib.util.spec_from_file_location("demo_images", ROOT / "demo" / "images.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_readme_pictures_are_the_demo_commands_with_its_captions():
+    """#37: the captions named a metric the demo no longer selects and a command it never ran. Each picture is
+    written by demo/images.py with its caption in the PNG; the README shows it under that caption."""
+    from PIL import Image
+
+    images = _demo_images()
+    shown = dict((name, alt) for alt, name in re.findall(r"^!\[([^\]]*)\]\(docs/images/([^)]+)\)$", README, re.M))
+    assert set(shown) == set(images.IMAGES)
+    for name in images.IMAGES:
+        with Image.open(ROOT / "docs" / "images" / name) as im:
+            caption = im.text.get("Caption")
+        assert caption == shown[name], name
+        assert f"({images.COMMAND}: " in caption and "training selected epoch " in caption, caption
+
+
 def test_the_synthetic_data_section_trains_as_written(tmp_path):
     """#37: the README's synthetic clips are shorter than one segment of the default settings (training failed
     after caching the features); its training command adds demo/small.yaml, with which they give segments."""
