@@ -58,7 +58,7 @@ def test_a_year_trains_and_tests_end_to_end(tmp_path, capsys, year):
     run = json.loads((out / "result" / "Polisher" / "eval" / "run.json").read_text())
     assert run["metric"] == "D_lof" and run["chosen_by"] == "default" and {r["section"] for r in run["rows"]} == {"00"}
     md = (out / "result" / "summary_eval.md").read_text()  # #37: it said the eval set's metric came from dev labels
-    machine = "Polisher (near channel)" if year == 2026 else "Polisher"  # two-channel clips: the channel option is named
+    machine = "Polisher (near channel)" if year == 2026 else "Polisher"  # two-channel clips: their channel option
     assert f"| {machine} | D_lof (default) |" in md and "dev test set" not in md and "ground truth never chooses" in md
     # the year's official score over its machine types
     rows = list(csv.DictReader((out / "result" / "summary_eval.csv").open()))
