@@ -4,6 +4,7 @@ reproduce launcher's: test_reproduce.py)."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import progress
+from aegan.commands.exits import guarded
 from aegan.core.metrics import metric_names
 from conftest import ROOT, TINY, one_line_error, out_sets
 
@@ -107,3 +109,20 @@ def test_train_py_stopped_while_reading_its_settings_says_so(tmp_path):
     finally:
         os.close(writer)
     one_line_error(proc.returncode, err.decode(), "interrupted while reading the settings; nothing was trained")
+
+
+def test_an_error_raised_while_an_interruption_unwinds_is_the_interruption(capsys):
+    """loc.py stopped inside matplotlib's savefig ended "unexpected ValueError: Invalid affine transformation matrix":
+    the library's cleanup failed on state the signal cut short, and its error replaced the KeyboardInterrupt."""
+    def command(_args):
+        try:
+            raise KeyboardInterrupt
+        finally:
+            raise ValueError("Invalid affine transformation matrix")
+
+    with pytest.raises(SystemExit) as e:
+        guarded(command, argparse.Namespace(), lambda: "interrupted; 3 figures written")
+    assert e.value.code == 130 and capsys.readouterr().err == "error: interrupted; 3 figures written\n"
+    with pytest.raises(SystemExit) as e:  # an error of its own is still that error
+        guarded(lambda _args: int("x"), argparse.Namespace(), lambda: "interrupted")
+    assert e.value.code == 1 and "unexpected ValueError" in capsys.readouterr().err

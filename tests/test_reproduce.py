@@ -129,7 +129,9 @@ def test_reproduce_runner_summary_for_two_machine_types(tmp_path):
     assert "reproduce: 2 jobs (2 machine types x 1 seed) on this machine" in r.stdout
     assert f"tensorboard --logdir {out / 'tb'}" in r.stdout  # every job's events under one root, served
     served = served_tags(out / "tb", 2)
-    assert sorted(run.split("-")[0] for run in served) == ["ToyTrain/seed0", "fan/seed0"]
+    # each job's run, and its per-epoch charts in the run's `epochs` folder (#37: on an epoch axis)
+    assert sorted(run.split("-")[0] + ("/epochs" if run.endswith("/epochs") else "") for run in served) == [
+        "ToyTrain/seed0", "ToyTrain/seed0/epochs", "fan/seed0", "fan/seed0/epochs"]
     for run_tags in served.values():
         assert {"loss/lossD", "epoch/recon", "hmean/D_lof", "selection/epoch", "lr/G"} <= run_tags
     with Image.open(out / "summary_curves.png") as im:  # what it says it draws: each type's metric over its seeds

@@ -60,7 +60,8 @@ def test_slurm_sweep_requeues_resumes_reports_and_resubmits(cluster, sweep):  # 
     train_log = (out / "fan" / "seed1" / "log" / "fan" / "train.log").read_text()
     # resumed at epoch 2, each epoch trained once (the weights of a resumed run equal an uninterrupted one's:
     # tests/test_trainer.py)
-    assert "at epoch 2" in train_log and train_log.count("epoch 1/2 lossD") == train_log.count("epoch 2/2 lossD") == 1
+    assert "at epoch 2" in train_log and train_log.count("epoch 1/2 training (epoch means): lossD") == train_log.count(
+        "epoch 2/2 training (epoch means): lossD") == 1
     slurm_log = open(job["log"]).read()
     assert "Caught signal SIGUSR2" in slurm_log and f"Requeued job {job['id']}" in slurm_log
     assert "reproduce: fan seed 1: pending" in stdout  # the watcher saw it back in the queue

@@ -20,6 +20,18 @@ def sigterm_as_interrupt() -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
+def during_interrupt(e: BaseException | None) -> bool:
+    """Whether `e` was raised while an interruption unwound (Ctrl-C inside matplotlib's savefig left a transform
+    half-computed, and its cleanup raised "Invalid affine transformation matrix" in place of the interruption)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__context__
+    return False
+
+
 def guarded(fn: Callable[[argparse.Namespace], int | None], args: argparse.Namespace,
             interrupted: Callable[[], str]) -> None:
     """Run a command, exiting with its status when it returns one; `interrupted()` says what it had done."""
@@ -36,6 +48,9 @@ def guarded(fn: Callable[[argparse.Namespace], int | None], args: argparse.Names
     except Exception as e:  # noqa: BLE001 - last resort: still one line unless --debug
         if getattr(args, "debug", False):
             traceback.print_exc()
+        if during_interrupt(e):  # a library's cleanup that failed on state the signal cut short: still the signal
+            print(f"error: {interrupted()}", file=sys.stderr)
+            sys.exit(130)
         if isinstance(e, AeganError):
             line = str(e)
         elif isinstance(e, OSError):  # a folder the command could not make or a file it could not open
