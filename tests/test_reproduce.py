@@ -128,12 +128,14 @@ def test_reproduce_runner_summary_for_two_machine_types(tmp_path):
     assert "\r" not in log.read_text() and "epoch 1/1: 0/" in log.read_text()
     assert "reproduce: 2 jobs (2 machine types x 1 seed) on this machine" in r.stdout
     assert f"tensorboard --logdir {out / 'tb'}" in r.stdout  # every job's events under one root, served
-    served = served_tags(out / "tb", 2)
-    # each job's run, and its per-epoch charts in the run's `epochs` folder (#37: on an epoch axis)
+    served = served_tags(out / "tb", 4)
+    # each job's run (the batch axis), and its per-epoch charts in the run's `epochs` folder (#37: an epoch axis)
     assert sorted(run.split("-")[0] + ("/epochs" if run.endswith("/epochs") else "") for run in served) == [
         "ToyTrain/seed0", "ToyTrain/seed0/epochs", "fan/seed0", "fan/seed0/epochs"]
-    for run_tags in served.values():
-        assert {"loss/lossD", "epoch/recon", "hmean/D_lof", "selection/epoch", "lr/G"} <= run_tags
+    for job in ("ToyTrain/seed0", "fan/seed0"):
+        batches = next(tags for run, tags in served.items() if run.startswith(job) and not run.endswith("/epochs"))
+        epochs = next(tags for run, tags in served.items() if run.startswith(job) and run.endswith("/epochs"))
+        assert "loss/lossD" in batches and {"epoch/recon", "hmean/D_lof", "selection/epoch", "lr/G"} <= epochs
     with Image.open(out / "summary_curves.png") as im:  # what it says it draws: each type's metric over its seeds
         assert im.text["Title"] == ("dcase2022: hmean (%) per epoch on the labelled dev test set, the mean over "
                                     "seeds and their range")
