@@ -19,24 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import librosa
 import numpy as np
+from run import reference_features  # bench/run.py: librosa's own melspectrogram per clip
 
 from aegan import synth
 from aegan.data import audio
 
 ROOT = Path(__file__).resolve().parents[1]
 FEAT = {"fft_num": 2048, "frame_hop": 512, "mel_bin": 128}  # the paper's features
-
-
-def librosa_way(paths: list[Path]) -> np.ndarray:
-    out = []
-    for p in paths:
-        y, sr = librosa.load(p, sr=None, mono=True)
-        mel = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=FEAT["fft_num"], hop_length=FEAT["frame_hop"],
-                                             n_mels=FEAT["mel_bin"])
-        out.append(librosa.power_to_db(mel, ref=1.0).astype(np.float32))
-    return np.stack(out)
 
 
 def timed(fn) -> tuple[float, np.ndarray]:
@@ -56,11 +46,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = synth.make_2022(Path(tmp), "fan", seconds=a.seconds, n_train=a.clips, n_train_target=0, n_test=0)
         paths = sorted((root / "dev_data" / "fan" / "train").glob("*.wav"))
-        want = librosa_way(paths)  # also compiles librosa's numba kernels before any timing
+        want = reference_features(paths, FEAT)  # also compiles librosa's numba kernels before any timing
         times: dict[str, list[float]] = {}
         equal: dict[str, bool] = {}
         for _ in range(a.repeat):  # alternating, so that a busy machine slows every variant alike
-            times.setdefault("librosa", []).append(timed(lambda: librosa_way(paths))[0])
+            times.setdefault("librosa", []).append(timed(lambda: reference_features(paths, FEAT))[0])
             for threads in (default, 1):
                 audio.BLAS_THREADS = threads  # read at each call; forked workers inherit it
                 for workers in (1, 2):
