@@ -16,10 +16,10 @@ import json
 import os
 import platform
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from evaluation_cost import timed  # bench/evaluation_cost.py: (seconds, result) of one call
 from run import reference_features  # bench/run.py: librosa's own melspectrogram per clip
 
 from aegan import synth
@@ -27,12 +27,6 @@ from aegan.data import audio
 
 ROOT = Path(__file__).resolve().parents[1]
 FEAT = {"fft_num": 2048, "frame_hop": 512, "mel_bin": 128}  # the paper's features
-
-
-def timed(fn) -> tuple[float, np.ndarray]:
-    t0 = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t0, out
 
 
 def main() -> None:
