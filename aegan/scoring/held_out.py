@@ -84,13 +84,8 @@ def _lof_loo(lof, n: int) -> np.ndarray:
         kdist = np.array([without(o, i)[1][-1] for o in nb])
         return 1.0 / (np.mean(np.maximum(d, kdist)) + 1e-10)
 
-    out = np.empty(n)
-    for i in range(n):
-        nb, d = idx[i][:k], dist[i][:k]
-        kdist = np.array([without(o, i)[1][-1] for o in nb])
-        own = 1.0 / (np.mean(np.maximum(d, kdist)) + 1e-10)
-        out[i] = np.mean([lrd(o, i) for o in nb]) / own
-    return out
+    # clip i's own lrd is lrd(i, i): kneighbors without X never lists a clip among its own neighbours
+    return np.array([np.mean([lrd(o, i) for o in idx[i][:k]]) / lrd(i, i) for i in range(n)])
 
 
 def _maha_loo(emb: np.ndarray) -> np.ndarray:
